@@ -1,0 +1,12 @@
+"""Pure decision logic over numpy arrays: objectives, constraints and ranking.
+
+Nothing here reads files, clocks or networks. The planner builds a ``Candidates`` bundle
+(offering x start-hour arrays), the constraints give a feasibility mask, and ``rank`` orders
+the candidates under a ``Policy``.
+"""
+from .candidates import Candidates
+from .constraints import Limits, feasibility
+from .objectives import OBJECTIVES, TERMS, Policy
+from .rank import Ranking, rank
+
+__all__ = ["Candidates", "Limits", "feasibility", "Policy", "OBJECTIVES", "TERMS", "Ranking", "rank"]

@@ -1,0 +1,64 @@
+"""Constraints as boolean masks over candidates.
+
+A candidate ``(o, k)`` is feasible iff every constraint holds:
+
+* window:   ``start_h[k] <= latest_start_h``                       (max delay)
+* deadline: ``start_h[k] + runtime_h[o] <= deadline_h``            (must finish by)
+* max_usd_per_hour:  ``usd_per_hour[o] <= limit``
+* max_total_usd:     ``cost_usd[o] <= limit``
+* carbon_budget_kg:  ``kg_co2e[o, k] <= limit``
+* min_gpu_memory_gb: ``gpu_memory_gb[o] >= limit``
+* plus categorical per-offering masks computed by the planner (provider, region patterns,
+  GPU types and counts, spot), passed in as ``offering_masks``.
+
+``feasibility`` also counts, per constraint, how many candidates it rejects on its own, so an
+infeasible plan can say what eliminated the candidates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .candidates import Candidates
+
+# absolute slack on time comparisons: a run that ends within ~4 s of the deadline meets it
+TIME_EPS_H = 1e-3
+
+
+@dataclass(frozen=True)
+class Limits:
+    latest_start_h: float | None = None
+    deadline_h: float | None = None
+    max_usd_per_hour: float | None = None
+    max_total_usd: float | None = None
+    carbon_budget_kg: float | None = None
+    min_gpu_memory_gb: float | None = None
+
+
+def feasibility(
+    c: Candidates, limits: Limits, offering_masks: dict[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(feasible mask (O, K), {constraint: candidates it rejects on its own})."""
+    O, K = c.shape
+    masks: dict[str, np.ndarray] = {}
+    for name, m in (offering_masks or {}).items():
+        masks[name] = np.broadcast_to(np.asarray(m, dtype=bool)[:, None], (O, K))
+    if limits.latest_start_h is not None:
+        masks["max_delay"] = np.broadcast_to(c.start_h[None, :] <= limits.latest_start_h + TIME_EPS_H, (O, K))
+    if limits.deadline_h is not None:
+        masks["deadline"] = c.end_h <= limits.deadline_h + TIME_EPS_H
+    if limits.max_usd_per_hour is not None:
+        masks["max_usd_per_hour"] = np.broadcast_to((c.usd_per_hour <= limits.max_usd_per_hour)[:, None], (O, K))
+    if limits.max_total_usd is not None:
+        masks["max_total_usd"] = np.broadcast_to((c.cost_usd <= limits.max_total_usd)[:, None], (O, K))
+    if limits.carbon_budget_kg is not None:
+        masks["carbon_budget_kg"] = c.kg_co2e <= limits.carbon_budget_kg
+    if limits.min_gpu_memory_gb is not None:
+        masks["min_gpu_memory_gb"] = np.broadcast_to((c.gpu_memory_gb >= limits.min_gpu_memory_gb)[:, None], (O, K))
+    feasible = np.ones((O, K), dtype=bool)
+    eliminated = {}
+    for name, m in masks.items():
+        feasible &= m
+        eliminated[name] = int(O * K - np.count_nonzero(m))
+    return feasible, eliminated

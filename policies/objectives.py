@@ -1,0 +1,97 @@
+"""Objectives: what "best" means.
+
+Terms, all "lower is better", for candidate ``(o, k)``:
+
+* ``carbon`` = kg_co2e[o, k]   (operational over the run window + embodied)
+* ``cost``   = cost_usd[o]     (price x runtime; the same for every start)
+* ``time``   = start_h[k] + runtime_h[o]   (finish time, hours after now)
+
+Objectives:
+
+* ``carbon`` / ``cost`` / ``time``: minimise that term; ties go to the other terms in the order
+  carbon, cost, time (so "cost" picks the greenest window among equally priced ones).
+* ``weighted``: minimise ``sum_t w_t * (x_t - min_t) / (max_t - min_t)`` where min/max are taken
+  over the feasible candidates (min-max normalisation makes kg, USD and hours commensurable; a
+  term with zero range contributes 0). Weights must be >= 0 and not all zero.
+* ``lexicographic``: compare terms in ``order``; two values of a term count as equal when they
+  fall in the same bucket ``floor((x - min_t) / (tol * |min_t|))`` with ``tol = tolerance_pct/100``
+  (so "1 % more carbon" is a tie and the next term decides). The last term is compared exactly.
+* ``pareto``: the candidates no other feasible candidate beats on all of carbon, cost and time
+  (at least as good on all, strictly better on one); listed by carbon.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from carbonsched.errors import UserInputError
+
+from .candidates import Candidates
+
+TERMS = ("carbon", "cost", "time")
+OBJECTIVES = ("carbon", "cost", "time", "weighted", "lexicographic", "pareto")
+
+
+@dataclass(frozen=True)
+class Policy:
+    objective: str = "carbon"
+    weights: dict[str, float] = field(default_factory=lambda: {"carbon": 1.0, "cost": 0.0, "time": 0.0})
+    order: tuple[str, ...] = ("carbon", "cost", "time")
+    tolerance_pct: float = 1.0
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise UserInputError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        unknown = set(self.weights) - set(TERMS)
+        if unknown:
+            raise UserInputError(f"unknown weight term(s) {sorted(unknown)}; terms are {', '.join(TERMS)}")
+        for term, w in self.weights.items():
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+                raise UserInputError(f"weight for {term!r} must be a finite number >= 0, got {w!r}")
+        if self.objective == "weighted" and not any(self.weights.get(t, 0) > 0 for t in TERMS):
+            raise UserInputError("weighted objective needs at least one positive weight, e.g. weights = {carbon = 1, cost = 0.5}")
+        bad = [t for t in self.order if t not in TERMS]
+        if bad or not self.order or len(set(self.order)) != len(self.order):
+            raise UserInputError(f"order must list distinct terms among {', '.join(TERMS)}, got {list(self.order)}")
+        tol = self.tolerance_pct
+        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not math.isfinite(tol) or tol < 0:
+            raise UserInputError(f"tolerance_pct must be a finite number >= 0, got {tol!r}")
+
+    @property
+    def key_order(self) -> tuple[str, ...]:
+        """Terms in comparison order for the single-term and lexicographic objectives."""
+        if self.objective in TERMS:
+            return (self.objective,) + tuple(t for t in TERMS if t != self.objective)
+        if self.objective == "lexicographic":
+            return tuple(self.order) + tuple(t for t in TERMS if t not in self.order)
+        return TERMS
+
+
+def _masked_range(x: np.ndarray, feasible: np.ndarray) -> tuple[float, float]:
+    vals = x[feasible]
+    return float(vals.min()), float(vals.max())
+
+
+def weighted_score(c: Candidates, policy: Policy, feasible: np.ndarray) -> np.ndarray:
+    """(O, K) weighted sum of min-max normalised terms (see module docstring)."""
+    score = np.zeros(c.shape)
+    for term in TERMS:
+        w = float(policy.weights.get(term, 0.0))
+        if w == 0:
+            continue
+        x = c.term(term)
+        lo, hi = _masked_range(x, feasible)
+        if hi > lo:
+            score = score + w * (x - lo) / (hi - lo)
+    return score
+
+
+def bucketed(x: np.ndarray, feasible: np.ndarray, tolerance_pct: float) -> np.ndarray:
+    """Tolerance buckets of a term: ``floor((x - min) / (tol * |min|))`` (x itself when tol == 0)."""
+    if tolerance_pct <= 0:
+        return x
+    lo, _ = _masked_range(x, feasible)
+    width = tolerance_pct / 100.0 * max(abs(lo), 1e-9)
+    return np.floor((x - lo) / width)

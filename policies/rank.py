@@ -1,0 +1,101 @@
+"""Ranking: choose each offering's best start, then order the offerings.
+
+For one job the search is exact enumeration over all ``(o, k)`` candidates, vectorised:
+
+1. Per offering ``o``, the best start ``k*(o)`` minimises the objective's primary array over
+   feasible ``k`` (``np.argmin`` returns the first minimum, so exact ties go to the earliest
+   start). Cost does not depend on ``k`` and finish time grows with ``k``, so the per-row choice
+   only needs the carbon, weighted or bucketed arrays.
+2. Offerings are sorted (``np.lexsort``) by the objective's keys at their best start.
+
+Pareto mode keeps every non-dominated candidate: within a row cost is constant and time grows
+with ``k``, so only starts whose carbon is strictly below every earlier feasible start's can be
+non-dominated; those survivors are then filtered against each other on (carbon, cost, time).
+Cost: O(O*K) for step 1, O(O log O) for step 2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .candidates import Candidates
+from .objectives import Policy, bucketed, weighted_score
+
+
+@dataclass(frozen=True, eq=False)
+class Ranking:
+    offering: np.ndarray  # (N,) offering index o of each ranked candidate, best first
+    start: np.ndarray  # (N,) start index k
+    score: np.ndarray  # (N,) objective value shown to users (term value or weighted score)
+    n_feasible: int
+
+
+def _row_argmin(x: np.ndarray, feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows with any feasible candidate, their argmin column) of ``x`` restricted to feasible."""
+    rows = np.flatnonzero(feasible.any(axis=1))
+    sub = np.where(feasible[rows], x[rows], np.inf)
+    return rows, np.argmin(sub, axis=1)
+
+
+def _row_lexmin(keys: list[np.ndarray], feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the first column minimising ``keys`` lexicographically among feasible columns."""
+    rows = np.flatnonzero(feasible.any(axis=1))
+    mask = feasible[rows].copy()
+    for key in keys:
+        k = np.where(mask, key[rows], np.inf)
+        mask &= k <= k.min(axis=1, keepdims=True)
+    return rows, np.argmax(mask, axis=1)
+
+
+def _pareto(c: Candidates, feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    carbon = np.where(feasible, c.kg_co2e, np.inf)
+    prev_min = np.minimum.accumulate(carbon, axis=1)
+    prev_min = np.concatenate([np.full((carbon.shape[0], 1), np.inf), prev_min[:, :-1]], axis=1)
+    o, k = np.nonzero(feasible & (carbon < prev_min))
+    pts = np.stack([c.kg_co2e[o, k], c.cost_usd[o], c.start_h[k] + c.runtime_h[o]], axis=1)
+    order = np.lexsort((pts[:, 2], pts[:, 1], pts[:, 0]))
+    front: list[int] = []
+    for i in order:
+        p = pts[i]
+        if front:
+            f = pts[front]
+            if np.any(np.all(f <= p, axis=1)):
+                continue  # sorted by carbon, so nothing later can dominate an earlier point
+        front.append(i)
+    idx = np.array(front, dtype=int)
+    return o[idx], k[idx]
+
+
+def rank(c: Candidates, feasible: np.ndarray, policy: Policy) -> Ranking:
+    """Rank candidates under ``policy``; one entry per offering (its best start), or the Pareto front."""
+    n_feasible = int(np.count_nonzero(feasible))
+    if n_feasible == 0:
+        empty = np.array([], dtype=int)
+        return Ranking(empty, empty, np.array([]), 0)
+    if policy.objective == "pareto":
+        o, k = _pareto(c, feasible)
+        return Ranking(o, k, c.kg_co2e[o, k], n_feasible)
+
+    if policy.objective == "weighted":
+        primary = weighted_score(c, policy, feasible)
+        rows, ks = _row_argmin(primary, feasible)
+        keys = [c.start_h[ks] + c.runtime_h[rows], c.cost_usd[rows], c.kg_co2e[rows, ks], primary[rows, ks]]
+        score = primary[rows, ks]
+    elif policy.objective == "lexicographic":
+        arrays = {t: c.term(t) for t in policy.key_order}
+        bucket = {t: bucketed(a, feasible, policy.tolerance_pct) for t, a in arrays.items()}
+        row_keys = [bucket[t] for t in policy.key_order[:-1]] + [arrays[policy.key_order[-1]]]
+        rows, ks = _row_lexmin(row_keys, feasible)
+        keys = [arrays[policy.key_order[-1]][rows, ks]] + [bucket[t][rows, ks] for t in reversed(policy.key_order[:-1])]
+        score = arrays[policy.key_order[0]][rows, ks]
+    else:
+        # single term; per row the choice is by carbon (cost is constant in k; for "time" the
+        # earliest feasible start is also the earliest finish, and argmin of time finds it)
+        per_row = c.end_h if policy.objective == "time" else c.kg_co2e
+        rows, ks = _row_argmin(per_row, feasible)
+        values = {"carbon": c.kg_co2e[rows, ks], "cost": c.cost_usd[rows], "time": c.start_h[ks] + c.runtime_h[rows]}
+        keys = [values[t] for t in reversed(policy.key_order)]
+        score = values[policy.objective]
+    order = np.lexsort(keys)
+    return Ranking(rows[order], ks[order], score[order], n_feasible)

@@ -1,0 +1,104 @@
+"""The embedded offerings snapshot (``data/offerings.csv``, reduced from SkyPilot's catalog).
+
+Zones of one instance type in one region usually share the on-demand price; they are merged
+into one offering listing every zone (``zone=None``). Where zone prices differ (spot prices on
+AWS do) the offering takes the cheapest zone and names it.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from carbonsched import data
+from carbonsched.errors import DataError
+from carbonsched.models import Offering
+
+
+def _num(raw: str, what: str, row: dict) -> float | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DataError(f"offerings data: {what} {raw!r} is not a number in {row}") from None
+    if not math.isfinite(value) or value < 0:
+        raise DataError(f"offerings data: {what} {raw!r} is not a finite non-negative number in {row}")
+    return value
+
+
+def _cheapest(prices: dict[str, float]) -> tuple[float, str | None]:
+    """(price, zone) for the cheapest zone, zone None when every zone has the same price."""
+    zone = min(prices, key=lambda z: (prices[z], z))
+    price = prices[zone]
+    return price, (None if len(set(prices.values())) == 1 else zone)
+
+
+def _parse_offerings(rows: list[dict], source: str = "embedded") -> list[Offering]:
+    """Group per-zone rows into on-demand and spot offerings per (provider, region, instance)."""
+    groups: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["provider"], row["region"], row["instance_type"])
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"row": row, "od": {}, "spot": {}}
+        od = _num(row["price_usd_per_hour"], "price_usd_per_hour", row)
+        if od is None:
+            continue
+        zone = row.get("zone") or ""
+        g["od"][zone] = od
+        spot = _num(row.get("spot_price_usd_per_hour"), "spot_price_usd_per_hour", row)
+        if spot is not None and spot > 0:
+            g["spot"][zone] = spot
+    offerings = []
+    for (provider, region, instance), g in groups.items():
+        if not g["od"]:
+            continue
+        row = g["row"]
+        common = dict(
+            provider=provider,
+            region=region,
+            instance_type=instance,
+            gpu=row["gpu"],
+            gpu_count=int(float(row["gpu_count"])),
+            vcpus=_num(row.get("vcpus"), "vcpus", row) or 0.0,
+            memory_gib=_num(row.get("memory_gib"), "memory_gib", row) or 0.0,
+            gpu_memory_gib=_num(row.get("gpu_memory_gib"), "gpu_memory_gib", row) or 0.0,
+            price_basis=row.get("price_basis", ""),
+            source=source,
+        )
+        for market, prices in (("on-demand", g["od"]), ("spot", g["spot"])):
+            if prices:
+                price, zone = _cheapest(prices)
+                offerings.append(Offering(price_usd_per_hour=price, market=market, zone=zone,
+                                          zones=tuple(sorted(z for z in prices if z)), **common))
+    return offerings
+
+
+@lru_cache(maxsize=1)
+def read_offerings() -> tuple[Offering, ...]:
+    return tuple(_parse_offerings(data.read_rows("offerings.csv")))
+
+
+def _offerings_as_of() -> str:
+    for row in data.read_rows("provenance.csv"):
+        if row["file"] == "offerings.csv":
+            return row["retrieved"]
+    return "unknown"
+
+
+class EmbeddedCatalog:
+    """Offerings from the snapshot shipped with carbonsched (no credentials, no network)."""
+
+    name = "embedded"
+
+    def list_offerings(self) -> list[Offering]:
+        return list(read_offerings())
+
+    def describe(self) -> dict:
+        return {
+            "name": "offerings",
+            "source": "embedded snapshot of SkyPilot's public VM catalog (list prices)",
+            "as_of": _offerings_as_of(),
+            "note": "prices may have changed; spot prices are a snapshot, not live",
+        }

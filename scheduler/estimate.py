@@ -1,0 +1,132 @@
+"""The estimation model: runtime, energy, emissions and cost of every (offering, start) candidate.
+
+For offering ``o`` (n GPUs of type g, in region r) and start ``s``:
+
+* runtime (h)::
+
+      runtime = hours_ref * (n_ref * S(g_ref) * E(n_ref)) / (n * S(g) * E(n)),   E(n) = eff ** log2(n)
+
+  ``S`` = measured throughput when the job gives one, else the datasheet's dense bf16 (fp16 for
+  GPUs without bf16) TFLOPS; ``eff`` = ``gpu_scaling_efficiency`` (throughput kept per doubling).
+* power (W)::
+
+      P = n * u * TDP(g) + vcpus * host_w_per_vcpu + memory_gib * host_w_per_gib
+
+  ``u`` = ``utilisation_factor`` (default 0.84: a transformer training loop on one H100 SXM drew
+  588 W of its 700 W TDP; a bf16 matmul loop 1.00; an input-starved loop 0.45). Host: 3.4 W per
+  vCPU (a 270 W, 40-core / 80-thread Xeon Platinum 8380 at TDP) and 0.3725 W per GiB of RAM
+  (Green Algorithms' memory power).
+* energy (kWh) = P * runtime * PUE(r) / 1000, spread evenly over ``[s, s + runtime)``.
+* operational kgCO2e = energy * I_mean / 1000, where ``I_mean`` is the time-average of the
+  region's hourly intensity forecast over exactly ``[s, s + runtime)`` (piecewise-constant hours,
+  integrated with prefix sums, so partial hours count by their fraction).
+* embodied kgCO2e = n * embodied_kg(g) * runtime / life_hours, ``life_hours`` = 13,149 h
+  (Green Algorithms' active lifespan of a cloud server: 3 years at 50 % utilisation).
+* cost (USD) = price_usd_per_hour(o) * runtime.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import JobSpecError
+
+EMBODIED_LIFE_HOURS = 13149.0
+
+
+@dataclass(frozen=True)
+class PowerModel:
+    utilisation_factor: float = 0.84
+    host_w_per_vcpu: float = 3.4
+    host_w_per_gib: float = 0.3725
+    gpu_scaling_efficiency: float = 0.9
+    embodied_life_hours: float = EMBODIED_LIFE_HOURS
+
+    def __post_init__(self):
+        checks = {
+            "utilisation_factor": (0.0, 1.5, False),
+            "host_w_per_vcpu": (0.0, 100.0, True),
+            "host_w_per_gib": (0.0, 10.0, True),
+            "gpu_scaling_efficiency": (0.0, 1.0, False),
+            "embodied_life_hours": (0.0, 1e7, False),
+        }
+        for name, (lo, hi, zero_ok) in checks.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v > hi or v < lo or (v == lo and not zero_ok):
+                raise JobSpecError(f"power.{name} must be a number in {'[' if zero_ok else '('}{lo}, {hi}], got {v!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class OfferingArrays:
+    """Per-offering inputs, one entry per offering (index o)."""
+
+    gpu_count: np.ndarray
+    speed: np.ndarray  # throughput per GPU, same unit as ref_speed
+    tdp_w: np.ndarray
+    vcpus: np.ndarray
+    memory_gib: np.ndarray
+    pue: np.ndarray
+    embodied_kg_per_gpu: np.ndarray
+    usd_per_hour: np.ndarray
+    region_index: np.ndarray  # row of the intensity matrix
+
+
+@dataclass(frozen=True, eq=False)
+class Estimates:
+    runtime_h: np.ndarray  # (O,)
+    power_w: np.ndarray  # (O,) IT power (before PUE)
+    energy_kwh: np.ndarray  # (O,)
+    cost_usd: np.ndarray  # (O,)
+    kg_embodied: np.ndarray  # (O,)
+    mean_intensity: np.ndarray  # (O, K) g/kWh
+    kg_operational: np.ndarray  # (O, K)
+
+    @property
+    def kg_co2e(self) -> np.ndarray:
+        return self.kg_operational + self.kg_embodied[:, None]
+
+
+def runtime_hours(hours_ref: float, n_ref: int, ref_speed: float, n: np.ndarray, speed: np.ndarray, eff: float) -> np.ndarray:
+    """Runtime on n GPUs of speed ``speed`` given ``hours_ref`` on ``n_ref`` GPUs of ``ref_speed``."""
+    n = np.asarray(n, dtype=float)
+    rel_eff = eff ** np.log2(n / n_ref)  # E(n) / E(n_ref)
+    return hours_ref * (n_ref * ref_speed) / (n * np.asarray(speed, dtype=float) * rel_eff)
+
+
+def window_mean(cum: np.ndarray, region_index: np.ndarray, start_h: np.ndarray, runtime_h: np.ndarray) -> np.ndarray:
+    """(O, K) mean of piecewise-constant hourly series over ``[start, start + runtime)``.
+
+    ``cum[r, i]`` = sum of the first ``i`` hourly values of region r (shape (R, H+1)); times are
+    hours from the series start. ``C(x) = cum[floor x] + (x - floor x) * v[floor x]``.
+    """
+    a = np.broadcast_to(start_h[None, :], (runtime_h.shape[0], start_h.shape[0]))
+    b = a + runtime_h[:, None]
+    r = region_index[:, None]
+    H = cum.shape[1] - 1
+
+    def integral(x):
+        i = np.minimum(np.floor(x).astype(np.int64), H - 1)
+        v = cum[r, i + 1] - cum[r, i]
+        return cum[r, i] + (x - i) * v
+
+    return (integral(b) - integral(a)) / runtime_h[:, None]
+
+
+def estimate(o: OfferingArrays, *, hours_ref: float, n_ref: int, ref_speed: float, power: PowerModel,
+             start_h: np.ndarray, intensity_cum: np.ndarray) -> Estimates:
+    """Vectorised estimates for all offerings x starts (see the module docstring for the model)."""
+    runtime = runtime_hours(hours_ref, n_ref, ref_speed, o.gpu_count, o.speed, power.gpu_scaling_efficiency)
+    power_w = (o.gpu_count * power.utilisation_factor * o.tdp_w
+               + o.vcpus * power.host_w_per_vcpu + o.memory_gib * power.host_w_per_gib)
+    energy = power_w * runtime * o.pue / 1000.0
+    mean_i = window_mean(intensity_cum, o.region_index, start_h, runtime)
+    kg_op = energy[:, None] * mean_i / 1000.0
+    kg_emb = o.gpu_count * o.embodied_kg_per_gpu * runtime / power.embodied_life_hours
+    return Estimates(runtime_h=runtime, power_w=power_w, energy_kwh=energy, cost_usd=o.usd_per_hour * runtime,
+                     kg_embodied=kg_emb, mean_intensity=mean_i, kg_operational=kg_op)

@@ -1,0 +1,321 @@
+"""Job specifications: the TOML format, its validation, and the JobSpec value type.
+
+A job file (every key documented; unknown keys are errors with a suggestion)::
+
+    name = "bert-pretrain"          # label (optional, default "job")
+    command = "python train.py"     # what to run; stored with the plan, used by `submit`
+    gpu = "A100"                    # reference GPU: the type your runtime estimate is for
+    gpus = 8                        # GPUs per instance (reference run and candidates)
+    hours = 12                      # runtime on gpus x gpu, hours (or "90m", "2d")
+
+    [window]                        # when the job may run (UTC; ISO 8601)
+    earliest_start = "2026-11-28T00:00:00Z"   # default: now
+    deadline = "2026-11-30T00:00:00Z"         # must FINISH by then
+    max_delay = "24h"               # latest start = earliest_start + max_delay
+                                    # neither deadline nor max_delay: start at earliest_start only
+
+    [constraints]
+    gpu_types = ["A100", "A100-80GB", "H100"] # acceptable GPU types (default: every GPU with at
+                                              # least the reference GPU's memory)
+    gpu_counts = [8]                # acceptable GPUs per instance (default: [gpus]); other counts
+                                    # scale the runtime (see [power].gpu_scaling_efficiency)
+    min_gpu_memory_gb = 40
+    providers = ["aws", "gcp"]
+    regions = ["aws:eu-*", "gcp:europe-*"]    # glob patterns on region ids (data residency)
+    exclude_regions = ["aws:eu-south-*"]
+    max_usd_per_hour = 40.0
+    max_total_usd = 500.0
+    carbon_budget_kg = 100.0        # kgCO2e, operational + embodied
+    spot = false                    # also consider spot capacity
+
+    [policy]
+    objective = "carbon"            # carbon | cost | time | weighted | lexicographic | pareto
+    weights = { carbon = 1.0, cost = 0.5, time = 0.0 }   # for "weighted"
+    order = ["carbon", "cost", "time"]                   # for "lexicographic"
+    tolerance_pct = 1.0             # lexicographic: differences below this count as ties
+
+    [power]                         # the estimation model, see carbonsched.estimate
+    utilisation_factor = 0.84       # mean GPU power / TDP while training
+    host_w_per_vcpu = 3.4
+    host_w_per_gib = 0.3725
+    gpu_scaling_efficiency = 0.9    # throughput kept per doubling of GPU count
+
+    [throughput]                    # optional measured speeds (any unit, same for all GPUs);
+    A100 = 1.0                      # must include the reference GPU; others scale by datasheet
+    H100 = 2.6
+
+    [baseline]
+    region = "aws:us-east-1"        # "default region, now" comparison (default from settings)
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from .errors import JobSpecError
+from .estimate import PowerModel
+from .units import parse_duration_hours, parse_utc
+
+from carbonsched.policies import Policy
+
+PROVIDERS = ("aws", "gcp")
+
+SCHEMA: dict[str, object] = {
+    "name": str, "command": str, "gpu": str, "gpus": int, "hours": "duration",
+    "window": {"earliest_start": "time", "deadline": "time", "max_delay": "duration"},
+    "constraints": {
+        "gpu_types": "strlist", "gpu_counts": "intlist", "min_gpu_memory_gb": "number",
+        "providers": "strlist", "regions": "strlist", "exclude_regions": "strlist",
+        "max_usd_per_hour": "number", "max_total_usd": "number", "carbon_budget_kg": "number",
+        "spot": bool,
+    },
+    "policy": {"objective": str, "weights": "numbermap", "order": "strlist", "tolerance_pct": "number"},
+    "power": {"utilisation_factor": "number", "host_w_per_vcpu": "number", "host_w_per_gib": "number",
+              "gpu_scaling_efficiency": "number"},
+    "throughput": "numbermap",
+    "baseline": {"region": str},
+}
+REQUIRED = ("gpu", "gpus", "hours")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated training job. Times are aware UTC datetimes; durations are hours."""
+
+    gpu: str
+    gpus: int
+    hours: float
+    name: str = "job"
+    command: str | None = None
+    earliest_start: datetime | None = None
+    deadline: datetime | None = None
+    max_delay_hours: float | None = None
+    gpu_types: tuple[str, ...] | None = None
+    gpu_counts: tuple[int, ...] | None = None
+    min_gpu_memory_gb: float | None = None
+    providers: tuple[str, ...] | None = None
+    regions: tuple[str, ...] | None = None
+    exclude_regions: tuple[str, ...] = ()
+    max_usd_per_hour: float | None = None
+    max_total_usd: float | None = None
+    carbon_budget_kg: float | None = None
+    spot: bool = False
+    throughput: dict[str, float] | None = None
+    power: PowerModel = field(default_factory=PowerModel)
+    policy: Policy = field(default_factory=Policy)
+    baseline_region: str | None = None
+
+    def with_policy(self, policy: Policy) -> "JobSpec":
+        return replace(self, policy=policy)
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly echo of the job (as in the plan's ``job`` field)."""
+        from .units import iso_utc
+
+        return {
+            "name": self.name, "command": self.command, "gpu": self.gpu, "gpus": self.gpus, "hours": self.hours,
+            "window": {
+                "earliest_start": iso_utc(self.earliest_start) if self.earliest_start else None,
+                "deadline": iso_utc(self.deadline) if self.deadline else None,
+                "max_delay_hours": self.max_delay_hours,
+            },
+            "constraints": {
+                "gpu_types": list(self.gpu_types) if self.gpu_types else None,
+                "gpu_counts": list(self.gpu_counts) if self.gpu_counts else None,
+                "min_gpu_memory_gb": self.min_gpu_memory_gb,
+                "providers": list(self.providers) if self.providers else None,
+                "regions": list(self.regions) if self.regions else None,
+                "exclude_regions": list(self.exclude_regions),
+                "max_usd_per_hour": self.max_usd_per_hour, "max_total_usd": self.max_total_usd,
+                "carbon_budget_kg": self.carbon_budget_kg, "spot": self.spot,
+            },
+            "policy": {"objective": self.policy.objective, "weights": dict(self.policy.weights),
+                       "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct},
+            "power": self.power.to_dict(),
+            "throughput": dict(self.throughput) if self.throughput else None,
+            "baseline_region": self.baseline_region,
+        }
+
+
+def _where(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+def _check_keys(table: dict, schema: dict, path: tuple[str, ...]) -> None:
+    for key in table:
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            hint = f"; did you mean {_where(path + (close[0],))!r}?" if close else f"; allowed here: {', '.join(schema)}"
+            raise JobSpecError(f"unknown key {_where(path + (key,))!r}{hint}")
+
+
+def _number(value, where: str, *, positive: bool = False, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise JobSpecError(f"{where} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise JobSpecError(f"{where} must be a finite number, got {value!r}")
+    if value < 0 or (positive and value == 0) or (not allow_zero and value == 0):
+        raise JobSpecError(f"{where} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+    return value
+
+
+def _typed(value, kind, where: str):
+    if kind is str:
+        if not isinstance(value, str) or not value.strip():
+            raise JobSpecError(f"{where} must be a non-empty string, got {value!r}")
+        return value.strip()
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise JobSpecError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise JobSpecError(f"{where} must be a whole number, got {value!r}")
+        if value < 1:
+            raise JobSpecError(f"{where} must be at least 1, got {value!r}")
+        return value
+    if kind == "number":
+        return _number(value, where)
+    if kind == "duration":
+        return parse_duration_hours(value, where)
+    if kind == "time":
+        return parse_utc(value, where)
+    if kind in ("strlist", "intlist"):
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise JobSpecError(f"{where} must be a non-empty list, got {value!r}")
+        return tuple(_typed(v, str if kind == "strlist" else int, f"{where}[{i}]") for i, v in enumerate(value))
+    if kind == "numbermap":
+        if not isinstance(value, dict) or not value:
+            raise JobSpecError(f"{where} must be a table of numbers, e.g. {{ carbon = 1.0 }}, got {value!r}")
+        return {str(k): _number(v, f"{where}.{k}") for k, v in value.items()}
+    raise AssertionError(kind)
+
+
+def _flatten(raw: dict, schema: dict, path: tuple[str, ...] = ()) -> dict:
+    """Type-check ``raw`` against ``schema``; returns {dotted key: value}."""
+    if not isinstance(raw, dict):
+        raise JobSpecError(f"{_where(path) or 'job'} must be a table")
+    _check_keys(raw, schema, path)
+    out = {}
+    for key, value in raw.items():
+        kind = schema[key]
+        if isinstance(kind, dict):
+            if not isinstance(value, dict):
+                raise JobSpecError(f"{_where(path + (key,))} must be a table ([{key}]), got {value!r}")
+            out.update(_flatten(value, kind, path + (key,)))
+        else:
+            out[_where(path + (key,))] = _typed(value, kind, _where(path + (key,)))
+    return out
+
+
+def read_job_file(path: str | Path) -> dict:
+    """Raw TOML of a job file; JobSpecError with the position when it is malformed."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise JobSpecError(f"job file {str(path)!r} not found; pass a TOML file or use flags (--gpu, --gpus, --hours)") from None
+    except IsADirectoryError:
+        raise JobSpecError(f"{str(path)!r} is a directory; pass a job TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise JobSpecError(f"{path}: malformed TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise JobSpecError(f"{path}: not a UTF-8 text file") from None
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep merge of raw job tables (``override`` wins), used for file + CLI flags."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def job_from_dict(raw: dict) -> JobSpec:
+    """Validate a raw job table (from TOML or flags) into a JobSpec; JobSpecError when wrong."""
+    from .refdata import read_gpus, read_regions, resolve_gpu
+
+    flat = _flatten(raw, SCHEMA)
+    missing = [k for k in REQUIRED if k not in flat]
+    if missing:
+        raise JobSpecError(
+            f"job lacks {', '.join(missing)}: say which GPU the runtime is for and how long it takes, "
+            "e.g. gpu = \"A100\", gpus = 8, hours = 12 (or --gpu A100 --gpus 8 --hours 12)"
+        )
+    if flat["hours"] <= 0:
+        raise JobSpecError(f"hours must be > 0, got {raw.get('hours')!r}")
+    gpus = read_gpus()
+    ref = resolve_gpu(flat["gpu"], gpus)
+    gpu_types = tuple(dict.fromkeys(resolve_gpu(g, gpus).name for g in flat["constraints.gpu_types"])) \
+        if "constraints.gpu_types" in flat else None
+    providers = flat.get("constraints.providers")
+    if providers:
+        providers = tuple(p.lower() for p in providers)
+        for p in providers:
+            if p not in PROVIDERS:
+                raise JobSpecError(f"constraints.providers: unknown provider {p!r}; known: {', '.join(PROVIDERS)}")
+    region_ids = sorted(read_regions())
+    for key in ("constraints.regions", "constraints.exclude_regions"):
+        for pattern in flat.get(key, ()):
+            if not fnmatch.filter(region_ids, pattern.lower()):
+                close = difflib.get_close_matches(pattern.lower(), region_ids, n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(close)}?" if close else "; patterns look like 'aws:eu-*' or 'gcp:europe-west4'"
+                raise JobSpecError(f"{key}: {pattern!r} matches no known region{hint} (see `carbonsched regions`)")
+    throughput = flat.get("throughput")
+    if throughput is not None:
+        throughput = {resolve_gpu(k, gpus).name: _number(v, f"throughput.{k}", positive=True) for k, v in throughput.items()}
+        if ref.name not in throughput:
+            raise JobSpecError(f"throughput must include the reference GPU {ref.name} (the speed your hours were measured at)")
+    earliest, deadline = flat.get("window.earliest_start"), flat.get("window.deadline")
+    if earliest and deadline and deadline <= earliest:
+        raise JobSpecError("window.deadline must be after window.earliest_start")
+    policy_kwargs = {}
+    for key, attr in (("policy.objective", "objective"), ("policy.weights", "weights"),
+                      ("policy.order", "order"), ("policy.tolerance_pct", "tolerance_pct")):
+        if key in flat:
+            policy_kwargs[attr] = flat[key]
+    if "weights" in policy_kwargs:
+        policy_kwargs["weights"] = {"carbon": 0.0, "cost": 0.0, "time": 0.0, **policy_kwargs["weights"]}
+    power_kwargs = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("power.")}
+    baseline = flat.get("baseline.region")
+    if baseline:
+        from .refdata import resolve_region
+
+        baseline = resolve_region(baseline).region_id
+    return JobSpec(
+        gpu=ref.name, gpus=flat["gpus"], hours=flat["hours"],
+        name=flat.get("name", "job"), command=flat.get("command"),
+        earliest_start=earliest, deadline=deadline, max_delay_hours=flat.get("window.max_delay"),
+        gpu_types=gpu_types, gpu_counts=tuple(sorted(set(flat["constraints.gpu_counts"]))) if "constraints.gpu_counts" in flat else None,
+        min_gpu_memory_gb=flat.get("constraints.min_gpu_memory_gb"),
+        providers=providers, regions=tuple(p.lower() for p in flat["constraints.regions"]) if "constraints.regions" in flat else None,
+        exclude_regions=tuple(p.lower() for p in flat.get("constraints.exclude_regions", ())),
+        max_usd_per_hour=flat.get("constraints.max_usd_per_hour"),
+        max_total_usd=flat.get("constraints.max_total_usd"),
+        carbon_budget_kg=flat.get("constraints.carbon_budget_kg"),
+        spot=flat.get("constraints.spot", False),
+        throughput=throughput,
+        power=PowerModel(**power_kwargs),
+        policy=Policy(**policy_kwargs),
+        baseline_region=baseline,
+    )
+
+
+def load_job(path: str | Path, overrides: dict | None = None) -> JobSpec:
+    """Read, merge CLI overrides into, and validate a job file."""
+    return job_from_dict(merge(read_job_file(path), overrides or {}))

@@ -1,0 +1,317 @@
+"""The planner: job + now -> ranked placements with estimates and a baseline.
+
+Steps: list offerings (providers.cloud) -> keep those the job may use (categorical
+constraints, counted) -> candidate starts in the window -> intensity series per region
+(providers.grid) -> vectorised estimates (carbonsched.estimate) -> feasibility and ranking
+(carbonsched.policies) -> Plan, with "default region, start now" as the baseline.
+
+Candidate starts: the window's first instant (``max(now, earliest_start)``), then every UTC
+hour boundary up to the latest start (``earliest + max_delay``, else the deadline; with neither,
+only the first instant).
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank
+from .errors import InfeasibleError, JobSpecError
+from .estimate import OfferingArrays, estimate
+from .jobspec import JobSpec
+from .models import Forecast, Gpu, Offering, Placement, Region
+from .result import Plan
+from .refdata import read_gpus, read_regions, resolve_region
+from .settings import Settings, resolve_settings
+from .units import hours_between, iso_utc
+
+MAX_WINDOW_HOURS = 24 * 90
+
+CONSTRAINT_HINTS = {
+    "gpu_type": "accept more GPU types (constraints.gpu_types / --accept-gpu)",
+    "gpu_count": "allow other GPU counts per instance (constraints.gpu_counts)",
+    "provider": "allow more providers (constraints.providers)",
+    "region": "widen constraints.regions",
+    "exclude_regions": "exclude fewer regions (constraints.exclude_regions)",
+    "min_gpu_memory_gb": "lower constraints.min_gpu_memory_gb",
+    "max_delay": "allow a longer delay (window.max_delay)",
+    "deadline": "move window.deadline later",
+    "max_usd_per_hour": "raise constraints.max_usd_per_hour",
+    "max_total_usd": "raise constraints.max_total_usd",
+    "carbon_budget_kg": "raise constraints.carbon_budget_kg",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    earliest: datetime
+    latest_start: datetime
+    deadline: datetime | None
+    starts: tuple[datetime, ...]
+
+
+def candidate_window(job: JobSpec, now: datetime) -> tuple[Window, list[str]]:
+    """The candidate start instants for ``job`` at ``now`` (see module docstring)."""
+    warnings = []
+    earliest = now
+    if job.earliest_start is not None:
+        if job.earliest_start < now:
+            warnings.append(f"earliest_start {iso_utc(job.earliest_start)} is in the past; planning from now")
+        else:
+            earliest = job.earliest_start
+    if job.deadline is not None and job.deadline <= now:
+        raise JobSpecError(f"deadline {iso_utc(job.deadline)} is not after now ({iso_utc(now)}); set a later deadline")
+    if job.max_delay_hours is not None:
+        latest = earliest + timedelta(hours=job.max_delay_hours)
+        if job.deadline is not None:
+            latest = min(latest, job.deadline)
+    elif job.deadline is not None:
+        latest = job.deadline
+    else:
+        latest = earliest
+        warnings.append("start times: now only; allow waiting for a greener hour with window.max_delay (--max-delay 24h) or a deadline")
+    if hours_between(earliest, latest) > MAX_WINDOW_HOURS:
+        raise JobSpecError(f"the start window spans {hours_between(earliest, latest):.0f} h; at most {MAX_WINDOW_HOURS} h (90 days) is supported: shorten max_delay or the deadline")
+    first_boundary = earliest.replace(minute=0, second=0, microsecond=0)
+    if first_boundary < earliest:
+        first_boundary += timedelta(hours=1)
+    n_more = int(math.floor(hours_between(first_boundary, latest) + 1e-9)) + 1 if first_boundary <= latest else 0
+    starts = [earliest] + [first_boundary + timedelta(hours=i) for i in range(n_more) if first_boundary + timedelta(hours=i) > earliest]
+    return Window(earliest, latest, job.deadline, tuple(starts)), warnings
+
+
+def accepted_gpu_types(job: JobSpec, gpus: dict[str, Gpu]) -> set[str]:
+    """The job's GPU types: as listed, else every GPU with at least the reference GPU's memory."""
+    if job.gpu_types:
+        return set(job.gpu_types)
+    ref = gpus[job.gpu]
+    return {name for name, g in gpus.items() if g.memory_gb >= ref.memory_gb}
+
+
+def _categorical_masks(offerings: list[Offering], job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, np.ndarray]:
+    types = accepted_gpu_types(job, gpus)
+    counts = set(job.gpu_counts or (job.gpus,))
+    ids = [o.region_id for o in offerings]
+    masks = {
+        "gpu_type": np.array([o.gpu in types for o in offerings]),
+        "gpu_count": np.array([o.gpu_count in counts for o in offerings]),
+    }
+    if job.providers:
+        masks["provider"] = np.array([o.provider in job.providers for o in offerings])
+    if job.regions:
+        masks["region"] = np.array([any(fnmatch.fnmatchcase(i, p) for p in job.regions) for i in ids])
+    if job.exclude_regions:
+        masks["exclude_regions"] = np.array([not any(fnmatch.fnmatchcase(i, p) for p in job.exclude_regions) for i in ids])
+    return masks
+
+
+def _speeds(job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, float]:
+    """Throughput per GPU type in one unit: measured where the job gives it, else datasheet-scaled."""
+    ref = gpus[job.gpu]
+    measured = job.throughput or {}
+    ref_speed = measured.get(ref.name, ref.training_tflops)
+    return {name: measured.get(name, ref_speed * g.training_tflops / ref.training_tflops) for name, g in gpus.items()}
+
+
+def _offering_arrays(offerings: list[Offering], regions: dict[str, Region], gpus: dict[str, Gpu],
+                     speeds: dict[str, float], region_rows: dict[str, int]) -> OfferingArrays:
+    def arr(f, dtype=float):
+        return np.array([f(o) for o in offerings], dtype=dtype)
+
+    return OfferingArrays(
+        gpu_count=arr(lambda o: o.gpu_count),
+        speed=arr(lambda o: speeds[o.gpu]),
+        tdp_w=arr(lambda o: gpus[o.gpu].tdp_w),
+        vcpus=arr(lambda o: o.vcpus),
+        memory_gib=arr(lambda o: o.memory_gib),
+        pue=arr(lambda o: regions[o.region_id].pue),
+        embodied_kg_per_gpu=arr(lambda o: gpus[o.gpu].embodied_kg_co2e),
+        usd_per_hour=arr(lambda o: o.price_usd_per_hour),
+        region_index=arr(lambda o: region_rows[o.region_id], dtype=np.int64),
+    )
+
+
+def _intensity_cum(forecasts: list[Forecast]) -> np.ndarray:
+    """(R, H+1) prefix sums of the hourly series (H = common length)."""
+    series = np.stack([f.intensity_g_per_kwh for f in forecasts])
+    return np.concatenate([np.zeros((series.shape[0], 1)), np.cumsum(series, axis=1)], axis=1)
+
+
+def _infeasible_message(eliminated: dict[str, int], total: int, facts: dict[str, str]) -> str:
+    parts = []
+    for name, count in sorted(eliminated.items(), key=lambda kv: -kv[1]):
+        if count == 0:
+            continue
+        fact = f" ({facts[name]})" if name in facts else ""
+        parts.append(f"{name} rejects {count:,}{fact}")
+    worst = max(eliminated, key=eliminated.get) if eliminated else None
+    hint = f"; to fix: {CONSTRAINT_HINTS.get(worst, 'relax ' + str(worst))}" if worst else ""
+    return f"no placement satisfies the constraints: of {total:,} candidates (offering x start), " + "; ".join(parts) + hint
+
+
+def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
+         offerings_source=None, forecast_source=None, top: int | None = 10) -> Plan:
+    """Rank placements for ``job`` as of ``now`` (aware datetime; plans are reproducible given it).
+
+    ``policy`` overrides the job's own; ``top`` limits the placements returned (None = all
+    offerings' best starts, or the whole Pareto front).
+    """
+    from carbonsched.providers.cloud import get_offering_source
+    from carbonsched.providers.grid import get_forecast_source
+
+    if now.tzinfo is None:
+        raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
+    policy = policy or job.policy
+    settings = settings or resolve_settings()
+    offerings_source = offerings_source or get_offering_source()
+    forecast_source = forecast_source or get_forecast_source()
+    regions, gpus = read_regions(), read_gpus()
+    window, warnings = candidate_window(job, now)
+
+    all_offerings = offerings_source.list_offerings()
+    usable = [o for o in all_offerings if o.region_id in regions and o.gpu in gpus and (job.spot or o.market != "spot")]
+    skipped = sum(1 for o in all_offerings if o.region_id not in regions or o.gpu not in gpus)
+    if skipped:
+        warnings.append(f"{skipped} offerings skipped: their region or GPU is not in the embedded reference data")
+
+    K = len(window.starts)
+    masks = _categorical_masks(usable, job, gpus)
+    eliminated = {name: int(np.count_nonzero(~m)) * K for name, m in masks.items()}
+    keep = np.logical_and.reduce(list(masks.values())) if masks else np.ones(len(usable), dtype=bool)
+    offerings = [o for o, k in zip(usable, keep) if k]
+    facts = {"gpu_count": "offered counts: " + ", ".join(str(c) for c in sorted({o.gpu_count for o in usable if o.gpu in accepted_gpu_types(job, gpus)}))}
+    if not offerings:
+        raise InfeasibleError(_infeasible_message(eliminated, len(usable) * K, facts), eliminated)
+
+    # intensity: one hourly series per region, from the hour containing `now`
+    t0 = now.replace(minute=0, second=0, microsecond=0)
+    start_h = np.array([hours_between(now, s) for s in window.starts])
+    speeds = _speeds(job, gpus)
+    ref_speed = speeds[job.gpu]
+    baseline_region = resolve_region(job.baseline_region or settings.default_region, regions)
+    region_ids = sorted({o.region_id for o in offerings} | {baseline_region.region_id})
+    region_rows = {r: i for i, r in enumerate(region_ids)}
+    arrays = _offering_arrays(offerings, regions, gpus, speeds, region_rows)
+    from .estimate import runtime_hours
+
+    max_runtime = float(runtime_hours(job.hours, job.gpus, ref_speed, arrays.gpu_count, arrays.speed,
+                                      job.power.gpu_scaling_efficiency).max())
+    offset = hours_between(t0, now)
+    horizon = int(math.ceil(offset + start_h[-1] + max(max_runtime, job.hours))) + 2
+    forecasts = {r: forecast_source.forecast(regions[r], t0, horizon) for r in region_ids}
+    cum = _intensity_cum([forecasts[r] for r in region_ids])
+
+    est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=ref_speed, power=job.power,
+                   start_h=start_h + offset, intensity_cum=cum)
+    gpu_mem = np.array([gpus[o.gpu].memory_gb for o in offerings])
+    cands = Candidates(kg_co2e=est.kg_co2e, cost_usd=est.cost_usd, start_h=start_h, runtime_h=est.runtime_h,
+                       usd_per_hour=arrays.usd_per_hour, gpu_memory_gb=gpu_mem)
+    limits = Limits(
+        latest_start_h=hours_between(now, window.latest_start),
+        deadline_h=hours_between(now, window.deadline) if window.deadline else None,
+        max_usd_per_hour=job.max_usd_per_hour, max_total_usd=job.max_total_usd,
+        carbon_budget_kg=job.carbon_budget_kg, min_gpu_memory_gb=job.min_gpu_memory_gb,
+    )
+    feasible, numeric_elim = feasibility(cands, limits)
+    eliminated.update(numeric_elim)
+    n_total = len(usable) * K
+    if not feasible.any():
+        facts.update({
+            "deadline": f"fastest run takes {est.runtime_h.min():.1f} h; the window leaves "
+                        f"{hours_between(window.earliest, window.deadline):.1f} h" if window.deadline else "",
+            "max_usd_per_hour": f"cheapest is ${arrays.usd_per_hour.min():.2f}/h",
+            "max_total_usd": f"cheapest run costs ${est.cost_usd.min():.2f}",
+            "carbon_budget_kg": f"lowest achievable is {est.kg_co2e.min():.1f} kg",
+            "min_gpu_memory_gb": f"largest GPU memory offered is {gpu_mem.max():.0f} GB",
+        })
+        raise InfeasibleError(_infeasible_message(eliminated, n_total, facts), eliminated)
+
+    ranking = rank(cands, feasible, policy)
+    n_show = len(ranking.offering) if top is None else min(top, len(ranking.offering))
+
+    placements = [
+        _placement(offerings[oi], est, int(oi), int(ki), window.starts[ki], forecasts[offerings[oi].region_id],
+                   regions[offerings[oi].region_id], rank_no=j + 1, score=float(ranking.score[j]))
+        for j, (oi, ki) in enumerate(zip(ranking.offering[:n_show], ranking.start[:n_show]))
+    ]
+
+    baseline, base_warn = _baseline(job, now, usable, baseline_region, gpus, regions, speeds, cum, region_rows,
+                                    offset, forecasts[baseline_region.region_id])
+    warnings.extend(base_warn)
+    if baseline is not None:
+        placements = [_with_saving(p, baseline) for p in placements]
+        baseline = _with_saving(baseline, baseline)
+
+    shown_regions = {p.region_id for p in placements} | ({baseline.region_id} if baseline else set())
+    flat = sorted(r for r in shown_regions if forecasts[r].kind == "yearly")
+    if flat:
+        warnings.append("no hourly intensity data for " + ", ".join(f"{r} ({forecasts[r].zone})" for r in flat)
+                        + ": a flat yearly mean is used, so timing cannot help there")
+    if any(forecasts[r].source == "embedded-profile" for r in shown_regions):
+        warnings.append("offline: intensities are typical-day profiles (Electricity Maps 2022 hourly, lifecycle), "
+                        "not a forecast for these days")
+    return Plan(
+        now=now, job=job, policy=policy, placements=tuple(placements), baseline=baseline,
+        warnings=tuple(warnings), data_sources=tuple(_data_sources(offerings_source, forecasts, shown_regions)),
+        forecasts={r: forecasts[r] for r in shown_regions}, n_candidates=n_total,
+        n_feasible=int(np.count_nonzero(feasible)), eliminated=eliminated,
+    )
+
+
+def _with_saving(p: Placement, baseline: Placement) -> Placement:
+    from dataclasses import replace
+
+    pct = (baseline.kg_co2e - p.kg_co2e) / baseline.kg_co2e * 100.0 if baseline.kg_co2e > 0 else None
+    return replace(p, saving_vs_baseline_pct=pct)
+
+
+def _placement(o: Offering, est, i: int, k: int, start: datetime, forecast: Forecast, region: Region,
+               rank_no: int | None = None, score: float | None = None) -> Placement:
+    """The Placement of candidate (i, k) from the estimate arrays."""
+    runtime = float(est.runtime_h[i])
+    kg_op, kg_emb = float(est.kg_operational[i, k]), float(est.kg_embodied[i])
+    return Placement(
+        provider=o.provider, region=o.region, zone=o.zone, zones=o.zones, instance_type=o.instance_type,
+        gpu=o.gpu, gpu_count=o.gpu_count, market=o.market, start=start, end=start + timedelta(hours=runtime),
+        runtime_hours=runtime, energy_kwh=float(est.energy_kwh[i]),
+        mean_intensity_g_per_kwh=float(est.mean_intensity[i, k]), kg_co2e_operational=kg_op,
+        kg_co2e_embodied=kg_emb, kg_co2e=kg_op + kg_emb, cost_usd=float(est.cost_usd[i]),
+        price_usd_per_hour=o.price_usd_per_hour, intensity_source=forecast.source,
+        intensity_signal=forecast.signal, pue=region.pue, rank=rank_no, score=score,
+    )
+
+
+def _baseline(job, now, usable, region, gpus, regions, speeds, cum, region_rows, offset, forecast):
+    """"Default region, start now": the cheapest on-demand offering there of the job's GPU type and
+    count (else of any accepted type with that count), estimated with the same model."""
+    here = [o for o in usable if o.region_id == region.region_id and o.market == "on-demand" and o.gpu_count == job.gpus]
+    types = accepted_gpu_types(job, gpus)
+    pick = [o for o in here if o.gpu == job.gpu] or [o for o in here if o.gpu in types]
+    if not pick:
+        return None, [f"baseline: {region.region_id} offers no {job.gpus}x{job.gpu} (nor another accepted GPU) on demand; "
+                      "savings are not computed; choose another default region with --baseline-region"]
+    o = min(pick, key=lambda x: (x.price_usd_per_hour, x.instance_type))
+    arrays = _offering_arrays([o], regions, gpus, speeds, region_rows)
+    est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=speeds[job.gpu], power=job.power,
+                   start_h=np.array([offset]), intensity_cum=cum)
+    p = _placement(o, est, 0, 0, now, forecast, region)
+    return p, []
+
+
+def _data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[str]) -> list[dict]:
+    from carbonsched import data
+
+    prov = {row["file"]: row for row in data.read_rows("provenance.csv")}
+    out = [dict(offerings_source.describe())]
+    kinds = sorted({(forecasts[r].source, forecasts[r].kind, forecasts[r].signal) for r in shown})
+    for source, kind, signal in kinds:
+        out.append({"name": "intensity", "source": source, "kind": kind, "signal": signal,
+                    "regions": sorted(r for r in shown if forecasts[r].source == source),
+                    "attribution": "Electricity Maps (ODbL)" if source.startswith("embedded") else ""})
+    for name in ("regions.csv", "gpus.csv"):
+        if name in prov:
+            out.append({"name": name.removesuffix(".csv"), "source": prov[name]["source"], "as_of": prov[name]["retrieved"]})
+    return out

@@ -1,0 +1,73 @@
+"""Human-readable text for plans and region lists (the CLI's formatting, no logic)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from .result import Plan
+from .units import hours_between
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    """A plain aligned table; columns in ``right`` are right-aligned."""
+    right = right or set()
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def when(start: datetime, now: datetime) -> str:
+    h = hours_between(now, start)
+    stamp = start.strftime("%Y-%m-%d %H:%M")
+    if h < 1 / 60:
+        return f"{stamp} (now)"
+    return f"{stamp} (in {h:.0f} h)" if h >= 1 else f"{stamp} (in {h * 60:.0f} min)"
+
+
+def _num(x: float, digits: int = 1) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.0f}%".replace("+", "") if x <= 0 else f"{x:.0f}%"
+
+
+def render_plan(plan: Plan) -> str:
+    job = plan.job
+    head = (f"Plan for {job.name!r}: {job.gpus}x{job.gpu} for {job.hours:g} h (reference), "
+            f"objective {plan.policy.objective}, now {plan.now.strftime('%Y-%m-%d %H:%M')} UTC")
+    headers = ["#", "region", "instance", "GPUs", "start (UTC)", "hours", "kWh", "kgCO2e", "USD", "g/kWh", "saving"]
+    rows = []
+    for p in plan.placements:
+        instance = p.instance_type + (" (spot)" if p.market == "spot" else "")
+        rows.append([str(p.rank), p.region_id, instance, f"{p.gpu_count}x{p.gpu}", when(p.start, plan.now),
+                     _num(p.runtime_hours), _num(p.energy_kwh, 0), _num(p.kg_co2e), _num(p.cost_usd, 0),
+                     _num(p.mean_intensity_g_per_kwh, 0), _pct(p.saving_vs_baseline_pct)])
+    b = plan.baseline
+    if b is not None:
+        rows.append(["base", b.region_id, b.instance_type, f"{b.gpu_count}x{b.gpu}", when(b.start, plan.now),
+                     _num(b.runtime_hours), _num(b.energy_kwh, 0), _num(b.kg_co2e), _num(b.cost_usd, 0),
+                     _num(b.mean_intensity_g_per_kwh, 0), "-"])
+    out = [head, "", table(headers, rows, right={0, 5, 6, 7, 8, 9, 10})]
+    if b is not None and plan.placements:
+        best = plan.placements[0]
+        out += ["", f"Best: {best.region_id} {best.instance_type} starting {when(best.start, plan.now)} emits "
+                    f"{best.kg_co2e:,.1f} kgCO2e vs {b.kg_co2e:,.1f} for the baseline ({b.region_id}, now): "
+                    f"{_pct(best.saving_vs_baseline_pct)} less, ${best.cost_usd:,.0f} vs ${b.cost_usd:,.0f}."]
+    out.append(f"{plan.n_feasible:,} of {plan.n_candidates:,} candidates (offering x start) feasible; "
+               "kgCO2e = operational (energy x mean grid intensity over the run, PUE included) + embodied GPU share.")
+    for w in plan.warnings:
+        out.append(f"warning: {w}")
+    return "\n".join(out)
+
+
+def render_regions(rows: list[dict]) -> str:
+    headers = ["region", "location", "grid zone", "g/kWh", "PUE", "GPUs offered", "from USD/h"]
+    body = [[r["region_id"], r["location"], r["grid_zone"] + ("" if r["profile_zone"] else "*"),
+             _num(r["yearly_intensity_g_per_kwh"], 0), f"{r['pue']:.2f}", r["gpus"],
+             "-" if r["min_usd_per_hour"] is None else f"{r['min_usd_per_hour']:.2f}"] for r in rows]
+    note = ("g/kWh: yearly mean, lifecycle (Electricity Maps 2022; * = zone without hourly data, 2024 yearly). "
+            "USD/h: cheapest matching on-demand instance in the embedded catalog snapshot.")
+    return table(headers, body, right={3, 4, 6}) + "\n" + note

@@ -1,0 +1,88 @@
+"""The result of planning: ranked placements, the baseline, and the JSON contract.
+
+JSON contract (``Plan.to_dict()``; ``schema_version`` 1): top-level ``schema_version``, ``now``,
+``job``, ``policy``, ``baseline``, ``placements`` (ranked, best first), ``warnings``,
+``data_sources``, ``stats``. Each placement and the baseline carry ``provider``, ``region``,
+``region_id``, ``zone`` (or null), ``zones``, ``instance_type``, ``gpu``, ``gpu_count``, ``market``,
+``start``/``end`` (ISO 8601 UTC), ``runtime_hours``, ``energy_kwh``,
+``mean_intensity_g_per_kwh``, ``kg_co2e_operational``, ``kg_co2e_embodied``, ``kg_co2e``,
+``cost_usd``, ``price_usd_per_hour``, ``pue``, ``intensity_source``, ``intensity_signal``,
+``saving_vs_baseline_pct`` and ``rank`` (null for the baseline). Energy is spread evenly over the
+run, so ``kg_co2e_operational = energy_kwh * mean_intensity_g_per_kwh / 1000`` and
+``kg_co2e = kg_co2e_operational + kg_co2e_embodied``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .jobspec import JobSpec
+from .models import Forecast, Placement
+from .units import iso_utc
+
+from carbonsched.policies import Policy
+
+SCHEMA_VERSION = 1
+
+PLACEMENT_FIELDS = (
+    "rank", "provider", "region", "region_id", "zone", "zones", "instance_type", "gpu", "gpu_count", "market",
+    "start", "end", "runtime_hours", "energy_kwh", "mean_intensity_g_per_kwh", "kg_co2e_operational",
+    "kg_co2e_embodied", "kg_co2e", "cost_usd", "price_usd_per_hour", "pue", "intensity_source",
+    "intensity_signal", "saving_vs_baseline_pct",
+)
+
+
+def placement_to_dict(p: Placement) -> dict:
+    out = {}
+    for name in PLACEMENT_FIELDS:
+        value = getattr(p, name)
+        if isinstance(value, datetime):
+            value = iso_utc(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    now: datetime
+    job: JobSpec
+    policy: Policy
+    placements: tuple[Placement, ...]
+    baseline: Placement | None
+    warnings: tuple[str, ...] = ()
+    data_sources: tuple[dict, ...] = ()
+    forecasts: dict[str, Forecast] = field(default_factory=dict)
+    n_candidates: int = 0
+    n_feasible: int = 0
+    eliminated: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Placement:
+        return self.placements[0]
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "now": iso_utc(self.now),
+            "job": self.job.to_dict(),
+            "policy": {"objective": self.policy.objective, "weights": dict(self.policy.weights),
+                       "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct},
+            "baseline": placement_to_dict(self.baseline) if self.baseline else None,
+            "placements": [placement_to_dict(p) for p in self.placements],
+            "warnings": list(self.warnings),
+            "data_sources": list(self.data_sources),
+            "stats": {"candidates": self.n_candidates, "feasible": self.n_feasible,
+                      "rejected_by_constraint": dict(self.eliminated)},
+        }
+
+    def to_dataframe(self):
+        """The ranked placements as a pandas DataFrame (one row each, contract columns)."""
+        import pandas as pd
+
+        rows = [placement_to_dict(p) for p in self.placements]
+        df = pd.DataFrame(rows, columns=list(PLACEMENT_FIELDS))
+        for col in ("start", "end"):
+            df[col] = pd.to_datetime(df[col], utc=True)
+        return df

@@ -1,0 +1,80 @@
+"""One settings object, resolved once: defaults < config file < CARBONSCHED_* env < arguments.
+
+Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config.toml``
+(``~/.config/carbonsched/config.toml``). Keys::
+
+    default_region = "gcp:europe-west4"   # baseline "default region, now" (default aws:us-east-1)
+    home = "/path/to/state"               # job store and caches (default ~/.local/share/carbonsched)
+
+Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+DEFAULT_REGION = "aws:us-east-1"
+
+
+def _default_home(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "carbonsched"
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_region: str = DEFAULT_REGION
+    home: Path | None = None
+    config_path: Path | None = None  # the file that was read, if any
+
+
+def config_path(env: Mapping[str, str]) -> Path:
+    if env.get("CARBONSCHED_CONFIG"):
+        return Path(env["CARBONSCHED_CONFIG"])
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "carbonsched" / "config.toml"
+
+
+def _read_config(path: Path, explicit: bool) -> dict:
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {path} (from CARBONSCHED_CONFIG) does not exist; create it or unset the variable") from None
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is malformed TOML: {exc}") from None
+    allowed = {"default_region", "home"}
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            raise ConfigError(f"config file {path}: unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"))
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise ConfigError(f"config file {path}: {key} must be a non-empty string")
+    return raw
+
+
+def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve settings from defaults, the config file, the environment and ``overrides`` (non-None)."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    raw = _read_config(path, explicit=bool(env.get("CARBONSCHED_CONFIG")))
+    values: dict[str, object] = {"default_region": DEFAULT_REGION, "home": _default_home(env)}
+    values.update(raw)
+    if env.get("CARBONSCHED_DEFAULT_REGION"):
+        values["default_region"] = env["CARBONSCHED_DEFAULT_REGION"]
+    if env.get("CARBONSCHED_HOME"):
+        values["home"] = env["CARBONSCHED_HOME"]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    names = {f.name for f in fields(Settings)}
+    settings = Settings(**{k: v for k, v in values.items() if k in names})
+    return replace(settings, home=Path(settings.home).expanduser(), config_path=path if raw else None)
