@@ -5,8 +5,8 @@ Nothing here reads files, clocks or networks. The planner builds a ``Candidates`
 the candidates under a ``Policy``.
 """
 from .candidates import Candidates
-from .constraints import Limits, feasibility
+from .constraints import Limits, feasibility, relaxation_gains
 from .objectives import OBJECTIVES, TERMS, Policy
 from .rank import Ranking, rank
 
-__all__ = ["Candidates", "Limits", "feasibility", "Policy", "OBJECTIVES", "TERMS", "Ranking", "rank"]
+__all__ = ["Candidates", "Limits", "feasibility", "relaxation_gains", "Policy", "OBJECTIVES", "TERMS", "Ranking", "rank"]

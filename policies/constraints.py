@@ -11,8 +11,9 @@ A candidate ``(o, k)`` is feasible iff every constraint holds:
 * plus categorical per-offering masks computed by the planner (provider, region patterns,
   GPU types and counts, spot), passed in as ``offering_masks``.
 
-``feasibility`` also counts, per constraint, how many candidates it rejects on its own, so an
-infeasible plan can say what eliminated the candidates.
+``feasibility`` also counts, per constraint, how many candidates it rejects on its own, and
+``relaxation_gains`` how many would become feasible if only that constraint were dropped, so an
+infeasible plan can say what eliminated the candidates and which single change would help.
 """
 from __future__ import annotations
 
@@ -36,10 +37,8 @@ class Limits:
     min_gpu_memory_gb: float | None = None
 
 
-def feasibility(
-    c: Candidates, limits: Limits, offering_masks: dict[str, np.ndarray] | None = None
-) -> tuple[np.ndarray, dict[str, int]]:
-    """(feasible mask (O, K), {constraint: candidates it rejects on its own})."""
+def constraint_masks(c: Candidates, limits: Limits, offering_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """{constraint: (O, K) mask of the candidates it allows}, for the constraints that are set."""
     O, K = c.shape
     masks: dict[str, np.ndarray] = {}
     for name, m in (offering_masks or {}).items():
@@ -56,9 +55,29 @@ def feasibility(
         masks["carbon_budget_kg"] = c.kg_co2e <= limits.carbon_budget_kg
     if limits.min_gpu_memory_gb is not None:
         masks["min_gpu_memory_gb"] = np.broadcast_to((c.gpu_memory_gb >= limits.min_gpu_memory_gb)[:, None], (O, K))
-    feasible = np.ones((O, K), dtype=bool)
+    return masks
+
+
+def feasibility(
+    c: Candidates, limits: Limits, offering_masks: dict[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(feasible mask (O, K), {constraint: candidates it rejects on its own})."""
+    feasible = np.ones(c.shape, dtype=bool)
     eliminated = {}
-    for name, m in masks.items():
+    for name, m in constraint_masks(c, limits, offering_masks).items():
         feasible &= m
-        eliminated[name] = int(O * K - np.count_nonzero(m))
+        eliminated[name] = int(m.size - np.count_nonzero(m))
     return feasible, eliminated
+
+
+def relaxation_gains(c: Candidates, limits: Limits, offering_masks: dict[str, np.ndarray] | None = None) -> dict[str, int]:
+    """{constraint: feasible candidates if only that constraint were dropped} (0 = dropping it alone does not help)."""
+    masks = constraint_masks(c, limits, offering_masks)
+    gains = {}
+    for name in masks:
+        others = np.ones(c.shape, dtype=bool)
+        for other, m in masks.items():
+            if other != name:
+                others &= m
+        gains[name] = int(np.count_nonzero(others))
+    return gains

@@ -110,6 +110,17 @@ class JobSpec:
     policy: Policy = field(default_factory=Policy)
     baseline_region: str | None = None
 
+    def __post_init__(self):
+        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
+            raise JobSpecError(f"gpus must be a whole number >= 1, got {self.gpus!r}")
+        if isinstance(self.hours, bool) or not isinstance(self.hours, (int, float)) \
+                or not math.isfinite(self.hours) or self.hours <= 0:
+            raise JobSpecError(f"hours must be a finite number > 0, got {self.hours!r}")
+        for name in ("max_delay_hours", "min_gpu_memory_gb", "max_usd_per_hour", "max_total_usd", "carbon_budget_kg"):
+            value = getattr(self, name)
+            if value is not None:
+                _number(value, name)
+
     def with_policy(self, policy: Policy) -> "JobSpec":
         return replace(self, policy=policy)
 

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
 
-from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank
+from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank, relaxation_gains
 from .errors import InfeasibleError, JobSpecError
 from .estimate import OfferingArrays, estimate
 from .jobspec import JobSpec
 from .models import Forecast, Gpu, Offering, Placement, Region
 from .result import Plan
-from .refdata import read_gpus, read_regions, resolve_region
+from .refdata import read_gpus, read_regions, resolve_gpu, resolve_region
 from .settings import Settings, resolve_settings
 from .units import hours_between, iso_utc
 
@@ -140,15 +140,20 @@ def _intensity_cum(forecasts: list[Forecast]) -> np.ndarray:
     return np.concatenate([np.zeros((series.shape[0], 1)), np.cumsum(series, axis=1)], axis=1)
 
 
-def _infeasible_message(eliminated: dict[str, int], total: int, facts: dict[str, str]) -> str:
+def _infeasible_message(eliminated: dict[str, int], total: int, facts: dict[str, str], gains: dict[str, int]) -> str:
+    """One line: what each constraint rejects (with the relevant fact) and which single change helps."""
     parts = []
     for name, count in sorted(eliminated.items(), key=lambda kv: -kv[1]):
-        if count == 0:
-            continue
-        fact = f" ({facts[name]})" if name in facts else ""
-        parts.append(f"{name} rejects {count:,}{fact}")
-    worst = max(eliminated, key=eliminated.get) if eliminated else None
-    hint = f"; to fix: {CONSTRAINT_HINTS.get(worst, 'relax ' + str(worst))}" if worst else ""
+        if count:
+            fact = f" ({facts[name]})" if facts.get(name) else ""
+            parts.append(f"{name} rejects {count:,}{fact}")
+    helpful = {k: v for k, v in gains.items() if v > 0}
+    if helpful:
+        best = max(helpful, key=helpful.get)
+        hint = f"; to fix: {CONSTRAINT_HINTS.get(best, 'relax ' + best)} (alone that allows {helpful[best]:,} candidates)"
+    else:
+        rejecting = [k for k in gains if eliminated.get(k)]
+        hint = "; no single change suffices: " + "; ".join(CONSTRAINT_HINTS.get(k, "relax " + k) for k in rejecting)
     return f"no placement satisfies the constraints: of {total:,} candidates (offering x start), " + "; ".join(parts) + hint
 
 
@@ -169,6 +174,8 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     offerings_source = offerings_source or get_offering_source()
     forecast_source = forecast_source or get_forecast_source()
     regions, gpus = read_regions(), read_gpus()
+    if job.gpu not in gpus:
+        job = replace(job, gpu=resolve_gpu(job.gpu, gpus).name)
     window, warnings = candidate_window(job, now)
 
     all_offerings = offerings_source.list_offerings()
@@ -184,7 +191,9 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     offerings = [o for o, k in zip(usable, keep) if k]
     facts = {"gpu_count": "offered counts: " + ", ".join(str(c) for c in sorted({o.gpu_count for o in usable if o.gpu in accepted_gpu_types(job, gpus)}))}
     if not offerings:
-        raise InfeasibleError(_infeasible_message(eliminated, len(usable) * K, facts), eliminated)
+        gains = {name: int(np.count_nonzero(np.logical_and.reduce([m for n, m in masks.items() if n != name])))
+                 * K if len(masks) > 1 else len(usable) * K for name in masks}
+        raise InfeasibleError(_infeasible_message(eliminated, len(usable) * K, facts, gains), eliminated)
 
     # intensity: one hourly series per region, from the hour containing `now`
     t0 = now.replace(minute=0, second=0, microsecond=0)
@@ -227,7 +236,8 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
             "carbon_budget_kg": f"lowest achievable is {est.kg_co2e.min():.1f} kg",
             "min_gpu_memory_gb": f"largest GPU memory offered is {gpu_mem.max():.0f} GB",
         })
-        raise InfeasibleError(_infeasible_message(eliminated, n_total, facts), eliminated)
+        gains = relaxation_gains(cands, limits)
+        raise InfeasibleError(_infeasible_message(eliminated, n_total, facts, gains), eliminated)
 
     ranking = rank(cands, feasible, policy)
     n_show = len(ranking.offering) if top is None else min(top, len(ranking.offering))
@@ -262,8 +272,6 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
 
 
 def _with_saving(p: Placement, baseline: Placement) -> Placement:
-    from dataclasses import replace
-
     pct = (baseline.kg_co2e - p.kg_co2e) / baseline.kg_co2e * 100.0 if baseline.kg_co2e > 0 else None
     return replace(p, saving_vs_baseline_pct=pct)
 

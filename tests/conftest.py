@@ -1,0 +1,46 @@
+"""Shared fixtures: the installed console script, a fixed "now", paths to repo and shared data."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+EXAMPLE_JOB = REPO / "examples" / "job.toml"
+NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
+NOW_ISO = "2026-11-27T10:30:00Z"
+
+
+def _entry_point() -> list[str]:
+    script = Path(sys.executable).with_name("carbonsched")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("carbonsched")
+    if found:
+        return [found]
+    pytest.fail("the carbonsched console script is not installed; run pip install -e '.[test]'")
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the real ``carbonsched`` console script in a clean environment; returns CompletedProcess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONSCHED_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no user config leaks in
+    env["XDG_DATA_HOME"] = str(tmp_path / "share")
+
+    def run(*args: str, input: str | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(_entry_point() + [str(a) for a in args], capture_output=True, text=True,
+                              env={**env, **(extra_env or {})}, input=input, timeout=120, cwd=tmp_path)
+
+    return run
+
+
+@pytest.fixture
+def now():
+    return NOW
