@@ -7,6 +7,6 @@ the candidates under a ``Policy``.
 from .candidates import Candidates
 from .constraints import Limits, feasibility, relaxation_gains
 from .objectives import OBJECTIVES, TERMS, Policy
-from .rank import Ranking, rank
+from .ranking import Ranking, rank
 
 __all__ = ["Candidates", "Limits", "feasibility", "relaxation_gains", "Policy", "OBJECTIVES", "TERMS", "Ranking", "rank"]

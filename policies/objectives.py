@@ -13,11 +13,15 @@ Objectives:
 * ``weighted``: minimise ``sum_t w_t * (x_t - min_t) / (max_t - min_t)`` where min/max are taken
   over the feasible candidates (min-max normalisation makes kg, USD and hours commensurable; a
   term with zero range contributes 0). Weights must be >= 0 and not all zero.
-* ``lexicographic``: compare terms in ``order``; two values of a term count as equal when they
-  fall in the same bucket ``floor((x - min_t) / (tol * |min_t|))`` with ``tol = tolerance_pct/100``
-  (so "1 % more carbon" is a tie and the next term decides). The last term is compared exactly.
+* ``lexicographic``: compare the terms of ``order`` followed by the remaining terms in the order
+  carbon, cost, time (``Policy.key_order``); two values of a term count as equal when they fall in
+  the same bucket ``floor((x - min_t) / (tol * |min_t|))`` with ``tol = tolerance_pct/100`` (so
+  "1 % more carbon" is a tie and the next term decides). The last term of that full sequence is
+  compared exactly.
 * ``pareto``: the candidates no other feasible candidate beats on all of carbon, cost and time
-  (at least as good on all, strictly better on one); listed by carbon.
+  (at least as good on all, strictly better on one); listed by carbon. Exact duplicates all stay.
+
+Candidates that tie exactly on every key keep their offering order (the sort is stable).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Human-readable text for plans and region lists (the CLI's formatting, no logic)."""
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from .result import Plan
@@ -27,11 +28,21 @@ def when(start: datetime, now: datetime) -> str:
 
 
 def _num(x: float, digits: int = 1) -> str:
+    """At least ``digits`` decimals, more for small values so three significant digits show."""
+    ax = abs(x)
+    if 0 < ax < 100:
+        digits = max(digits, min(4, 2 - math.floor(math.log10(ax))))
     return f"{x:,.{digits}f}"
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.0f}%".replace("+", "") if x <= 0 else f"{x:.0f}%"
+
+
+def _saving_words(pct: float | None) -> str:
+    if pct is None:
+        return "saving unknown"
+    return f"{pct:.0f}% less" if pct >= 0 else f"{-pct:.0f}% more"
 
 
 def render_plan(plan: Plan) -> str:
@@ -54,8 +65,8 @@ def render_plan(plan: Plan) -> str:
     if b is not None and plan.placements:
         best = plan.placements[0]
         out += ["", f"Best: {best.region_id} {best.instance_type} starting {when(best.start, plan.now)} emits "
-                    f"{best.kg_co2e:,.1f} kgCO2e vs {b.kg_co2e:,.1f} for the baseline ({b.region_id}, now): "
-                    f"{_pct(best.saving_vs_baseline_pct)} less, ${best.cost_usd:,.0f} vs ${b.cost_usd:,.0f}."]
+                    f"{_num(best.kg_co2e)} kgCO2e vs {_num(b.kg_co2e)} for the baseline ({b.region_id}, now): "
+                    f"{_saving_words(best.saving_vs_baseline_pct)}, ${_num(best.cost_usd, 0)} vs ${_num(b.cost_usd, 0)}."]
     out.append(f"{plan.n_feasible:,} of {plan.n_candidates:,} candidates (offering x start) feasible; "
                "kgCO2e = operational (energy x mean grid intensity over the run, PUE included) + embodied GPU share.")
     for w in plan.warnings:

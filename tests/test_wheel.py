@@ -19,7 +19,7 @@ def test_wheel_contains_data_and_runs_from_the_wheel(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in DATA_FILES:
         assert f"carbonsched/data/{name}" in names, name
-    for module in ("carbonsched/planner.py", "carbonsched/policies/rank.py", "carbonsched/providers/grid/profile.py",
+    for module in ("carbonsched/planner.py", "carbonsched/policies/ranking.py", "carbonsched/providers/grid/profile.py",
                    "carbonsched/providers/cloud/catalog.py", "carbonsched/data/__init__.py"):
         assert module in names, module
     assert not any(n.startswith(("tools/", "tests/", "benchmarks/")) for n in names)

@@ -33,9 +33,10 @@ class Ranking:
 
 def _row_argmin(x: np.ndarray, feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows with any feasible candidate, their argmin column) of ``x`` restricted to feasible."""
-    rows = np.flatnonzero(feasible.any(axis=1))
-    sub = np.where(feasible[rows], x[rows], np.inf)
-    return rows, np.argmin(sub, axis=1)
+    masked = np.where(feasible, x, np.inf)
+    cols = np.argmin(masked, axis=1)
+    rows = np.flatnonzero(feasible[np.arange(len(cols)), cols])  # a row's argmin is feasible iff any is
+    return rows, cols[rows]
 
 
 def _row_lexmin(keys: list[np.ndarray], feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +61,8 @@ def _pareto(c: Candidates, feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray
         p = pts[i]
         if front:
             f = pts[front]
-            if np.any(np.all(f <= p, axis=1)):
-                continue  # sorted by carbon, so nothing later can dominate an earlier point
+            if np.any(np.all(f <= p, axis=1) & np.any(f < p, axis=1)):
+                continue  # sorted lexicographically, so nothing later can dominate an earlier point
         front.append(i)
     idx = np.array(front, dtype=int)
     return o[idx], k[idx]
