@@ -38,24 +38,32 @@ class Limits:
 
 
 def constraint_masks(c: Candidates, limits: Limits, offering_masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """{constraint: (O, K) mask of the candidates it allows}, for the constraints that are set."""
-    O, K = c.shape
+    """{constraint: mask of the candidates it allows}, for the constraints that are set.
+
+    Masks keep their natural shape, broadcastable to (O, K): (O, 1) for per-offering
+    constraints, (1, K) for per-start ones, (O, K) otherwise.
+    """
     masks: dict[str, np.ndarray] = {}
     for name, m in (offering_masks or {}).items():
-        masks[name] = np.broadcast_to(np.asarray(m, dtype=bool)[:, None], (O, K))
+        masks[name] = np.asarray(m, dtype=bool)[:, None]
     if limits.latest_start_h is not None:
-        masks["max_delay"] = np.broadcast_to(c.start_h[None, :] <= limits.latest_start_h + TIME_EPS_H, (O, K))
-    if limits.deadline_h is not None:
-        masks["deadline"] = c.end_h <= limits.deadline_h + TIME_EPS_H
+        masks["max_delay"] = (c.start_h <= limits.latest_start_h + TIME_EPS_H)[None, :]
+    if limits.deadline_h is not None:  # start + runtime <= deadline, without an (O, K) float temporary
+        masks["deadline"] = c.start_h[None, :] <= (limits.deadline_h + TIME_EPS_H - c.runtime_h)[:, None]
     if limits.max_usd_per_hour is not None:
-        masks["max_usd_per_hour"] = np.broadcast_to((c.usd_per_hour <= limits.max_usd_per_hour)[:, None], (O, K))
+        masks["max_usd_per_hour"] = (c.usd_per_hour <= limits.max_usd_per_hour)[:, None]
     if limits.max_total_usd is not None:
-        masks["max_total_usd"] = np.broadcast_to((c.cost_usd <= limits.max_total_usd)[:, None], (O, K))
+        masks["max_total_usd"] = (c.cost_usd <= limits.max_total_usd)[:, None]
     if limits.carbon_budget_kg is not None:
         masks["carbon_budget_kg"] = c.kg_co2e <= limits.carbon_budget_kg
     if limits.min_gpu_memory_gb is not None:
-        masks["min_gpu_memory_gb"] = np.broadcast_to((c.gpu_memory_gb >= limits.min_gpu_memory_gb)[:, None], (O, K))
+        masks["min_gpu_memory_gb"] = (c.gpu_memory_gb >= limits.min_gpu_memory_gb)[:, None]
     return masks
+
+
+def _rejected(m: np.ndarray, total: int) -> int:
+    """Candidates a broadcastable mask rejects, out of ``total``."""
+    return int(total - np.count_nonzero(m) * (total // m.size))
 
 
 def feasibility(
@@ -63,10 +71,11 @@ def feasibility(
 ) -> tuple[np.ndarray, dict[str, int]]:
     """(feasible mask (O, K), {constraint: candidates it rejects on its own})."""
     feasible = np.ones(c.shape, dtype=bool)
+    total = feasible.size
     eliminated = {}
     for name, m in constraint_masks(c, limits, offering_masks).items():
         feasible &= m
-        eliminated[name] = int(m.size - np.count_nonzero(m))
+        eliminated[name] = _rejected(m, total)
     return feasible, eliminated
 
 

@@ -73,9 +73,28 @@ class Policy:
         return TERMS
 
 
-def _masked_range(x: np.ndarray, feasible: np.ndarray) -> tuple[float, float]:
-    vals = x[feasible]
-    return float(vals.min()), float(vals.max())
+def term_range(c: Candidates, term: str, feasible: np.ndarray) -> tuple[float, float]:
+    """(min, max) of a term over the feasible candidates, without (O, K) temporaries where possible."""
+    rows = np.flatnonzero(feasible.any(axis=1))
+    if term == "carbon":
+        vals = c.kg_co2e[feasible]
+        return float(vals.min()), float(vals.max())
+    if term == "cost":
+        vals = c.cost_usd[rows]
+        return float(vals.min()), float(vals.max())
+    # time: a row's earliest (latest) finish is at its first (last) feasible start
+    sub = feasible[rows]
+    first = np.argmax(sub, axis=1)
+    last = sub.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1)
+    runtime = c.runtime_h[rows]
+    return float((c.start_h[first] + runtime).min()), float((c.start_h[last] + runtime).max())
+
+
+def term_natural(c: Candidates, term: str) -> np.ndarray:
+    """A term in its natural broadcastable shape: carbon (O, K), cost (O, 1), time (O, K)."""
+    if term == "cost":
+        return c.cost_usd[:, None]
+    return c.term(term)
 
 
 def weighted_score(c: Candidates, policy: Policy, feasible: np.ndarray) -> np.ndarray:
@@ -85,10 +104,9 @@ def weighted_score(c: Candidates, policy: Policy, feasible: np.ndarray) -> np.nd
         w = float(policy.weights.get(term, 0.0))
         if w == 0:
             continue
-        x = c.term(term)
-        lo, hi = _masked_range(x, feasible)
+        lo, hi = term_range(c, term, feasible)
         if hi > lo:
-            score = score + w * (x - lo) / (hi - lo)
+            score += (term_natural(c, term) - lo) * (w / (hi - lo))
     return score
 
 
@@ -96,6 +114,7 @@ def bucketed(x: np.ndarray, feasible: np.ndarray, tolerance_pct: float) -> np.nd
     """Tolerance buckets of a term: ``floor((x - min) / (tol * |min|))`` (x itself when tol == 0)."""
     if tolerance_pct <= 0:
         return x
-    lo, _ = _masked_range(x, feasible)
+    vals = x[feasible] if x.shape == feasible.shape else np.broadcast_to(x, feasible.shape)[feasible]
+    lo = float(vals.min())
     width = tolerance_pct / 100.0 * max(abs(lo), 1e-9)
     return np.floor((x - lo) / width)

@@ -86,10 +86,7 @@ class Estimates:
     kg_embodied: np.ndarray  # (O,)
     mean_intensity: np.ndarray  # (O, K) g/kWh
     kg_operational: np.ndarray  # (O, K)
-
-    @property
-    def kg_co2e(self) -> np.ndarray:
-        return self.kg_operational + self.kg_embodied[:, None]
+    kg_co2e: np.ndarray  # (O, K) operational + embodied
 
 
 def runtime_hours(hours_ref: float, n_ref: int, ref_speed: float, n: np.ndarray, speed: np.ndarray, eff: float) -> np.ndarray:
@@ -103,19 +100,20 @@ def window_mean(cum: np.ndarray, region_index: np.ndarray, start_h: np.ndarray, 
     """(O, K) mean of piecewise-constant hourly series over ``[start, start + runtime)``.
 
     ``cum[r, i]`` = sum of the first ``i`` hourly values of region r (shape (R, H+1)); times are
-    hours from the series start. ``C(x) = cum[floor x] + (x - floor x) * v[floor x]``.
+    hours from the series start. ``C(x) = cum[floor x] + (x - floor x) * v[floor x]``. ``C(start)``
+    depends on the region only, so it is computed per (region, start) and gathered by row.
     """
-    a = np.broadcast_to(start_h[None, :], (runtime_h.shape[0], start_h.shape[0]))
-    b = a + runtime_h[:, None]
-    r = region_index[:, None]
     H = cum.shape[1] - 1
 
-    def integral(x):
+    def integral(rows, x):
         i = np.minimum(np.floor(x).astype(np.int64), H - 1)
-        v = cum[r, i + 1] - cum[r, i]
-        return cum[r, i] + (x - i) * v
+        lo = np.take_along_axis(cum, i, axis=1) if rows is None else cum[rows, i]
+        hi = np.take_along_axis(cum, i + 1, axis=1) if rows is None else cum[rows, i + 1]
+        return lo + (x - i) * (hi - lo)
 
-    return (integral(b) - integral(a)) / runtime_h[:, None]
+    at_start = integral(None, np.broadcast_to(start_h[None, :], (cum.shape[0], start_h.shape[0])))[region_index]
+    at_end = integral(region_index[:, None], start_h[None, :] + runtime_h[:, None])
+    return (at_end - at_start) / runtime_h[:, None]
 
 
 def estimate(o: OfferingArrays, *, hours_ref: float, n_ref: int, ref_speed: float, power: PowerModel,
@@ -129,4 +127,5 @@ def estimate(o: OfferingArrays, *, hours_ref: float, n_ref: int, ref_speed: floa
     kg_op = energy[:, None] * mean_i / 1000.0
     kg_emb = o.gpu_count * o.embodied_kg_per_gpu * runtime / power.embodied_life_hours
     return Estimates(runtime_h=runtime, power_w=power_w, energy_kwh=energy, cost_usd=o.usd_per_hour * runtime,
-                     kg_embodied=kg_emb, mean_intensity=mean_i, kg_operational=kg_op)
+                     kg_embodied=kg_emb, mean_intensity=mean_i, kg_operational=kg_op,
+                     kg_co2e=kg_op + kg_emb[:, None])
