@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import JobSpecError
+from .units import g_to_kg, watts_hours_to_kwh
 
 EMBODIED_LIFE_HOURS = 13149.0
 
@@ -104,6 +105,8 @@ def window_mean(cum: np.ndarray, region_index: np.ndarray, start_h: np.ndarray, 
     depends on the region only, so it is computed per (region, start) and gathered by row.
     """
     H = cum.shape[1] - 1
+    if start_h.min() < 0 or float(start_h.max() + runtime_h.max()) > H + 1e-9:
+        raise ValueError(f"intensity series covers {H} h but a run reaches {float(start_h.max() + runtime_h.max()):.1f} h")
 
     def integral(rows, x):
         i = np.minimum(np.floor(x).astype(np.int64), H - 1)
@@ -122,9 +125,9 @@ def estimate(o: OfferingArrays, *, hours_ref: float, n_ref: int, ref_speed: floa
     runtime = runtime_hours(hours_ref, n_ref, ref_speed, o.gpu_count, o.speed, power.gpu_scaling_efficiency)
     power_w = (o.gpu_count * power.utilisation_factor * o.tdp_w
                + o.vcpus * power.host_w_per_vcpu + o.memory_gib * power.host_w_per_gib)
-    energy = power_w * runtime * o.pue / 1000.0
+    energy = watts_hours_to_kwh(power_w * o.pue, runtime)
     mean_i = window_mean(intensity_cum, o.region_index, start_h, runtime)
-    kg_op = energy[:, None] * mean_i / 1000.0
+    kg_op = g_to_kg(energy[:, None] * mean_i)
     kg_emb = o.gpu_count * o.embodied_kg_per_gpu * runtime / power.embodied_life_hours
     return Estimates(runtime_h=runtime, power_w=power_w, energy_kwh=energy, cost_usd=o.usd_per_hour * runtime,
                      kg_embodied=kg_emb, mean_intensity=mean_i, kg_operational=kg_op,

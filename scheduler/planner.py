@@ -20,7 +20,7 @@ import numpy as np
 
 from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank, relaxation_gains
 from .errors import InfeasibleError, JobSpecError
-from .estimate import OfferingArrays, estimate
+from .estimate import OfferingArrays, estimate, runtime_hours
 from .jobspec import JobSpec
 from .models import Forecast, Gpu, Offering, Placement, Region
 from .result import Plan
@@ -162,7 +162,8 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     """Rank placements for ``job`` as of ``now`` (aware datetime; plans are reproducible given it).
 
     ``policy`` overrides the job's own; ``top`` limits the placements returned (None = all
-    offerings' best starts, or the whole Pareto front).
+    offerings' best starts, or the whole Pareto front). ``offerings_source`` and
+    ``forecast_source`` default to the embedded data (see ``providers``).
     """
     from carbonsched.providers.cloud import get_offering_source
     from carbonsched.providers.grid import get_forecast_source
@@ -177,47 +178,45 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     if job.gpu not in gpus:
         job = replace(job, gpu=resolve_gpu(job.gpu, gpus).name)
     window, warnings = candidate_window(job, now)
+    K = len(window.starts)
 
     all_offerings = offerings_source.list_offerings()
     usable = [o for o in all_offerings if o.region_id in regions and o.gpu in gpus and (job.spot or o.market != "spot")]
     skipped = sum(1 for o in all_offerings if o.region_id not in regions or o.gpu not in gpus)
     if skipped:
         warnings.append(f"{skipped} offerings skipped: their region or GPU is not in the embedded reference data")
+    n_total = len(usable) * K
+    offerings, eliminated = _allowed_offerings(usable, job, gpus, K)
 
-    K = len(window.starts)
-    masks = _categorical_masks(usable, job, gpus)
-    eliminated = {name: int(np.count_nonzero(~m)) * K for name, m in masks.items()}
-    keep = np.logical_and.reduce(list(masks.values())) if masks else np.ones(len(usable), dtype=bool)
-    offerings = [o for o, k in zip(usable, keep) if k]
-    facts = {"gpu_count": "offered counts: " + ", ".join(str(c) for c in sorted({o.gpu_count for o in usable if o.gpu in accepted_gpu_types(job, gpus)}))}
-    if not offerings:
-        gains = {name: int(np.count_nonzero(np.logical_and.reduce([m for n, m in masks.items() if n != name])))
-                 * K if len(masks) > 1 else len(usable) * K for name in masks}
-        raise InfeasibleError(_infeasible_message(eliminated, len(usable) * K, facts, gains), eliminated)
+    baseline_region = resolve_region(job.baseline_region or settings.default_region, regions)
+    base_offering = _baseline_offering(job, usable, baseline_region, gpus)
+    if base_offering is None:
+        warnings.append(f"baseline: {baseline_region.region_id} offers no {job.gpus}x{job.gpu} (nor another accepted "
+                        "GPU) on demand; savings are not computed; choose another default region with --baseline-region")
 
-    # intensity: one hourly series per region, from the hour containing `now`
+    # one hourly intensity series per region, from the hour containing `now`, long enough for
+    # the latest start plus the slowest candidate (and the baseline, which starts now)
     t0 = now.replace(minute=0, second=0, microsecond=0)
+    offset = hours_between(t0, now)
     start_h = np.array([hours_between(now, s) for s in window.starts])
     speeds = _speeds(job, gpus)
-    ref_speed = speeds[job.gpu]
-    baseline_region = resolve_region(job.baseline_region or settings.default_region, regions)
-    region_ids = sorted({o.region_id for o in offerings} | {baseline_region.region_id})
+    everything = offerings + ([base_offering] if base_offering else [])
+    region_ids = sorted({o.region_id for o in everything})
     region_rows = {r: i for i, r in enumerate(region_ids)}
-    arrays = _offering_arrays(offerings, regions, gpus, speeds, region_rows)
-    from .estimate import runtime_hours
-
-    max_runtime = float(runtime_hours(job.hours, job.gpus, ref_speed, arrays.gpu_count, arrays.speed,
-                                      job.power.gpu_scaling_efficiency).max())
-    offset = hours_between(t0, now)
-    horizon = int(math.ceil(offset + start_h[-1] + max(max_runtime, job.hours))) + 2
+    arrays = _offering_arrays(everything, regions, gpus, speeds, region_rows)
+    runtimes = runtime_hours(job.hours, job.gpus, speeds[job.gpu], arrays.gpu_count, arrays.speed,
+                             job.power.gpu_scaling_efficiency)
+    horizon = int(math.ceil(offset + start_h[-1] + runtimes.max())) + 1
     forecasts = {r: forecast_source.forecast(regions[r], t0, horizon) for r in region_ids}
     cum = _intensity_cum([forecasts[r] for r in region_ids])
 
-    est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=ref_speed, power=job.power,
-                   start_h=start_h + offset, intensity_cum=cum)
-    gpu_mem = np.array([gpus[o.gpu].memory_gb for o in offerings])
-    cands = Candidates(kg_co2e=est.kg_co2e, cost_usd=est.cost_usd, start_h=start_h, runtime_h=est.runtime_h,
-                       usd_per_hour=arrays.usd_per_hour, gpu_memory_gb=gpu_mem)
+    est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=speeds[job.gpu], power=job.power,
+                   start_h=np.concatenate([[offset], start_h + offset]), intensity_cum=cum)
+    # column 0 is "start now" (the baseline's start); columns 1.. are the candidate starts
+    O = len(offerings)
+    cands = Candidates(kg_co2e=est.kg_co2e[:O, 1:], cost_usd=est.cost_usd[:O], start_h=start_h,
+                       runtime_h=est.runtime_h[:O], usd_per_hour=arrays.usd_per_hour[:O],
+                       gpu_memory_gb=np.array([gpus[o.gpu].memory_gb for o in offerings]))
     limits = Limits(
         latest_start_h=hours_between(now, window.latest_start),
         deadline_h=hours_between(now, window.deadline) if window.deadline else None,
@@ -226,32 +225,27 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     )
     feasible, numeric_elim = feasibility(cands, limits)
     eliminated.update(numeric_elim)
-    n_total = len(usable) * K
     if not feasible.any():
-        facts.update({
-            "deadline": f"fastest run takes {est.runtime_h.min():.1f} h; the window leaves "
+        facts = {
+            "deadline": f"fastest run takes {cands.runtime_h.min():.1f} h; the window leaves "
                         f"{hours_between(window.earliest, window.deadline):.1f} h" if window.deadline else "",
-            "max_usd_per_hour": f"cheapest is ${arrays.usd_per_hour.min():.2f}/h",
-            "max_total_usd": f"cheapest run costs ${est.cost_usd.min():.2f}",
-            "carbon_budget_kg": f"lowest achievable is {est.kg_co2e.min():.1f} kg",
-            "min_gpu_memory_gb": f"largest GPU memory offered is {gpu_mem.max():.0f} GB",
-        })
-        gains = relaxation_gains(cands, limits)
-        raise InfeasibleError(_infeasible_message(eliminated, n_total, facts, gains), eliminated)
+            "max_usd_per_hour": f"cheapest is ${cands.usd_per_hour.min():.2f}/h",
+            "max_total_usd": f"cheapest run costs ${cands.cost_usd.min():.2f}",
+            "carbon_budget_kg": f"lowest achievable is {cands.kg_co2e.min():.1f} kg",
+            "min_gpu_memory_gb": f"largest GPU memory offered is {cands.gpu_memory_gb.max():.0f} GB",
+        }
+        raise InfeasibleError(_infeasible_message(eliminated, n_total, facts, relaxation_gains(cands, limits)), eliminated)
 
     ranking = rank(cands, feasible, policy)
     n_show = len(ranking.offering) if top is None else min(top, len(ranking.offering))
-
     placements = [
-        _placement(offerings[oi], est, int(oi), int(ki), window.starts[ki], forecasts[offerings[oi].region_id],
+        _placement(offerings[oi], est, int(oi), int(ki) + 1, window.starts[ki], forecasts[offerings[oi].region_id],
                    regions[offerings[oi].region_id], rank_no=j + 1, score=float(ranking.score[j]))
         for j, (oi, ki) in enumerate(zip(ranking.offering[:n_show], ranking.start[:n_show]))
     ]
-
-    baseline, base_warn = _baseline(job, now, usable, baseline_region, gpus, regions, speeds, cum, region_rows,
-                                    offset, forecasts[baseline_region.region_id])
-    warnings.extend(base_warn)
-    if baseline is not None:
+    baseline = None
+    if base_offering is not None:
+        baseline = _placement(base_offering, est, O, 0, now, forecasts[base_offering.region_id], baseline_region)
         placements = [_with_saving(p, baseline) for p in placements]
         baseline = _with_saving(baseline, baseline)
 
@@ -271,6 +265,25 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     )
 
 
+def _allowed_offerings(usable: list[Offering], job: JobSpec, gpus: dict[str, Gpu], K: int) -> tuple[list[Offering], dict[str, int]]:
+    """The offerings passing the categorical constraints, and what each constraint rejected
+    (in candidates, i.e. offerings x K starts). InfeasibleError when none is left."""
+    masks = _categorical_masks(usable, job, gpus)
+    eliminated = {name: int(np.count_nonzero(~m)) * K for name, m in masks.items()}
+    keep = np.logical_and.reduce(list(masks.values()))
+    if keep.any():
+        return [o for o, k in zip(usable, keep) if k], eliminated
+
+    def allowed_without(name: str) -> np.ndarray:
+        others = [m for n, m in masks.items() if n != name]
+        return np.logical_and.reduce(others) if others else np.ones(len(usable), dtype=bool)
+
+    gains = {name: int(np.count_nonzero(allowed_without(name))) * K for name in masks}
+    counts = sorted({o.gpu_count for o in usable if o.gpu in accepted_gpu_types(job, gpus)})
+    facts = {"gpu_count": "offered counts: " + ", ".join(map(str, counts))}
+    raise InfeasibleError(_infeasible_message(eliminated, len(usable) * K, facts, gains), eliminated)
+
+
 def _with_saving(p: Placement, baseline: Placement) -> Placement:
     pct = (baseline.kg_co2e - p.kg_co2e) / baseline.kg_co2e * 100.0 if baseline.kg_co2e > 0 else None
     return replace(p, saving_vs_baseline_pct=pct)
@@ -278,7 +291,7 @@ def _with_saving(p: Placement, baseline: Placement) -> Placement:
 
 def _placement(o: Offering, est, i: int, k: int, start: datetime, forecast: Forecast, region: Region,
                rank_no: int | None = None, score: float | None = None) -> Placement:
-    """The Placement of candidate (i, k) from the estimate arrays."""
+    """The Placement of estimate row ``i``, column ``k``, starting at ``start``."""
     runtime = float(est.runtime_h[i])
     kg_op, kg_emb = float(est.kg_operational[i, k]), float(est.kg_embodied[i])
     return Placement(
@@ -292,21 +305,13 @@ def _placement(o: Offering, est, i: int, k: int, start: datetime, forecast: Fore
     )
 
 
-def _baseline(job, now, usable, region, gpus, regions, speeds, cum, region_rows, offset, forecast):
+def _baseline_offering(job: JobSpec, usable: list[Offering], region: Region, gpus: dict[str, Gpu]) -> Offering | None:
     """"Default region, start now": the cheapest on-demand offering there of the job's GPU type and
-    count (else of any accepted type with that count), estimated with the same model."""
+    count, else of any accepted type with that count (None when there is none)."""
     here = [o for o in usable if o.region_id == region.region_id and o.market == "on-demand" and o.gpu_count == job.gpus]
     types = accepted_gpu_types(job, gpus)
     pick = [o for o in here if o.gpu == job.gpu] or [o for o in here if o.gpu in types]
-    if not pick:
-        return None, [f"baseline: {region.region_id} offers no {job.gpus}x{job.gpu} (nor another accepted GPU) on demand; "
-                      "savings are not computed; choose another default region with --baseline-region"]
-    o = min(pick, key=lambda x: (x.price_usd_per_hour, x.instance_type))
-    arrays = _offering_arrays([o], regions, gpus, speeds, region_rows)
-    est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=speeds[job.gpu], power=job.power,
-                   start_h=np.array([offset]), intensity_cum=cum)
-    p = _placement(o, est, 0, 0, now, forecast, region)
-    return p, []
+    return min(pick, key=lambda x: (x.price_usd_per_hour, x.instance_type)) if pick else None
 
 
 def _data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[str]) -> list[dict]:

@@ -9,19 +9,18 @@ from .errors import JobSpecError
 
 W_PER_KW = 1000.0
 G_PER_KG = 1000.0
-HOURS_PER_YEAR = 8760.0
-SECONDS_PER_HOUR = 3600.0
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)?\s*$", re.IGNORECASE)
 _DURATION_UNIT_HOURS = {"m": 1 / 60, "min": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
 
 
 def watts_hours_to_kwh(watts, hours):
-    """Energy in kWh from power in W sustained for ``hours``."""
+    """Energy in kWh from power in W sustained for ``hours`` (works on numpy arrays)."""
     return watts * hours / W_PER_KW
 
 
 def g_to_kg(grams):
+    """Mass in kg from grams; g/kWh x kWh = g, so this turns intensity x energy into kgCO2e."""
     return grams / G_PER_KG
 
 

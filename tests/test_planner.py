@@ -1,0 +1,112 @@
+"""carbonsched.plan() from Python: windows, baseline, spot, GPU counts, fallbacks, DataFrame."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import carbonsched
+from carbonsched.errors import InfeasibleError, JobSpecError
+from carbonsched.jobspec import job_from_dict
+from carbonsched.settings import Settings
+
+NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
+SETTINGS = Settings()  # defaults only: no user config or environment leaks into these plans
+
+
+def plan(raw: dict, **kw):
+    return carbonsched.plan(job_from_dict(raw), now=NOW, settings=SETTINGS, **kw)
+
+
+def test_api_plan_dataframe_and_policy_override():
+    p = carbonsched.plan(carbonsched.JobSpec(gpu="a100", gpus=8, hours=12, max_delay_hours=24), now=NOW, settings=SETTINGS)
+    assert p.job.gpu == "A100"  # resolved alias/case
+    df = p.to_dataframe()
+    assert len(df) == len(p.placements) == 10
+    assert list(df["rank"]) == list(range(1, 11))
+    assert str(df["start"].dt.tz) == "UTC"
+    cheap = carbonsched.plan(p.job, now=NOW, settings=SETTINGS, policy=carbonsched.Policy("cost"), top=None)
+    costs = [x.cost_usd for x in cheap.placements]
+    assert costs == sorted(costs) and len(cheap.placements) > 10
+
+
+def test_candidate_starts_are_now_then_each_utc_hour():
+    p = plan({"gpu": "H100", "gpus": 8, "hours": 2, "window": {"max_delay": "5h"}}, top=None)
+    starts = {x.start for x in p.placements}
+    allowed = {NOW} | {datetime(2026, 11, 27, h, tzinfo=timezone.utc) for h in range(11, 16)}
+    assert starts <= allowed
+    assert p.n_candidates % 6 == 0  # 6 starts: 10:30, 11:00 .. 15:00
+
+
+def test_deadline_bounds_the_end_not_the_start():
+    deadline = NOW + timedelta(hours=10)
+    p = plan({"gpu": "A100", "gpus": 8, "hours": 8, "window": {"deadline": deadline.isoformat()}}, top=None)
+    assert all(x.end <= deadline + timedelta(seconds=4) for x in p.placements)
+    assert any(x.gpu == "A100" for x in p.placements)  # 8 h on A100 fits a 10 h window
+    assert max(x.start for x in p.placements if x.gpu == "A100") <= NOW + timedelta(hours=2)
+
+
+def test_earliest_start_in_future_and_in_past():
+    later = NOW + timedelta(hours=30)
+    p = plan({"gpu": "A100", "gpus": 8, "hours": 4, "window": {"earliest_start": later.isoformat(), "max_delay": "3h"}})
+    assert all(later <= x.start <= later + timedelta(hours=3) for x in p.placements)
+    assert p.baseline.start == NOW  # the baseline always starts now
+    past = plan({"gpu": "A100", "gpus": 8, "hours": 4, "window": {"earliest_start": "2026-11-01T00:00:00Z"}})
+    assert any("in the past" in w for w in past.warnings)
+    assert all(x.start == NOW for x in past.placements)
+
+
+def test_baseline_is_covered_when_candidates_are_much_faster():
+    # candidates are H100s in GCP (about 3.8 h); the baseline is 8xA100 in aws:us-east-1 (12 h)
+    p = plan({"gpu": "A100", "gpus": 8, "hours": 12, "constraints": {"gpu_types": ["H100"], "regions": ["gcp:*"]}})
+    assert p.baseline.gpu == "A100" and p.baseline.runtime_hours == pytest.approx(12)
+    assert all(x.gpu == "H100" and x.provider == "gcp" for x in p.placements)
+    assert p.baseline.mean_intensity_g_per_kwh > 200
+
+
+def test_baseline_region_without_matching_offering_warns():
+    p = plan({"gpu": "A100", "gpus": 8, "hours": 4, "baseline": {"region": "gcp:europe-central2"}})
+    assert p.baseline is None
+    assert all(x.saving_vs_baseline_pct is None for x in p.placements)
+    assert any(w.startswith("baseline: gcp:europe-central2 offers no 8xA100") for w in p.warnings)
+
+
+def test_spot_only_when_allowed():
+    raw = {"gpu": "A100", "gpus": 8, "hours": 12, "constraints": {"spot": False}}
+    assert {x.market for x in plan(raw, top=None).placements} == {"on-demand"}
+    raw["constraints"]["spot"] = True
+    markets = {x.market for x in plan(raw, top=None).placements}
+    assert markets == {"on-demand", "spot"}
+    cheapest = plan(raw, policy=carbonsched.Policy("cost"), top=1).best
+    assert cheapest.market == "spot"
+
+
+def test_other_gpu_counts_scale_runtime():
+    p = plan({"gpu": "A100", "gpus": 8, "hours": 12, "constraints": {"gpu_types": ["A100"], "gpu_counts": [8, 16]}}, top=None)
+    by_count = {x.gpu_count: x.runtime_hours for x in p.placements}
+    assert by_count[8] == pytest.approx(12)
+    assert by_count[16] == pytest.approx(12 / (2 * 0.9))
+
+
+def test_measured_throughput_overrides_datasheet():
+    raw = {"gpu": "A100", "gpus": 8, "hours": 12, "constraints": {"gpu_types": ["A100", "H100"]},
+           "throughput": {"A100": 1.0, "H100": 2.0}}
+    p = plan(raw, top=None)
+    assert {x.gpu: round(x.runtime_hours, 6) for x in p.placements} == {"A100": 12, "H100": 6}
+    with pytest.raises(JobSpecError, match="must include the reference GPU"):
+        job_from_dict({**raw, "throughput": {"H100": 2.0}})
+
+
+def test_region_without_hourly_data_is_flagged():
+    p = plan({"gpu": "T4", "gpus": 1, "hours": 3, "constraints": {"regions": ["aws:ap-east-1"], "gpu_types": ["T4"]}})
+    assert p.forecasts["aws:ap-east-1"].kind == "yearly"
+    assert any("no hourly intensity data for aws:ap-east-1 (HK)" in w for w in p.warnings)
+
+
+def test_infeasible_lists_constraints():
+    with pytest.raises(InfeasibleError) as err:
+        plan({"gpu": "A100", "gpus": 8, "hours": 12, "constraints": {"carbon_budget_kg": 0.01}})
+    assert err.value.eliminated["carbon_budget_kg"] > 0
+    assert "lowest achievable is" in str(err.value) and "raise constraints.carbon_budget_kg" in str(err.value)
+    with pytest.raises(JobSpecError, match="timezone-aware"):
+        carbonsched.plan(job_from_dict({"gpu": "A100", "gpus": 8, "hours": 1}), now=datetime(2026, 1, 1))
