@@ -43,3 +43,31 @@ class ConfigError(UserInputError):
 
 class DataError(CarbonschedError):
     """An embedded or cached dataset is missing or malformed (reinstall or rebuild it)."""
+
+
+class GridSourceError(CarbonschedError):
+    """A carbon-intensity source failed. The planner falls back (cache, forecaster, profile) and says so."""
+
+    def __init__(self, message: str, source: str = ""):
+        super().__init__(message)
+        self.source = source
+
+
+class SourceAuthError(GridSourceError):
+    """Missing or rejected credentials (set the token named in the message)."""
+
+
+class SourceQuotaError(GridSourceError):
+    """Rate limit or plan quota exhausted (wait, or upgrade the plan)."""
+
+
+class SourceNotFoundError(GridSourceError):
+    """The zone/region is unknown to the source or not covered by the plan."""
+
+
+class SourcePayloadError(GridSourceError):
+    """The source answered with something that does not follow its documented schema."""
+
+
+class SourceUnavailableError(GridSourceError):
+    """Network failure, timeout or 5xx after retries."""

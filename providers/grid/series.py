@@ -1,0 +1,82 @@
+"""Hourly intensity series as they come from sources, before they become a plan's Forecast.
+
+Every source's ``_parse_*`` returns an ``HourlySeries``: UTC hour-aligned, one value per hour
+(NaN where the source has no value), with its signal and provenance. ``to_hourly`` turns
+irregular (e.g. 5-minute or half-hourly) timestamped points into such a series by averaging the
+points that fall in each UTC hour.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+SIGNALS = ("average-lca", "average-direct", "marginal")
+KINDS = ("history", "forecast", "latest")
+
+
+@dataclass(frozen=True, eq=False)
+class HourlySeries:
+    zone: str
+    start: datetime  # aware UTC, on an hour boundary
+    values_g_per_kwh: np.ndarray  # float, NaN = missing
+    signal: str  # average-lca | average-direct | marginal
+    source: str  # e.g. electricitymaps, watttime, uk-carbon-intensity, file
+    kind: str  # history | forecast | latest
+    fetched_at: datetime | None = None
+    note: str = ""
+
+    def __post_init__(self):
+        if self.start.tzinfo is None or self.start.utcoffset() != timedelta(0):
+            raise ValueError("HourlySeries.start must be aware UTC")
+        if self.start.minute or self.start.second or self.start.microsecond:
+            raise ValueError("HourlySeries.start must be on an hour boundary")
+        if self.signal not in SIGNALS:
+            raise ValueError(f"signal must be one of {SIGNALS}, got {self.signal!r}")
+
+    @property
+    def hours(self) -> int:
+        return int(self.values_g_per_kwh.shape[0])
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(hours=self.hours)
+
+    def times(self) -> list[datetime]:
+        return [self.start + timedelta(hours=i) for i in range(self.hours)]
+
+    def window(self, start: datetime, hours: int) -> np.ndarray:
+        """Values for ``[start, start + hours)`` (NaN where the series has none)."""
+        offset = int(round((start - self.start) / timedelta(hours=1)))
+        out = np.full(hours, np.nan)
+        lo, hi = max(0, offset), min(self.hours, offset + hours)
+        if hi > lo:
+            out[lo - offset:hi - offset] = self.values_g_per_kwh[lo:hi]
+        return out
+
+    def with_values(self, values: np.ndarray, **changes) -> "HourlySeries":
+        return replace(self, values_g_per_kwh=values, **changes)
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def to_hourly(times: list[datetime], values: list[float], **fields) -> HourlySeries:
+    """Average timestamped points (aware datetimes, any spacing) into UTC hours."""
+    if not times:
+        raise ValueError("no points")
+    hours = [floor_hour(t) for t in times]
+    start, last = min(hours), max(hours)
+    n = int((last - start) / timedelta(hours=1)) + 1
+    sums, counts = np.zeros(n), np.zeros(n)
+    for h, v in zip(hours, values):
+        if v is None or not np.isfinite(v):
+            continue
+        i = int((h - start) / timedelta(hours=1))
+        sums[i] += v
+        counts[i] += 1
+    with np.errstate(invalid="ignore"):
+        vals = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return HourlySeries(start=start, values_g_per_kwh=vals, **fields)
