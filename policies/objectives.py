@@ -36,6 +36,7 @@ from .candidates import Candidates
 
 TERMS = ("carbon", "cost", "time")
 OBJECTIVES = ("carbon", "cost", "time", "weighted", "lexicographic", "pareto")
+RISKS = ("mean", "p90")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Policy:
     weights: dict[str, float] = field(default_factory=lambda: {"carbon": 1.0, "cost": 0.0, "time": 0.0})
     order: tuple[str, ...] = ("carbon", "cost", "time")
     tolerance_pct: float = 1.0
+    risk: str = "mean"  # "p90": the carbon term uses the forecast's upper decile (the planner supplies it)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -59,6 +61,8 @@ class Policy:
         bad = [t for t in self.order if t not in TERMS]
         if bad or not self.order or len(set(self.order)) != len(self.order):
             raise UserInputError(f"order must list distinct terms among {', '.join(TERMS)}, got {list(self.order)}")
+        if self.risk not in RISKS:
+            raise UserInputError(f"risk must be one of {', '.join(RISKS)}, got {self.risk!r}")
         tol = self.tolerance_pct
         if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not math.isfinite(tol) or tol < 0:
             raise UserInputError(f"tolerance_pct must be a finite number >= 0, got {tol!r}")

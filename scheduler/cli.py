@@ -62,6 +62,9 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("policy and model")
     o.add_argument("--objective", choices=["carbon", "cost", "time", "weighted", "lexicographic", "pareto"])
     o.add_argument("--weights", type=_weights, metavar="T=W,...", help="for weighted: carbon=1,cost=0.5,time=0")
+    o.add_argument("--risk", choices=["mean", "p90"], help="rank carbon by the mean forecast or its p90 (risk-averse)")
+    o.add_argument("--intensity-source", metavar="S",
+                   help="auto (default), profile, electricitymaps, watttime, uk-carbon-intensity")
     o.add_argument("--utilisation-factor", type=float, metavar="U", help="GPU power / TDP while training (default 0.84)")
     o.add_argument("--baseline-region", metavar="REGION", help="the 'default region, now' to compare with (default aws:us-east-1)")
     out = p.add_argument_group("output")
@@ -106,6 +109,7 @@ def _overrides(a: argparse.Namespace) -> dict:
     put("constraints.spot", a.spot)
     put("policy.objective", a.objective)
     put("policy.weights", a.weights)
+    put("policy.risk", a.risk)
     put("power.utilisation_factor", a.utilisation_factor)
     put("baseline.region", a.baseline_region)
     return raw
@@ -125,7 +129,10 @@ def cmd_plan(a: argparse.Namespace) -> int:
         raise UserInputError("--top must be >= 0 (0 shows all)")
     raw = read_job_file(a.job) if a.job else {}
     job = job_from_dict(merge(raw, _overrides(a)))
-    result = plan(job, now=_now(a), top=a.top or None)
+    from .settings import resolve_settings
+
+    settings = resolve_settings({"intensity_source": a.intensity_source})
+    result = plan(job, now=_now(a), top=a.top or None, settings=settings)
     if a.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

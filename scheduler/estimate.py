@@ -88,6 +88,7 @@ class Estimates:
     mean_intensity: np.ndarray  # (O, K) g/kWh
     kg_operational: np.ndarray  # (O, K)
     kg_co2e: np.ndarray  # (O, K) operational + embodied
+    kg_co2e_p90: np.ndarray | None = None  # (O, K) the same with the forecast's p90 intensity
 
 
 def runtime_hours(hours_ref: float, n_ref: int, ref_speed: float, n: np.ndarray, speed: np.ndarray, eff: float) -> np.ndarray:
@@ -120,8 +121,12 @@ def window_mean(cum: np.ndarray, region_index: np.ndarray, start_h: np.ndarray, 
 
 
 def estimate(o: OfferingArrays, *, hours_ref: float, n_ref: int, ref_speed: float, power: PowerModel,
-             start_h: np.ndarray, intensity_cum: np.ndarray) -> Estimates:
-    """Vectorised estimates for all offerings x starts (see the module docstring for the model)."""
+             start_h: np.ndarray, intensity_cum: np.ndarray, intensity_cum_p90: np.ndarray | None = None) -> Estimates:
+    """Vectorised estimates for all offerings x starts (see the module docstring for the model).
+
+    With ``intensity_cum_p90`` (prefix sums of the forecast's p90 series) it also gives the
+    risk-averse ``kg_co2e_p90``.
+    """
     runtime = runtime_hours(hours_ref, n_ref, ref_speed, o.gpu_count, o.speed, power.gpu_scaling_efficiency)
     power_w = (o.gpu_count * power.utilisation_factor * o.tdp_w
                + o.vcpus * power.host_w_per_vcpu + o.memory_gib * power.host_w_per_gib)
@@ -129,6 +134,9 @@ def estimate(o: OfferingArrays, *, hours_ref: float, n_ref: int, ref_speed: floa
     mean_i = window_mean(intensity_cum, o.region_index, start_h, runtime)
     kg_op = g_to_kg(energy[:, None] * mean_i)
     kg_emb = o.gpu_count * o.embodied_kg_per_gpu * runtime / power.embodied_life_hours
+    kg_p90 = None
+    if intensity_cum_p90 is not None:
+        kg_p90 = g_to_kg(energy[:, None] * window_mean(intensity_cum_p90, o.region_index, start_h, runtime)) + kg_emb[:, None]
     return Estimates(runtime_h=runtime, power_w=power_w, energy_kwh=energy, cost_usd=o.usd_per_hour * runtime,
                      kg_embodied=kg_emb, mean_intensity=mean_i, kg_operational=kg_op,
-                     kg_co2e=kg_op + kg_emb[:, None])
+                     kg_co2e=kg_op + kg_emb[:, None], kg_co2e_p90=kg_p90)

@@ -33,6 +33,7 @@ A job file (every key documented; unknown keys are errors with a suggestion)::
     weights = { carbon = 1.0, cost = 0.5, time = 0.0 }   # for "weighted"
     order = ["carbon", "cost", "time"]                   # for "lexicographic"
     tolerance_pct = 1.0             # lexicographic: differences below this count as ties
+    risk = "mean"                   # "p90": rank carbon by the forecast's upper decile (risk-averse)
 
     [power]                         # the estimation model, see carbonsched.estimate
     utilisation_factor = 0.84       # mean GPU power / TDP while training
@@ -74,7 +75,7 @@ SCHEMA: dict[str, object] = {
         "max_usd_per_hour": "number", "max_total_usd": "number", "carbon_budget_kg": "number",
         "spot": bool,
     },
-    "policy": {"objective": str, "weights": "numbermap", "order": "strlist", "tolerance_pct": "number"},
+    "policy": {"objective": str, "weights": "numbermap", "order": "strlist", "tolerance_pct": "number", "risk": str},
     "power": {"utilisation_factor": "number", "host_w_per_vcpu": "number", "host_w_per_gib": "number",
               "gpu_scaling_efficiency": "number"},
     "throughput": "numbermap",
@@ -146,7 +147,8 @@ class JobSpec:
                 "carbon_budget_kg": self.carbon_budget_kg, "spot": self.spot,
             },
             "policy": {"objective": self.policy.objective, "weights": dict(self.policy.weights),
-                       "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct},
+                       "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct,
+                       "risk": self.policy.risk},
             "power": self.power.to_dict(),
             "throughput": dict(self.throughput) if self.throughput else None,
             "baseline_region": self.baseline_region,
@@ -297,7 +299,7 @@ def job_from_dict(raw: dict) -> JobSpec:
         raise JobSpecError("window.deadline must be after window.earliest_start")
     policy_kwargs = {}
     for key, attr in (("policy.objective", "objective"), ("policy.weights", "weights"),
-                      ("policy.order", "order"), ("policy.tolerance_pct", "tolerance_pct")):
+                      ("policy.order", "order"), ("policy.tolerance_pct", "tolerance_pct"), ("policy.risk", "risk")):
         if key in flat:
             policy_kwargs[attr] = flat[key]
     if "weights" in policy_kwargs:

@@ -105,6 +105,8 @@ class Forecast:
     signal: str
     fetched_at: datetime | None = None
     note: str = ""
+    segments: tuple[dict, ...] = ()  # stitched parts: {"source", "kind", "signal", "from", "to"} (ISO UTC)
+    warnings: tuple[str, ...] = ()  # fallbacks taken while producing it
 
     @property
     def hours(self) -> int:
@@ -121,6 +123,8 @@ class Forecast:
             "signal": self.signal,
             "fetched_at": iso_utc(self.fetched_at) if self.fetched_at else None,
             "note": self.note,
+            "segments": list(self.segments),
+            "warnings": list(self.warnings),
         }
 
 
@@ -152,6 +156,7 @@ class Placement:
     saving_vs_baseline_pct: float | None = None
     score: float | None = None
     zones: tuple[str, ...] = field(default=())
+    kg_co2e_p90: float | None = None  # kg_co2e with the forecast's p90 intensity (risk view)
 
     @property
     def region_id(self) -> str:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank, relaxation_gains
-from .errors import InfeasibleError, JobSpecError
+from .errors import DataError, InfeasibleError, JobSpecError
 from .estimate import OfferingArrays, estimate, runtime_hours
 from .jobspec import JobSpec
 from .models import Forecast, Gpu, Offering, Placement, Region
@@ -134,9 +134,16 @@ def _offering_arrays(offerings: list[Offering], regions: dict[str, Region], gpus
     )
 
 
-def _intensity_cum(forecasts: list[Forecast]) -> np.ndarray:
+def _p90(f: Forecast) -> np.ndarray:
+    """The forecast's upper decile (its mean where it has no spread)."""
+    return f.intensity_g_per_kwh if f.p90_g_per_kwh is None else np.fmax(f.p90_g_per_kwh, f.intensity_g_per_kwh)
+
+
+def _intensity_cum(series_list: list[np.ndarray]) -> np.ndarray:
     """(R, H+1) prefix sums of the hourly series (H = common length)."""
-    series = np.stack([f.intensity_g_per_kwh for f in forecasts])
+    series = np.stack(series_list)
+    if not np.all(np.isfinite(series)):
+        raise DataError("an intensity forecast has missing hours; this is a bug in the source that produced it")
     return np.concatenate([np.zeros((series.shape[0], 1)), np.cumsum(series, axis=1)], axis=1)
 
 
@@ -166,14 +173,14 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     ``forecast_source`` default to the embedded data (see ``providers``).
     """
     from carbonsched.providers.cloud import get_offering_source
-    from carbonsched.providers.grid import get_forecast_source
+    from carbonsched.providers.grid import build_forecast_source
 
     if now.tzinfo is None:
         raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
     policy = policy or job.policy
     settings = settings or resolve_settings()
     offerings_source = offerings_source or get_offering_source()
-    forecast_source = forecast_source or get_forecast_source()
+    forecast_source = forecast_source or build_forecast_source(settings)
     regions, gpus = read_regions(), read_gpus()
     if job.gpu not in gpus:
         job = replace(job, gpu=resolve_gpu(job.gpu, gpus).name)
@@ -208,13 +215,15 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
                              job.power.gpu_scaling_efficiency)
     horizon = int(math.ceil(offset + start_h[-1] + runtimes.max())) + 1
     forecasts = {r: forecast_source.forecast(regions[r], t0, horizon) for r in region_ids}
-    cum = _intensity_cum([forecasts[r] for r in region_ids])
+    cum = _intensity_cum([forecasts[r].intensity_g_per_kwh for r in region_ids])
+    cum_p90 = _intensity_cum([_p90(forecasts[r]) for r in region_ids])
 
     est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=speeds[job.gpu], power=job.power,
-                   start_h=np.concatenate([[offset], start_h + offset]), intensity_cum=cum)
+                   start_h=np.concatenate([[offset], start_h + offset]), intensity_cum=cum, intensity_cum_p90=cum_p90)
     # column 0 is "start now" (the baseline's start); columns 1.. are the candidate starts
     O = len(offerings)
-    cands = Candidates(kg_co2e=est.kg_co2e[:O, 1:], cost_usd=est.cost_usd[:O], start_h=start_h,
+    carbon = est.kg_co2e_p90 if policy.risk == "p90" else est.kg_co2e
+    cands = Candidates(kg_co2e=carbon[:O, 1:], cost_usd=est.cost_usd[:O], start_h=start_h,
                        runtime_h=est.runtime_h[:O], usd_per_hour=arrays.usd_per_hour[:O],
                        gpu_memory_gb=np.array([gpus[o.gpu].memory_gb for o in offerings]))
     limits = Limits(
@@ -250,13 +259,7 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
         baseline = _with_saving(baseline, baseline)
 
     shown_regions = {p.region_id for p in placements} | ({baseline.region_id} if baseline else set())
-    flat = sorted(r for r in shown_regions if forecasts[r].kind == "yearly")
-    if flat:
-        warnings.append("no hourly intensity data for " + ", ".join(f"{r} ({forecasts[r].zone})" for r in flat)
-                        + ": a flat yearly mean is used, so timing cannot help there")
-    if any(forecasts[r].source == "embedded-profile" for r in shown_regions):
-        warnings.append("offline: intensities are typical-day profiles (Electricity Maps 2022 hourly, lifecycle), "
-                        "not a forecast for these days")
+    warnings.extend(_intensity_warnings(forecasts, shown_regions))
     return Plan(
         now=now, job=job, policy=policy, placements=tuple(placements), baseline=baseline,
         warnings=tuple(warnings), data_sources=tuple(_data_sources(offerings_source, forecasts, shown_regions)),
@@ -284,6 +287,27 @@ def _allowed_offerings(usable: list[Offering], job: JobSpec, gpus: dict[str, Gpu
     raise InfeasibleError(_infeasible_message(eliminated, len(usable) * K, facts, gains), eliminated)
 
 
+def _intensity_warnings(forecasts: dict[str, Forecast], shown: set[str]) -> list[str]:
+    """What the user must know about the intensities behind the shown placements."""
+    out = []
+    for r in sorted(shown):
+        out.extend(forecasts[r].warnings)
+    flat = sorted(r for r in shown if "yearly" in forecasts[r].kind)
+    if flat:
+        out.append("no hourly intensity data for " + ", ".join(f"{r} ({forecasts[r].zone})" for r in flat)
+                   + ": a flat yearly mean is used, so timing cannot help there")
+    signals = {forecasts[r].signal for r in shown}
+    if len(signals) > 1:
+        by = "; ".join(f"{sig}: {', '.join(sorted(r for r in shown if forecasts[r].signal == sig))}" for sig in sorted(signals))
+        out.append(f"intensity signals differ across regions ({by}); lifecycle, direct and marginal figures "
+                   "are not comparable, so treat the ranking across them with care")
+    if any(seg["source"] == "embedded-profile" for r in shown for seg in (forecasts[r].segments or [{"source": forecasts[r].source}])):
+        out.append("offline: intensities are typical-day profiles (Electricity Maps 2022 hourly, lifecycle), "
+                   "not a forecast for these days" if all(forecasts[r].source == "embedded-profile" for r in shown)
+                   else "some hours use the embedded typical-day profiles (2022), not a live forecast")
+    return out
+
+
 def _with_saving(p: Placement, baseline: Placement) -> Placement:
     pct = (baseline.kg_co2e - p.kg_co2e) / baseline.kg_co2e * 100.0 if baseline.kg_co2e > 0 else None
     return replace(p, saving_vs_baseline_pct=pct)
@@ -294,6 +318,7 @@ def _placement(o: Offering, est, i: int, k: int, start: datetime, forecast: Fore
     """The Placement of estimate row ``i``, column ``k``, starting at ``start``."""
     runtime = float(est.runtime_h[i])
     kg_op, kg_emb = float(est.kg_operational[i, k]), float(est.kg_embodied[i])
+    kg_p90 = float(est.kg_co2e_p90[i, k]) if est.kg_co2e_p90 is not None else None
     return Placement(
         provider=o.provider, region=o.region, zone=o.zone, zones=o.zones, instance_type=o.instance_type,
         gpu=o.gpu, gpu_count=o.gpu_count, market=o.market, start=start, end=start + timedelta(hours=runtime),
@@ -301,7 +326,7 @@ def _placement(o: Offering, est, i: int, k: int, start: datetime, forecast: Fore
         mean_intensity_g_per_kwh=float(est.mean_intensity[i, k]), kg_co2e_operational=kg_op,
         kg_co2e_embodied=kg_emb, kg_co2e=kg_op + kg_emb, cost_usd=float(est.cost_usd[i]),
         price_usd_per_hour=o.price_usd_per_hour, intensity_source=forecast.source,
-        intensity_signal=forecast.signal, pue=region.pue, rank=rank_no, score=score,
+        intensity_signal=forecast.signal, pue=region.pue, rank=rank_no, score=score, kg_co2e_p90=kg_p90,
     )
 
 
@@ -319,11 +344,11 @@ def _data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[s
 
     prov = {row["file"]: row for row in data.read_rows("provenance.csv")}
     out = [dict(offerings_source.describe())]
-    kinds = sorted({(forecasts[r].source, forecasts[r].kind, forecasts[r].signal) for r in shown})
-    for source, kind, signal in kinds:
-        out.append({"name": "intensity", "source": source, "kind": kind, "signal": signal,
-                    "regions": sorted(r for r in shown if forecasts[r].source == source),
-                    "attribution": "Electricity Maps (ODbL)" if source.startswith("embedded") else ""})
+    for r in sorted(shown):
+        entry = {"name": "intensity", **forecasts[r].provenance()}
+        if any(s["source"].startswith("embedded") for s in entry["segments"]) or forecasts[r].source.startswith("embedded"):
+            entry["attribution"] = "Electricity Maps (ODbL) for the embedded profiles"
+        out.append(entry)
     for name in ("regions.csv", "gpus.csv"):
         if name in prov:
             out.append({"name": name.removesuffix(".csv"), "source": prov[name]["source"], "as_of": prov[name]["retrieved"]})

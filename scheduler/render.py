@@ -49,19 +49,23 @@ def render_plan(plan: Plan) -> str:
     job = plan.job
     head = (f"Plan for {job.name!r}: {job.gpus}x{job.gpu} for {job.hours:g} h (reference), "
             f"objective {plan.policy.objective}, now {plan.now.strftime('%Y-%m-%d %H:%M')} UTC")
-    headers = ["#", "region", "instance", "GPUs", "start (UTC)", "hours", "kWh", "kgCO2e", "USD", "g/kWh", "saving"]
-    rows = []
-    for p in plan.placements:
+    risk = plan.policy.risk == "p90"
+    headers = ["#", "region", "instance", "GPUs", "start (UTC)", "hours", "kWh", "kgCO2e"] + \
+        (["kg p90"] if risk else []) + ["USD", "g/kWh", "saving"]
+
+    def row(rank: str, p, saving: str) -> list[str]:
         instance = p.instance_type + (" (spot)" if p.market == "spot" else "")
-        rows.append([str(p.rank), p.region_id, instance, f"{p.gpu_count}x{p.gpu}", when(p.start, plan.now),
-                     _num(p.runtime_hours), _num(p.energy_kwh, 0), _num(p.kg_co2e), _num(p.cost_usd, 0),
-                     _num(p.mean_intensity_g_per_kwh, 0), _pct(p.saving_vs_baseline_pct)])
+        cells = [rank, p.region_id, instance, f"{p.gpu_count}x{p.gpu}", when(p.start, plan.now),
+                 _num(p.runtime_hours), _num(p.energy_kwh, 0), _num(p.kg_co2e)]
+        if risk:
+            cells.append("-" if p.kg_co2e_p90 is None else _num(p.kg_co2e_p90))
+        return cells + [_num(p.cost_usd, 0), _num(p.mean_intensity_g_per_kwh, 0), saving]
+
+    rows = [row(str(p.rank), p, _pct(p.saving_vs_baseline_pct)) for p in plan.placements]
     b = plan.baseline
     if b is not None:
-        rows.append(["base", b.region_id, b.instance_type, f"{b.gpu_count}x{b.gpu}", when(b.start, plan.now),
-                     _num(b.runtime_hours), _num(b.energy_kwh, 0), _num(b.kg_co2e), _num(b.cost_usd, 0),
-                     _num(b.mean_intensity_g_per_kwh, 0), "-"])
-    out = [head, "", table(headers, rows, right={0, 5, 6, 7, 8, 9, 10})]
+        rows.append(row("base", b, "-"))
+    out = [head, "", table(headers, rows, right={0} | set(range(5, len(headers))))]
     if b is not None and plan.placements:
         best = plan.placements[0]
         out += ["", f"Best: {best.region_id} {best.instance_type} starting {when(best.start, plan.now)} emits "
@@ -69,6 +73,11 @@ def render_plan(plan: Plan) -> str:
                     f"{_saving_words(best.saving_vs_baseline_pct)}, ${_num(best.cost_usd, 0)} vs ${_num(b.cost_usd, 0)}."]
     out.append(f"{plan.n_feasible:,} of {plan.n_candidates:,} candidates (offering x start) feasible; "
                "kgCO2e = operational (energy x mean grid intensity over the run, PUE included) + embodied GPU share.")
+    by_source: dict[str, list[str]] = {}
+    for rid, f in sorted(plan.forecasts.items()):
+        by_source.setdefault(f"{f.source} ({f.signal})", []).append(rid)
+    if by_source:
+        out.append("intensity: " + "; ".join(f"{src} for {', '.join(rids)}" for src, rids in by_source.items()))
     for w in plan.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)

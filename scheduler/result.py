@@ -27,7 +27,7 @@ SCHEMA_VERSION = 1
 PLACEMENT_FIELDS = (
     "rank", "provider", "region", "region_id", "zone", "zones", "instance_type", "gpu", "gpu_count", "market",
     "start", "end", "runtime_hours", "energy_kwh", "mean_intensity_g_per_kwh", "kg_co2e_operational",
-    "kg_co2e_embodied", "kg_co2e", "cost_usd", "price_usd_per_hour", "pue", "intensity_source",
+    "kg_co2e_embodied", "kg_co2e", "kg_co2e_p90", "cost_usd", "price_usd_per_hour", "pue", "intensity_source",
     "intensity_signal", "saving_vs_baseline_pct",
 )
 
@@ -68,7 +68,8 @@ class Plan:
             "now": iso_utc(self.now),
             "job": self.job.to_dict(),
             "policy": {"objective": self.policy.objective, "weights": dict(self.policy.weights),
-                       "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct},
+                       "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct,
+                       "risk": self.policy.risk},
             "baseline": placement_to_dict(self.baseline) if self.baseline else None,
             "placements": [placement_to_dict(p) for p in self.placements],
             "warnings": list(self.warnings),

@@ -5,12 +5,17 @@ Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config
 
     default_region = "gcp:europe-west4"   # baseline "default region, now" (default aws:us-east-1)
     home = "/path/to/state"               # job store and caches (default ~/.local/share/carbonsched)
+    intensity_source = "auto"             # auto | profile | electricitymaps | watttime | uk-carbon-intensity
+    cache_ttl_hours = 1.0                 # reuse a fetched live forecast this long before fetching again
 
-Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``.
+Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``, ``CARBONSCHED_INTENSITY_SOURCE``,
+``CARBONSCHED_CACHE_TTL_HOURS``. Credentials stay in their vendors' variables
+(``ELECTRICITYMAPS_TOKEN``, ``WATTTIME_USERNAME``/``WATTTIME_PASSWORD``) and are never stored.
 """
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -31,6 +36,8 @@ def _default_home(env: Mapping[str, str]) -> Path:
 class Settings:
     default_region: str = DEFAULT_REGION
     home: Path | None = None
+    intensity_source: str = "auto"
+    cache_ttl_hours: float = 1.0
     config_path: Path | None = None  # the file that was read, if any
 
 
@@ -51,14 +58,24 @@ def _read_config(path: Path, explicit: bool) -> dict:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is malformed TOML: {exc}") from None
-    allowed = {"default_region", "home"}
+    allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float}
     for key in raw:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             raise ConfigError(f"config file {path}: unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"))
-        if not isinstance(raw[key], str) or not raw[key].strip():
+        if allowed[key] is str and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise ConfigError(f"config file {path}: {key} must be a non-empty string")
     return raw
+
+
+def _ttl(value, where: str) -> float:
+    try:
+        ttl = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: cache_ttl_hours must be a number of hours, got {value!r}") from None
+    if not math.isfinite(ttl) or ttl < 0:
+        raise ConfigError(f"{where}: cache_ttl_hours must be a finite number >= 0, got {value!r}")
+    return ttl
 
 
 def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,9 +89,14 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
         values["default_region"] = env["CARBONSCHED_DEFAULT_REGION"]
     if env.get("CARBONSCHED_HOME"):
         values["home"] = env["CARBONSCHED_HOME"]
+    if env.get("CARBONSCHED_INTENSITY_SOURCE"):
+        values["intensity_source"] = env["CARBONSCHED_INTENSITY_SOURCE"]
+    if env.get("CARBONSCHED_CACHE_TTL_HOURS"):
+        values["cache_ttl_hours"] = env["CARBONSCHED_CACHE_TTL_HOURS"]
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
+    values["cache_ttl_hours"] = _ttl(values.get("cache_ttl_hours", 1.0), str(path) if "cache_ttl_hours" in raw else "settings")
     names = {f.name for f in fields(Settings)}
     settings = Settings(**{k: v for k, v in values.items() if k in names})
     return replace(settings, home=Path(settings.home).expanduser(), config_path=path if raw else None)

@@ -4,13 +4,21 @@ A forecast source has a ``name`` and::
 
     forecast(region: Region, start: datetime, hours: int) -> Forecast
 
-``start`` is a UTC hour boundary; the result covers ``hours`` hourly values. ``GRID_SOURCES`` is
-the explicit registry. Offline, the embedded typical-day profiles answer for every region.
+``start`` is a UTC hour boundary; the result covers ``hours`` hourly values and says where they
+came from (``Forecast.segments``, ``Forecast.warnings``). Live sources are wrapped in a
+``ChainedSource`` (cache -> forecaster on history -> embedded profile), so a plan always gets
+an answer and says how it got it.
+
+``GRID_SOURCES`` is the explicit registry of live sources; ``build_forecast_source`` picks one
+from the settings (``intensity_source``): ``auto`` uses Electricity Maps when
+``ELECTRICITYMAPS_TOKEN`` is set, else WattTime when ``WATTTIME_USERNAME``/``WATTTIME_PASSWORD``
+are, else the embedded profiles.
 """
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Callable, Protocol
+import os
+from datetime import datetime, timezone
+from typing import Callable, Mapping, Protocol
 
 from carbonsched.models import Forecast, Region
 
@@ -21,20 +29,67 @@ class ForecastSource(Protocol):
     def forecast(self, region: Region, start: datetime, hours: int) -> Forecast: ...
 
 
-def _profile() -> ForecastSource:
-    from .profile import ProfileSource
+def _electricitymaps(**kw):
+    from .electricitymaps import ElectricityMapsSource
 
-    return ProfileSource()
+    return ElectricityMapsSource(**kw)
 
 
-GRID_SOURCES: dict[str, Callable[[], ForecastSource]] = {"profile": _profile}
+def _watttime(**kw):
+    from .watttime import WattTimeSource
+
+    return WattTimeSource(**kw)
+
+
+def _ukci(**kw):
+    from .ukci import UkCarbonIntensitySource
+
+    return UkCarbonIntensitySource(**kw)
+
+
+GRID_SOURCES: dict[str, Callable[..., object]] = {
+    "electricitymaps": _electricitymaps,
+    "watttime": _watttime,
+    "uk-carbon-intensity": _ukci,
+}
+CHOICES = ("auto", "profile", *GRID_SOURCES)
+
+
+def auto_source_name(env: Mapping[str, str]) -> str:
+    if env.get("ELECTRICITYMAPS_TOKEN"):
+        return "electricitymaps"
+    if env.get("WATTTIME_USERNAME") and env.get("WATTTIME_PASSWORD"):
+        return "watttime"
+    return "profile"
+
+
+def build_forecast_source(settings=None, *, name: str | None = None, clock: Callable[[], datetime] | None = None,
+                          env: Mapping[str, str] | None = None, live=None) -> ForecastSource:
+    """The forecast source for ``name`` (default: the settings'), wrapped with cache and fallbacks.
+
+    ``live`` injects a ready live source (tests, custom sources); ``clock`` gives real time for
+    cache freshness (default: the system clock).
+    """
+    from carbonsched.errors import UnknownNameError
+    from carbonsched.settings import resolve_settings
+
+    from .cache import SeriesCache
+    from .chain import ChainedSource
+
+    settings = settings or resolve_settings()
+    env = os.environ if env is None else env
+    clock = clock or (lambda: datetime.now(timezone.utc))
+    name = name or settings.intensity_source
+    if name not in CHOICES:
+        raise UnknownNameError(f"unknown intensity source {name!r}; choose one of {', '.join(CHOICES)}")
+    if name == "auto":
+        name = auto_source_name(env)
+    if live is None and name != "profile":
+        live = GRID_SOURCES[name](clock=clock)
+    cache = SeriesCache(settings.home / "cache" / "grid") if live is not None else None
+    return ChainedSource(live, cache, clock=clock, ttl_hours=settings.cache_ttl_hours)
 
 
 def get_forecast_source(name: str = "profile") -> ForecastSource:
-    from carbonsched.errors import UnknownNameError
-
-    try:
-        factory = GRID_SOURCES[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown intensity source {name!r}; known: {', '.join(GRID_SOURCES)}") from None
-    return factory()
+    """A source by name with default settings (kept for callers that only want the profiles)."""
+    return build_forecast_source(name=name)

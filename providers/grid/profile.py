@@ -89,6 +89,7 @@ class ProfileSource:
     """Typical-day profiles shipped with carbonsched; works offline for every region."""
 
     name = "profile"
+    signal = SIGNAL
 
     def forecast(self, region: Region, start: datetime, hours: int) -> Forecast:
         zone = region.profile_zone

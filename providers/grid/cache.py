@@ -1,0 +1,101 @@
+"""On-disk cache of fetched intensity series, with fetch time.
+
+One JSON file per (source, zone, signal, kind) under ``<home>/cache/grid/``. Writes are atomic
+(temp file + rename), so a crash never leaves a half-written cache. History entries accumulate:
+a new history fetch is merged into what is cached (newer values win), so the cache builds up
+the two weeks the forecaster needs. A corrupt file is reported and ignored, never trusted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from .series import HourlySeries
+
+FORMAT_VERSION = 1
+MAX_HISTORY_HOURS = 24 * 120  # keep at most ~4 months of history per zone
+
+
+def _key(source: str, zone: str, signal: str, kind: str) -> str:
+    safe = lambda s: re.sub(r"[^A-Za-z0-9_.-]", "_", s)  # noqa: E731
+    return f"{safe(source)}__{safe(zone)}__{safe(signal)}__{safe(kind)}.json"
+
+
+def _dump(series: HourlySeries) -> dict:
+    return {
+        "format": FORMAT_VERSION, "zone": series.zone, "start": series.start.isoformat(),
+        "values_g_per_kwh": [None if not np.isfinite(v) else round(float(v), 4) for v in series.values_g_per_kwh],
+        "signal": series.signal, "source": series.source, "kind": series.kind,
+        "fetched_at": series.fetched_at.isoformat() if series.fetched_at else None, "note": series.note,
+    }
+
+
+def _load(doc: dict) -> HourlySeries:
+    if doc.get("format") != FORMAT_VERSION:
+        raise ValueError(f"cache format {doc.get('format')!r} is not {FORMAT_VERSION}")
+    values = np.array([np.nan if v is None else float(v) for v in doc["values_g_per_kwh"]], dtype=float)
+    return HourlySeries(
+        zone=doc["zone"], start=datetime.fromisoformat(doc["start"]), values_g_per_kwh=values,
+        signal=doc["signal"], source=doc["source"], kind=doc["kind"],
+        fetched_at=datetime.fromisoformat(doc["fetched_at"]) if doc.get("fetched_at") else None,
+        note=doc.get("note", ""),
+    )
+
+
+def merge_history(old: HourlySeries, new: HourlySeries, max_hours: int = MAX_HISTORY_HOURS) -> HourlySeries:
+    """Union of two hourly series of the same zone/signal; ``new`` wins where both have a value."""
+    start = min(old.start, new.start)
+    end = max(old.end, new.end)
+    hours = int((end - start) / timedelta(hours=1))
+    values = old.window(start, hours)
+    fresh = new.window(start, hours)
+    values = np.where(np.isfinite(fresh), fresh, values)
+    if hours > max_hours:
+        start, values = end - timedelta(hours=max_hours), values[-max_hours:]
+    return new.with_values(values, start=start)
+
+
+class SeriesCache:
+    """Series cached under ``root``; ``problems`` collects unreadable entries (for warnings)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.problems: list[str] = []
+
+    def path(self, source: str, zone: str, signal: str, kind: str) -> Path:
+        return self.root / _key(source, zone, signal, kind)
+
+    def get(self, source: str, zone: str, signal: str, kind: str) -> HourlySeries | None:
+        path = self.path(source, zone, signal, kind)
+        try:
+            with path.open(encoding="utf-8") as fh:
+                return _load(json.load(fh))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.problems.append(f"ignored unreadable cache file {path} ({exc}); delete it or run again online")
+            return None
+
+    def put(self, series: HourlySeries) -> HourlySeries:
+        """Store ``series`` (merged into cached history for kind "history"); returns what was stored."""
+        if series.kind == "history":
+            old = self.get(series.source, series.zone, series.signal, "history")
+            if old is not None:
+                series = merge_history(old, series)
+        path = self.path(series.source, series.zone, series.signal, series.kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(_dump(series), fh)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return series
