@@ -47,10 +47,17 @@ def _ukci(**kw):
     return UkCarbonIntensitySource(**kw)
 
 
+def _file(**kw):
+    from .file import FileSource
+
+    return FileSource(**kw)
+
+
 GRID_SOURCES: dict[str, Callable[..., object]] = {
     "electricitymaps": _electricitymaps,
     "watttime": _watttime,
     "uk-carbon-intensity": _ukci,
+    "file": _file,  # needs files=[...] ("[ZONE=]PATH") and signal ("lca" | "direct")
 }
 CHOICES = ("auto", "profile", *GRID_SOURCES)
 
@@ -64,7 +71,8 @@ def auto_source_name(env: Mapping[str, str]) -> str:
 
 
 def build_forecast_source(settings=None, *, name: str | None = None, clock: Callable[[], datetime] | None = None,
-                          env: Mapping[str, str] | None = None, live=None) -> ForecastSource:
+                          env: Mapping[str, str] | None = None, live=None, files: list[str] | None = None,
+                          file_signal: str = "lca") -> ForecastSource:
     """The forecast source for ``name`` (default: the settings'), wrapped with cache and fallbacks.
 
     ``live`` injects a ready live source (tests, custom sources); ``clock`` gives real time for
@@ -82,11 +90,18 @@ def build_forecast_source(settings=None, *, name: str | None = None, clock: Call
     name = name or settings.intensity_source
     if name not in CHOICES:
         raise UnknownNameError(f"unknown intensity source {name!r}; choose one of {', '.join(CHOICES)}")
-    if name == "auto":
+    if name == "auto" and not files:
         name = auto_source_name(env)
-    if live is None and name != "profile":
+    if files and name in ("auto", "file"):
+        name = "file"
+    elif name == "file" and not files:
+        raise UnknownNameError("the file intensity source needs history files (--intensity-file [ZONE=]PATH)")
+    if live is None and name == "file":
+        live = GRID_SOURCES["file"](files=list(files), signal=file_signal)
+    elif live is None and name != "profile":
         live = GRID_SOURCES[name](clock=clock)
-    cache = SeriesCache(settings.home / "cache" / "grid") if live is not None else None
+    # file histories are already on disk: caching them would only copy them
+    cache = SeriesCache(settings.home / "cache" / "grid") if live is not None and name != "file" else None
     return ChainedSource(live, cache, clock=clock, ttl_hours=settings.cache_ttl_hours)
 
 

@@ -170,8 +170,8 @@ class ChainedSource:
         # forecast from the end of the valid history up to the end of the window
         valid = np.flatnonzero(np.isfinite(hist.values_g_per_kwh))
         if valid.size < MIN_HISTORY_HOURS:
-            warnings.append(f"{region.region_id}: only {valid.size} h of history cached; the forecaster needs "
-                            f"{MIN_HISTORY_HOURS} h")
+            warnings.append(f"{region.region_id}: only {valid.size} h of recent history available; the forecaster "
+                            f"needs {MIN_HISTORY_HOURS} h")
             return
         hist_end = hist.start + timedelta(hours=int(valid[-1]) + 1)
         if first_gap - hist_end > self.history_gap:

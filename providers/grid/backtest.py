@@ -1,0 +1,350 @@
+"""Rolling-origin backtest of the forecasting models, and a reader for users' hourly history files.
+
+``backtest(values, start, horizon_h=24, ...)``: at each origin ``o`` every model of
+``forecaster.MODELS`` sees only ``values[o - history_h : o]`` and forecasts ``values[o : o + H]``.
+Metrics per model, pooled over every (origin, lead hour) whose actual value is finite:
+
+* ``mae`` -- mean absolute error, g/kWh (also ``per_horizon_mae[h]``, averaged over origins);
+* ``mape`` -- mean of ``|forecast - actual| / |actual|`` in %, over the points whose
+  ``|actual| >= mape_floor_g_per_kwh`` (default 1 g/kWh: below that the ratio is meaningless;
+  the number of points skipped is reported as ``mape_skipped``). ``wape`` = sum |err| / sum |actual|
+  in % is given as well (robust to small actuals);
+* ``spearman`` -- per origin, the Spearman rank correlation between forecast and actual over
+  the horizon window's hours with a finite actual (>= 3 of them; a constant forecast or actual
+  has no rank order and is skipped), averaged over origins. ``spearman_origins`` says how many
+  origins counted; with none (e.g. persistence, whose forecast is flat) it is NaN (``None`` in
+  ``to_dict()``, since JSON has no NaN).
+
+Missing actuals (NaN) are not scored; missing history is the models' business (the forecaster
+fills gaps, the baselines skip them).
+
+``read_history_csv(path, zone=None, signal="lca")`` accepts three CSV layouts (UTF-8, header row):
+
+(a) simple: a time column named ``datetime_utc``, ``datetime``, ``timestamp`` or ``time`` and one
+    value column: ``carbon_intensity_g_per_kwh`` (or ``intensity_g_per_kwh``,
+    ``carbon_intensity``, ``value``), or any single other column;
+(b) wide: ``datetime_utc`` + one column per zone code (the 123-zone Electricity Maps file):
+    ``zone`` selects the column;
+    For (a) and (b) the file does not say which signal it holds: ``signal`` labels it
+    (the 123-zone file is lifecycle, "lca").
+(c) the Electricity Maps data-portal export: ``Datetime (UTC)``, ``Zone Id``,
+    ``Carbon Intensity gCO₂eq/kWh (direct)``, ``Carbon Intensity gCO₂eq/kWh (LCA)``,
+    ``Data Estimated``, ...; ``signal`` picks LCA (lifecycle) or direct explicitly.
+
+Timestamps are ISO 8601; with an offset or ``Z`` they are converted to UTC, without one they are
+taken as UTC. Values in the same UTC hour (duplicates, sub-hourly data) are averaged, rows may be
+unsorted, and hours with no row or an empty cell become NaN.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from carbonsched.errors import UserInputError
+
+from .forecaster import MIN_HISTORY_H, MODELS
+from .series import to_hourly
+
+DEFAULT_HISTORY_H = 12 * 168 + 192  # the forecaster fits 12 weeks and looks 8 days further back
+MODEL_ORDER = ("forecaster", "persistence", "seasonal_naive_24h", "weekly_mean")
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelScores:
+    mae: float
+    mape: float
+    spearman: float
+    wape: float
+    per_horizon_mae: np.ndarray
+    per_horizon_mape: np.ndarray
+    points: int
+    mape_skipped: int
+    spearman_origins: int
+
+    def to_dict(self, detail: bool = True) -> dict:
+        out = {"mae": _num(self.mae), "mape": _num(self.mape), "spearman": _num(self.spearman)}
+        if detail:
+            out.update({"wape": _num(self.wape), "points": self.points, "mape_skipped": self.mape_skipped,
+                        "spearman_origins": self.spearman_origins,
+                        "per_horizon_mae": [_num(v) for v in self.per_horizon_mae],
+                        "per_horizon_mape": [_num(v) for v in self.per_horizon_mape]})
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    zone: str
+    horizon_hours: int
+    history_hours: int
+    origins: tuple[datetime, ...]
+    models: dict[str, ModelScores]
+    skipped_origins: dict[str, int] = field(default_factory=dict)  # model -> origins it could not forecast
+
+    def to_dict(self, detail: bool = True) -> dict:
+        """``{"zone", "horizon_hours", "models": {name: {"mae", "mape", "spearman", ...}}, ...}``."""
+        return {
+            "zone": self.zone,
+            "horizon_hours": self.horizon_hours,
+            "models": {name: s.to_dict(detail) for name, s in self.models.items()},
+            "origins": len(self.origins),
+            "first_origin": _iso(self.origins[0]) if self.origins else None,
+            "last_origin": _iso(self.origins[-1]) if self.origins else None,
+            "history_hours": self.history_hours,
+            "skipped_origins": dict(self.skipped_origins),
+            "units": {"mae": "gCO2eq/kWh", "mape": "%", "wape": "%", "spearman": "rank correlation"},
+        }
+
+
+def _num(v: float):
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _to_utc(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware (UTC)")
+    return t.astimezone(timezone.utc)
+
+
+def _origin_indices(n: int, start: datetime, horizon_h: int, origins, history_min: int) -> np.ndarray:
+    """Origin indices into ``values``. ``origins``: None (every day at 00:00 UTC from the first
+    with 14 days of history to the last with a full horizon), a sequence of datetimes / indices,
+    or ``(first, last, step_h)`` with first/last datetimes or indices (inclusive)."""
+    def idx(o) -> int:
+        if isinstance(o, datetime):
+            off = (_to_utc(o) - start) / HOUR
+            if off != int(off):
+                raise ValueError(f"origin {o} is not on an hour boundary of the series")
+            return int(off)
+        return int(o)
+
+    if origins is None:
+        first = history_min + (-(start + history_min * HOUR).hour) % 24  # next 00:00 UTC
+        out = np.arange(first, n - horizon_h + 1, 24)
+    elif (isinstance(origins, tuple) and len(origins) == 3 and not isinstance(origins[2], datetime)):
+        first, last, step = idx(origins[0]), idx(origins[1]), int(origins[2])
+        if step < 1:
+            raise ValueError("origin step must be at least 1 hour")
+        out = np.arange(first, last + 1, step)
+    else:
+        out = np.array([idx(o) for o in origins], dtype=int)
+    bad = out[(out < 1) | (out > n - 1)]
+    if bad.size:
+        raise ValueError(f"origins outside the series (index {int(bad[0])} of {n} hours)")
+    return out
+
+
+def _spearman(f: np.ndarray, a: np.ndarray) -> float:
+    ok = np.isfinite(a)
+    if ok.sum() < 3:
+        return np.nan
+    f, a = f[ok], a[ok]
+    if np.ptp(f) == 0 or np.ptp(a) == 0:
+        return np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(spearmanr(f, a).statistic)
+
+
+def backtest(values: np.ndarray, start: datetime, *, horizon_h: int = 24,
+             origins=None, history_h: int = DEFAULT_HISTORY_H, zone: str = "",
+             models: Iterable[str] | None = None, mape_floor_g_per_kwh: float = 1.0) -> BacktestResult:
+    """Rolling-origin evaluation of ``models`` (default: all of ``MODELS``) on one hourly series.
+
+    ``values[i]`` is the hour ``start + i h`` (NaN = missing). Each origin's models see at most
+    ``history_h`` hours before it. Returns a ``BacktestResult``; see the module doc for metrics.
+    """
+    x = np.asarray(values, dtype=float).ravel()
+    start = _to_utc(start)
+    if horizon_h < 1:
+        raise ValueError("horizon_h must be at least 1")
+    names = list(models) if models is not None else list(MODEL_ORDER)
+    unknown = [m for m in names if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
+    idx = _origin_indices(x.size, start, horizon_h, origins, MIN_HISTORY_H)
+    if idx.size == 0:
+        raise ValueError(f"no forecast origin fits: the series has {x.size} hours, the forecaster needs "
+                         f"{MIN_HISTORY_H} of history plus {horizon_h} to score")
+    abs_err = {m: np.full((idx.size, horizon_h), np.nan) for m in names}
+    rel_err = {m: np.full((idx.size, horizon_h), np.nan) for m in names}
+    rho = {m: np.full(idx.size, np.nan) for m in names}
+    skipped = {m: 0 for m in names}
+    for i, o in enumerate(idx):
+        hist = x[max(0, o - history_h):o]
+        actual = np.full(horizon_h, np.nan)
+        seg = x[o:o + horizon_h]
+        actual[:seg.size] = seg
+        if not np.isfinite(actual).any():
+            continue
+        h_start = start + (o - hist.size) * HOUR
+        big = np.abs(actual) >= mape_floor_g_per_kwh
+        for m in names:
+            try:
+                f = MODELS[m](hist, h_start, horizon_h).mean
+            except ValueError:
+                skipped[m] += 1
+                continue
+            err = np.abs(f - actual)
+            abs_err[m][i] = err
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel_err[m][i] = np.where(big, err / np.abs(actual), np.nan)
+            rho[m][i] = _spearman(f, actual)
+    actual_all = np.abs(_pad_gather(x, idx, horizon_h))
+    scores = {}
+    for m in names:
+        e, r = abs_err[m], rel_err[m]
+        act = np.where(np.isfinite(e), actual_all, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            scores[m] = ModelScores(
+                mae=float(np.nanmean(e)) if np.isfinite(e).any() else np.nan,
+                mape=float(100 * np.nanmean(r)) if np.isfinite(r).any() else np.nan,
+                spearman=float(np.nanmean(rho[m])) if np.isfinite(rho[m]).any() else np.nan,
+                wape=float(100 * np.nansum(e) / np.nansum(act)) if np.nansum(act) > 0 else np.nan,
+                per_horizon_mae=np.nanmean(e, axis=0),
+                per_horizon_mape=100 * np.nanmean(r, axis=0),
+                points=int(np.isfinite(e).sum()),
+                mape_skipped=int(np.isfinite(e).sum() - np.isfinite(r).sum()),
+                spearman_origins=int(np.isfinite(rho[m]).sum()),
+            )
+    return BacktestResult(zone=zone, horizon_hours=horizon_h, history_hours=history_h,
+                          origins=tuple(start + int(o) * HOUR for o in idx), models=scores,
+                          skipped_origins={m: k for m, k in skipped.items() if k})
+
+
+def _pad_gather(x: np.ndarray, idx: np.ndarray, horizon_h: int) -> np.ndarray:
+    xp = np.concatenate([x, np.full(horizon_h, np.nan)])
+    return xp[idx[:, None] + np.arange(horizon_h)[None, :]]
+
+
+# --------------------------------------------------------------------------- reading history files
+TIME_COLUMNS = ("datetime_utc", "datetime", "timestamp", "time")
+VALUE_COLUMNS = ("carbon_intensity_g_per_kwh", "intensity_g_per_kwh", "carbon_intensity", "value")
+EM_TIME = "Datetime (UTC)"
+EM_VALUE = {"lca": "Carbon Intensity gCO₂eq/kWh (LCA)", "direct": "Carbon Intensity gCO₂eq/kWh (direct)"}
+SIGNAL_NAMES = {"lca": "average-lca", "direct": "average-direct"}
+
+
+def _parse_time(text: str, path: Path, line: int) -> datetime:
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        t = datetime.fromisoformat(s)
+    except ValueError:
+        raise UserInputError(f"{path}, line {line}: cannot read the timestamp {text!r}; "
+                             "use ISO 8601, e.g. 2022-01-01T00:00:00Z") from None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def _parse_value(text: str, path: Path, line: int, column: str) -> float:
+    s = text.strip()
+    if s == "" or s.lower() in ("nan", "na", "null", "none"):
+        return np.nan
+    try:
+        v = float(s)
+    except ValueError:
+        raise UserInputError(f"{path}, line {line}: {column!r} is not a number: {text!r}") from None
+    return v if np.isfinite(v) else np.nan
+
+
+def _unknown_zone(zone: str, known: Sequence[str], path: Path) -> UserInputError:
+    close = difflib.get_close_matches(zone, known, n=5, cutoff=0.5)
+    close += [k for k in known if k.upper().startswith(zone.upper()) and k not in close][:5]
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; the file has: {', '.join(list(known)[:20])}"
+    return UserInputError(f"zone {zone!r} is not a column of {path}{hint}")
+
+
+def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tuple[np.ndarray, datetime, dict]:
+    """Read an hourly intensity history (formats in the module doc) -> (values, start UTC, info).
+
+    ``values`` is one float per UTC hour from ``start`` to the last hour present (NaN = gap).
+    ``info``: zone, signal (average-lca / average-direct / as labelled), format, column, rows,
+    hours, missing_hours, duplicate_rows, estimated_hours (portal export only).
+    Raises ``UserInputError`` for unreadable files, wrong columns and unknown zones.
+    """
+    path = Path(path)
+    if signal not in EM_VALUE:
+        raise UserInputError(f"signal must be 'lca' (lifecycle) or 'direct', got {signal!r}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserInputError(f"cannot read history file {path}: {exc}") from None
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise UserInputError(f"{path} has no data rows; expected a header and one row per hour")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    info: dict = {"path": str(path)}
+    estimated = None
+    if EM_TIME in header:  # (c) Electricity Maps portal export
+        col = EM_VALUE[signal]
+        if col not in header:
+            raise UserInputError(f"{path} looks like an Electricity Maps export but lacks the column {col!r}; "
+                                 f"columns: {', '.join(header)}")
+        t_i, v_i = header.index(EM_TIME), header.index(col)
+        file_zones = sorted({r[header.index("Zone Id")].strip() for r in body
+                             if "Zone Id" in header and len(r) > header.index("Zone Id")})
+        if zone is not None and file_zones and zone not in file_zones:
+            raise UserInputError(f"{path} holds zone {', '.join(file_zones)}, not {zone!r}; "
+                                 "pass the zone of the file or another file")
+        if len(file_zones) > 1:
+            raise UserInputError(f"{path} mixes zones {', '.join(file_zones)}; export one zone per file")
+        zone_name = zone or (file_zones[0] if file_zones else "")
+        if "Data Estimated" in header:
+            e_i = header.index("Data Estimated")
+            estimated = [len(r) > e_i and r[e_i].strip().lower() == "true" for r in body]
+        info.update(format="electricitymaps-portal", column=col, signal=SIGNAL_NAMES[signal])
+    else:
+        t_name = next((c for c in TIME_COLUMNS if c in header), None)
+        if t_name is None:
+            raise UserInputError(f"{path}: no time column; expected one of {', '.join(TIME_COLUMNS)} "
+                                 f"or '{EM_TIME}' (Electricity Maps export), got {', '.join(header)}")
+        t_i = header.index(t_name)
+        others = [c for c in header if c != t_name]
+        named = [c for c in VALUE_COLUMNS if c in others]
+        if zone is not None and zone in others:
+            col, fmt = zone, ("wide" if len(others) > 1 else "simple")
+        elif named:
+            col, fmt = named[0], "simple"
+        elif len(others) == 1:
+            col, fmt = others[0], "simple"
+        elif zone is None:
+            raise UserInputError(f"{path} has {len(others)} value columns ({', '.join(others[:10])}"
+                                 f"{', ...' if len(others) > 10 else ''}); pass the zone to select one")
+        else:
+            raise _unknown_zone(zone, others, path)
+        v_i = header.index(col)
+        zone_name = zone or (col if fmt == "wide" else "")
+        info.update(format=fmt, column=col, signal=SIGNAL_NAMES[signal])
+    times, vals = [], []
+    for k, r in enumerate(body):
+        line = k + 2
+        if len(r) <= max(t_i, v_i):
+            raise UserInputError(f"{path}, line {line}: expected {len(header)} columns, got {len(r)}")
+        times.append(_parse_time(r[t_i], path, line))
+        vals.append(_parse_value(r[v_i], path, line, header[v_i]))
+    series = to_hourly(times, vals, zone=zone_name, signal=info["signal"], source="file", kind="history")
+    hours = [t.replace(minute=0, second=0, microsecond=0) for t in times]
+    info.update(zone=zone_name, rows=len(body), hours=series.hours,
+                missing_hours=int(np.isnan(series.values_g_per_kwh).sum()),
+                duplicate_rows=len(hours) - len(set(hours)),
+                unsorted=any(b < a for a, b in zip(times, times[1:])))
+    if estimated is not None:
+        info["estimated_hours"] = len({h for h, e in zip(hours, estimated) if e})
+    return series.values_g_per_kwh, series.start, info

@@ -1,0 +1,367 @@
+"""Forecaster, baselines, rolling-origin backtest and the history-file reader."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from carbonsched.errors import UserInputError
+from carbonsched.providers.grid.backtest import backtest, read_history_csv
+from carbonsched.providers.grid.forecaster import (
+    MODELS, ForecastArrays, fill_gaps, forecast_series, persistence, seasonal_naive_24h, weekly_mean,
+)
+
+UTC = timezone.utc
+T0 = datetime(2022, 3, 1, tzinfo=UTC)
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RAW_ES = SHARED_DATA / "carbon_intensity" / "electricitymaps_hourly_raw" / "ES_2022_hourly.csv"
+
+
+def daily(n: int, level=300.0, amp=80.0, phase=0.0) -> np.ndarray:
+    t = np.arange(n)
+    return level + amp * np.sin(2 * np.pi * t / 24 + phase)
+
+
+# --------------------------------------------------------------------------- forecaster properties
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(336, 900),
+    horizon=st.integers(1, 168),
+    level=st.floats(5, 900),
+    amp=st.floats(0, 1),
+    noise=st.floats(0, 0.3),
+    seed=st.integers(0, 10_000),
+    gap_frac=st.floats(0, 0.3),
+)
+def test_forecast_shape_finite_ordered(n, horizon, level, amp, noise, seed, gap_frac):
+    rng = np.random.default_rng(seed)
+    x = daily(n, level, amp * level * 0.5) * (1 + noise * rng.standard_normal(n))
+    x[rng.random(n) < gap_frac] = np.nan
+    x[-1 - int(rng.integers(0, 5)):] = np.nan if rng.random() < 0.3 else x[-1]
+    if np.isfinite(x[-336:]).sum() < 168:
+        with pytest.raises(ValueError):
+            forecast_series(x, T0, horizon)
+        return
+    f = forecast_series(x, T0, horizon)
+    assert isinstance(f, ForecastArrays)
+    for arr in (f.mean, f.p10, f.p90):
+        assert arr.shape == (horizon,)
+        assert np.all(np.isfinite(arr))
+    assert np.all(f.p10 <= f.mean) and np.all(f.mean <= f.p90)
+    assert f.start == T0 + timedelta(hours=n)
+
+
+@settings(max_examples=20, deadline=None)
+@given(value=st.floats(0, 2000), n=st.integers(336, 1500), horizon=st.integers(1, 168))
+def test_constant_history_constant_forecast(value, n, horizon):
+    for name, model in MODELS.items():
+        f = model(np.full(n, value), T0, horizon)
+        np.testing.assert_allclose(f.mean, value, rtol=1e-9, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(f.p90 - f.p10, 0.0, atol=1e-9 * max(1, value), err_msg=name)
+
+
+def test_daily_sinusoid_forecast_nearly_exact():
+    n = 6 * 168
+    x = daily(n + 168)
+    f = forecast_series(x[:n], T0, 168)
+    np.testing.assert_allclose(f.mean, x[n:], atol=1e-6)
+    assert np.max(f.p90 - f.p10) < 1e-6
+
+
+def test_weekly_pattern_captured():
+    rng = np.random.default_rng(1)
+    n = 8 * 168
+    t = np.arange(n + 168)
+    weekend = ((t // 24) % 7 >= 5).astype(float)
+    x = daily(n + 168, 400, 60) - 120 * weekend + rng.normal(0, 3, n + 168)
+    f = forecast_series(x[:n], T0, 168)
+    base = weekly_mean(x[:n], T0, 168)
+    truth = x[n:]
+    mae_f = np.mean(np.abs(f.mean - truth))
+    mae_b = np.mean(np.abs(base.mean - truth))
+    assert mae_f < 10, mae_f  # the weekday/weekend step is 120 g
+    assert mae_f < 0.3 * mae_b
+
+
+def test_trend_is_followed():
+    n = 4 * 168
+    t = np.arange(n + 24)
+    x = daily(n + 24, 200, 40) + 0.2 * t
+    f = forecast_series(x[:n], T0, 24)
+    assert np.mean(np.abs(f.mean - x[n:])) < 3.0  # weekly mean would lag by ~0.2 * 96 = 19 g
+    assert np.mean(np.abs(weekly_mean(x[:n], T0, 24).mean - x[n:])) > 15
+
+
+@pytest.mark.parametrize("n", [0, 10, 335])
+def test_too_short_history_raises(n):
+    with pytest.raises(ValueError, match="336 hours"):
+        forecast_series(daily(n) if n else np.array([]), T0, 24)
+
+
+def test_mostly_missing_history_raises():
+    x = daily(400)
+    x[-336:-10] = np.nan
+    with pytest.raises(ValueError, match="valid"):
+        forecast_series(x, T0, 24)
+    with pytest.raises(ValueError):
+        forecast_series(np.full(500, np.nan), T0, 24)
+
+
+def test_nan_gaps_leading_internal_trailing():
+    n = 5 * 168
+    x = daily(n + 24)
+    h = x[:n].copy()
+    h[:50] = np.nan
+    h[300:305] = np.nan
+    h[500:540] = np.nan
+    h[-3:] = np.nan
+    f = forecast_series(h, T0, 24)
+    assert np.all(np.isfinite(f.mean))
+    np.testing.assert_allclose(f.mean, x[n:], atol=1.0)
+    assert f.diagnostics["imputed_hours"] == 50 + 5 + 40 + 3
+
+
+def test_fill_gaps_follows_daily_shape():
+    x = daily(24 * 10)
+    h = x.copy()
+    h[100:110] = np.nan
+    np.testing.assert_allclose(fill_gaps(h), x, atol=1e-9)
+
+
+def test_forecast_fast_enough():
+    import time
+
+    x = daily(8 * 168) + np.random.default_rng(0).normal(0, 10, 8 * 168)
+    forecast_series(x, T0, 168)
+    t = time.perf_counter()
+    for _ in range(5):
+        forecast_series(x, T0, 168)
+    assert (time.perf_counter() - t) / 5 < 0.5  # typically ~50 ms; generous for loaded CI machines
+
+
+# --------------------------------------------------------------------------- baselines
+def test_baselines_on_hand_made_series():
+    # 8 days: day k has value 10 * k + hour / 10
+    x = np.array([10.0 * k + h / 10 for k in range(8) for h in range(24)])
+    p = persistence(x, T0, 30)
+    np.testing.assert_allclose(p.mean, 72.3)
+    s = seasonal_naive_24h(x, T0, 30)
+    expected_day = 70 + np.arange(24) / 10
+    np.testing.assert_allclose(s.mean, expected_day[np.arange(30) % 24])
+    w = weekly_mean(x, T0, 30)
+    # the last 7 days are days 1..7: mean 40 + hour / 10
+    np.testing.assert_allclose(w.mean, (40 + np.arange(24) / 10)[np.arange(30) % 24])
+    for f in (p, s, w):
+        assert f.start == T0 + timedelta(hours=192)
+        np.testing.assert_array_equal(f.p10, f.mean)
+
+
+def test_baselines_skip_missing():
+    x = np.array([10.0 * k + h for k in range(8) for h in range(24)])
+    x[-1] = np.nan  # last hour missing: persistence uses the one before
+    x[-24 + 5] = np.nan  # yesterday 05:00 missing: seasonal naive steps back a day
+    assert persistence(x, T0, 1).mean[0] == x[-2]
+    s = seasonal_naive_24h(x, T0, 24)
+    assert s.mean[5] == 60 + 5
+    assert s.mean[23] == 60 + 23
+    w = weekly_mean(x, T0, 24)
+    assert w.mean[5] == pytest.approx(np.mean([10 * k + 5 for k in range(1, 7)]))
+
+
+def test_registry_names():
+    assert set(MODELS) == {"forecaster", "persistence", "seasonal_naive_24h", "weekly_mean"}
+
+
+# --------------------------------------------------------------------------- backtest
+def test_backtest_hand_computed_mae():
+    # 15 days of a flat 100 followed by one day of 110: at the single origin (day 14 00:00),
+    # persistence / seasonal naive / weekly mean all say 100 -> MAE 10, MAPE 10/110.
+    x = np.concatenate([np.full(336, 100.0), np.full(24, 110.0)])
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    res = backtest(x, start, horizon_h=24, zone="TEST")
+    assert len(res.origins) == 1 and res.origins[0] == start + timedelta(days=14)
+    d = res.to_dict()
+    assert d["zone"] == "TEST" and d["horizon_hours"] == 24
+    assert set(d["models"]) == {"forecaster", "persistence", "seasonal_naive_24h", "weekly_mean"}
+    for name in ("persistence", "seasonal_naive_24h", "weekly_mean", "forecaster"):
+        m = d["models"][name]
+        assert m["mae"] == pytest.approx(10.0)
+        assert m["mape"] == pytest.approx(100 * 10 / 110)
+        assert m["spearman"] is None  # flat forecast and actual: no rank order
+        assert m["per_horizon_mae"] == pytest.approx([10.0] * 24)
+    json.dumps(d)  # JSON-safe (no NaN)
+
+
+def test_backtest_hand_computed_two_origins_and_spearman():
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    base = np.tile(np.arange(24, dtype=float) + 100, 16)  # identical days 100..123
+    x = base.copy()
+    x[336:360] += 4.0  # day 14 is 4 g higher; day 15 equal to the pattern
+    res = backtest(x, start, horizon_h=24, origins=(336, 360, 24), models=["seasonal_naive_24h", "persistence"])
+    sn = res.models["seasonal_naive_24h"]
+    # origin 336: forecast = day 13 -> error 4 everywhere; origin 360: forecast = day 14 -> error 4
+    assert sn.mae == pytest.approx(4.0)
+    assert sn.spearman == pytest.approx(1.0)
+    pers = res.models["persistence"]
+    # origin 336: last value 123 vs 104..127: mean |123 - (104 + h)| over h
+    e1 = np.abs(123 - (104 + np.arange(24)))
+    e2 = np.abs(127 - (100 + np.arange(24)))
+    assert pers.mae == pytest.approx(np.mean(np.concatenate([e1, e2])))
+    np.testing.assert_allclose(pers.per_horizon_mae, (e1 + e2) / 2)
+    assert np.isnan(pers.spearman) and pers.spearman_origins == 0
+
+
+def test_backtest_skips_missing_actuals_and_small_values_for_mape():
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    x = np.full(360, 0.5)
+    x[:336] = 0.5
+    x[340] = np.nan
+    res = backtest(x, start, models=["persistence"], mape_floor_g_per_kwh=1.0)
+    s = res.models["persistence"]
+    assert s.points == 23 and s.mae == 0.0
+    assert np.isnan(s.mape) and s.mape_skipped == 23
+    assert res.to_dict()["models"]["persistence"]["mape"] is None
+
+
+def test_backtest_datetime_origins_and_errors():
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    x = daily(24 * 20)
+    res = backtest(x, start, origins=(start + timedelta(days=14), start + timedelta(days=19), 24))
+    assert [o.day for o in res.origins] == [15, 16, 17, 18, 19, 20]
+    assert res.skipped_origins == {}
+    with pytest.raises(ValueError):
+        backtest(x, start, models=["nope"])
+    with pytest.raises(ValueError):
+        backtest(x[:300], start)
+
+
+# --------------------------------------------------------------------------- read_history_csv
+def test_read_simple_csv_unsorted_duplicates_gaps(tmp_path):
+    p = tmp_path / "h.csv"
+    p.write_text(
+        "datetime,carbon_intensity_g_per_kwh\n"
+        "2022-01-01T02:00:00Z,30\n"
+        "2022-01-01T00:00:00Z,10\n"
+        "2022-01-01T02:00:00Z,40\n"  # duplicate hour: averaged
+        "2022-01-01T04:30:00+01:00,70\n"  # = 03:30 UTC
+        "2022-01-01T05:00:00,\n"  # naive = UTC; empty value = missing
+        "2022-01-01T06:00:00Z,60\n"
+    )
+    v, start, info = read_history_csv(p, zone="XX")
+    assert start == datetime(2022, 1, 1, tzinfo=UTC)
+    np.testing.assert_array_equal(np.isnan(v), [False, True, False, False, True, True, False])
+    np.testing.assert_allclose(v[[0, 2, 3, 6]], [10, 35, 70, 60])
+    assert info["format"] == "simple" and info["duplicate_rows"] == 1 and info["unsorted"]
+    assert info["signal"] == "average-lca" and info["zone"] == "XX"
+
+
+def test_read_simple_csv_other_value_column(tmp_path):
+    p = tmp_path / "h.csv"
+    p.write_text("datetime_utc,my_zone\n2022-06-01 00:00:00,1\n2022-06-01 01:00:00,2\n")
+    v, start, info = read_history_csv(p, signal="direct")
+    np.testing.assert_allclose(v, [1, 2])
+    assert info["signal"] == "average-direct"
+
+
+def test_read_wide_csv_and_unknown_zone(tmp_path):
+    p = tmp_path / "wide.csv"
+    p.write_text("datetime_utc,DE,DK-DK1,DK-DK2\n"
+                 "2022-01-01T00:00:00Z,300,150,120\n2022-01-01T01:00:00Z,310,,125\n")
+    v, start, info = read_history_csv(p, zone="DK-DK1")
+    assert info["format"] == "wide" and info["zone"] == "DK-DK1"
+    assert v[0] == 150 and np.isnan(v[1])
+    with pytest.raises(UserInputError, match="DK-DK1"):
+        read_history_csv(p, zone="DK-DK")
+    with pytest.raises(UserInputError, match="zone"):
+        read_history_csv(p)
+
+
+def _portal_csv(rows) -> str:
+    head = ("Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
+            "Carbon Intensity gCO₂eq/kWh (LCA),Low Carbon Percentage,Renewable Percentage,Data Source,"
+            "Data Estimated,Data Estimation Method\n")
+    return head + "".join(f"{t},Spain,Spain,ES,{d},{lca},70,40,entsoe.eu,{est},\n" for t, d, lca, est in rows)
+
+
+def test_read_portal_export_lca_and_direct(tmp_path):
+    p = tmp_path / "ES.csv"
+    p.write_text(_portal_csv([
+        ("2022-01-01 01:00:00", 110, 150, "true"),
+        ("2022-01-01 00:00:00", 100, 140, "false"),
+        ("2022-01-01 03:00:00", 130, 170, "false"),
+    ]), encoding="utf-8")
+    v, start, info = read_history_csv(p, signal="lca")
+    assert start == datetime(2022, 1, 1, tzinfo=UTC)
+    np.testing.assert_allclose(v[[0, 1, 3]], [140, 150, 170])
+    assert np.isnan(v[2])
+    assert info["format"] == "electricitymaps-portal" and info["signal"] == "average-lca"
+    assert info["zone"] == "ES" and info["estimated_hours"] == 1
+    vd, _, info_d = read_history_csv(p, zone="ES", signal="direct")
+    np.testing.assert_allclose(vd[[0, 1, 3]], [100, 110, 130])
+    assert info_d["signal"] == "average-direct"
+    with pytest.raises(UserInputError, match="ES"):
+        read_history_csv(p, zone="FR")
+    with pytest.raises(UserInputError, match="signal"):
+        read_history_csv(p, signal="marginal")
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(UserInputError, match="cannot read"):
+        read_history_csv(tmp_path / "missing.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,value\n2022-01-01,1\n")
+    with pytest.raises(UserInputError, match="time column"):
+        read_history_csv(bad)
+    bad.write_text("datetime,value\nyesterday,1\n")
+    with pytest.raises(UserInputError, match="timestamp"):
+        read_history_csv(bad)
+    bad.write_text("datetime,value\n2022-01-01T00:00:00Z,abc\n")
+    with pytest.raises(UserInputError, match="not a number"):
+        read_history_csv(bad)
+    bad.write_bytes(b"\xff\xfe\x00garbage\x00")
+    with pytest.raises(UserInputError):
+        read_history_csv(bad)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("datetime,value\n")
+    with pytest.raises(UserInputError, match="no data rows"):
+        read_history_csv(empty)
+
+
+def test_dst_day_stays_utc(tmp_path):
+    # Europe/Madrid springs forward on 2022-03-27 at 01:00 UTC; local-time stamps with offsets
+    # must land on consecutive UTC hours, with no missing or doubled hour.
+    local = ["2022-03-27T00:00:00+01:00", "2022-03-27T01:00:00+01:00", "2022-03-27T03:00:00+02:00",
+             "2022-03-27T04:00:00+02:00"]
+    p = tmp_path / "dst.csv"
+    p.write_text("datetime,value\n" + "".join(f"{t},{i}\n" for i, t in enumerate(local)))
+    v, start, info = read_history_csv(p)
+    assert start == datetime(2022, 3, 26, 23, tzinfo=UTC) and start.utcoffset() == timedelta(0)
+    np.testing.assert_allclose(v, [0, 1, 2, 3])
+    assert info["missing_hours"] == 0 and info["duplicate_rows"] == 0
+    # autumn: 2022-10-30 01:00 UTC clocks go back; 02:30+02:00 and 02:30+01:00 are different hours
+    p.write_text("datetime,value\n2022-10-30T02:00:00+02:00,1\n2022-10-30T02:00:00+01:00,2\n")
+    v, start, _ = read_history_csv(p)
+    assert start == datetime(2022, 10, 30, 0, tzinfo=UTC)
+    np.testing.assert_allclose(v, [1, 2])
+
+
+@pytest.mark.skipif(not RAW_ES.exists(), reason="../shared/data is absent")
+def test_read_real_portal_file_and_forecast():
+    v, start, info = read_history_csv(RAW_ES, signal="lca")
+    assert start == datetime(2022, 1, 1, tzinfo=UTC)
+    assert v.shape == (8760,) and info["missing_hours"] == 0
+    assert info["zone"] == "ES" and info["estimated_hours"] > 0
+    assert v[0] == pytest.approx(175.54)
+    vd, _, _ = read_history_csv(RAW_ES, signal="direct")
+    assert vd[0] == pytest.approx(133.64)
+    assert np.nanmean(v) > np.nanmean(vd)  # lifecycle > direct
+    # a real DST day (2022-03-27) has 24 UTC hours in the file
+    day = v[(datetime(2022, 3, 27, tzinfo=UTC) - start) // timedelta(hours=1):][:24]
+    assert np.all(np.isfinite(day))
+    f = forecast_series(v[:24 * 60], start, 48)
+    assert np.all(np.isfinite(f.mean)) and np.all(f.p10 <= f.p90)
