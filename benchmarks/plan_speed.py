@@ -37,11 +37,12 @@ def build_inputs(n_regions: int, n_gpu_types: int, n_starts: int, seed: int = 0)
     zones = sorted(profile_zones())
     gpus = list(read_gpus().values())
     O = n_regions * n_gpu_types
-    horizon = n_starts + 48
+    g = np.array([gpus[i % len(gpus)] for i in range(n_gpu_types)] * n_regions)
+    slowest = 12.0 * 312.0 / min(x.training_tflops for x in g)  # 12 h on A100 x8, on the slowest GPU
+    horizon = n_starts + int(np.ceil(slowest)) + 2
     region_zones = [zones[i % len(zones)] for i in range(n_regions)]
     series = np.stack([profile_series(read_zone_profile(z), NOW, horizon)["mean"] for z in region_zones])
     cum = np.concatenate([np.zeros((n_regions, 1)), np.cumsum(series, axis=1)], axis=1)
-    g = np.array([gpus[i % len(gpus)] for i in range(n_gpu_types)] * n_regions)
     arrays = OfferingArrays(
         gpu_count=np.full(O, 8.0),
         speed=np.array([x.training_tflops for x in g]),

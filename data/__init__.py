@@ -9,7 +9,7 @@ Files (each built by ``tools/build_data.py`` from ``../shared/data``; see ``prov
 * ``profile_zones.csv`` per-zone summary of the hourly data behind the profiles
 
 Nothing is read at import time. Readers return plain parsed rows; the typed views live in
-``carbonsched.catalog``.
+``carbonsched.refdata`` and ``carbonsched.providers``.
 """
 from __future__ import annotations
 

@@ -11,6 +11,17 @@ import sys
 from datetime import datetime, timezone
 
 from .errors import CarbonschedError, UserInputError
+from .jobspec import PROVIDERS
+
+from carbonsched.policies.objectives import OBJECTIVES
+from carbonsched.providers.grid import CHOICES as SOURCE_CHOICES
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), like every other carbonsched error."""
+
+    def error(self, message: str):
+        self.exit(2, f"carbonsched: error: {message} (see `{self.prog} --help`)\n")
 
 EPILOG_PLAN = """\
 examples:
@@ -51,7 +62,7 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("constraints")
     c.add_argument("--accept-gpu", action="append", metavar="GPU", help="acceptable GPU type (repeatable)")
     c.add_argument("--gpu-count", action="append", type=int, metavar="N", help="acceptable GPUs per instance (repeatable)")
-    c.add_argument("--provider", action="append", metavar="P", help="aws or gcp (repeatable)")
+    c.add_argument("--provider", action="append", choices=PROVIDERS, help="allowed provider (repeatable)")
     c.add_argument("--region", action="append", metavar="PATTERN", help="allowed region glob, e.g. 'aws:eu-*' (repeatable)")
     c.add_argument("--exclude-region", action="append", metavar="PATTERN", help="excluded region glob (repeatable)")
     c.add_argument("--min-gpu-memory-gb", type=float, metavar="GB")
@@ -60,16 +71,25 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     c.add_argument("--carbon-budget-kg", type=float, metavar="KG")
     c.add_argument("--spot", action="store_true", default=None, help="also consider spot capacity")
     o = p.add_argument_group("policy and model")
-    o.add_argument("--objective", choices=["carbon", "cost", "time", "weighted", "lexicographic", "pareto"])
+    o.add_argument("--objective", choices=OBJECTIVES)
+    o.add_argument("--order", metavar="T,T,...", type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+                   help="for lexicographic: term order, e.g. carbon,cost")
+    o.add_argument("--tolerance-pct", type=float, metavar="PCT", help="for lexicographic: differences below this tie")
     o.add_argument("--weights", type=_weights, metavar="T=W,...", help="for weighted: carbon=1,cost=0.5,time=0")
     o.add_argument("--risk", choices=["mean", "p90"], help="rank carbon by the mean forecast or its p90 (risk-averse)")
-    o.add_argument("--intensity-source", metavar="S",
-                   help="auto (default), profile, electricitymaps, watttime, uk-carbon-intensity")
+    o.add_argument("--intensity-source", choices=SOURCE_CHOICES,
+                   help="where intensities come from (default: settings, 'auto': a live source when its credentials are set)")
+    o.add_argument("--intensity-file", action="append", metavar="[ZONE=]PATH",
+                   help="your own hourly history (CSV/Parquet; repeatable): replayed where it covers the window, "
+                        "forecast from beyond it")
+    o.add_argument("--intensity-file-signal", choices=["lca", "direct"], default="lca",
+                   help="what the history files hold: lifecycle (lca, default) or direct intensity")
     o.add_argument("--utilisation-factor", type=float, metavar="U", help="GPU power / TDP while training (default 0.84)")
     o.add_argument("--baseline-region", metavar="REGION", help="the 'default region, now' to compare with (default aws:us-east-1)")
     out = p.add_argument_group("output")
     out.add_argument("--now", metavar="ISO8601", help="plan as of this instant (default: the clock); makes plans reproducible")
-    out.add_argument("--top", type=int, default=10, metavar="N", help="placements to show (default 10; 0 = all)")
+    out.add_argument("--top", type=int, metavar="N",
+                     help="placements to show (default 10, or the whole front for pareto; 0 = all)")
     out.add_argument("--json", action="store_true", help="machine-readable output (schema_version 1)")
 
 
@@ -110,6 +130,8 @@ def _overrides(a: argparse.Namespace) -> dict:
     put("policy.objective", a.objective)
     put("policy.weights", a.weights)
     put("policy.risk", a.risk)
+    put("policy.order", a.order)
+    put("policy.tolerance_pct", a.tolerance_pct)
     put("power.utilisation_factor", a.utilisation_factor)
     put("baseline.region", a.baseline_region)
     return raw
@@ -125,14 +147,21 @@ def cmd_plan(a: argparse.Namespace) -> int:
     from .jobspec import job_from_dict, merge, read_job_file
     from .planner import plan
 
-    if a.top < 0:
+    if a.top is not None and a.top < 0:
         raise UserInputError("--top must be >= 0 (0 shows all)")
     raw = read_job_file(a.job) if a.job else {}
     job = job_from_dict(merge(raw, _overrides(a)))
+    top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)
     from .settings import resolve_settings
 
     settings = resolve_settings({"intensity_source": a.intensity_source})
-    result = plan(job, now=_now(a), top=a.top or None, settings=settings)
+    source = None
+    if a.intensity_file:
+        from carbonsched.providers.grid import build_forecast_source
+
+        source = build_forecast_source(settings, name=a.intensity_source, files=a.intensity_file,
+                                       file_signal=a.intensity_file_signal)
+    result = plan(job, now=_now(a), top=top or None, settings=settings, forecast_source=source)
     if a.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -157,8 +186,65 @@ def cmd_regions(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forecast(a: argparse.Namespace) -> int:
+    if a.target == "backtest":
+        return _backtest(a)
+    from .forecasting import forecast_intensity, forecast_to_dict
+    from .settings import resolve_settings
+
+    settings = resolve_settings({"intensity_source": a.source})
+    source = None
+    if a.intensity_file:
+        from carbonsched.providers.grid import build_forecast_source
+
+        source = build_forecast_source(settings, name=a.source, files=a.intensity_file, file_signal=a.intensity_file_signal)
+    f = forecast_intensity(a.target, now=_now(a), hours=a.hours, settings=settings, forecast_source=source)
+    if a.plot:
+        from .plots import plot_forecast
+
+        plot_forecast(f, a.plot)
+    if a.json:
+        print(json.dumps(forecast_to_dict(f), indent=2))
+    else:
+        from .render import render_forecast
+
+        print(render_forecast(f))
+        if a.plot:
+            print(f"plot written to {a.plot}")
+    return 0
+
+
+def _backtest(a: argparse.Namespace) -> int:
+    from carbonsched.providers.grid.backtest import backtest, read_history_csv
+
+    if not a.history:
+        raise UserInputError("forecast backtest needs --history FILE (an hourly history CSV) and usually --zone Z")
+    if not 1 <= a.horizon <= 168:
+        raise UserInputError(f"--horizon must be between 1 and 168 hours, got {a.horizon}")
+    values, start, info = read_history_csv(a.history, zone=a.zone, signal=a.signal)
+    try:
+        result = backtest(values, start, horizon_h=a.horizon, zone=info.get("zone") or a.zone or "")
+    except ValueError as exc:
+        raise UserInputError(f"cannot backtest {a.history}: {exc}") from None
+    doc = result.to_dict()
+    if a.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    from .render import table
+
+    rows = [[name, _fmt(m.get("mae")), _fmt(m.get("mape")), _fmt(m.get("spearman"), 2)] for name, m in doc["models"].items()]
+    print(f"Backtest of {doc['zone'] or a.history}: {len(result.origins)} rolling origins, horizon {a.horizon} h, "
+          f"signal {info.get('signal')}")
+    print(table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3}))
+    return 0
+
+
+def _fmt(x, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="carbonsched",
         description="Carbon-aware placement for ML training: rank where (cloud, region, GPU) and when to run "
                     "by forecast carbon, cost and hardware efficiency.",
@@ -166,17 +252,43 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="start with: carbonsched plan --gpu A100 --gpus 8 --hours 12 --max-delay 24h",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("plan", help="dry-run ranking of placements for a job",
+    p = sub.add_parser("plan", parents=[common], help="dry-run ranking of placements for a job",
                        description="Rank placements (offering x start time) for a training job and compare "
                                    "with the baseline 'default region, start now'.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_PLAN)
     _add_plan_args(p)
     p.set_defaults(func=cmd_plan)
-    r = sub.add_parser("regions", help="where a GPU type is offered, with grid intensity and price",
+    f = sub.add_parser(
+        "forecast", parents=[common], help="carbon-intensity forecast of a region or grid zone; or backtest the forecaster",
+        description="Hourly grid carbon intensity for a cloud region (aws:eu-west-1) or an Electricity Maps zone "
+                    "(DE), from the configured source with fallbacks. `carbonsched forecast backtest --history FILE "
+                    "--zone Z` scores the forecaster against naive baselines on your history.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  carbonsched forecast aws:eu-west-1 --hours 48\n"
+               "  carbonsched forecast DE --json\n  carbonsched forecast gcp:europe-west4 --plot ci.png\n"
+               "  carbonsched forecast backtest --history ES_2022_hourly.csv --signal lca --horizon 24")
+    f.add_argument("target", metavar="REGION_OR_ZONE", help="region id, grid zone, or 'backtest'")
+    f.add_argument("--hours", type=int, default=48, help="hours from now (default 48, max 336)")
+    f.add_argument("--source", choices=SOURCE_CHOICES,
+                   help="intensity source (default: settings, 'auto')")
+    f.add_argument("--intensity-file", action="append", metavar="[ZONE=]PATH", help="hourly history file (repeatable)")
+    f.add_argument("--intensity-file-signal", choices=["lca", "direct"], default="lca")
+    f.add_argument("--now", metavar="ISO8601", help="forecast from this instant (default: the clock)")
+    f.add_argument("--plot", metavar="FILE.png", help="also draw the forecast (needs carbonsched[plot])")
+    f.add_argument("--json", action="store_true")
+    b = f.add_argument_group("backtest")
+    b.add_argument("--history", metavar="FILE", help="hourly history CSV (simple, 123-zone wide, or Electricity Maps export)")
+    b.add_argument("--zone", help="zone column of a wide history file")
+    b.add_argument("--horizon", type=int, default=24, help="forecast horizon in hours (default 24)")
+    b.add_argument("--signal", choices=["lca", "direct"], default="lca", help="which column of an Electricity Maps export")
+    f.set_defaults(func=cmd_forecast)
+    r = sub.add_parser("regions", parents=[common], help="where a GPU type is offered, with grid intensity and price",
                        description="List regions offering a GPU type, greenest (yearly mean intensity) first.")
     r.add_argument("--gpu", help="GPU type, e.g. H100 (default: any)")
-    r.add_argument("--provider", choices=["aws", "gcp"])
+    r.add_argument("--provider", choices=PROVIDERS)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_regions)
     return parser

@@ -71,3 +71,17 @@ class SourcePayloadError(GridSourceError):
 
 class SourceUnavailableError(GridSourceError):
     """Network failure, timeout or 5xx after retries."""
+
+
+def did_you_mean(name: str, choices, n: int = 3, cutoff: float = 0.5) -> str:
+    """``"; did you mean A, B?"`` for the closest of ``choices`` (case and punctuation forgiven), or ""."""
+    import difflib
+    import re
+
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=cutoff)
+    if not close:
+        norm = lambda s: re.sub(r"[^a-z0-9]", "", s.lower())  # noqa: E731
+        normed = {norm(c): c for c in choices}
+        close = [normed[c] for c in difflib.get_close_matches(norm(name), list(normed), n=n, cutoff=cutoff)]
+    return f"; did you mean {', '.join(close)}?" if close else ""

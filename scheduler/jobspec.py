@@ -65,6 +65,7 @@ from .units import parse_duration_hours, parse_utc
 from carbonsched.policies import Policy
 
 PROVIDERS = ("aws", "gcp")
+MAX_JOB_HOURS = 8760.0
 
 SCHEMA: dict[str, object] = {
     "name": str, "command": str, "gpu": str, "gpus": int, "hours": "duration",
@@ -116,7 +117,11 @@ class JobSpec:
             raise JobSpecError(f"gpus must be a whole number >= 1, got {self.gpus!r}")
         if isinstance(self.hours, bool) or not isinstance(self.hours, (int, float)) \
                 or not math.isfinite(self.hours) or self.hours <= 0:
-            raise JobSpecError(f"hours must be a finite number > 0, got {self.hours!r}")
+            raise JobSpecError(f"hours must be > 0 (a finite number of hours), got {self.hours!r}")
+        if self.hours > MAX_JOB_HOURS:
+            raise JobSpecError(f"hours must be at most {MAX_JOB_HOURS:.0f} (a year); split longer training into jobs")
+        if self.gpus > 1024:
+            raise JobSpecError(f"gpus must be at most 1024 per instance, got {self.gpus}")
         for name in ("max_delay_hours", "min_gpu_memory_gb", "max_usd_per_hour", "max_total_usd", "carbon_budget_kg"):
             value = getattr(self, name)
             if value is not None:
@@ -161,10 +166,15 @@ def _where(path: tuple[str, ...]) -> str:
 
 def _check_keys(table: dict, schema: dict, path: tuple[str, ...]) -> None:
     for key in table:
-        if key not in schema:
+        if key in schema:
+            continue
+        elsewhere = [f"{sub}.{key}" for sub, inner in SCHEMA.items() if isinstance(inner, dict) and key in inner]
+        if not path and elsewhere:
+            hint = f"; it belongs in a table: write it as {elsewhere[0]!r} (under [{elsewhere[0].split('.')[0]}])"
+        else:
             close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
             hint = f"; did you mean {_where(path + (close[0],))!r}?" if close else f"; allowed here: {', '.join(schema)}"
-            raise JobSpecError(f"unknown key {_where(path + (key,))!r}{hint}")
+        raise JobSpecError(f"unknown key {_where(path + (key,))!r}{hint}")
 
 
 def _number(value, where: str, *, positive: bool = False, allow_zero: bool = True) -> float:
@@ -261,8 +271,6 @@ def merge(base: dict, override: dict) -> dict:
 
 def job_from_dict(raw: dict) -> JobSpec:
     """Validate a raw job table (from TOML or flags) into a JobSpec; JobSpecError when wrong."""
-    from .refdata import read_gpus, read_regions, resolve_gpu
-
     flat = _flatten(raw, SCHEMA)
     missing = [k for k in REQUIRED if k not in flat]
     if missing:
@@ -270,33 +278,6 @@ def job_from_dict(raw: dict) -> JobSpec:
             f"job lacks {', '.join(missing)}: say which GPU the runtime is for and how long it takes, "
             "e.g. gpu = \"A100\", gpus = 8, hours = 12 (or --gpu A100 --gpus 8 --hours 12)"
         )
-    if flat["hours"] <= 0:
-        raise JobSpecError(f"hours must be > 0, got {raw.get('hours')!r}")
-    gpus = read_gpus()
-    ref = resolve_gpu(flat["gpu"], gpus)
-    gpu_types = tuple(dict.fromkeys(resolve_gpu(g, gpus).name for g in flat["constraints.gpu_types"])) \
-        if "constraints.gpu_types" in flat else None
-    providers = flat.get("constraints.providers")
-    if providers:
-        providers = tuple(p.lower() for p in providers)
-        for p in providers:
-            if p not in PROVIDERS:
-                raise JobSpecError(f"constraints.providers: unknown provider {p!r}; known: {', '.join(PROVIDERS)}")
-    region_ids = sorted(read_regions())
-    for key in ("constraints.regions", "constraints.exclude_regions"):
-        for pattern in flat.get(key, ()):
-            if not fnmatch.filter(region_ids, pattern.lower()):
-                close = difflib.get_close_matches(pattern.lower(), region_ids, n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join(close)}?" if close else "; patterns look like 'aws:eu-*' or 'gcp:europe-west4'"
-                raise JobSpecError(f"{key}: {pattern!r} matches no known region{hint} (see `carbonsched regions`)")
-    throughput = flat.get("throughput")
-    if throughput is not None:
-        throughput = {resolve_gpu(k, gpus).name: _number(v, f"throughput.{k}", positive=True) for k, v in throughput.items()}
-        if ref.name not in throughput:
-            raise JobSpecError(f"throughput must include the reference GPU {ref.name} (the speed your hours were measured at)")
-    earliest, deadline = flat.get("window.earliest_start"), flat.get("window.deadline")
-    if earliest and deadline and deadline <= earliest:
-        raise JobSpecError("window.deadline must be after window.earliest_start")
     policy_kwargs = {}
     for key, attr in (("policy.objective", "objective"), ("policy.weights", "weights"),
                       ("policy.order", "order"), ("policy.tolerance_pct", "tolerance_pct"), ("policy.risk", "risk")):
@@ -305,28 +286,84 @@ def job_from_dict(raw: dict) -> JobSpec:
     if "weights" in policy_kwargs:
         policy_kwargs["weights"] = {"carbon": 0.0, "cost": 0.0, "time": 0.0, **policy_kwargs["weights"]}
     power_kwargs = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("power.")}
-    baseline = flat.get("baseline.region")
-    if baseline:
-        from .refdata import resolve_region
-
-        baseline = resolve_region(baseline).region_id
-    return JobSpec(
-        gpu=ref.name, gpus=flat["gpus"], hours=flat["hours"],
+    job = JobSpec(
+        gpu=flat["gpu"], gpus=flat["gpus"], hours=flat["hours"],
         name=flat.get("name", "job"), command=flat.get("command"),
-        earliest_start=earliest, deadline=deadline, max_delay_hours=flat.get("window.max_delay"),
-        gpu_types=gpu_types, gpu_counts=tuple(sorted(set(flat["constraints.gpu_counts"]))) if "constraints.gpu_counts" in flat else None,
+        earliest_start=flat.get("window.earliest_start"), deadline=flat.get("window.deadline"),
+        max_delay_hours=flat.get("window.max_delay"),
+        gpu_types=flat.get("constraints.gpu_types"), gpu_counts=flat.get("constraints.gpu_counts"),
         min_gpu_memory_gb=flat.get("constraints.min_gpu_memory_gb"),
-        providers=providers, regions=tuple(p.lower() for p in flat["constraints.regions"]) if "constraints.regions" in flat else None,
-        exclude_regions=tuple(p.lower() for p in flat.get("constraints.exclude_regions", ())),
+        providers=flat.get("constraints.providers"), regions=flat.get("constraints.regions"),
+        exclude_regions=flat.get("constraints.exclude_regions", ()),
         max_usd_per_hour=flat.get("constraints.max_usd_per_hour"),
         max_total_usd=flat.get("constraints.max_total_usd"),
         carbon_budget_kg=flat.get("constraints.carbon_budget_kg"),
         spot=flat.get("constraints.spot", False),
-        throughput=throughput,
+        throughput=flat.get("throughput"),
         power=PowerModel(**power_kwargs),
         policy=Policy(**policy_kwargs),
-        baseline_region=baseline,
+        baseline_region=flat.get("baseline.region"),
     )
+    return resolve_job(job)
+
+
+def _names(value, what: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    if not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise JobSpecError(f"{what} must be a non-empty list of names, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+def resolve_job(job: JobSpec) -> JobSpec:
+    """Resolve and check the names in a JobSpec against the embedded data (GPU aliases, region
+    patterns, providers, throughput units). ``job_from_dict`` and ``plan`` both call it, so a
+    JobSpec built in Python gets the same checks as a job file."""
+    from .errors import did_you_mean
+    from .refdata import read_gpus, read_regions, resolve_gpu, resolve_region
+
+    gpus = read_gpus()
+    ref = resolve_gpu(job.gpu, gpus)
+    gpu_types = _names(job.gpu_types, "constraints.gpu_types")
+    if gpu_types is not None:
+        gpu_types = tuple(dict.fromkeys(resolve_gpu(g, gpus).name for g in gpu_types))
+    counts = job.gpu_counts
+    if counts is not None:
+        counts = tuple(sorted({_typed(c, int, "constraints.gpu_counts") for c in ((counts,) if isinstance(counts, int) else counts)}))
+    providers = _names(job.providers, "constraints.providers")
+    if providers is not None:
+        providers = tuple(p.lower() for p in providers)
+        for p in providers:
+            if p not in PROVIDERS:
+                raise JobSpecError(f"constraints.providers: unknown provider {p!r}; known: {', '.join(PROVIDERS)}")
+    region_ids = sorted(read_regions())
+    patterns = {}
+    for key, value in (("constraints.regions", job.regions), ("constraints.exclude_regions", job.exclude_regions or None)):
+        pats = _names(value, key)
+        if pats is not None:
+            pats = tuple(p.lower() for p in pats)
+            for pattern in pats:
+                if not fnmatch.filter(region_ids, pattern):
+                    hint = did_you_mean(pattern, region_ids) or "; patterns look like 'aws:eu-*' or 'gcp:europe-west4'"
+                    raise JobSpecError(f"{key}: {pattern!r} matches no known region{hint} (see `carbonsched regions`)")
+        patterns[key] = pats
+    throughput = job.throughput
+    if throughput is not None:
+        throughput = {resolve_gpu(k, gpus).name: _number(v, f"throughput.{k}", positive=True) for k, v in throughput.items()}
+        if ref.name not in throughput:
+            raise JobSpecError(f"throughput must include the reference GPU {ref.name} (the speed your hours were measured at)")
+    for name in ("earliest_start", "deadline"):
+        t = getattr(job, name)
+        if t is not None and (not isinstance(t, datetime) or t.tzinfo is None):
+            raise JobSpecError(f"window.{name} must be a timezone-aware datetime (UTC), got {t!r}")
+    if job.earliest_start and job.deadline and job.deadline <= job.earliest_start:
+        raise JobSpecError("window.deadline must be after window.earliest_start")
+    baseline = resolve_region(job.baseline_region).region_id if job.baseline_region else None
+    return replace(job, gpu=ref.name, gpu_types=gpu_types, gpu_counts=counts, providers=providers,
+                   regions=patterns["constraints.regions"], exclude_regions=patterns["constraints.exclude_regions"] or (),
+                   throughput=throughput, baseline_region=baseline)
 
 
 def load_job(path: str | Path, overrides: dict | None = None) -> JobSpec:

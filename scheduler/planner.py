@@ -19,16 +19,17 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank, relaxation_gains
-from .errors import DataError, InfeasibleError, JobSpecError
+from .errors import DataError, InfeasibleError, JobSpecError, UnknownNameError, UserInputError
 from .estimate import OfferingArrays, estimate, runtime_hours
-from .jobspec import JobSpec
+from .jobspec import JobSpec, resolve_job
 from .models import Forecast, Gpu, Offering, Placement, Region
 from .result import Plan
-from .refdata import read_gpus, read_regions, resolve_gpu, resolve_region
+from .refdata import read_gpus, read_regions, resolve_region
 from .settings import Settings, resolve_settings
 from .units import hours_between, iso_utc
 
 MAX_WINDOW_HOURS = 24 * 90
+MAX_RUNTIME_HOURS = 8760.0
 
 CONSTRAINT_HINTS = {
     "gpu_type": "accept more GPU types (constraints.gpu_types / --accept-gpu)",
@@ -42,6 +43,7 @@ CONSTRAINT_HINTS = {
     "max_usd_per_hour": "raise constraints.max_usd_per_hour",
     "max_total_usd": "raise constraints.max_total_usd",
     "carbon_budget_kg": "raise constraints.carbon_budget_kg",
+    "max_runtime": "accept faster GPUs or more GPUs per instance (runs over a year are not planned)",
 }
 
 
@@ -54,25 +56,35 @@ class Window:
 
 
 def candidate_window(job: JobSpec, now: datetime) -> tuple[Window, list[str]]:
-    """The candidate start instants for ``job`` at ``now`` (see module docstring)."""
+    """The candidate start instants for ``job`` at ``now`` (see module docstring).
+
+    The latest start is fixed by the job (``earliest_start + max_delay``, or the deadline), so an
+    ``earliest_start`` in the past narrows the window rather than shifting it.
+    """
     warnings = []
-    earliest = now
-    if job.earliest_start is not None:
-        if job.earliest_start < now:
-            warnings.append(f"earliest_start {iso_utc(job.earliest_start)} is in the past; planning from now")
-        else:
-            earliest = job.earliest_start
+    asked = job.earliest_start or now
     if job.deadline is not None and job.deadline <= now:
         raise JobSpecError(f"deadline {iso_utc(job.deadline)} is not after now ({iso_utc(now)}); set a later deadline")
+    if hours_between(now, asked) > MAX_WINDOW_HOURS:
+        raise JobSpecError(f"earliest_start {iso_utc(asked)} is more than {MAX_WINDOW_HOURS // 24} days ahead; "
+                           "plan closer to the start (forecasts that far out are climatology anyway)")
     if job.max_delay_hours is not None:
-        latest = earliest + timedelta(hours=job.max_delay_hours)
+        if job.max_delay_hours > MAX_WINDOW_HOURS:
+            raise JobSpecError(f"max_delay {job.max_delay_hours:g} h is over the {MAX_WINDOW_HOURS} h (90 days) supported")
+        latest = asked + timedelta(hours=job.max_delay_hours)
         if job.deadline is not None:
             latest = min(latest, job.deadline)
     elif job.deadline is not None:
         latest = job.deadline
     else:
-        latest = earliest
+        latest = max(asked, now)
         warnings.append("start times: now only; allow waiting for a greener hour with window.max_delay (--max-delay 24h) or a deadline")
+    earliest = max(asked, now)
+    if asked < now:
+        if latest < now:
+            raise JobSpecError(f"the start window closed at {iso_utc(latest)} (earliest_start {iso_utc(asked)} + max_delay); "
+                               "move earliest_start or lengthen max_delay")
+        warnings.append(f"earliest_start {iso_utc(asked)} is in the past; planning from now until {iso_utc(latest)}")
     if hours_between(earliest, latest) > MAX_WINDOW_HOURS:
         raise JobSpecError(f"the start window spans {hours_between(earliest, latest):.0f} h; at most {MAX_WINDOW_HOURS} h (90 days) is supported: shorten max_delay or the deadline")
     first_boundary = earliest.replace(minute=0, second=0, microsecond=0)
@@ -83,12 +95,18 @@ def candidate_window(job: JobSpec, now: datetime) -> tuple[Window, list[str]]:
     return Window(earliest, latest, job.deadline, tuple(starts)), warnings
 
 
+# GPUs whose instances have ARM (Graviton) hosts: x86 software does not run there unchanged
+ARM_HOST_GPUS = frozenset({"T4G"})
+
+
 def accepted_gpu_types(job: JobSpec, gpus: dict[str, Gpu]) -> set[str]:
-    """The job's GPU types: as listed, else every GPU with at least the reference GPU's memory."""
+    """The job's GPU types: as listed, else every GPU with at least the reference GPU's memory
+    (and, unless the reference is one, none on ARM hosts)."""
     if job.gpu_types:
         return set(job.gpu_types)
     ref = gpus[job.gpu]
-    return {name for name, g in gpus.items() if g.memory_gb >= ref.memory_gb}
+    return {name for name, g in gpus.items() if g.memory_gb >= ref.memory_gb
+            and (name not in ARM_HOST_GPUS or job.gpu in ARM_HOST_GPUS)}
 
 
 def _categorical_masks(offerings: list[Offering], job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, np.ndarray]:
@@ -147,7 +165,13 @@ def _intensity_cum(series_list: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.zeros((series.shape[0], 1)), np.cumsum(series, axis=1)], axis=1)
 
 
-def _infeasible_message(eliminated: dict[str, int], total: int, facts: dict[str, str], gains: dict[str, int]) -> str:
+def _filtered_prefix(eliminated: dict[str, int], total: int) -> str:
+    parts = [f"{name} rejects {count:,}" for name, count in sorted(eliminated.items(), key=lambda kv: -kv[1]) if count]
+    return f"of {total:,} candidates, " + "; ".join(parts) + "; of the rest, " if parts else ""
+
+
+def _infeasible_message(eliminated: dict[str, int], total: int, facts: dict[str, str], gains: dict[str, int],
+                        prefix: str = "") -> str:
     """One line: what each constraint rejects (with the relevant fact) and which single change helps."""
     parts = []
     for name, count in sorted(eliminated.items(), key=lambda kv: -kv[1]):
@@ -161,7 +185,8 @@ def _infeasible_message(eliminated: dict[str, int], total: int, facts: dict[str,
     else:
         rejecting = [k for k in gains if eliminated.get(k)]
         hint = "; no single change suffices: " + "; ".join(CONSTRAINT_HINTS.get(k, "relax " + k) for k in rejecting)
-    return f"no placement satisfies the constraints: of {total:,} candidates (offering x start), " + "; ".join(parts) + hint
+    return (f"no placement satisfies the constraints: {prefix}{total:,} candidates (offering x start): "
+            + "; ".join(parts) + hint)
 
 
 def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
@@ -177,13 +202,16 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
 
     if now.tzinfo is None:
         raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
-    policy = policy or job.policy
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise UserInputError(f"top must be a whole number >= 1 (or None for all), got {top!r}")
+    job = resolve_job(job)
+    if policy is not None:
+        job = job.with_policy(policy)
+    policy = job.policy
     settings = settings or resolve_settings()
     offerings_source = offerings_source or get_offering_source()
     forecast_source = forecast_source or build_forecast_source(settings)
     regions, gpus = read_regions(), read_gpus()
-    if job.gpu not in gpus:
-        job = replace(job, gpu=resolve_gpu(job.gpu, gpus).name)
     window, warnings = candidate_window(job, now)
     K = len(window.starts)
 
@@ -193,9 +221,15 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     if skipped:
         warnings.append(f"{skipped} offerings skipped: their region or GPU is not in the embedded reference data")
     n_total = len(usable) * K
-    offerings, eliminated = _allowed_offerings(usable, job, gpus, K)
+    speeds = _speeds(job, gpus)
+    offerings, eliminated = _allowed_offerings(usable, job, gpus, K, speeds)
+    n_remaining = len(offerings) * K
 
-    baseline_region = resolve_region(job.baseline_region or settings.default_region, regions)
+    try:
+        baseline_region = resolve_region(job.baseline_region or settings.default_region, regions)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"baseline region: {exc} (it comes from --baseline-region, the job's [baseline], "
+                               "CARBONSCHED_DEFAULT_REGION or default_region in the config file)") from None
     base_offering = _baseline_offering(job, usable, baseline_region, gpus)
     if base_offering is None:
         warnings.append(f"baseline: {baseline_region.region_id} offers no {job.gpus}x{job.gpu} (nor another accepted "
@@ -206,7 +240,6 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     t0 = now.replace(minute=0, second=0, microsecond=0)
     offset = hours_between(t0, now)
     start_h = np.array([hours_between(now, s) for s in window.starts])
-    speeds = _speeds(job, gpus)
     everything = offerings + ([base_offering] if base_offering else [])
     region_ids = sorted({o.region_id for o in everything})
     region_rows = {r: i for i, r in enumerate(region_ids)}
@@ -233,7 +266,6 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
         carbon_budget_kg=job.carbon_budget_kg, min_gpu_memory_gb=job.min_gpu_memory_gb,
     )
     feasible, numeric_elim = feasibility(cands, limits)
-    eliminated.update(numeric_elim)
     if not feasible.any():
         facts = {
             "deadline": f"fastest run takes {cands.runtime_h.min():.1f} h; the window leaves "
@@ -243,7 +275,8 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
             "carbon_budget_kg": f"lowest achievable is {cands.kg_co2e.min():.1f} kg",
             "min_gpu_memory_gb": f"largest GPU memory offered is {cands.gpu_memory_gb.max():.0f} GB",
         }
-        raise InfeasibleError(_infeasible_message(eliminated, n_total, facts, relaxation_gains(cands, limits)), eliminated)
+        raise InfeasibleError(_infeasible_message(numeric_elim, n_remaining, facts, relaxation_gains(cands, limits),
+                                                  prefix=_filtered_prefix(eliminated, n_total)), {**eliminated, **numeric_elim})
 
     ranking = rank(cands, feasible, policy)
     n_show = len(ranking.offering) if top is None else min(top, len(ranking.offering))
@@ -260,18 +293,31 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
 
     shown_regions = {p.region_id for p in placements} | ({baseline.region_id} if baseline else set())
     warnings.extend(_intensity_warnings(forecasts, shown_regions))
+    warnings.extend(_speed_warnings(job, placements, gpus))
+    if n_show < len(ranking.offering):
+        what = "Pareto-optimal candidates" if policy.objective == "pareto" else "ranked offerings"
+        warnings.append(f"showing {n_show} of {len(ranking.offering)} {what} (--top 0 shows all)")
     return Plan(
         now=now, job=job, policy=policy, placements=tuple(placements), baseline=baseline,
         warnings=tuple(warnings), data_sources=tuple(_data_sources(offerings_source, forecasts, shown_regions)),
         forecasts={r: forecasts[r] for r in shown_regions}, n_candidates=n_total,
         n_feasible=int(np.count_nonzero(feasible)), eliminated=eliminated,
+        n_after_offering_filters=n_remaining, eliminated_after_filters=numeric_elim,
     )
 
 
-def _allowed_offerings(usable: list[Offering], job: JobSpec, gpus: dict[str, Gpu], K: int) -> tuple[list[Offering], dict[str, int]]:
-    """The offerings passing the categorical constraints, and what each constraint rejected
-    (in candidates, i.e. offerings x K starts). InfeasibleError when none is left."""
+def _allowed_offerings(usable: list[Offering], job: JobSpec, gpus: dict[str, Gpu], K: int,
+                       speeds: dict[str, float]) -> tuple[list[Offering], dict[str, int]]:
+    """The offerings passing the per-offering constraints, and what each constraint rejected
+    (in candidates, i.e. offerings x K starts). InfeasibleError when none is left.
+
+    Besides the job's constraints, offerings whose estimated runtime exceeds MAX_RUNTIME_HOURS
+    are dropped (``max_runtime``): a GPU hundreds of times slower than the reference is no
+    placement, and its run would outgrow any forecast."""
     masks = _categorical_masks(usable, job, gpus)
+    runtime = runtime_hours(job.hours, job.gpus, speeds[job.gpu], np.array([o.gpu_count for o in usable], dtype=float),
+                            np.array([speeds[o.gpu] for o in usable]), job.power.gpu_scaling_efficiency)
+    masks["max_runtime"] = runtime <= MAX_RUNTIME_HOURS
     eliminated = {name: int(np.count_nonzero(~m)) * K for name, m in masks.items()}
     keep = np.logical_and.reduce(list(masks.values()))
     if keep.any():
@@ -308,6 +354,17 @@ def _intensity_warnings(forecasts: dict[str, Forecast], shown: set[str]) -> list
     return out
 
 
+def _speed_warnings(job: JobSpec, placements: list[Placement], gpus: dict[str, Gpu]) -> list[str]:
+    """Say when runtimes on other GPU types are extrapolated from datasheets."""
+    others = sorted({p.gpu for p in placements if p.gpu != job.gpu and p.gpu not in (job.throughput or {})})
+    if not others:
+        return []
+    ref = gpus[job.gpu]
+    ratios = ", ".join(f"{g} {gpus[g].training_tflops / ref.training_tflops:.2f}x" for g in others)
+    return [f"runtimes on other GPUs are scaled from {job.gpu} by datasheet dense throughput ({ratios}); real "
+            "training speedups are usually smaller: give measured [throughput] or restrict constraints.gpu_types"]
+
+
 def _with_saving(p: Placement, baseline: Placement) -> Placement:
     pct = (baseline.kg_co2e - p.kg_co2e) / baseline.kg_co2e * 100.0 if baseline.kg_co2e > 0 else None
     return replace(p, saving_vs_baseline_pct=pct)
@@ -342,7 +399,9 @@ def _baseline_offering(job: JobSpec, usable: list[Offering], region: Region, gpu
 def _data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[str]) -> list[dict]:
     from carbonsched import data
 
-    prov = {row["file"]: row for row in data.read_rows("provenance.csv")}
+    prov: dict[str, list[dict]] = {}
+    for row in data.read_rows("provenance.csv"):
+        prov.setdefault(row["file"], []).append(row)
     out = [dict(offerings_source.describe())]
     for r in sorted(shown):
         entry = {"name": "intensity", **forecasts[r].provenance()}
@@ -350,6 +409,9 @@ def _data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[s
             entry["attribution"] = "Electricity Maps (ODbL) for the embedded profiles"
         out.append(entry)
     for name in ("regions.csv", "gpus.csv"):
-        if name in prov:
-            out.append({"name": name.removesuffix(".csv"), "source": prov[name]["source"], "as_of": prov[name]["retrieved"]})
+        rows = prov.get(name, [])
+        if rows:
+            out.append({"name": name.removesuffix(".csv"), "as_of": max(r["retrieved"] for r in rows),
+                        "sources": [{"source": r["source"], "licence": r["licence"], "attribution": r["attribution"]}
+                                    for r in rows]})
     return out

@@ -5,13 +5,12 @@ Name lookups are forgiving about case and punctuation and suggest close names on
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from functools import lru_cache
 
 from carbonsched import data
-from .errors import DataError, UnknownNameError
+from .errors import DataError, UnknownNameError, did_you_mean
 from .models import Gpu, Region
 
 
@@ -91,14 +90,6 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def _suggest(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-    if not close:
-        normed = {_norm(c): c for c in choices}
-        close = [normed[c] for c in difflib.get_close_matches(_norm(name), list(normed), n=3, cutoff=0.5)]
-    return f"; did you mean {', '.join(close)}?" if close else ""
-
-
 def resolve_gpu(name: str, gpus: dict[str, Gpu] | None = None) -> Gpu:
     """The GPU named ``name`` (canonical name or alias, any case/punctuation)."""
     gpus = read_gpus() if gpus is None else gpus
@@ -109,7 +100,7 @@ def resolve_gpu(name: str, gpus: dict[str, Gpu] | None = None) -> Gpu:
         if key == _norm(gpu.name) or any(key == _norm(a) for a in gpu.aliases):
             return gpu
     raise UnknownNameError(
-        f"unknown GPU {name!r}{_suggest(name, sorted(gpus))} (known: {', '.join(sorted(gpus))})"
+        f"unknown GPU {name!r}{did_you_mean(name, sorted(gpus))} (known: {', '.join(sorted(gpus))})"
     )
 
 
@@ -126,4 +117,4 @@ def resolve_region(name: str, regions: dict[str, Region] | None = None) -> Regio
         if len(matches) > 1:
             ids = ", ".join(r.region_id for r in matches)
             raise UnknownNameError(f"region {name!r} is ambiguous; write one of {ids}")
-    raise UnknownNameError(f"unknown region {name!r}{_suggest(text, sorted(regions))}; list them with `carbonsched regions`")
+    raise UnknownNameError(f"unknown region {name!r}{did_you_mean(text, sorted(regions))}; list them with `carbonsched regions`")

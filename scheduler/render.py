@@ -91,3 +91,20 @@ def render_regions(rows: list[dict]) -> str:
     note = ("g/kWh: yearly mean, lifecycle (Electricity Maps 2022; * = zone without hourly data, 2024 yearly). "
             "USD/h: cheapest matching on-demand instance in the embedded catalog snapshot.")
     return table(headers, body, right={3, 4, 6}) + "\n" + note
+
+
+def render_forecast(f) -> str:
+    from datetime import timedelta
+
+    head = f"Intensity forecast for {f.region_id} (zone {f.zone}): {f.source}, {f.kind}, {f.signal}, g/kWh"
+    rows = []
+    for i in range(f.hours):
+        t = f.start + timedelta(hours=i)
+        rows.append([t.strftime("%Y-%m-%d %H:%M"), _num(float(f.intensity_g_per_kwh[i]), 0),
+                     "-" if f.p10_g_per_kwh is None else _num(float(f.p10_g_per_kwh[i]), 0),
+                     "-" if f.p90_g_per_kwh is None else _num(float(f.p90_g_per_kwh[i]), 0)])
+    out = [head, "", table(["hour (UTC)", "mean", "p10", "p90"], rows, right={1, 2, 3})]
+    for seg in f.segments:
+        out.append(f"{seg['from']} .. {seg['to']}: {seg['source']} ({seg['kind']}, {seg['signal']})")
+    out += [f"warning: {w}" for w in f.warnings]
+    return "\n".join(out)

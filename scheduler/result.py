@@ -56,7 +56,9 @@ class Plan:
     forecasts: dict[str, Forecast] = field(default_factory=dict)
     n_candidates: int = 0
     n_feasible: int = 0
-    eliminated: dict[str, int] = field(default_factory=dict)
+    eliminated: dict[str, int] = field(default_factory=dict)  # per-offering constraints, out of n_candidates
+    n_after_offering_filters: int = 0
+    eliminated_after_filters: dict[str, int] = field(default_factory=dict)  # the rest, out of n_after_offering_filters
 
     @property
     def best(self) -> Placement:
@@ -75,7 +77,9 @@ class Plan:
             "warnings": list(self.warnings),
             "data_sources": list(self.data_sources),
             "stats": {"candidates": self.n_candidates, "feasible": self.n_feasible,
-                      "rejected_by_constraint": dict(self.eliminated)},
+                      "rejected_by_offering_constraint": dict(self.eliminated),
+                      "after_offering_constraints": self.n_after_offering_filters,
+                      "rejected_among_those": dict(self.eliminated_after_filters)},
         }
 
     def to_dataframe(self):

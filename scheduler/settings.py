@@ -14,7 +14,6 @@ Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``, ``CARBONSCHED
 """
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import tomllib
@@ -22,7 +21,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 DEFAULT_REGION = "aws:us-east-1"
 
@@ -61,8 +60,8 @@ def _read_config(path: Path, explicit: bool) -> dict:
     allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float}
     for key in raw:
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            raise ConfigError(f"config file {path}: unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"))
+            hint = did_you_mean(key, sorted(allowed), n=1) or f"; allowed: {', '.join(sorted(allowed))}"
+            raise ConfigError(f"config file {path}: unknown key {key!r}{hint}")
         if allowed[key] is str and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise ConfigError(f"config file {path}: {key} must be a non-empty string")
     return raw

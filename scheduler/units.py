@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from .errors import JobSpecError
 
 W_PER_KW = 1000.0
 G_PER_KG = 1000.0
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)?\s*$", re.IGNORECASE)
+_DURATION_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(m|min|h|d|w)?\s*$", re.IGNORECASE)
 _DURATION_UNIT_HOURS = {"m": 1 / 60, "min": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
 
 
@@ -38,7 +38,7 @@ def parse_duration_hours(value, what: str = "duration") -> float:
     else:
         raise JobSpecError(f"{what} must be a duration like '24h', got {value!r}")
     if not math.isfinite(hours) or hours < 0:
-        raise JobSpecError(f"{what} must be a finite, non-negative duration, got {value!r}")
+        raise JobSpecError(f"{what} must be a finite duration >= 0, got {value!r}")
     return hours
 
 
@@ -49,6 +49,8 @@ def parse_utc(value, what: str = "time") -> datetime:
     """
     if isinstance(value, datetime):
         dt = value
+    elif isinstance(value, date):  # a bare TOML date: midnight UTC
+        dt = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):

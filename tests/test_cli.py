@@ -218,4 +218,32 @@ def test_config_file_and_env_set_the_default_region(cli, tmp_path):
     doc = json.loads(cli(*args, "--baseline-region", "aws:eu-west-1", extra_env={"CARBONSCHED_DEFAULT_REGION": "aws:us-west-2"}).stdout)
     assert doc["baseline"]["region_id"] == "aws:eu-west-1"
     config.write_text('default_regoin = "gcp:us-central1"\n')
-    assert "did you mean 'default_region'" in _error(cli(*args))
+    assert "did you mean default_region" in _error(cli(*args))
+
+
+def test_flag_errors_are_one_line_and_debug_works_after_the_subcommand(cli):
+    for args in (["plan", "--gpus", "abc"], ["plan", "--weights", "carbon=abc"], ["regions", "--provider", "azure"],
+                 ["plan", "--gpu", "A100", "--gpus", "8", "--hours", "1", "--max-delay=-5h"]):
+        _error(cli(*args))
+    r = cli("plan", "--gpu", "A100", "--gpus", "0", "--hours", "1", "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_misplaced_key_and_bare_date(cli, tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('gpu = "A100"\ngpus = 8\nhours = 12\nmax_delay = "24h"\n')
+    assert "write it as 'window.max_delay'" in _error(cli("plan", path))
+    path.write_text('gpu = "A100"\ngpus = 8\nhours = 12\n[window]\ndeadline = 2026-11-30\n')
+    r = cli("plan", path, "--now", NOW_ISO, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["job"]["window"]["deadline"] == "2026-11-30T00:00:00Z"
+
+
+def test_pareto_shows_the_whole_front_by_default(cli):
+    args = ("plan", "--gpu", "A100", "--gpus", "8", "--hours", "12", "--max-delay", "48h", "--objective", "pareto",
+            "--accept-gpu", "A100", "--accept-gpu", "H100", "--accept-gpu", "L4", "--gpu-count", "8", "--gpu-count", "1",
+            "--now", NOW_ISO, "--json")
+    doc = json.loads(cli(*args).stdout)
+    assert len(doc["placements"]) > 10 and not any(w.startswith("showing") for w in doc["warnings"])
+    doc = json.loads(cli(*args, "--top", "5").stdout)
+    assert len(doc["placements"]) == 5 and any(w.startswith("showing 5 of") for w in doc["warnings"])

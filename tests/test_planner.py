@@ -110,3 +110,60 @@ def test_infeasible_lists_constraints():
     assert "lowest achievable is" in str(err.value) and "raise constraints.carbon_budget_kg" in str(err.value)
     with pytest.raises(JobSpecError, match="timezone-aware"):
         carbonsched.plan(job_from_dict({"gpu": "A100", "gpus": 8, "hours": 1}), now=datetime(2026, 1, 1))
+
+
+def test_earliest_start_in_the_past_narrows_the_window():
+    raw = {"gpu": "A100", "gpus": 8, "hours": 4,
+           "window": {"earliest_start": (NOW - timedelta(hours=20)).isoformat(), "max_delay": "24h"}}
+    p = plan(raw, top=None)
+    assert all(x.start <= NOW + timedelta(hours=4) for x in p.placements)  # latest start = earliest + 24 h
+    raw["window"]["max_delay"] = "10h"
+    with pytest.raises(JobSpecError, match="start window closed"):
+        plan(raw)
+
+
+@pytest.mark.parametrize("raw, match", [
+    ({"gpu": "A100", "gpus": 8, "hours": 1e20}, "at most 8760"),
+    ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"earliest_start": "9999-12-31T23:00:00Z"}}, "days ahead"),
+    ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"max_delay": "1000d"}}, "90 days"),
+])
+def test_absurd_sizes_are_refused(raw, match):
+    with pytest.raises(JobSpecError, match=match):
+        plan(raw)
+
+
+def test_slow_gpus_are_not_planned_beyond_a_year():
+    p = plan({"gpu": "H100", "gpus": 8, "hours": 5000, "constraints": {"gpu_types": ["H100", "T4"], "gpu_counts": [1, 8]}}, top=None)
+    assert all(x.runtime_hours <= 8760 for x in p.placements)
+    assert p.eliminated["max_runtime"] > 0
+
+
+def test_python_jobspec_gets_the_same_checks_and_normalisation():
+    job = carbonsched.JobSpec(gpu="a100", gpus=8, hours=12, gpu_types=("h100",), regions=("AWS:eu-*",), providers=("AWS",))
+    p = carbonsched.plan(job, now=NOW, settings=SETTINGS)
+    assert {x.gpu for x in p.placements} == {"H100"} and all(x.region_id.startswith("aws:eu-") for x in p.placements)
+    with pytest.raises(JobSpecError, match="must include the reference GPU"):
+        carbonsched.plan(carbonsched.JobSpec(gpu="A100", gpus=8, hours=1, throughput={"H100": 2.6}), now=NOW, settings=SETTINGS)
+    with pytest.raises(JobSpecError, match="timezone-aware"):
+        carbonsched.plan(carbonsched.JobSpec(gpu="A100", gpus=8, hours=1, deadline=datetime(2026, 12, 1)), now=NOW, settings=SETTINGS)
+    with pytest.raises(carbonsched.CarbonschedError, match="top must be"):
+        carbonsched.plan(job, now=NOW, settings=SETTINGS, top=0)
+
+
+def test_policy_override_is_reflected_in_the_job_echo_and_stats_are_consistent():
+    p = plan({"gpu": "A100", "gpus": 8, "hours": 12}, policy=carbonsched.Policy("cost"))
+    doc = p.to_dict()
+    assert doc["policy"]["objective"] == doc["job"]["policy"]["objective"] == "cost"
+    stats = doc["stats"]
+    assert stats["feasible"] <= stats["after_offering_constraints"] <= stats["candidates"]
+    assert all(v <= stats["after_offering_constraints"] for v in stats["rejected_among_those"].values())
+    gpus = next(d for d in doc["data_sources"] if d["name"] == "gpus")
+    assert any("NVIDIA" in s["source"] for s in gpus["sources"])
+
+
+def test_datasheet_scaling_is_disclosed_and_arm_hosts_are_opt_in():
+    p = plan({"gpu": "T4", "gpus": 1, "hours": 5}, top=None)
+    assert any("datasheet dense throughput" in w for w in p.warnings)
+    assert "T4G" not in {x.gpu for x in p.placements}
+    p = plan({"gpu": "T4", "gpus": 1, "hours": 5, "constraints": {"gpu_types": ["T4", "T4G"]}}, top=None)
+    assert "T4G" in {x.gpu for x in p.placements}

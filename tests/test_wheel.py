@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,19 +10,26 @@ import zipfile
 from conftest import REPO
 
 DATA_FILES = ["regions.csv", "gpus.csv", "offerings.csv", "profiles.csv", "profile_zones.csv", "provenance.csv"]
+PACKAGES = {"scheduler": "carbonsched", "providers": "carbonsched/providers", "policies": "carbonsched/policies",
+            "data": "carbonsched/data"}
 
 
 def test_wheel_contains_data_and_runs_from_the_wheel(tmp_path):
+    # build from a clean copy: a stale build/ folder in the checkout must not leak into the wheel
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", ".ci-venv", ".venv", "__pycache__", ".git", ".pytest_cache", ".hypothesis"))
     out = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
                    check=True, capture_output=True, text=True, timeout=300)
     (wheel,) = out.glob("carbonsched-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in DATA_FILES:
         assert f"carbonsched/data/{name}" in names, name
-    for module in ("carbonsched/planner.py", "carbonsched/policies/ranking.py", "carbonsched/providers/grid/profile.py",
-                   "carbonsched/providers/cloud/catalog.py", "carbonsched/data/__init__.py"):
-        assert module in names, module
+    # exactly the source modules, nothing stale or extra
+    expected = {f"{PACKAGES[p.parts[0]]}/{'/'.join(p.parts[1:])}"
+                for p in (path.relative_to(src) for path in src.rglob("*.py")) if p.parts[0] in PACKAGES}
+    assert {n for n in names if n.endswith(".py")} == expected
     assert not any(n.startswith(("tools/", "tests/", "benchmarks/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "carbonsched = carbonsched.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
