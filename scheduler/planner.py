@@ -152,6 +152,18 @@ def _offering_arrays(offerings: list[Offering], regions: dict[str, Region], gpus
     )
 
 
+def _forecasts(source, regions: list[Region], start: datetime, hours: int) -> dict[str, Forecast]:
+    """One forecast per region; regions are fetched concurrently when a live source is involved
+    (network-bound), sequentially otherwise (embedded data: threads would only add overhead)."""
+    if getattr(source, "live", None) is None or len(regions) < 2:
+        return {r.region_id: source.forecast(r, start, hours) for r in regions}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(regions))) as pool:
+        results = list(pool.map(lambda r: source.forecast(r, start, hours), regions))
+    return {r.region_id: f for r, f in zip(regions, results)}
+
+
 def _p90(f: Forecast) -> np.ndarray:
     """The forecast's upper decile (its mean where it has no spread)."""
     return f.intensity_g_per_kwh if f.p90_g_per_kwh is None else np.fmax(f.p90_g_per_kwh, f.intensity_g_per_kwh)
@@ -247,7 +259,7 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     runtimes = runtime_hours(job.hours, job.gpus, speeds[job.gpu], arrays.gpu_count, arrays.speed,
                              job.power.gpu_scaling_efficiency)
     horizon = int(math.ceil(offset + start_h[-1] + runtimes.max())) + 1
-    forecasts = {r: forecast_source.forecast(regions[r], t0, horizon) for r in region_ids}
+    forecasts = _forecasts(forecast_source, [regions[r] for r in region_ids], t0, horizon)
     cum = _intensity_cum([forecasts[r].intensity_g_per_kwh for r in region_ids])
     cum_p90 = _intensity_cum([_p90(forecasts[r]) for r in region_ids])
 

@@ -7,9 +7,10 @@ Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config
     home = "/path/to/state"               # job store and caches (default ~/.local/share/carbonsched)
     intensity_source = "auto"             # auto | profile | electricitymaps | watttime | uk-carbon-intensity
     cache_ttl_hours = 1.0                 # reuse a fetched live forecast this long before fetching again
+    electricitymaps_emission_factor = "lifecycle"   # or "direct" (stack emissions only)
 
 Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``, ``CARBONSCHED_INTENSITY_SOURCE``,
-``CARBONSCHED_CACHE_TTL_HOURS``. Credentials stay in their vendors' variables
+``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``. Credentials stay in their vendors' variables
 (``ELECTRICITYMAPS_TOKEN``, ``WATTTIME_USERNAME``/``WATTTIME_PASSWORD``) and are never stored.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Settings:
     home: Path | None = None
     intensity_source: str = "auto"
     cache_ttl_hours: float = 1.0
+    electricitymaps_emission_factor: str = "lifecycle"
     config_path: Path | None = None  # the file that was read, if any
 
 
@@ -57,7 +59,8 @@ def _read_config(path: Path, explicit: bool) -> dict:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is malformed TOML: {exc}") from None
-    allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float}
+    allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float,
+               "electricitymaps_emission_factor": str}
     for key in raw:
         if key not in allowed:
             hint = did_you_mean(key, sorted(allowed), n=1) or f"; allowed: {', '.join(sorted(allowed))}"
@@ -92,6 +95,11 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
         values["intensity_source"] = env["CARBONSCHED_INTENSITY_SOURCE"]
     if env.get("CARBONSCHED_CACHE_TTL_HOURS"):
         values["cache_ttl_hours"] = env["CARBONSCHED_CACHE_TTL_HOURS"]
+    if env.get("CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR"):
+        values["electricitymaps_emission_factor"] = env["CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR"]
+    if values.get("electricitymaps_emission_factor", "lifecycle") not in ("lifecycle", "direct"):
+        raise ConfigError(f"electricitymaps_emission_factor must be 'lifecycle' or 'direct', "
+                          f"got {values['electricitymaps_emission_factor']!r}")
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value

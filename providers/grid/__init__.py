@@ -65,7 +65,7 @@ CHOICES = ("auto", "profile", *GRID_SOURCES)
 def auto_source_name(env: Mapping[str, str]) -> str:
     if env.get("ELECTRICITYMAPS_TOKEN"):
         return "electricitymaps"
-    if env.get("WATTTIME_USERNAME") and env.get("WATTTIME_PASSWORD"):
+    if (env.get("WATTTIME_USERNAME") or env.get("WATTTIME_USER")) and env.get("WATTTIME_PASSWORD"):
         return "watttime"
     return "profile"
 
@@ -98,6 +98,8 @@ def build_forecast_source(settings=None, *, name: str | None = None, clock: Call
         raise UnknownNameError("the file intensity source needs history files (--intensity-file [ZONE=]PATH)")
     if live is None and name == "file":
         live = GRID_SOURCES["file"](files=list(files), signal=file_signal)
+    elif live is None and name == "electricitymaps":
+        live = GRID_SOURCES[name](clock=clock, emission_factor_type=settings.electricitymaps_emission_factor)
     elif live is None and name != "profile":
         live = GRID_SOURCES[name](clock=clock)
     # file histories are already on disk: caching them would only copy them

@@ -31,7 +31,7 @@ Units: values come in ``lbs_co2_per_mwh``; 1 lb/MWh = 453.59237 g / 1000 kWh = 0
 Any other ``meta.units`` is refused (``SourcePayloadError``) rather than guessed. 5-minute points
 are averaged into UTC hours (``to_hourly``).
 
-Credentials: ``WATTTIME_USERNAME`` / ``WATTTIME_PASSWORD``; base URL override ``CARBONSCHED_WATTTIME_URL``.
+Credentials: ``WATTTIME_USERNAME`` (or ``WATTTIME_USER``) / ``WATTTIME_PASSWORD``; base URL override ``CARBONSCHED_WATTTIME_URL``.
 """
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ def _object(payload, what: str) -> dict:
 def login(session=None, base_url: str | None = None, username: str | None = None, password: str | None = None,
           **http) -> str:
     """Basic-auth login -> bearer token (valid about 30 minutes)."""
-    username = username if username is not None else os.environ.get(ENV_USERNAME, "")
+    # WATTTIME_USER is what WattTime's own Python client reads; accept both
+    username = username if username is not None else (os.environ.get(ENV_USERNAME) or os.environ.get("WATTTIME_USER", ""))
     password = password if password is not None else os.environ.get(ENV_PASSWORD, "")
     if not username or not password:
         raise SourceAuthError(f"{SOURCE}: no credentials; {AUTH_HINT}", source=SOURCE)
