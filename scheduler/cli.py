@@ -6,6 +6,7 @@ infeasible plan); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from datetime import datetime, timezone
@@ -243,6 +244,11 @@ def _fmt(x, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+# Commands that live in their own modules: each has ``register(subparsers, common_parent)``,
+# adding its parser(s) with ``parents=[common_parent]`` and ``set_defaults(func=...)``.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="carbonsched",
@@ -291,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--provider", choices=PROVIDERS)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_regions)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub, common)
     return parser
 
 
