@@ -246,7 +246,7 @@ def _fmt(x, digits: int = 1) -> str:
 
 # Commands that live in their own modules: each has ``register(subparsers, common_parent)``,
 # adding its parser(s) with ``parents=[common_parent]`` and ``set_defaults(func=...)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["carbonsched.jobs_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,3 +85,40 @@ def did_you_mean(name: str, choices, n: int = 3, cutoff: float = 0.5) -> str:
         normed = {norm(c): c for c in choices}
         close = [normed[c] for c in difflib.get_close_matches(norm(name), list(normed), n=n, cutoff=cutoff)]
     return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+class LaunchError(CarbonschedError):
+    """A launcher could not start the job; ``code`` is the provider's error code when there is one."""
+
+    def __init__(self, message: str, code: str = "", retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class CapacityError(LaunchError):
+    """No capacity or quota for this placement (e.g. InsufficientInstanceCapacity, VcpuLimitExceeded,
+    ZONE_RESOURCE_POOL_EXHAUSTED, QUOTA_EXCEEDED): the submitter fails over to the next placement."""
+
+
+class TrackError(CarbonschedError):
+    """Tracking a command failed before it could run (not found: exit 127, not executable: 126)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class CloudCatalogError(CarbonschedError):
+    """A cloud provider's offerings could not be fetched (``catalog refresh``); plans keep using the
+    embedded snapshot (or the last refreshed cache). ``provider`` is ``aws``/``gcp``; ``permission``
+    names the missing IAM permission when that is the cause."""
+
+    def __init__(self, message: str, provider: str = "", permission: str = ""):
+        super().__init__(message)
+        self.provider = provider
+        self.permission = permission
+
+
+class CloudAuthError(CloudCatalogError):
+    """No cloud credentials, or they lack a permission: the message names the variable or permission."""
