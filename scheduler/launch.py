@@ -142,7 +142,20 @@ def _local(settings, **kw) -> Launcher:
     return LocalLauncher(Path(settings.home), **kw)
 
 
-LAUNCHERS: dict[str, Callable[..., Launcher]] = {"local": _local}
+def _aws(settings, **kw) -> Launcher:
+    from carbonsched.providers.cloud.aws_launch import DEFAULT_AMI_PARAMETER, Ec2Launcher
+
+    return Ec2Launcher(ami_parameter=os.environ.get("CARBONSCHED_AWS_AMI_PARAMETER", DEFAULT_AMI_PARAMETER),
+                       ami_id=os.environ.get("CARBONSCHED_AWS_AMI_ID") or None, **kw)
+
+
+def _gcp(settings, **kw) -> Launcher:
+    from carbonsched.providers.cloud.gcp_launch import GceLauncher
+
+    return GceLauncher(**kw)
+
+
+LAUNCHERS: dict[str, Callable[..., Launcher]] = {"local": _local, "aws": _aws, "gcp": _gcp}
 
 
 def get_launcher(name: str, settings, **kw) -> Launcher:

@@ -1,0 +1,184 @@
+"""Launch jobs on AWS EC2 (boto3, extra ``carbonsched[aws]``).
+
+``run_instances`` in the placement's region (and zone, when the plan names one) with:
+
+* the AMI from a public SSM parameter (default: an AWS Deep Learning Base AMI with NVIDIA
+  drivers; ``aws_ami_parameter`` in the settings, or ``ami_id`` to pin one);
+* user-data: a bash script that runs the job's command (each argument ``shlex.quote``-d, never
+  interpolated), logs to the console and ``/var/log/carbonsched-job.log``, prints
+  ``carbonsched-exit-code: N`` and powers off; ``InstanceInitiatedShutdownBehavior=terminate``
+  so a finished job stops billing;
+* tags ``carbonsched:job-id``, ``carbonsched:attempt``, ``carbonsched:token`` (and ``Name``);
+* spot via ``InstanceMarketOptions`` when the placement's market is spot;
+* ``ClientToken`` = the attempt's token, so a retried call cannot start a second instance where
+  EC2 honours it; ``find`` looks instances up by the job/attempt tags, which is what makes crash
+  recovery safe where it does not (moto ignores ClientToken).
+
+No secrets go into user-data or tags: the job's environment is not shipped.
+
+Minimal IAM permissions: ``ec2:RunInstances``, ``ec2:CreateTags`` (tag on create),
+``ec2:DescribeInstances``, ``ec2:DescribeAvailabilityZones``, ``ec2:TerminateInstances``,
+``ec2:GetConsoleOutput`` (status/logs), ``ssm:GetParameter`` (the AMI parameter).
+"""
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+
+from carbonsched.errors import CapacityError, LaunchError
+from carbonsched.launch import job_command
+
+DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+CAPACITY_CODES = frozenset({
+    "InsufficientInstanceCapacity", "InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded",
+    "SpotMaxPriceTooLow", "InsufficientCapacityOnHost", "Unsupported", "InsufficientHostCapacity",
+})
+AUTH_CODES = frozenset({"UnauthorizedOperation", "AuthFailure", "AccessDenied", "AccessDeniedException"})
+EXIT_RE = re.compile(r"carbonsched-exit-code: (\d+)")
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
+
+
+def user_data(command: list[str], job_id: str) -> str:
+    """The boot script: run the command, record its exit code, power off (-> terminate)."""
+    quoted = " ".join(shlex.quote(a) for a in command)
+    return "\n".join([
+        "#!/bin/bash",
+        f"# carbonsched job {job_id}",
+        "exec > >(tee -a /var/log/carbonsched-job.log | logger -t carbonsched -s 2>/dev/console) 2>&1",
+        "set +e",
+        quoted,
+        "code=$?",
+        'echo "carbonsched-exit-code: $code"',
+        "shutdown -h now",
+        "",
+    ])
+
+
+def _client_error(exc) -> tuple[str, str]:
+    err = getattr(exc, "response", {}).get("Error", {})
+    return err.get("Code", ""), err.get("Message", str(exc))
+
+
+class Ec2Launcher:
+    """EC2 launcher; ``client_factory(service, region)`` returns boto3 clients (injected in tests)."""
+
+    name = "aws"
+
+    def __init__(self, client_factory=None, ami_parameter: str = DEFAULT_AMI_PARAMETER, ami_id: str | None = None):
+        self._factory = client_factory or _default_factory
+        self.ami_parameter = ami_parameter
+        self.ami_id = ami_id
+
+    def _ec2(self, region: str):
+        return self._factory("ec2", region)
+
+    def _ami(self, region: str) -> str:
+        if self.ami_id:
+            return self.ami_id
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._factory("ssm", region).get_parameter(Name=self.ami_parameter)["Parameter"]["Value"]
+        except ClientError as exc:
+            code, msg = _client_error(exc)
+            raise LaunchError(f"cannot read the AMI parameter {self.ami_parameter} in {region} ({code}: {msg}); "
+                              "grant ssm:GetParameter or set aws_ami_parameter / an AMI id", code=code) from None
+
+    def _zone_name(self, ec2, zone: str | None) -> str | None:
+        """The catalog names zones by id (use1-az2); RunInstances wants the account's zone name."""
+        if not zone or not re.match(r"^[a-z]{2,4}\d-az\d+$", zone):
+            return zone
+        zones = ec2.describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
+        return zones[0]["ZoneName"] if zones else None
+
+    def launch(self, job, placement: dict, attempt: int, token: str) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        region = placement["region"]
+        ec2 = self._ec2(region)
+        tags = [{"Key": "carbonsched:job-id", "Value": job.id}, {"Key": "carbonsched:attempt", "Value": str(attempt)},
+                {"Key": "carbonsched:token", "Value": token}, {"Key": "Name", "Value": f"carbonsched-{job.name}"[:255]}]
+        kwargs = dict(
+            ImageId=self._ami(region), InstanceType=placement["instance_type"], MinCount=1, MaxCount=1,
+            ClientToken=token, UserData=user_data(job_command(job), job.id),
+            InstanceInitiatedShutdownBehavior="terminate",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )
+        try:
+            zone = self._zone_name(ec2, placement.get("zone"))
+            if zone:
+                kwargs["Placement"] = {"AvailabilityZone": zone}
+            if placement.get("market") == "spot":
+                kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
+                    "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+            reply = ec2.run_instances(**kwargs)
+        except ClientError as exc:
+            code, msg = _client_error(exc)
+            if code in CAPACITY_CODES:
+                raise CapacityError(f"{region}: {code}: {msg}", code=code) from None
+            if code in AUTH_CODES:
+                raise LaunchError(f"{region}: {code}: {msg}; the launcher needs ec2:RunInstances and ec2:CreateTags",
+                                  code=code) from None
+            raise LaunchError(f"{region}: {code}: {msg}", code=code) from None
+        except BotoCoreError as exc:
+            raise LaunchError(f"{region}: {exc}", retryable=True) from None
+        return f"aws:{region}:{reply['Instances'][0]['InstanceId']}"
+
+    def find(self, job, attempt: int, token: str) -> str | None:
+        regions = {p.get("region") for p in job.plan.get("placements", [])[attempt:attempt + 1]}
+        for region in filter(None, regions):
+            pages = self._ec2(region).get_paginator("describe_instances").paginate(Filters=[
+                {"Name": "tag:carbonsched:job-id", "Values": [job.id]},
+                {"Name": "tag:carbonsched:attempt", "Values": [str(attempt)]},
+                {"Name": "instance-state-name", "Values": LIVE_STATES}])
+            for page in pages:
+                for res in page["Reservations"]:
+                    for inst in res["Instances"]:
+                        return f"aws:{region}:{inst['InstanceId']}"
+        return None
+
+    @staticmethod
+    def _split(resource_id: str) -> tuple[str, str]:
+        provider, region, instance = resource_id.split(":", 2)
+        if provider != "aws":
+            raise LaunchError(f"{resource_id!r} is not an EC2 instance")
+        return region, instance
+
+    def status(self, resource_id: str) -> tuple[str, int | None]:
+        region, instance = self._split(resource_id)
+        ec2 = self._ec2(region)
+        reservations = ec2.describe_instances(InstanceIds=[instance])["Reservations"]
+        if not reservations:
+            return "failed", None
+        state = reservations[0]["Instances"][0]["State"]["Name"]
+        if state in ("pending", "running", "stopping", "shutting-down"):
+            return "running", None
+        match = EXIT_RE.search(self.logs(resource_id) or "")
+        if match:
+            code = int(match.group(1))
+            return ("succeeded" if code == 0 else "failed"), code
+        return "failed", None  # ended without reporting an exit code (killed, preempted, console gone)
+
+    def cancel(self, resource_id: str) -> None:
+        region, instance = self._split(resource_id)
+        self._ec2(region).terminate_instances(InstanceIds=[instance])
+
+    def logs(self, resource_id: str) -> str | None:
+        region, instance = self._split(resource_id)
+        out = self._ec2(region).get_console_output(InstanceId=instance).get("Output")
+        if not out:
+            return None
+        try:
+            return base64.b64decode(out).decode("utf-8", "replace")
+        except (ValueError, TypeError):
+            return out
+
+
+def _default_factory(service: str, region: str):
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise LaunchError("the AWS launcher needs boto3: pip install 'carbonsched[aws]'") from None
+    return boto3.client(service, region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 3}))

@@ -1,0 +1,186 @@
+"""The EC2 launcher against moto's server on loopback: launch, tags, user-data, failover through a
+proxy that answers InsufficientInstanceCapacity, and kill -9 crash recovery (moto ignores ClientToken,
+so exactly-once rests on the tag lookup)."""
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import urllib.request
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import threading
+
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+from carbonsched.jobspec import job_from_dict  # noqa: E402
+from carbonsched.providers.cloud.aws_launch import Ec2Launcher, user_data  # noqa: E402
+from carbonsched.settings import Settings  # noqa: E402
+from carbonsched.store import Store  # noqa: E402
+from carbonsched.submit import cancel, refresh_status, submit  # noqa: E402
+
+NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+@pytest.fixture
+def moto(monkeypatch):
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    yield url
+    server.stop()
+
+
+class CapacityProxy:
+    """Forwards to moto, but answers RunInstances in ``regions`` with EC2's documented
+    InsufficientInstanceCapacity error (HTTP 500, XML body)."""
+
+    def __init__(self, target: str, regions: set[str]):
+        self.target, self.regions, self.refused = target, regions, []
+        proxy = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                auth = self.headers.get("Authorization", "")
+                region = auth.split("Credential=")[1].split("/")[2] if "Credential=" in auth else ""
+                if b"Action=RunInstances" in body and region in proxy.regions:
+                    proxy.refused.append(region)
+                    xml = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
+                           b"<Code>InsufficientInstanceCapacity</Code><Message>We currently do not have sufficient "
+                           b"capacity in the Availability Zone you requested.</Message></Error></Errors>"
+                           b"<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>")
+                    self.send_response(500)
+                    self.send_header("Content-Type", "text/xml")
+                    self.send_header("Content-Length", str(len(xml)))
+                    self.end_headers()
+                    self.wfile.write(xml)
+                    return
+                req = urllib.request.Request(proxy.target + self.path, data=body, method="POST",
+                                             headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                try:
+                    with urllib.request.urlopen(req) as resp:
+                        status, headers, data = resp.status, resp.headers, resp.read()
+                except urllib.error.HTTPError as err:
+                    status, headers, data = err.code, err.headers, err.read()
+                self.send_response(status)
+                for k, v in headers.items():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def factory_for(url):
+    def factory(service, region):
+        return boto3.client(service, region_name=region, endpoint_url=url)
+    return factory
+
+
+def any_ami(url, region="us-east-1"):
+    return boto3.client("ec2", region_name=region, endpoint_url=url).describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+
+def instances(url, region):
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=url)
+    return [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"]
+
+
+JOB = {"name": "bert", "command": "torchrun --nproc-per-node 8 train.py --note \"it's; rm -rf /\"",
+       "gpu": "H100", "gpus": 8, "hours": 2, "constraints": {"gpu_types": ["H100"], "providers": ["aws"]}}
+
+
+def test_user_data_quotes_every_argument():
+    script = user_data(["python", "train.py", "--name", "a b; rm -rf / $(whoami)"], "j1")
+    assert "'a b; rm -rf / $(whoami)'" in script and "shutdown -h now" in script
+    assert script.startswith("#!/bin/bash") and "carbonsched-exit-code" in script
+
+
+def test_launch_tags_user_data_and_cancel(moto, tmp_path):
+    settings = Settings(home=tmp_path)
+    store = Store.for_settings(settings)
+    launcher = Ec2Launcher(client_factory=factory_for(moto), ami_id=any_ami(moto))
+    j = job_from_dict(JOB)
+    stored, outcome = submit(j, now=NOW, settings=settings, store=store, launcher="aws",
+                             launcher_factory=lambda name: launcher)
+    assert outcome.state == "running", outcome
+    region = outcome.placement["region"]
+    (inst,) = instances(moto, region)
+    assert inst["InstanceType"] == outcome.placement["instance_type"] == "p5.48xlarge"
+    tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
+    assert tags["carbonsched:job-id"] == stored.id and tags["carbonsched:attempt"] == "0"
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=moto)
+    data = ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")["UserData"]["Value"]
+    script = base64.b64decode(data).decode()
+    assert "torchrun --nproc-per-node 8 train.py --note 'it'\"'\"'s; rm -rf /'" in script
+    assert outcome.resource_id == f"aws:{region}:{inst['InstanceId']}"
+    # found again by tag (the reconciliation path), and cancel terminates
+    assert launcher.find(store.get(stored.id), 0, "any") == outcome.resource_id
+    assert cancel(store, stored.id, lambda name: launcher, NOW).state == "cancelled"
+    assert instances(moto, region) == []
+    job_now = refresh_status(store, store.get(stored.id), launcher, NOW)
+    assert job_now.state == "cancelled"
+
+
+def test_failover_on_insufficient_capacity_lands_in_the_next_region(moto, tmp_path):
+    settings = Settings(home=tmp_path)
+    store = Store.for_settings(settings)
+    from carbonsched.planner import plan as make_plan
+
+    plan = make_plan(job_from_dict(JOB), now=NOW, settings=settings, top=10)
+    first, second = plan.placements[0].region, plan.placements[1].region
+    assert first != second
+    proxy = CapacityProxy(moto, {first})
+    try:
+        launcher = Ec2Launcher(client_factory=factory_for(proxy.url), ami_id=any_ami(moto))
+        stored, outcome = submit(job_from_dict(JOB), now=NOW, settings=settings, store=store, launcher="aws", plan=plan,
+                                 launcher_factory=lambda name: launcher)
+    finally:
+        proxy.close()
+    assert first in proxy.refused
+    assert outcome.state == "running" and outcome.placement["region"] == second
+    attempts = store.attempts(stored.id)
+    assert [(a.outcome, a.error_code, a.region_id) for a in attempts] == [
+        ("capacity", "InsufficientInstanceCapacity", f"aws:{first}"), ("launched", None, f"aws:{second}")]
+    assert instances(moto, first) == [] and len(instances(moto, second)) == 1
+
+
+def test_kill_9_after_run_instances_then_agent_restart_gives_exactly_one_instance(moto, cli, tmp_path):
+    home = tmp_path / "home"
+    jobfile = tmp_path / "job.toml"
+    jobfile.write_text('name = "crash"\ncommand = "python train.py"\ngpu = "H100"\ngpus = 8\nhours = 2\n'
+                       '[constraints]\ngpu_types = ["H100"]\nproviders = ["aws"]\n')
+    env = {**CREDS, "AWS_ENDPOINT_URL": moto, "CARBONSCHED_HOME": str(home), "CARBONSCHED_AWS_AMI_ID": any_ami(moto)}
+    r = cli("submit", jobfile, "--launcher", "aws", "--yes", extra_env={**env, "CARBONSCHED_FAULT": "after-launch"})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    store = Store(home / "jobs.sqlite")
+    (job,) = store.jobs()
+    region = job.plan["placements"][0]["region"]
+    assert job.state == "launching" and len(instances(moto, region)) == 1  # launched, but the store never heard
+    r = cli("agent", "--once", "--stale-after", "0", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    job = store.get(job.id)
+    assert job.state == "running" and [a.outcome for a in store.attempts(job.id)] == ["reconciled"]
+    (inst,) = instances(moto, region)  # still exactly one: moto ignores ClientToken, the tag lookup did it
+    assert job.resource_id == f"aws:{region}:{inst['InstanceId']}"
+    r = cli("agent", "--once", "--stale-after", "0", extra_env=env)
+    assert len(instances(moto, region)) == 1
