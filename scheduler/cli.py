@@ -92,6 +92,8 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     out.add_argument("--top", type=int, metavar="N",
                      help="placements to show (default 10, or the whole front for pareto; 0 = all)")
     out.add_argument("--json", action="store_true", help="machine-readable output (schema_version 1)")
+    out.add_argument("--plot", metavar="FILE.png", help="also draw the top regions' forecasts with the chosen windows "
+                                                        "(needs carbonsched[plot])")
 
 
 def _overrides(a: argparse.Namespace) -> dict:
@@ -163,12 +165,18 @@ def cmd_plan(a: argparse.Namespace) -> int:
         source = build_forecast_source(settings, name=a.intensity_source, files=a.intensity_file,
                                        file_signal=a.intensity_file_signal)
     result = plan(job, now=_now(a), top=top or None, settings=settings, forecast_source=source)
+    if a.plot:
+        from .plots import plot_plan
+
+        plot_plan(result, a.plot)
     if a.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         from .render import render_plan
 
         print(render_plan(result))
+        if a.plot:
+            print(f"plot written to {a.plot}")
     return 0
 
 
@@ -246,7 +254,7 @@ def _fmt(x, digits: int = 1) -> str:
 
 # Commands that live in their own modules: each has ``register(subparsers, common_parent)``,
 # adding its parser(s) with ``parents=[common_parent]`` and ``set_defaults(func=...)``.
-COMMAND_MODULES: list[str] = ["carbonsched.jobs_cli"]
+COMMAND_MODULES: list[str] = ["carbonsched.jobs_cli", "carbonsched.track_cli", "carbonsched.catalog_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

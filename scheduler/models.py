@@ -79,6 +79,10 @@ class Offering:
     zones: tuple[str, ...] = ()
     price_basis: str = ""
     source: str = "embedded"
+    # How many instances of this type (in this market) the account's quota lets it start in the
+    # region, from a live catalog refresh; None = unknown (embedded data, or the quota was unreadable).
+    max_instances: int | None = None
+    quota_name: str = ""  # the quota behind max_instances, e.g. "aws L-417A185B" or "gcp NVIDIA_A100_GPUS"
 
     @property
     def region_id(self) -> str:

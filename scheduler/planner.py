@@ -43,6 +43,7 @@ CONSTRAINT_HINTS = {
     "max_usd_per_hour": "raise constraints.max_usd_per_hour",
     "max_total_usd": "raise constraints.max_total_usd",
     "carbon_budget_kg": "raise constraints.carbon_budget_kg",
+    "quota": "request a GPU quota increase (AWS Service Quotas / GCP IAM & Admin > Quotas) or allow other regions or GPU types",
     "max_runtime": "accept faster GPUs or more GPUs per instance (runs over a year are not planned)",
 }
 
@@ -123,6 +124,8 @@ def _categorical_masks(offerings: list[Offering], job: JobSpec, gpus: dict[str, 
         masks["region"] = np.array([any(fnmatch.fnmatchcase(i, p) for p in job.regions) for i in ids])
     if job.exclude_regions:
         masks["exclude_regions"] = np.array([not any(fnmatch.fnmatchcase(i, p) for p in job.exclude_regions) for i in ids])
+    if any(o.max_instances is not None for o in offerings):  # quotas known (refreshed catalog): one instance needed
+        masks["quota"] = np.array([o.max_instances is None or o.max_instances >= 1 for o in offerings])
     return masks
 
 
@@ -201,38 +204,87 @@ def _infeasible_message(eliminated: dict[str, int], total: int, facts: dict[str,
             + "; ".join(parts) + hint)
 
 
-def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
-         offerings_source=None, forecast_source=None, top: int | None = 10) -> Plan:
-    """Rank placements for ``job`` as of ``now`` (aware datetime; plans are reproducible given it).
+@dataclass(frozen=True, eq=False)
+class JobCandidates:
+    """One job's candidate arrays before ranking (what ``plan`` and the batch planner share).
 
-    ``policy`` overrides the job's own; ``top`` limits the placements returned (None = all
-    offerings' best starts, or the whole Pareto front). ``offerings_source`` and
-    ``forecast_source`` default to the embedded data (see ``providers``).
+    Rows of ``est`` are ``offerings`` then, when there is one, ``base_offering`` (row ``O``);
+    column 0 of ``est`` is "start now" (the baseline's start), columns ``1..K`` are
+    ``window.starts``. ``cands`` and ``feasible`` cover the ``O x K`` candidates only.
     """
-    from carbonsched.providers.cloud import get_offering_source
+
+    job: JobSpec
+    policy: Policy
+    now: datetime
+    window: Window
+    offerings: list[Offering]
+    base_offering: Offering | None
+    baseline_region: Region
+    regions: dict[str, Region]
+    gpus: dict[str, Gpu]
+    est: object  # carbonsched.estimate.Estimates
+    cands: Candidates
+    limits: Limits
+    feasible: np.ndarray  # (O, K)
+    numeric_elim: dict[str, int]
+    eliminated: dict[str, int]
+    n_total: int
+    n_remaining: int
+    forecasts: dict[str, Forecast]
+    warnings: list[str]
+    t0: datetime  # the hour containing `now`: hour 0 of every forecast
+    offset_h: float  # hours from t0 to now
+    offerings_source: object
+
+    def baseline(self) -> Placement | None:
+        """"Default region, start now" (None when the default region has no matching offering)."""
+        if self.base_offering is None:
+            return None
+        b = _placement(self.base_offering, self.est, len(self.offerings), 0, self.now,
+                       self.forecasts[self.base_offering.region_id], self.baseline_region)
+        return _with_saving(b, b)
+
+    def placement(self, o: int, k: int, **kw) -> Placement:
+        """The Placement of candidate ``(o, k)`` (k indexes ``window.starts``)."""
+        off = self.offerings[o]
+        return _placement(off, self.est, o, k + 1, self.window.starts[k], self.forecasts[off.region_id],
+                          self.regions[off.region_id], **kw)
+
+
+def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
+                   offerings_source=None, forecast_source=None, horizon_until: datetime | None = None) -> JobCandidates:
+    """Everything ``plan`` computes before ranking: offerings passing the job's per-offering
+    constraints, candidate starts, forecasts, vectorised estimates and the feasibility mask.
+
+    Raises InfeasibleError when no offering passes the per-offering constraints; an empty
+    ``feasible`` mask is left to the caller (``infeasible_error`` explains it).
+    ``horizon_until`` extends the forecasts to at least that instant (interruptible plans).
+    """
+    from carbonsched.providers.cloud import choose_offering_source
+    from carbonsched.providers.cloud.cache import quota_warnings
     from carbonsched.providers.grid import build_forecast_source
 
     if now.tzinfo is None:
         raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
-    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
-        raise UserInputError(f"top must be a whole number >= 1 (or None for all), got {top!r}")
     job = resolve_job(job)
     if policy is not None:
         job = job.with_policy(policy)
     policy = job.policy
     settings = settings or resolve_settings()
-    offerings_source = offerings_source or get_offering_source()
+    offerings_source = offerings_source or choose_offering_source(settings)
     forecast_source = forecast_source or build_forecast_source(settings)
     regions, gpus = read_regions(), read_gpus()
     window, warnings = candidate_window(job, now)
     K = len(window.starts)
 
     all_offerings = offerings_source.list_offerings()
+    warnings.extend(getattr(offerings_source, "warnings", ()))  # e.g. which catalog (cache or snapshot), its age
     usable = [o for o in all_offerings if o.region_id in regions and o.gpu in gpus and (job.spot or o.market != "spot")]
     skipped = sum(1 for o in all_offerings if o.region_id not in regions or o.gpu not in gpus)
     if skipped:
         warnings.append(f"{skipped} offerings skipped: their region or GPU is not in the embedded reference data")
     n_total = len(usable) * K
+    warnings.extend(quota_warnings(usable))
     speeds = _speeds(job, gpus)
     offerings, eliminated = _allowed_offerings(usable, job, gpus, K, speeds)
     n_remaining = len(offerings) * K
@@ -259,6 +311,8 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     runtimes = runtime_hours(job.hours, job.gpus, speeds[job.gpu], arrays.gpu_count, arrays.speed,
                              job.power.gpu_scaling_efficiency)
     horizon = int(math.ceil(offset + start_h[-1] + runtimes.max())) + 1
+    if horizon_until is not None:
+        horizon = max(horizon, int(math.ceil(hours_between(t0, horizon_until))) + 1)
     forecasts = _forecasts(forecast_source, [regions[r] for r in region_ids], t0, horizon)
     cum = _intensity_cum([forecasts[r].intensity_g_per_kwh for r in region_ids])
     cum_p90 = _intensity_cum([_p90(forecasts[r]) for r in region_ids])
@@ -278,17 +332,52 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
         carbon_budget_kg=job.carbon_budget_kg, min_gpu_memory_gb=job.min_gpu_memory_gb,
     )
     feasible, numeric_elim = feasibility(cands, limits)
-    if not feasible.any():
-        facts = {
-            "deadline": f"fastest run takes {cands.runtime_h.min():.1f} h; the window leaves "
-                        f"{hours_between(window.earliest, window.deadline):.1f} h" if window.deadline else "",
-            "max_usd_per_hour": f"cheapest is ${cands.usd_per_hour.min():.2f}/h",
-            "max_total_usd": f"cheapest run costs ${cands.cost_usd.min():.2f}",
-            "carbon_budget_kg": f"lowest achievable is {cands.kg_co2e.min():.1f} kg",
-            "min_gpu_memory_gb": f"largest GPU memory offered is {cands.gpu_memory_gb.max():.0f} GB",
-        }
-        raise InfeasibleError(_infeasible_message(numeric_elim, n_remaining, facts, relaxation_gains(cands, limits),
-                                                  prefix=_filtered_prefix(eliminated, n_total)), {**eliminated, **numeric_elim})
+    return JobCandidates(
+        job=job, policy=policy, now=now, window=window, offerings=offerings, base_offering=base_offering,
+        baseline_region=baseline_region, regions=regions, gpus=gpus, est=est, cands=cands, limits=limits,
+        feasible=feasible, numeric_elim=numeric_elim, eliminated=eliminated, n_total=n_total,
+        n_remaining=n_remaining, forecasts=forecasts, warnings=warnings, t0=t0, offset_h=offset,
+        offerings_source=offerings_source,
+    )
+
+
+def infeasible_error(jc: JobCandidates) -> InfeasibleError:
+    """The InfeasibleError explaining an empty ``jc.feasible`` (what rejects what, which change helps)."""
+    cands, window = jc.cands, jc.window
+    facts = {
+        "deadline": f"fastest run takes {cands.runtime_h.min():.1f} h; the window leaves "
+                    f"{hours_between(window.earliest, window.deadline):.1f} h" if window.deadline else "",
+        "max_usd_per_hour": f"cheapest is ${cands.usd_per_hour.min():.2f}/h",
+        "max_total_usd": f"cheapest run costs ${cands.cost_usd.min():.2f}",
+        "carbon_budget_kg": f"lowest achievable is {cands.kg_co2e.min():.1f} kg",
+        "min_gpu_memory_gb": f"largest GPU memory offered is {cands.gpu_memory_gb.max():.0f} GB",
+    }
+    return InfeasibleError(_infeasible_message(jc.numeric_elim, jc.n_remaining, facts, relaxation_gains(cands, jc.limits),
+                                               prefix=_filtered_prefix(jc.eliminated, jc.n_total)),
+                           {**jc.eliminated, **jc.numeric_elim})
+
+
+def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
+         offerings_source=None, forecast_source=None, top: int | None = 10) -> Plan:
+    """Rank placements for ``job`` as of ``now`` (aware datetime; plans are reproducible given it).
+
+    ``policy`` overrides the job's own; ``top`` limits the placements returned (None = all
+    offerings' best starts, or the whole Pareto front). ``offerings_source`` and
+    ``forecast_source`` default to the embedded data (see ``providers``).
+    """
+    if now.tzinfo is None:
+        raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise UserInputError(f"top must be a whole number >= 1 (or None for all), got {top!r}")
+    jc = job_candidates(job, now=now, policy=policy, settings=settings, offerings_source=offerings_source,
+                        forecast_source=forecast_source)
+    if not jc.feasible.any():
+        raise infeasible_error(jc)
+    job, policy, window, est, cands, feasible = jc.job, jc.policy, jc.window, jc.est, jc.cands, jc.feasible
+    offerings, base_offering, baseline_region, regions = jc.offerings, jc.base_offering, jc.baseline_region, jc.regions
+    forecasts, warnings, gpus, O = jc.forecasts, list(jc.warnings), jc.gpus, len(jc.offerings)
+    offerings_source, eliminated = jc.offerings_source, jc.eliminated
+    n_total, n_remaining, numeric_elim = jc.n_total, jc.n_remaining, jc.numeric_elim
 
     ranking = rank(cands, feasible, policy)
     n_show = len(ranking.offering) if top is None else min(top, len(ranking.offering))
