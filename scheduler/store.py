@@ -2,7 +2,8 @@
 
 Tables: ``jobs`` (spec, full plan JSON incl. the forecasts used, state, chosen start),
 ``attempts`` (every launch attempt: placement, token, outcome, resource id), ``events`` (an
-append-only story per job). The schema version is SQLite's ``user_version``; migrations run
+append-only story per job), ``measurements`` (``carbonsched track`` records by job id; a label
+need not be a stored job). The schema version is SQLite's ``user_version``; migrations run
 forward in one transaction. A file from a newer carbonsched, or one that is not a SQLite
 database, is refused with a clear error (never rewritten).
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from .errors import CarbonschedError, UserInputError
 from .units import iso_utc, parse_utc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATES = ("scheduled", "launching", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -77,6 +78,13 @@ MIGRATIONS = {
         detail_json TEXT NOT NULL
     );
     CREATE INDEX events_job ON events (job_id, seq);
+    """,
+    2: """
+    CREATE TABLE measurements (
+        job_id TEXT PRIMARY KEY,
+        recorded_at TEXT NOT NULL,
+        record_json TEXT NOT NULL
+    );
     """,
 }
 
@@ -313,6 +321,27 @@ class Store:
     def events(self, job_id: str) -> list[dict]:
         return [{"at": r["at"], "kind": r["kind"], **json.loads(r["detail_json"])} for r in self.db.execute(
             "SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()]
+
+    # -- measurements (carbonsched track) ----------------------------------------------------
+    def save_measurement(self, job_id: str, record: dict) -> None:
+        now = record.get("ended_at") or record.get("started_at") or ""
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO measurements (job_id, recorded_at, record_json) VALUES (?, ?, ?)",
+                            (job_id, now, json.dumps(record)))
+            if self.db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+                self.db.execute("INSERT INTO events (job_id, at, kind, detail_json) VALUES (?, ?, 'measured', ?)",
+                                (job_id, now, json.dumps({"it_energy_kwh": record.get("it_energy_kwh")})))
+
+    def load_measurement(self, job_id: str) -> dict:
+        row = self.db.execute("SELECT record_json FROM measurements WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise UnknownJobError(f"no measurement for job {job_id!r}; record one with "
+                                  f"`carbonsched track --job {job_id} -- CMD`, or pass --measurement FILE")
+        return json.loads(row["record_json"])
+
+    def list_measurements(self) -> list[dict]:
+        return [json.loads(r["record_json"]) for r in
+                self.db.execute("SELECT record_json FROM measurements ORDER BY recorded_at, job_id").fetchall()]
 
     def add_event(self, job_id: str, now: datetime, kind: str, detail: dict) -> None:
         with self._tx():

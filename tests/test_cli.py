@@ -247,3 +247,13 @@ def test_pareto_shows_the_whole_front_by_default(cli):
     assert len(doc["placements"]) > 10 and not any(w.startswith("showing") for w in doc["warnings"])
     doc = json.loads(cli(*args, "--top", "5").stdout)
     assert len(doc["placements"]) == 5 and any(w.startswith("showing 5 of") for w in doc["warnings"])
+
+
+def test_plan_plot_is_a_png(cli, tmp_path):
+    png = tmp_path / "plan.png"
+    r = cli("plan", EXAMPLE_JOB, "--now", NOW_ISO, "--plot", png)
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert f"plot written to {png}" in r.stdout
+    r = cli("plan", EXAMPLE_JOB, "--now", NOW_ISO, "--plot", tmp_path / "plan.jpg")
+    assert r.returncode == 2 and ".png" in r.stderr
