@@ -159,6 +159,9 @@ def compare(gpu: str, gpus: int, hours: float, region: str, *, power: PowerModel
 
     if gpus < 1 or not (hours > 0 and math.isfinite(hours)):
         raise UserInputError(f"--gpus must be >= 1 and --hours > 0 (got {gpus}, {hours})")
+    for name, value in (("--vcpus", vcpus), ("--memory-gib", memory_gib)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserInputError(f"{name} must be a finite number >= 0, got {value}")
     power = power or PowerModel()
     g, r = resolve_gpu(gpu), resolve_region(region)
     notes = []

@@ -51,16 +51,18 @@ def cmd_submit(a: argparse.Namespace) -> int:
     settings, store = _store(a)
     now = plan_now(a)
     plan = make_plan(job, now=now, settings=settings, top=max(a.max_attempts, 10))
-    launcher = a.launcher if a.launcher != "auto" else plan.best.provider
-    if launcher not in LAUNCHERS:
-        raise UserInputError(f"no launcher for {launcher!r} is available (known: {', '.join(LAUNCHERS)}); "
-                             "install the provider's extra or use --launcher local")
+    if a.max_attempts < 1:
+        raise UserInputError("--max-attempts must be at least 1")
+    launcher = a.launcher
+    if launcher != "auto" and launcher not in LAUNCHERS:
+        raise UserInputError(f"unknown launcher {launcher!r}; choose auto, {', '.join(LAUNCHERS)}")
     if not a.json:
         print(render_plan(plan))
     if not a.yes:
         if not sys.stdin.isatty():
             raise UserInputError("submit asks for confirmation; pass --yes to submit without a terminal")
-        answer = input(f"Submit {job.name!r} via {launcher} ({plan.best.region_id}, start {plan.best.start:%Y-%m-%d %H:%M} UTC)? [y/N] ")
+        via = plan.best.provider if launcher == "auto" else launcher
+        answer = input(f"Submit {job.name!r} via {via} ({plan.best.region_id}, start {plan.best.start:%Y-%m-%d %H:%M} UTC)? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("not submitted")
             return 1
@@ -101,7 +103,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     settings, store = _store(a)
     jobs = [store.get(a.job_id)] if a.job_id else store.jobs()
     factory = _factory(settings)
-    jobs = [refresh_status(store, j, factory(j.launcher), _now()) if j.state == "running" else j for j in jobs]
+    jobs = [refresh_status(store, j, factory, _now()) if j.state == "running" else j for j in jobs]
     if a.json:
         doc = _job_doc(store, jobs[0]) if a.job_id else {"schema_version": 1, "jobs": [_job_doc(store, j) for j in jobs]}
         print(json.dumps(doc, indent=2))
@@ -121,7 +123,8 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(f"  attempt {x['attempt']} ({x['region_id']} {x['instance_type']}): {x['outcome']}"
               + (f" [{x['error_code']}]" if x["error_code"] else "") + (f" {x['message']}" if x["message"] else ""))
     for e in d["events"]:
-        print(f"  {e['at']} {e['kind']}")
+        why = e.get("reason") or e.get("message")
+        print(f"  {e['at']} {e['kind']}" + (f": {why}" if why else ""))
     return 0
 
 
@@ -159,7 +162,9 @@ def cmd_logs(a: argparse.Namespace) -> int:
     job = store.get(a.job_id)
     if not job.resource_id:
         raise UserInputError(f"job {job.id} has not started ({job.state}); no logs yet")
-    text = _factory(settings)(job.launcher).logs(job.resource_id)
+    from .submit import launcher_for_resource
+
+    text = _factory(settings)(launcher_for_resource(job.resource_id)).logs(job.resource_id)
     if text is None:
         raise UserInputError(f"logs of job {job.id} are not available from the {job.launcher} launcher")
     sys.stdout.write(text)
@@ -169,8 +174,12 @@ def cmd_logs(a: argparse.Namespace) -> int:
 def cmd_agent(a: argparse.Namespace) -> int:
     from .submit import run_agent
 
-    if a.interval <= 0:
-        raise UserInputError("--interval must be > 0 seconds")
+    import math
+
+    if not math.isfinite(a.interval) or a.interval <= 0:
+        raise UserInputError("--interval must be a number of seconds > 0")
+    if not math.isfinite(a.stale_after) or a.stale_after < 0:
+        raise UserInputError("--stale-after must be a number of seconds >= 0")
     settings, store = _store(a)
     launched = run_agent(store, _factory(settings), _now, once=a.once, interval_s=a.interval,
                          stale_after_s=a.stale_after, log=lambda line: print(line, flush=True))
@@ -189,7 +198,8 @@ def register(sub, common) -> None:
     _add_plan_args(s)
     s.add_argument("--dry-run", action="store_true", help="only plan (same as `carbonsched plan`)")
     s.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    s.add_argument("--launcher", default="auto", help="auto (the placement's cloud), local, aws, gcp")
+    s.add_argument("--launcher", default="auto", help="auto (each placement's own cloud, so failover can cross "
+                                                      "providers), local, aws, gcp")
     s.add_argument("--max-attempts", type=int, default=3, help="placements to try on capacity errors (default 3)")
     s.set_defaults(func=cmd_submit)
     st = sub.add_parser("status", parents=[common], help="the job store: one job's story, or all jobs")

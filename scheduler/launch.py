@@ -58,8 +58,8 @@ def job_command(job: Job) -> list[str]:
         raise LaunchError(f"job {job.id} has no command; add command = \"...\" to the job file")
     try:
         return shlex.split(command)
-    except ValueError as exc:
-        raise LaunchError(f"job {job.id}: cannot split command {command!r} ({exc}); check its quoting") from None
+    except ValueError as exc:  # the command is not repeated here: it could hold a secret
+        raise LaunchError(f"job {job.id}: cannot split its command ({exc}); check its quoting") from None
 
 
 class LocalLauncher:
@@ -78,15 +78,17 @@ class LocalLauncher:
         command = job_command(job)
         d = self._dir(job.id, attempt)
         d.mkdir(parents=True, exist_ok=True)
+        (d / "token").write_text(token)  # before the start, so find() sees this attempt at once
         args = [sys.executable, "-m", "carbonsched.runner", "--dir", str(d), "--token", token]
         if self.timeout_s:
             args += ["--timeout", str(self.timeout_s)]
         with open(d / "log.txt", "ab") as log:
             try:
-                subprocess.Popen(args + ["--"] + command, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+                proc = subprocess.Popen(args + ["--"] + command, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as exc:
                 raise LaunchError(f"cannot start the local runner: {exc}") from None
+        (d / "pid").write_text(str(proc.pid))  # the runner writes it too; cancel() must work at once
         return f"local:{d}"
 
     def find(self, job: Job, attempt: int, token: str) -> str | None:

@@ -57,8 +57,10 @@ def disclosure(ledger: Ledger, record: dict) -> dict:
                       "kg_co2e": ledger.kg_co2e, "embodied_share_pct": share},
         "baseline": ledger.baseline, "forecast": ledger.forecast, "energy_estimate": ledger.energy_estimate,
         "uncertainty": ledger.uncertainty, "warnings": list(ledger.warnings),
-        "method": f"measured with carbonsched {__version__} (carbonsched track); emissions = energy per hour x PUE x "
-                  "grid intensity of that hour, plus embodied GPU emissions amortised over their service life",
+        "method": (("measured" if any(v not in ("model",) for v in ledger.energy_methods.values()) else
+                    "estimated from the power model (no energy counter was readable)")
+                   + f" with carbonsched {__version__} (carbonsched track); emissions = energy per hour x PUE x "
+                   "grid intensity of that hour, plus embodied GPU emissions amortised over their service life"),
         "exit_code": record.get("exit_code"),
     }
 
@@ -92,9 +94,11 @@ def _sentences(d: dict, co2: str, tilde: str, pm: str) -> list[str]:
                    f"{_f(b['kg_co2e'], 3)}{tilde}kg{co2}; this placement emitted {_f(abs(b['saving_pct']), 1)}{tilde}% {word}.")
     f = d.get("forecast")
     if f and f.get("error_pct") is not None:
+        def pct(key):
+            return "n/a" if f.get(key) is None else f"{f[key]:+.1f}{tilde}%"
+
         out.append(f"The plan had forecast {_f(f['kg_co2e'], 3)}{tilde}kg{co2} "
-                   f"(actual {f['error_pct']:+.1f}{tilde}%: energy {f['energy_error_pct']:+.1f}{tilde}%, "
-                   f"intensity {f['intensity_error_pct']:+.1f}{tilde}%).")
+                   f"(actual {pct('error_pct')}: energy {pct('energy_error_pct')}, intensity {pct('intensity_error_pct')}).")
     out.append(f"Emissions were {d['method']}.")
     return out
 
@@ -125,11 +129,13 @@ def render_markdown(d: dict) -> str:
             f"\nUncertainty: {d['uncertainty'].get('note', '')}.\n" + (f"\nNotes:{notes}\n" if notes else ""))
 
 
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}"}  # "~" stays: the sentences use it as a non-breaking space
+
+
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}")):
-        text = text.replace(a, b)
-    return text
+    """Escape LaTeX specials in one pass (so the braces of \\textbackslash{} are not escaped again)."""
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)
 
 
 def render_latex(d: dict) -> str:

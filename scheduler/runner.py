@@ -33,9 +33,18 @@ def run(directory: Path, command: list[str], timeout_s: float | None, token: str
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     received: list[int] = []
+    child = None
+
+    def forward(signum, _frame):
+        received.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # before the child exists: none is lost
+        signal.signal(sig, forward)
     try:
         child = subprocess.Popen(command)
-    except (FileNotFoundError, PermissionError) as exc:
+    except OSError as exc:
         print(f"carbonsched runner: cannot run {command[0]!r}: {exc}", file=sys.stderr)
         code = 127 if isinstance(exc, FileNotFoundError) else 126
         _write_json(directory / "exit.json", {"exit_code": code, "started_at": started.isoformat(),
@@ -43,14 +52,8 @@ def run(directory: Path, command: list[str], timeout_s: float | None, token: str
                                                "duration_s": 0.0, "timed_out": False, "signal": None,
                                                "error": str(exc)})
         return code
-
-    def forward(signum, _frame):
-        received.append(signum)
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
+    if received:  # a signal came while it started: pass it on now
+        child.send_signal(received[-1])
     timed_out = False
     while True:
         try:

@@ -157,7 +157,13 @@ class Store:
 
     def __init__(self, path: str | Path, timeout_s: float = 10.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from .errors import ConfigError
+
+            raise ConfigError(f"cannot create the job store's folder {self.path.parent} ({exc.strerror}); "
+                             "point CARBONSCHED_HOME at a writable folder") from None
         try:
             self.db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
@@ -223,7 +229,9 @@ class Store:
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
-        rows = self.db.execute("SELECT * FROM jobs WHERE id = ? OR id LIKE ? ORDER BY id", (job_id, job_id + "%")).fetchall()
+        prefix = job_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.db.execute("SELECT * FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id",
+                               (job_id, prefix + "%")).fetchall()
         exact = [r for r in rows if r["id"] == job_id]
         if exact:
             return _job(exact[0])

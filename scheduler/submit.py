@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from .errors import CapacityError, LaunchError
+from .errors import CapacityError, CarbonschedError, LaunchError
 from .launch import Launcher, get_launcher, launch_token
 from .store import FINAL, Job, Store
 from .units import iso_utc
@@ -55,32 +55,46 @@ def submit(job, *, now: datetime, settings, store: Store, launcher: str, plan=No
                            launcher=launcher, now=now, max_attempts=max_attempts)
     if launch and plan.best.start <= now + START_TOLERANCE:
         factory = launcher_factory or (lambda name: get_launcher(name, settings))
-        return stored, launch_job(store, stored.id, factory(launcher), now=now)
+        return stored, launch_job(store, stored.id, factory, now=now)
     return stored, None
 
 
-def launch_job(store: Store, job_id: str, launcher: Launcher, *, now: datetime, worker: str | None = None,
-               resume: bool = False) -> LaunchOutcome:
-    """Claim and launch one job (see the module docstring). ``resume`` continues a stale launch."""
+def launcher_name(job: Job, placement: dict) -> str:
+    """The launcher for one placement: the job's, or with ``auto`` the placement's own cloud."""
+    return placement.get("provider", "") if job.launcher == "auto" else job.launcher
+
+
+def launch_job(store: Store, job_id: str, launchers: Callable[[str], Launcher], *, now: datetime,
+               worker: str | None = None, resume: bool = False) -> LaunchOutcome:
+    """Claim and launch one job (see the module docstring). ``resume`` continues a stale launch.
+
+    ``launchers(name)`` gives the launcher for a name; with the job's launcher ``auto`` each
+    placement goes to its own cloud, so failover can cross providers.
+    """
     worker = worker or worker_id()
     job = store.get(job_id)
     if not resume and not store.claim(job.id, worker, now):
         return LaunchOutcome(job.id, "skipped", message="claimed by another agent or no longer scheduled")
     placements = job.plan.get("placements") or []
     attempts = store.attempts(job.id)
+    if attempts and attempts[-1].resource_id and attempts[-1].outcome in ("launched", "reconciled"):
+        # a crash fell after the attempt was recorded but before the job was: finish that, launch nothing
+        last = attempts[-1]
+        return _running(store, job, placements[last.attempt], last.resource_id, now, launchers)
     n = len(attempts)
     if attempts and attempts[-1].outcome == "pending":
         n -= 1  # resume the attempt a crash interrupted
     while n < min(job.max_attempts, len(placements)):
         placement = placements[n]
         token = launch_token(job.id, n)
+        launcher = launchers(launcher_name(job, placement))
         if not (attempts and n < len(attempts)):
             store.begin_attempt(job.id, attempt=n, rank=placement.get("rank"), launcher=launcher.name,
                                 placement=placement, token=token, now=now)
         existing = launcher.find(job, n, token)
         if existing:
             store.finish_attempt(job.id, n, outcome="reconciled", now=now, resource_id=existing)
-            return _running(store, job, placement, existing, now)
+            return _running(store, job, placement, existing, now, launchers)
         try:
             resource = launcher.launch(job, placement, n, token)
         except CapacityError as exc:
@@ -89,15 +103,21 @@ def launch_job(store: Store, job_id: str, launcher: Launcher, *, now: datetime, 
             attempts = store.attempts(job.id)
             continue
         except LaunchError as exc:
+            # an unclear failure (timeout after the request was sent) may still have started something
+            found = launcher.find(job, n, token) if exc.retryable else None
+            if found:
+                store.finish_attempt(job.id, n, outcome="reconciled", now=now, resource_id=found,
+                                     error_code=exc.code, message=str(exc))
+                return _running(store, job, placement, found, now, launchers)
             store.finish_attempt(job.id, n, outcome="error", now=now, error_code=exc.code, message=str(exc))
-            store.set_state(job.id, "failed", now, detail={"reason": str(exc)})
+            store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": str(exc)})
             return LaunchOutcome(job.id, "failed", placement=placement, message=str(exc))
         _fault_point("after-launch")
         store.finish_attempt(job.id, n, outcome="launched", now=now, resource_id=resource)
-        return _running(store, job, placement, resource, now)
+        return _running(store, job, placement, resource, now, launchers)
     reason = (f"no capacity in the {n} best placement(s); raise max attempts or relax the constraints"
               if n else "the plan has no placements to launch")
-    store.set_state(job.id, "failed", now, detail={"reason": reason})
+    store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": reason})
     return LaunchOutcome(job.id, "failed", message=reason)
 
 
@@ -110,17 +130,27 @@ def _fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _running(store: Store, job: Job, placement: dict, resource: str, now: datetime) -> LaunchOutcome:
-    store.set_state(job.id, "running", now, resource_id=resource, region_id=placement.get("region_id"),
-                    instance_type=placement.get("instance_type"))
-    return LaunchOutcome(job.id, "running", resource_id=resource, placement=placement)
+def _running(store: Store, job: Job, placement: dict, resource: str, now: datetime, launchers) -> LaunchOutcome:
+    """Record the launched resource, unless the job was cancelled meanwhile: then terminate it."""
+    if store.set_state(job.id, "running", now, expect=("launching",), resource_id=resource,
+                       region_id=placement.get("region_id"), instance_type=placement.get("instance_type")):
+        return LaunchOutcome(job.id, "running", resource_id=resource, placement=placement)
+    launchers(launcher_for_resource(resource)).cancel(resource)
+    store.add_event(job.id, now, "terminated", {"resource_id": resource, "reason": "cancelled during launch"})
+    return LaunchOutcome(job.id, store.get(job.id).state, resource_id=resource, placement=placement,
+                         message="the job was cancelled while it launched; its resource was terminated")
 
 
-def refresh_status(store: Store, job: Job, launcher: Launcher, now: datetime) -> Job:
+def launcher_for_resource(resource_id: str) -> str:
+    """Resource ids start with their launcher: ``aws:...``, ``gcp:...``, ``local:...``."""
+    return resource_id.split(":", 1)[0]
+
+
+def refresh_status(store: Store, job: Job, launchers: Callable[[str], Launcher], now: datetime) -> Job:
     """Poll a running job's resource and record its end."""
     if job.state != "running" or not job.resource_id:
         return job
-    state, code = launcher.status(job.resource_id)
+    state, code = launchers(launcher_for_resource(job.resource_id)).status(job.resource_id)
     if state in ("succeeded", "failed"):
         store.set_state(job.id, state, now, expect=("running",), exit_code=code)
     return store.get(job.id)
@@ -131,7 +161,7 @@ def cancel(store: Store, job_id: str, launcher_factory: Callable[[str], Launcher
     if job.state in FINAL:
         return job
     if job.resource_id:
-        launcher_factory(job.launcher).cancel(job.resource_id)
+        launcher_factory(launcher_for_resource(job.resource_id)).cancel(job.resource_id)
     store.set_state(job.id, "cancelled", now, expect=("scheduled", "launching", "running"),
                     detail={"resource_id": job.resource_id, "terminated": bool(job.resource_id)})
     return store.get(job.id)
@@ -142,13 +172,22 @@ def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: d
     """One pass of the agent: resume stale launches, launch due jobs, poll running ones."""
     worker = worker or worker_id()
     out = []
+    def guarded(job: Job, fn) -> None:
+        try:
+            result = fn()
+        except CarbonschedError as exc:  # one job's cloud trouble must not stop the agent
+            store.add_event(job.id, now, "agent-error", {"message": str(exc)})
+            result = LaunchOutcome(job.id, "error", message=str(exc))
+        if isinstance(result, LaunchOutcome):
+            out.append(result)
+
     for job in store.stale_launching(now, stale_after_s):
         if store.reclaim(job.id, worker, now, job.claimed_by):
-            out.append(launch_job(store, job.id, launcher_factory(job.launcher), now=now, worker=worker, resume=True))
+            guarded(job, lambda: launch_job(store, job.id, launcher_factory, now=now, worker=worker, resume=True))
     for job in store.due(now):
-        out.append(launch_job(store, job.id, launcher_factory(job.launcher), now=now, worker=worker))
+        guarded(job, lambda: launch_job(store, job.id, launcher_factory, now=now, worker=worker))
     for job in store.jobs(("running",)):
-        refresh_status(store, job, launcher_factory(job.launcher), now)
+        guarded(job, lambda: refresh_status(store, job, launcher_factory, now))
     return [o for o in out if o.state != "skipped"]
 
 

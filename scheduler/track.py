@@ -400,9 +400,10 @@ def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chai
     ``clock`` gives the wall-clock start (UTC); durations come from ``monotonic``.
     """
     if not cmd:
-        raise TrackError("nothing to track: give the command after --, e.g. carbonsched track -- python train.py")
+        raise TrackError("nothing to track: give the command after --, e.g. carbonsched track -- python train.py",
+                         exit_code=2)
     if not (interval_s > 0 and math.isfinite(interval_s)):
-        raise TrackError(f"--interval must be a positive number of seconds, got {interval_s!r}")
+        raise TrackError(f"--interval must be a positive number of seconds, got {interval_s!r}", exit_code=2)
     power = power or PowerModel()
     clock = clock or (lambda: datetime.now(timezone.utc))
     warnings: list[str] = []

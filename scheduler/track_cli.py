@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import UserInputError
+from .errors import CarbonschedError, UserInputError
 
 EPILOG_TRACK = """\
 examples:
@@ -38,6 +38,8 @@ def cmd_track(a: argparse.Namespace) -> int:
     cmd = list(a.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    if a.gpus is not None and a.gpus < 1:
+        raise UserInputError(f"--gpus must be at least 1, got {a.gpus}")
     if a.region:
         from .refdata import resolve_region
 
@@ -53,10 +55,20 @@ def cmd_track(a: argparse.Namespace) -> int:
     record = m.to_dict()
     written = []
     if a.out:
-        written.append(write_record(record, a.out))
+        try:
+            written.append(write_record(record, a.out))
+        except OSError as exc:  # the run happened: keep its record somewhere
+            fallback = measurement_dir(settings) / f"{m.started_at:%Y%m%dT%H%M%SZ}.json"
+            written.append(write_record(record, fallback))
+            print(f"carbonsched: warning: cannot write {a.out} ({exc.strerror}); record kept in {fallback}", file=sys.stderr)
     if a.job:
-        open_store(settings).save_measurement(a.job, record)
-        written.append(f"job store ({a.job})")
+        try:
+            open_store(settings).save_measurement(a.job, record)
+            written.append(f"job store ({a.job})")
+        except CarbonschedError as exc:  # the run happened: never lose its record
+            fallback = measurement_dir(settings) / f"{a.job}.json"
+            written.append(write_record(record, fallback))
+            print(f"carbonsched: warning: the job store is unusable ({exc}); record kept in {fallback}", file=sys.stderr)
     elif not a.out:
         written.append(write_record(record, measurement_dir(settings) / f"{m.started_at:%Y%m%dT%H%M%SZ}.json"))
     if not a.quiet:

@@ -53,7 +53,7 @@ def test_refresh_then_show_plan_and_regions_use_the_cache(cli, clouds, tmp_path)
     text = cli("catalog", "show", extra_env=env).stdout
     assert "provider" in text and "aws" in text and "plans use: aws: user cache" in text
 
-    plan = _plan(cli, env, "--provider", "aws")
+    plan = _plan(cli, env, "--provider", "aws", "--top", "0")
     src = plan["data_sources"][0]
     assert src["providers"]["aws"]["source"] == src["providers"]["gcp"]["source"] == "user cache"
     assert any(w.startswith("offerings: aws from the catalog cache") for w in plan["warnings"])
@@ -62,10 +62,12 @@ def test_refresh_then_show_plan_and_regions_use_the_cache(cli, clouds, tmp_path)
     assert any(w.startswith("quota:") and "L-417A185B" in w for w in plan["warnings"])
     placed = {(p["region"], p["instance_type"]) for p in plan["placements"]}
     assert ("eu-west-1", "p4d.24xlarge") in placed and ("us-east-1", "p4d.24xlarge") not in placed
-    assert {p["region"] for p in plan["placements"]} <= {"us-east-1", "eu-west-1"}  # only refreshed regions
+    # regions the refresh did not cover keep their embedded offerings (a partial refresh hides nothing)
+    assert "eu-north-1" in {p["region"] for p in plan["placements"]}
 
     regions = json.loads(cli("regions", "--gpu", "L4", "--provider", "gcp", "--json", extra_env=env).stdout)["regions"]
-    assert {r["region"] for r in regions} <= {"us-central1", "europe-west4"} and "gcp: user cache" in regions[0]["offerings_source"]
+    assert {"us-central1", "europe-west4"} <= {r["region"] for r in regions}
+    assert "gcp: user cache" in regions[0]["offerings_source"]
 
     # a stale cache is not used: embedded snapshot, with a warning naming the age and the fix
     stale = _plan(cli, {**env, "CARBONSCHED_CATALOG_MAX_AGE_DAYS": "0"}, "--provider", "aws")
@@ -114,3 +116,16 @@ def test_bad_flags_exit_2(cli):
     assert cli("catalog", "refresh", "--provider", "azure").returncode == 2
     assert cli("catalog", "refresh", "--concurrency", "0").returncode == 2
     assert cli("catalog").returncode == 2
+
+
+def test_a_corrupt_cache_never_blocks_a_plan_and_refresh_replaces_it(cli, tmp_path):
+    cache = tmp_path / "share" / "carbonsched" / "catalog" / "offerings.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_text("garbage")
+    plan = _plan(cli, {})
+    assert any("not valid JSON" in w and "embedded snapshot" in w for w in plan["warnings"])
+    from carbonsched.providers.cloud.cache import RefreshResult, read_cache, store_results
+    from datetime import datetime, timezone
+
+    store_results(cache, [RefreshResult(provider="aws", fetched_at=datetime.now(timezone.utc), source="test", prices="x")])
+    assert set(read_cache(cache)["providers"]) == {"aws"}

@@ -31,7 +31,7 @@ def job(command: str, **extra):
 def wait_done(store, job_id, launcher, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        j = refresh_status(store, store.get(job_id), launcher, datetime.now(timezone.utc))
+        j = refresh_status(store, store.get(job_id), lambda name: launcher, datetime.now(timezone.utc))
         if j.state in ("succeeded", "failed"):
             return j
         time.sleep(0.05)
@@ -247,3 +247,103 @@ def test_cli_submit_dry_run_confirmation_status_and_list(cli, tmp_path):
     nocmd.write_text('gpu = "A100"\ngpus = 8\nhours = 1\n')
     r = cli("submit", nocmd, "--yes", extra_env=env)
     assert r.returncode == 2 and "command" in r.stderr
+
+
+class Counting:
+    """A cloud stand-in that counts launches, can fail unclearly after starting, and can run a hook."""
+
+    def __init__(self, name, inner, unclear=False, during=None):
+        self.name, self.inner, self.unclear, self.during = name, inner, unclear, during
+        self.launches = 0
+
+    def launch(self, job, placement, attempt, token):
+        from carbonsched.errors import LaunchError
+
+        self.launches += 1
+        rid = self.inner.launch(job, placement, attempt, token)
+        if self.during:
+            self.during()
+        if self.unclear:
+            raise LaunchError("read timeout after RunInstances was sent", retryable=True)
+        return rid
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_resume_after_the_attempt_was_recorded_launches_nothing_more(env):
+    settings, store, launcher = env
+    cloud = Counting("local", launcher)
+    stored = store.add_job(name="x", spec={"command": f"{PY} -c pass"}, now=NOW, start_at=NOW, launcher="local",
+                           plan={"placements": [{"rank": 1, "region_id": "aws:a"}, {"rank": 2, "region_id": "aws:b"}]})
+    assert store.claim(stored.id, "w1", NOW)
+    token = launch_token(stored.id, 0)
+    store.begin_attempt(stored.id, attempt=0, rank=1, launcher="local", placement={"region_id": "aws:a"}, token=token, now=NOW)
+    rid = launcher.launch(store.get(stored.id), {}, 0, token)
+    store.finish_attempt(stored.id, 0, outcome="launched", now=NOW, resource_id=rid)  # ... and then the crash
+    out = agent_pass(store, lambda name: cloud, NOW + timedelta(hours=1), stale_after_s=0)
+    assert [o.state for o in out] == ["running"] and cloud.launches == 0
+    assert store.get(stored.id).resource_id == rid and len(store.attempts(stored.id)) == 1
+
+
+def test_unclear_launch_failure_is_reconciled_not_failed(env):
+    settings, store, launcher = env
+    cloud = Counting("local", launcher, unclear=True)
+    stored, outcome = submit(job(f"{PY} -c pass"), now=NOW, settings=settings, store=store, launcher="local",
+                             launcher_factory=lambda name: cloud)
+    assert outcome.state == "running" and cloud.launches == 1
+    assert [a.outcome for a in store.attempts(stored.id)] == ["reconciled"]
+
+
+def test_cancel_while_launching_terminates_what_the_launch_started(env, tmp_path):
+    settings, store, launcher = env
+    holder = {}
+    script = tmp_path / "long.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    cloud = Counting("local", launcher, during=lambda: cancel(store, holder["id"], lambda n: launcher, NOW))
+    stored = store.add_job(name="x", spec={"command": f"{PY} {script}"}, now=NOW, start_at=NOW, launcher="local",
+                           plan={"placements": [{"rank": 1, "region_id": "aws:a"}]})
+    holder["id"] = stored.id
+    out = launch_job(store, stored.id, lambda name: cloud, now=NOW)
+    assert store.get(stored.id).state == "cancelled" and "terminated" in out.message
+    assert any(e["kind"] == "terminated" for e in store.events(stored.id))
+    pid = int((Path(out.resource_id[len("local:"):]) / "pid").read_text())
+    deadline = time.monotonic() + 20
+    def alive(pid):  # the runner is our child here: once it exits it is a zombie until reaped
+        try:
+            return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid), "the run started during the launch is still alive"
+
+
+def test_auto_launcher_fails_over_across_providers(env):
+    settings, store, launcher = env
+    aws = NoCapacityIn(launcher, {"aws:a"})
+    aws.name = "aws"
+    gcp = Counting("gcp", launcher)
+    stored = store.add_job(name="x", spec={"command": f"{PY} -c pass"}, now=NOW, start_at=NOW, launcher="auto",
+                           plan={"placements": [{"rank": 1, "provider": "aws", "region_id": "aws:a"},
+                                                {"rank": 2, "provider": "gcp", "region_id": "gcp:b"}]})
+    out = launch_job(store, stored.id, {"aws": aws, "gcp": gcp}.__getitem__, now=NOW)
+    assert out.state == "running" and out.placement["region_id"] == "gcp:b" and gcp.launches == 1
+    assert [(a.launcher, a.outcome) for a in store.attempts(stored.id)] == [("aws", "capacity"), ("gcp", "launched")]
+
+
+def test_cli_bad_inputs_for_the_job_commands(cli, tmp_path):
+    env = {"CARBONSCHED_HOME": str(tmp_path / "home")}
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    for args, extra in ((["status"], {"CARBONSCHED_HOME": str(afile / "sub")}), (["agent", "--interval", "nan"], env),
+                        (["agent", "--once", "--stale-after", "-5"], env), (["status", "%"], env)):
+        r = cli(*args, extra_env=extra)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    jobfile = tmp_path / "job.toml"
+    jobfile.write_text(f'command = "{PY} -c pass"\ngpu = "A100"\ngpus = 8\nhours = 1\n')
+    r = cli("submit", jobfile, "--yes", "--max-attempts", "0", extra_env=env)
+    assert r.returncode == 2 and "--max-attempts" in r.stderr
+    r = cli("plan", jobfile, "--plot", "/proc/nope/x.png")
+    assert r.returncode == 2 and "Traceback" not in r.stderr

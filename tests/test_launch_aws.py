@@ -137,7 +137,7 @@ def test_launch_tags_user_data_and_cancel(moto, tmp_path):
     assert launcher.find(store.get(stored.id), 0, "any") == outcome.resource_id
     assert cancel(store, stored.id, lambda name: launcher, NOW).state == "cancelled"
     assert instances(moto, region) == []
-    job_now = refresh_status(store, store.get(stored.id), launcher, NOW)
+    job_now = refresh_status(store, store.get(stored.id), lambda name: launcher, NOW)
     assert job_now.state == "cancelled"
 
 

@@ -55,6 +55,31 @@ def user_data(command: list[str], job_id: str) -> str:
     ])
 
 
+class _AwsErrors:
+    """Turn boto errors (no credentials, denied, network) into LaunchError with what to do."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None:
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            raise LaunchError(f"AWS {self.what}: no credentials; set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                              "AWS_SECRET_ACCESS_KEY") from None
+        if isinstance(exc, ClientError):
+            code, msg = _client_error(exc)
+            raise LaunchError(f"AWS {self.what}: {code}: {msg}", code=code) from None
+        if isinstance(exc, BotoCoreError):
+            raise LaunchError(f"AWS {self.what}: {exc}", retryable=True) from None
+        return False
+
+
 def _client_error(exc) -> tuple[str, str]:
     err = getattr(exc, "response", {}).get("Error", {})
     return err.get("Code", ""), err.get("Message", str(exc))
@@ -76,14 +101,9 @@ class Ec2Launcher:
     def _ami(self, region: str) -> str:
         if self.ami_id:
             return self.ami_id
-        from botocore.exceptions import ClientError
-
-        try:
+        with _AwsErrors(f"GetParameter {self.ami_parameter} in {region} (ssm:GetParameter; or set "
+                        "CARBONSCHED_AWS_AMI_ID)"):
             return self._factory("ssm", region).get_parameter(Name=self.ami_parameter)["Parameter"]["Value"]
-        except ClientError as exc:
-            code, msg = _client_error(exc)
-            raise LaunchError(f"cannot read the AMI parameter {self.ami_parameter} in {region} ({code}: {msg}); "
-                              "grant ssm:GetParameter or set aws_ami_parameter / an AMI id", code=code) from None
 
     def _zone_name(self, ec2, zone: str | None) -> str | None:
         """The catalog names zones by id (use1-az2); RunInstances wants the account's zone name."""
@@ -121,11 +141,19 @@ class Ec2Launcher:
                 raise LaunchError(f"{region}: {code}: {msg}; the launcher needs ec2:RunInstances and ec2:CreateTags",
                                   code=code) from None
             raise LaunchError(f"{region}: {code}: {msg}", code=code) from None
-        except BotoCoreError as exc:
+        except BotoCoreError as exc:  # e.g. a read timeout after the request went out: it may have launched
+            from botocore.exceptions import NoCredentialsError
+
+            if isinstance(exc, NoCredentialsError):
+                raise LaunchError("AWS RunInstances: no credentials; set AWS_PROFILE or AWS_ACCESS_KEY_ID") from None
             raise LaunchError(f"{region}: {exc}", retryable=True) from None
         return f"aws:{region}:{reply['Instances'][0]['InstanceId']}"
 
     def find(self, job, attempt: int, token: str) -> str | None:
+        with _AwsErrors("DescribeInstances (ec2:DescribeInstances)"):
+            return self._find(job, attempt)
+
+    def _find(self, job, attempt: int) -> str | None:
         regions = {p.get("region") for p in job.plan.get("placements", [])[attempt:attempt + 1]}
         for region in filter(None, regions):
             pages = self._ec2(region).get_paginator("describe_instances").paginate(Filters=[
@@ -148,7 +176,8 @@ class Ec2Launcher:
     def status(self, resource_id: str) -> tuple[str, int | None]:
         region, instance = self._split(resource_id)
         ec2 = self._ec2(region)
-        reservations = ec2.describe_instances(InstanceIds=[instance])["Reservations"]
+        with _AwsErrors("DescribeInstances (ec2:DescribeInstances)"):
+            reservations = ec2.describe_instances(InstanceIds=[instance])["Reservations"]
         if not reservations:
             return "failed", None
         state = reservations[0]["Instances"][0]["State"]["Name"]
@@ -162,11 +191,13 @@ class Ec2Launcher:
 
     def cancel(self, resource_id: str) -> None:
         region, instance = self._split(resource_id)
-        self._ec2(region).terminate_instances(InstanceIds=[instance])
+        with _AwsErrors("TerminateInstances (ec2:TerminateInstances)"):
+            self._ec2(region).terminate_instances(InstanceIds=[instance])
 
     def logs(self, resource_id: str) -> str | None:
         region, instance = self._split(resource_id)
-        out = self._ec2(region).get_console_output(InstanceId=instance).get("Output")
+        with _AwsErrors("GetConsoleOutput (ec2:GetConsoleOutput)"):
+            out = self._ec2(region).get_console_output(InstanceId=instance).get("Output")
         if not out:
             return None
         try:

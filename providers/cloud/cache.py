@@ -223,8 +223,12 @@ def write_cache(path: Path, doc: dict) -> None:
 
 
 def store_results(path: Path, results: list[RefreshResult]) -> dict:
-    """Replace the sections of the providers in ``results`` (others are kept) and write the file."""
-    doc = read_cache(path)
+    """Replace the sections of the providers in ``results`` (others are kept) and write the file.
+    An unreadable old file is replaced rather than trusted."""
+    try:
+        doc = read_cache(path)
+    except DataError:
+        doc = {"schema_version": SCHEMA_VERSION, "providers": {}}
     for res in results:
         doc["providers"][res.provider] = res.section()
     write_cache(path, doc)
@@ -285,6 +289,9 @@ class CachedCatalog:
                                 f"{MAX_AGE_ENV}); using the embedded snapshot for {p}: run `carbonsched catalog refresh --provider {p}`")
             else:
                 entry.update(source="user cache", section=sec)
+                if sec.get("failed_regions"):
+                    warnings.append(f"offerings: the {p} refresh failed for {', '.join(sorted(sec['failed_regions']))}; "
+                                    "those regions use the embedded snapshot")
             self.choice[p] = entry
         used = [f"{p} from the catalog cache ({age_text(c['age_hours'])} old)" for p, c in self.choice.items()
                 if c["source"] == "user cache"]
@@ -294,13 +301,17 @@ class CachedCatalog:
         self.warnings = tuple(warnings)
 
     def list_offerings(self) -> list[Offering]:
+        """Cached offerings of fresh providers; regions a refresh did not cover (``--regions``, or
+        regions that failed) keep their embedded offerings, so a partial refresh hides nothing."""
         out: list[Offering] = []
-        embedded = None
+        embedded = self._embedded.list_offerings()
         for p, c in self.choice.items():
             if c["source"] == "user cache":
-                out.extend(_parsed_section(self.path, p, c["section"]))
+                sec = c["section"]
+                covered = set(sec.get("regions", [])) - set(sec.get("failed_regions", {}))
+                out.extend(_parsed_section(self.path, p, sec))
+                out.extend(o for o in embedded if o.provider == p and o.region not in covered)
             else:
-                embedded = embedded if embedded is not None else self._embedded.list_offerings()
                 out.extend(o for o in embedded if o.provider == p)
         return out
 
@@ -364,7 +375,12 @@ def choose_offering_source(settings=None, *, now: datetime | None = None, max_ag
     path = cache_path(settings)
     if not path.exists():
         return EmbeddedCatalog()
-    doc = _read_cache_once(path)
+    try:
+        doc = _read_cache_once(path)
+    except DataError as exc:  # never let a broken cache stop a plan: say so and use the snapshot
+        catalog = EmbeddedCatalog()
+        catalog.warnings = (f"offerings: {exc}; using the embedded snapshot",)
+        return catalog
     if not doc["providers"]:
         return EmbeddedCatalog()
     return CachedCatalog(doc, path, now or datetime.now(timezone.utc), max_age_days(env) if max_age is None else max_age)

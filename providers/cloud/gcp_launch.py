@@ -75,6 +75,22 @@ def _error_codes(exc) -> list[str]:
     return codes
 
 
+def _google_errors(what: str):
+    """A context manager turning Google API errors into LaunchError."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def guard():
+        from google.api_core import exceptions as gex
+
+        try:
+            yield
+        except gex.GoogleAPICallError as exc:
+            raise LaunchError(f"Compute Engine {what}: {exc.message}") from None
+
+    return guard()
+
+
 class GceLauncher:
     name = "gcp"
 
@@ -137,6 +153,9 @@ class GceLauncher:
                 if capacity:
                     raise CapacityError(f"{zone}: {capacity[0]}: {message}", code=capacity[0])
                 raise LaunchError(f"{zone}: {', '.join(codes)}: {message}", code=codes[0])
+        except (gex.RetryError, gex.DeadlineExceeded, gex.ServiceUnavailable, gex.Conflict) as exc:
+            # sent, but the outcome is unclear (or the instance already exists): find() decides
+            raise LaunchError(f"{zone}: {getattr(exc, 'message', exc)}", retryable=True) from None
         except gex.GoogleAPICallError as exc:
             codes = _error_codes(exc)
             if any(c in CAPACITY_CODES for c in codes):
@@ -168,8 +187,9 @@ class GceLauncher:
             request = compute_v1.ListInstancesRequest(
                 project=self.project, zone=zone,
                 filter=f"labels.carbonsched-job-id={job.id} AND labels.carbonsched-attempt={attempt}")
-            for inst in self.client().list(request=request):
-                return f"gcp:{zone}:{inst.name}"
+            with _google_errors("instances.list (compute.instances.list)"):
+                for inst in self.client().list(request=request):
+                    return f"gcp:{zone}:{inst.name}"
         return None
 
     @staticmethod
@@ -187,6 +207,8 @@ class GceLauncher:
             inst = self.client().get(project=self.project, zone=zone, instance=name)
         except gex.NotFound:
             return "failed", None
+        except gex.GoogleAPICallError as exc:
+            raise LaunchError(f"Compute Engine instances.get: {exc.message}") from None
         if inst.status in ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING"):
             return "running", None
         match = EXIT_RE.search(self.logs(resource_id) or "")
@@ -197,7 +219,8 @@ class GceLauncher:
 
     def cancel(self, resource_id: str) -> None:
         zone, name = self._split(resource_id)
-        self.client().delete(project=self.project, zone=zone, instance=name)
+        with _google_errors("instances.delete (compute.instances.delete)"):
+            self.client().delete(project=self.project, zone=zone, instance=name)
 
     def logs(self, resource_id: str) -> str | None:
         from google.api_core import exceptions as gex
