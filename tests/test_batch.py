@@ -1,0 +1,155 @@
+"""Batch placement: the MILP/LP policy against brute force, and plan_batch end to end."""
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from carbonsched.batch import capacity_lookup, plan_batch
+from carbonsched.errors import InfeasibleError, UserInputError
+from carbonsched.jobspec import job_from_dict
+from carbonsched.policies.batch import BatchProblem, greedy, min_unplaced, prune_top_k, solve, usage
+from carbonsched.settings import Settings
+
+NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
+SETTINGS = Settings()
+
+
+def random_problem(rng, n_jobs, per_job, n_res=2, slots=6):
+    job = np.repeat(np.arange(n_jobs), per_job)
+    n = len(job)
+    return BatchProblem(job=job, cost=rng.integers(1, 20, n).astype(float), resource=rng.integers(0, n_res, n),
+                        first_hour=rng.integers(0, slots - 1, n), n_hours=rng.integers(1, 3, n),
+                        demand=rng.choice([1.0, 2.0, 4.0], n), capacity=rng.choice([2.0, 4.0, 8.0], n_res), n_jobs=n_jobs)
+
+
+def brute_force(p):
+    """(best objective or None, most jobs placeable together) by enumerating every assignment."""
+    by_job = [list(np.flatnonzero(p.job == j)) + [-1] for j in range(p.n_jobs)]
+    best, most = None, 0
+    for combo in itertools.product(*by_job):
+        ch = np.array(combo)
+        if (usage(p, ch) <= p.capacity[:, None] + 1e-9).all():
+            placed = int((ch >= 0).sum())
+            most = max(most, placed)
+            if placed == p.n_jobs and (best is None or p.cost[ch].sum() < best):
+                best = float(p.cost[ch].sum())
+    return best, most
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_solver_matches_brute_force_and_respects_capacity(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        p = random_problem(rng, int(rng.integers(1, 6)), int(rng.integers(1, 4)))
+        best, most = brute_force(p)
+        sol = solve(p, mip_rel_gap=0.0)
+        if best is None:
+            assert sol is None
+            assert len(min_unplaced(p)) == p.n_jobs - most  # the slack model places as many as possible
+            continue
+        assert sol is not None and sol.objective == pytest.approx(best)
+        assert set(p.job[sol.choice]) == set(range(p.n_jobs)) and (p.job[sol.choice] == np.arange(p.n_jobs)).all()
+        assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
+        assert sol.gap_vs_lp >= 0 and sol.stats["lp_bound"] <= best + 1e-9
+        g = greedy(p)
+        assert (usage(p, g) <= p.capacity[:, None] + 1e-9).all()
+        if (g >= 0).all():
+            assert p.cost[g].sum() >= best - 1e-9
+
+
+def test_greedy_in_submission_order_versus_optimum():
+    # two jobs, one slot of capacity 1 on resource 0; job 0 has an alternative, job 1 has not
+    p = BatchProblem(job=np.array([0, 0, 1, 1]), cost=np.array([1.0, 2.0, 1.0, 10.0]), resource=np.array([0, 1, 0, 1]),
+                     first_hour=np.zeros(4, dtype=int), n_hours=np.ones(4, dtype=int), demand=np.ones(4),
+                     capacity=np.array([1.0, 1.0]), n_jobs=2)
+    assert list(greedy(p)) == [0, 3]  # job 0 grabs resource 0, job 1 pays 10
+    sol = solve(p)
+    assert list(sol.choice) == [1, 2] and sol.objective == 3.0 and sol.gap_vs_lp == pytest.approx(0.0)
+
+
+def test_unlimited_capacity_is_each_jobs_best_and_prune_keeps_cheapest():
+    rng = np.random.default_rng(7)
+    p = random_problem(rng, 5, 4)
+    p = BatchProblem(p.job, p.cost, p.resource, p.first_hour, p.n_hours, p.demand, np.full(2, np.inf), p.n_jobs)
+    sol = solve(p)
+    assert sol.status == "trivial" and sol.stats["fixed_jobs"] == 5
+    assert sol.objective == pytest.approx(sum(p.cost[p.job == j].min() for j in range(5)))
+    keep = prune_top_k(p.job, p.cost, 2)
+    assert all(sorted(p.cost[keep][p.job[keep] == j]) == sorted(p.cost[p.job == j])[:2] for j in range(5))
+
+
+def test_capacity_lookup_shapes():
+    assert capacity_lookup(None)("aws:us-east-1", "H100") == float("inf")
+    assert capacity_lookup(16)("x", "y") == 16
+    nested = capacity_lookup({"aws:eu-north-1": {"H100": 8}}, default_capacity=0)
+    assert nested("aws:eu-north-1", "H100") == 8 and nested("aws:eu-north-1", "A100") == 0
+    assert capacity_lookup({("AWS:eu-north-1", "H100"): 4})("aws:eu-north-1", "H100") == 4
+    with pytest.raises(UserInputError):
+        capacity_lookup({"aws:eu-north-1": {"H100": -1}})
+
+
+def h100_job(name, regions, hours=6, **window):
+    return job_from_dict({"name": name, "gpu": "H100", "gpus": 8, "hours": hours, "window": window,
+                          "constraints": {"gpu_types": ["H100"], "gpu_counts": [8], "regions": regions}})
+
+
+def gpus_in_use(placements):
+    use = defaultdict(float)
+    t0 = NOW.replace(minute=0)
+    for p in placements:
+        first = int((p.start - t0).total_seconds() // 3600)
+        last = int(np.ceil((p.end - t0).total_seconds() / 3600 - 1e-9))
+        for h in range(first, last):
+            use[(p.region_id, p.gpu, h)] += p.gpu_count
+    return use
+
+
+def test_plan_batch_forces_jobs_apart_and_beats_greedy():
+    jobs = [
+        h100_job("flexible", ["aws:eu-north-1", "aws:ca-central-1"]),
+        h100_job("stuck", ["aws:eu-north-1", "aws:us-east-1"]),
+        h100_job("later", ["aws:eu-north-1", "aws:ca-central-1", "gcp:*"], max_delay="12h",
+                 deadline=(NOW + timedelta(hours=20)).isoformat()),
+    ]
+    free = plan_batch(jobs, now=NOW, settings=SETTINGS)
+    assert {p.region_id for p in free.placements[:2]} == {"aws:eu-north-1"}  # unconstrained: all to the greenest
+    bp = plan_batch(jobs, now=NOW, settings=SETTINGS, capacity={"aws:eu-north-1": {"H100": 8}})
+    flexible, stuck, later = bp.placements
+    assert stuck.region_id == "aws:eu-north-1" and flexible.region_id == "aws:ca-central-1"
+    assert bp.greedy[0].region_id == "aws:eu-north-1" and bp.greedy[1].region_id == "aws:us-east-1"
+    d = bp.to_dict()
+    assert d["totals"]["kg_co2e"] < d["greedy"]["kg_co2e"] - 1.0  # greedy sends "stuck" to a coal-heavy grid
+    assert d["greedy"]["kg_saved_by_batch"] > 1.0 and d["baseline"]["kg_saved_by_batch"] > 0
+    assert all(u <= 8 for (r, g, h), u in gpus_in_use(bp.placements).items() if r == "aws:eu-north-1")
+    assert later.end <= NOW + timedelta(hours=20, seconds=4)  # deadline met
+    assert d["schema_version"] == 1 and [j["name"] for j in d["jobs"]] == ["flexible", "stuck", "later"]
+    assert set(d["jobs"][0]["placement"]) >= {"region_id", "start", "end", "kg_co2e", "cost_usd", "saving_vs_baseline_pct"}
+    assert d["solver"]["status"] in ("trivial", "lp_integral", "lp_round", "lp_dive", "lp_fix", "optimal")
+    assert isinstance(d["solver"]["lp_integral"], bool) and d["solver"]["gap"] <= 1e-3
+
+
+def test_plan_batch_many_jobs_capacity_and_deadlines():
+    deadline = NOW + timedelta(hours=30)
+    jobs = [h100_job(f"j{i}", ["aws:eu-*", "aws:ca-*", "gcp:europe-*"], hours=4 + i,
+                     deadline=deadline.isoformat()) for i in range(5)]
+    bp = plan_batch(jobs, now=NOW, settings=SETTINGS, capacity=8, top_k=30)
+    assert all(u <= 8 for u in gpus_in_use(bp.placements).values())
+    assert all(p.end <= deadline + timedelta(seconds=4) for p in bp.placements)
+    assert bp.totals()["kg_co2e"] <= bp.to_dict()["greedy"]["kg_co2e"] + 1e-9
+
+
+def test_plan_batch_explains_infeasible_jobs_and_capacity():
+    late = h100_job("too-late", ["aws:*"], hours=12, deadline=(NOW + timedelta(hours=3)).isoformat())
+    ok = h100_job("fine", ["aws:*"])
+    with pytest.raises(InfeasibleError, match=r"1 of 2 jobs .*'too-late' rejected by deadline"):
+        plan_batch([ok, late], now=NOW, settings=SETTINGS)
+    now_only = [h100_job(f"n{i}", ["aws:eu-north-1"]) for i in range(3)]
+    with pytest.raises(InfeasibleError) as info:
+        plan_batch(now_only, now=NOW, settings=SETTINGS, capacity=8)
+    msg = str(info.value)
+    assert "capacity" in msg and "at most 1 of 3 jobs fit" in msg and "aws:eu-north-1 H100 (8 GPUs/h)" in msg
+    assert "\n" not in msg
