@@ -22,11 +22,21 @@ _EXPORTS = {
     "PowerModel": ("carbonsched.estimate", "PowerModel"),
     "Placement": ("carbonsched.models", "Placement"),
     "list_regions": ("carbonsched.regions", "list_regions"),
+    "plan_batch": ("carbonsched.batch", "plan_batch"),
+    "BatchPlan": ("carbonsched.batch", "BatchPlan"),
+    "plan_interruptible": ("carbonsched.interruptible", "plan_interruptible"),
+    "submit": ("carbonsched.submit", "submit"),
+    "wait_for_window": ("carbonsched.pipeline", "wait_for_window"),
+    "load_policy": ("carbonsched.policyfile", "load_policy"),
+    "apply_policy": ("carbonsched.policyfile", "apply_policy"),
+    "check_policy": ("carbonsched.policyfile", "check_policy"),
+    "get_schema": ("carbonsched.schemas", "get_schema"),
     "resolve_settings": ("carbonsched.settings", "resolve_settings"),
     "CarbonschedError": ("carbonsched.errors", "CarbonschedError"),
     "InfeasibleError": ("carbonsched.errors", "InfeasibleError"),
     "JobSpecError": ("carbonsched.errors", "JobSpecError"),
     "UnknownNameError": ("carbonsched.errors", "UnknownNameError"),
+    "PolicyFileError": ("carbonsched.errors", "PolicyFileError"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -51,6 +51,10 @@ def _weights(text: str) -> dict[str, float]:
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", nargs="?", help="job file (TOML); or describe the job with --gpu/--gpus/--hours")
+    p.add_argument("--batch", metavar="JOBS.toml|DIR",
+                   help="plan many jobs jointly under shared capacity (see carbonsched.batchfile for the format)")
+    p.add_argument("--capacity", type=float, metavar="GPUS",
+                   help="with --batch: GPUs per hour per (region, GPU type) where the batch file sets none")
     g = p.add_argument_group("job (override the file)")
     g.add_argument("--gpu", help="reference GPU the runtime is for, e.g. A100, H100, L4")
     g.add_argument("--gpus", type=int, help="GPUs per instance, e.g. 8")
@@ -152,6 +156,8 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
     if a.top is not None and a.top < 0:
         raise UserInputError("--top must be >= 0 (0 shows all)")
+    if getattr(a, "batch", None):
+        return _plan_batch(a)
     raw = read_job_file(a.job) if a.job else {}
     job = job_from_dict(merge(raw, _overrides(a)))
     top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)
@@ -177,6 +183,28 @@ def cmd_plan(a: argparse.Namespace) -> int:
         print(render_plan(result))
         if a.plot:
             print(f"plot written to {a.plot}")
+    return 0
+
+
+def _plan_batch(a: argparse.Namespace) -> int:
+    from .batch import plan_batch
+    from .batchfile import read_batch
+    from .settings import resolve_settings
+
+    if a.job:
+        raise UserInputError("give either a job file or --batch, not both")
+    jobs, capacity, default = read_batch(a.batch)
+    if a.capacity is not None:
+        default = a.capacity
+    result = plan_batch(jobs, now=_now(a), capacity=capacity or None, default_capacity=default,
+                        settings=resolve_settings({"intensity_source": a.intensity_source}), objective=a.objective)
+    doc = result.to_dict()
+    if a.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    from .render import render_batch
+
+    print(render_batch(doc))
     return 0
 
 
@@ -254,7 +282,8 @@ def _fmt(x, digits: int = 1) -> str:
 
 # Commands that live in their own modules: each has ``register(subparsers, common_parent)``,
 # adding its parser(s) with ``parents=[common_parent]`` and ``set_defaults(func=...)``.
-COMMAND_MODULES: list[str] = ["carbonsched.jobs_cli", "carbonsched.track_cli", "carbonsched.catalog_cli"]
+COMMAND_MODULES: list[str] = ["carbonsched.jobs_cli", "carbonsched.track_cli", "carbonsched.catalog_cli",
+                               "carbonsched.policy_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,8 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("carbonsched: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # e.g. `carbonsched plan ... | head`
         return 0
+    except OSError as exc:  # a path the user gave cannot be read or written
+        if args.debug:
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"carbonsched: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -122,3 +122,7 @@ class CloudCatalogError(CarbonschedError):
 
 class CloudAuthError(CloudCatalogError):
     """No cloud credentials, or they lack a permission: the message names the variable or permission."""
+
+
+class PolicyFileError(UserInputError):
+    """A policy file (policy.toml) is malformed or contradicts the job it is applied to."""

@@ -47,6 +47,27 @@ A job file (every key documented; unknown keys are errors with a suggestion)::
 
     [baseline]
     region = "aws:us-east-1"        # "default region, now" comparison (default from settings)
+
+    [interruptible]                 # the job can pause and resume from checkpoints: it runs in the
+                                    # greenest slots before its deadline (carbonsched.interruptible)
+    max_segments = 3                # k: at most this many runs (k - 1 resumes), whole number >= 1
+    overhead = "10m"                # per resume: restore time at full power, no progress (default 0)
+    overhead_kwh = 0.5              # per resume: extra facility energy, e.g. checkpoint I/O (default 0)
+
+    [spot]                          # restart assumptions when constraints.spot = true
+    preemption_rate_per_hour = 0.05 # expected preemptions per running hour (default; an assumption)
+    preemption_rates = { "aws" = 0.08, "gcp:europe-*" = 0.03 }  # per provider, region id or glob
+    checkpoint_interval = "1h"      # a preemption loses half of this on average (default 1h)
+    restart_overhead = "15m"        # re-acquire + load per preemption (default 15m)
+
+    [data]                          # the training data and where it lives
+    size_gb = 500                   # moved once to any placement outside home_region
+    home_region = "aws:us-east-1"   # required with size_gb
+    egress_usd_per_gb = 0.09        # optional: override the provider price table
+    transfer_kwh_per_gb = 0.0053    # optional: network energy factor
+
+Spot and data defaults, with their sources, are in ``carbonsched.economics``; the maths in
+``carbonsched.estimate``.
 """
 from __future__ import annotations
 
@@ -59,6 +80,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import JobSpecError
+from .economics import DataSpec, SpotModel
 from .estimate import PowerModel
 from .units import parse_duration_hours, parse_utc
 
@@ -81,8 +103,32 @@ SCHEMA: dict[str, object] = {
               "gpu_scaling_efficiency": "number"},
     "throughput": "numbermap",
     "baseline": {"region": str},
+    "interruptible": {"max_segments": int, "overhead": "duration", "overhead_kwh": "number"},
+    "spot": {"preemption_rate_per_hour": "number", "preemption_rates": "numbermap",
+             "checkpoint_interval": "duration", "restart_overhead": "duration"},
+    "data": {"size_gb": "number", "home_region": str, "egress_usd_per_gb": "number", "transfer_kwh_per_gb": "number"},
 }
 REQUIRED = ("gpu", "gpus", "hours")
+
+
+@dataclass(frozen=True)
+class InterruptibleSpec:
+    """``[interruptible]``: at most ``max_segments`` runs, each resume costing ``overhead_hours``
+    (at full power, no progress) and ``overhead_kwh`` (extra facility energy)."""
+
+    max_segments: int
+    overhead_hours: float = 0.0
+    overhead_kwh: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.max_segments, bool) or not isinstance(self.max_segments, int) or self.max_segments < 1:
+            raise JobSpecError(f"interruptible.max_segments must be a whole number >= 1, got {self.max_segments!r}")
+        _number(self.overhead_hours, "interruptible.overhead")
+        _number(self.overhead_kwh, "interruptible.overhead_kwh")
+
+    def to_dict(self) -> dict:
+        return {"max_segments": self.max_segments, "overhead_hours": self.overhead_hours,
+                "overhead_kwh": self.overhead_kwh}
 
 
 @dataclass(frozen=True)
@@ -111,6 +157,9 @@ class JobSpec:
     power: PowerModel = field(default_factory=PowerModel)
     policy: Policy = field(default_factory=Policy)
     baseline_region: str | None = None
+    interruptible: InterruptibleSpec | None = None
+    spot_model: SpotModel = field(default_factory=SpotModel)
+    data: DataSpec | None = None
 
     def __post_init__(self):
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
@@ -157,6 +206,9 @@ class JobSpec:
             "power": self.power.to_dict(),
             "throughput": dict(self.throughput) if self.throughput else None,
             "baseline_region": self.baseline_region,
+            "interruptible": self.interruptible.to_dict() if self.interruptible else None,
+            "spot_model": self.spot_model.to_dict(),
+            "data": self.data.to_dict() if self.data else None,
         }
 
 
@@ -235,7 +287,9 @@ def _flatten(raw: dict, schema: dict, path: tuple[str, ...] = ()) -> dict:
         kind = schema[key]
         if isinstance(kind, dict):
             if not isinstance(value, dict):
-                raise JobSpecError(f"{_where(path + (key,))} must be a table ([{key}]), got {value!r}")
+                elsewhere = [f"{sub}.{key}" for sub, inner in SCHEMA.items() if isinstance(inner, dict) and key in inner]
+                hint = f" (did you mean {elsewhere[0]!r}?)" if elsewhere and not path else ""
+                raise JobSpecError(f"{_where(path + (key,))} must be a table ([{key}]), got {value!r}{hint}")
             out.update(_flatten(value, kind, path + (key,)))
         else:
             out[_where(path + (key,))] = _typed(value, kind, _where(path + (key,)))
@@ -303,8 +357,41 @@ def job_from_dict(raw: dict) -> JobSpec:
         power=PowerModel(**power_kwargs),
         policy=Policy(**policy_kwargs),
         baseline_region=flat.get("baseline.region"),
+        interruptible=_interruptible(flat), spot_model=_spot_model(flat), data=_data(flat),
     )
     return resolve_job(job)
+
+
+def _interruptible(flat: dict) -> InterruptibleSpec | None:
+    keys = [k for k in flat if k.startswith("interruptible.")]
+    if not keys:
+        return None
+    if "interruptible.max_segments" not in flat:
+        raise JobSpecError("[interruptible] needs max_segments (how many runs the job may be split into), e.g. max_segments = 3")
+    return InterruptibleSpec(max_segments=flat["interruptible.max_segments"],
+                             overhead_hours=flat.get("interruptible.overhead", 0.0),
+                             overhead_kwh=flat.get("interruptible.overhead_kwh", 0.0))
+
+
+def _spot_model(flat: dict) -> SpotModel:
+    kwargs = {attr: flat[key] for key, attr in (
+        ("spot.preemption_rate_per_hour", "preemption_rate_per_hour"), ("spot.preemption_rates", "preemption_rates"),
+        ("spot.checkpoint_interval", "checkpoint_interval_hours"), ("spot.restart_overhead", "restart_overhead_hours"))
+        if key in flat}
+    return SpotModel(**kwargs)
+
+
+def _data(flat: dict) -> DataSpec | None:
+    keys = [k for k in flat if k.startswith("data.")]
+    if not keys:
+        return None
+    missing = [k for k in ("data.size_gb", "data.home_region") if k not in flat]
+    if missing:
+        raise JobSpecError(f"[data] needs {' and '.join(missing)}: the dataset size and the region it lives in, "
+                           "e.g. size_gb = 500, home_region = \"aws:us-east-1\"")
+    return DataSpec(size_gb=flat["data.size_gb"], home_region=flat["data.home_region"],
+                    egress_usd_per_gb=flat.get("data.egress_usd_per_gb"),
+                    transfer_kwh_per_gb=flat.get("data.transfer_kwh_per_gb", DataSpec.transfer_kwh_per_gb))
 
 
 def _names(value, what: str) -> tuple[str, ...] | None:
@@ -321,7 +408,7 @@ def resolve_job(job: JobSpec) -> JobSpec:
     """Resolve and check the names in a JobSpec against the embedded data (GPU aliases, region
     patterns, providers, throughput units). ``job_from_dict`` and ``plan`` both call it, so a
     JobSpec built in Python gets the same checks as a job file."""
-    from .errors import did_you_mean
+    from .errors import UnknownNameError, did_you_mean
     from .refdata import read_gpus, read_regions, resolve_gpu, resolve_region
 
     gpus = read_gpus()
@@ -361,7 +448,19 @@ def resolve_job(job: JobSpec) -> JobSpec:
     if job.earliest_start and job.deadline and job.deadline <= job.earliest_start:
         raise JobSpecError("window.deadline must be after window.earliest_start")
     baseline = resolve_region(job.baseline_region).region_id if job.baseline_region else None
-    return replace(job, gpu=ref.name, gpu_types=gpu_types, gpu_counts=counts, providers=providers,
+    data = job.data
+    if data is not None:
+        try:
+            data = replace(data, home_region=resolve_region(data.home_region).region_id)
+        except UnknownNameError as exc:
+            raise JobSpecError(f"data.home_region: {exc}") from None
+    for key in job.spot_model.preemption_rates:
+        k = key.lower()
+        if k not in PROVIDERS and not fnmatch.filter(region_ids, k):
+            hint = did_you_mean(k, list(PROVIDERS) + region_ids) or "; keys are a provider ('aws'), a region id or a glob ('gcp:europe-*')"
+            raise JobSpecError(f"spot.preemption_rates: {key!r} matches no provider or region{hint}")
+    spot_model = replace(job.spot_model, preemption_rates={k.lower(): v for k, v in job.spot_model.preemption_rates.items()})
+    return replace(job, data=data, spot_model=spot_model, gpu=ref.name, gpu_types=gpu_types, gpu_counts=counts, providers=providers,
                    regions=patterns["constraints.regions"], exclude_regions=patterns["constraints.exclude_regions"] or (),
                    throughput=throughput, baseline_region=baseline)
 

@@ -161,6 +161,13 @@ class Placement:
     score: float | None = None
     zones: tuple[str, ...] = field(default=())
     kg_co2e_p90: float | None = None  # kg_co2e with the forecast's p90 intensity (risk view)
+    # spot and data economics (carbonsched.estimate): parts of runtime_hours, cost_usd and kg_co2e
+    spot_restart_overhead_hours: float = 0.0
+    data_transfer_usd: float = 0.0
+    data_transfer_kwh: float = 0.0  # network energy, not included in energy_kwh
+    kg_co2e_transfer: float = 0.0
+    # interruptible jobs: the schedule (carbonsched.interruptible.InterruptibleSchedule), else None
+    interruptible: object | None = None
 
     @property
     def region_id(self) -> str:

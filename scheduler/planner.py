@@ -20,7 +20,7 @@ import numpy as np
 
 from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank, relaxation_gains
 from .errors import DataError, InfeasibleError, JobSpecError, UnknownNameError, UserInputError
-from .estimate import OfferingArrays, estimate, runtime_hours
+from .estimate import OfferingArrays, estimate, runtime_hours, spot_expected_runtime
 from .jobspec import JobSpec, resolve_job
 from .models import Forecast, Gpu, Offering, Placement, Region
 from .result import Plan
@@ -138,11 +138,24 @@ def _speeds(job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, float]:
 
 
 def _offering_arrays(offerings: list[Offering], regions: dict[str, Region], gpus: dict[str, Gpu],
-                     speeds: dict[str, float], region_rows: dict[str, int]) -> OfferingArrays:
+                     speeds: dict[str, float], region_rows: dict[str, int], job: JobSpec | None = None) -> OfferingArrays:
+    """Per-offering arrays; with ``job``, also its spot preemption rates and dataset transfer."""
     def arr(f, dtype=float):
         return np.array([f(o) for o in offerings], dtype=dtype)
 
-    return OfferingArrays(
+    econ = {}
+    if job is not None and job.spot:
+        econ["preemption_per_h"] = arr(lambda o: job.spot_model.rate_for(o.region_id) if o.market == "spot" else 0.0)
+    if job is not None and job.data is not None:
+        d = job.data
+        home = regions.get(d.home_region)
+        moved = arr(lambda o: o.region_id != d.home_region)
+        econ["transfer_usd"] = d.size_gb * arr(lambda o: d.usd_per_gb_to(o.region_id))
+        econ["transfer_kwh"] = d.size_gb * d.transfer_kwh_per_gb * moved
+        econ["transfer_g_per_kwh"] = arr(lambda o: (regions[o.region_id].yearly_intensity_g_per_kwh
+                                                    + (home.yearly_intensity_g_per_kwh if home else
+                                                       regions[o.region_id].yearly_intensity_g_per_kwh)) / 2)
+    return OfferingArrays(**econ,
         gpu_count=arr(lambda o: o.gpu_count),
         speed=arr(lambda o: speeds[o.gpu]),
         tdp_w=arr(lambda o: gpus[o.gpu].tdp_w),
@@ -307,9 +320,11 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
     everything = offerings + ([base_offering] if base_offering else [])
     region_ids = sorted({o.region_id for o in everything})
     region_rows = {r: i for i, r in enumerate(region_ids)}
-    arrays = _offering_arrays(everything, regions, gpus, speeds, region_rows)
+    arrays = _offering_arrays(everything, regions, gpus, speeds, region_rows, job)
     runtimes = runtime_hours(job.hours, job.gpus, speeds[job.gpu], arrays.gpu_count, arrays.speed,
                              job.power.gpu_scaling_efficiency)
+    if arrays.preemption_per_h is not None:
+        runtimes = spot_expected_runtime(runtimes, arrays.preemption_per_h, job.spot_model.loss_per_preemption_hours)
     horizon = int(math.ceil(offset + start_h[-1] + runtimes.max())) + 1
     if horizon_until is not None:
         horizon = max(horizon, int(math.ceil(hours_between(t0, horizon_until))) + 1)
@@ -318,7 +333,8 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
     cum_p90 = _intensity_cum([_p90(forecasts[r]) for r in region_ids])
 
     est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=speeds[job.gpu], power=job.power,
-                   start_h=np.concatenate([[offset], start_h + offset]), intensity_cum=cum, intensity_cum_p90=cum_p90)
+                   start_h=np.concatenate([[offset], start_h + offset]), intensity_cum=cum, intensity_cum_p90=cum_p90,
+                   loss_per_preemption_h=job.spot_model.loss_per_preemption_hours)
     # column 0 is "start now" (the baseline's start); columns 1.. are the candidate starts
     O = len(offerings)
     carbon = est.kg_co2e_p90 if policy.risk == "p90" else est.kg_co2e
@@ -364,7 +380,15 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     ``policy`` overrides the job's own; ``top`` limits the placements returned (None = all
     offerings' best starts, or the whole Pareto front). ``offerings_source`` and
     ``forecast_source`` default to the embedded data (see ``providers``).
+
+    A job with ``[interruptible]`` is planned by ``carbonsched.interruptible.interruptible_plan``
+    (lowest-carbon segmented schedules; each placement carries its ``interruptible`` schedule).
     """
+    if job.interruptible is not None:
+        from .interruptible import interruptible_plan
+
+        return interruptible_plan(job, now=now, policy=policy, settings=settings, offerings_source=offerings_source,
+                                  forecast_source=forecast_source, top=top)
     if now.tzinfo is None:
         raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
@@ -477,14 +501,18 @@ def _placement(o: Offering, est, i: int, k: int, start: datetime, forecast: Fore
     runtime = float(est.runtime_h[i])
     kg_op, kg_emb = float(est.kg_operational[i, k]), float(est.kg_embodied[i])
     kg_p90 = float(est.kg_co2e_p90[i, k]) if est.kg_co2e_p90 is not None else None
+    econ = {"spot_restart_overhead_hours": float(est.spot_restart_overhead_h[i]),
+            "data_transfer_usd": float(est.transfer_usd[i]), "data_transfer_kwh": float(est.transfer_kwh[i]),
+            "kg_co2e_transfer": float(est.kg_transfer[i])} if est.kg_transfer is not None else {}
     return Placement(
         provider=o.provider, region=o.region, zone=o.zone, zones=o.zones, instance_type=o.instance_type,
         gpu=o.gpu, gpu_count=o.gpu_count, market=o.market, start=start, end=start + timedelta(hours=runtime),
         runtime_hours=runtime, energy_kwh=float(est.energy_kwh[i]),
         mean_intensity_g_per_kwh=float(est.mean_intensity[i, k]), kg_co2e_operational=kg_op,
-        kg_co2e_embodied=kg_emb, kg_co2e=kg_op + kg_emb, cost_usd=float(est.cost_usd[i]),
+        kg_co2e_embodied=kg_emb, kg_co2e=kg_op + kg_emb + econ.get("kg_co2e_transfer", 0.0),
+        cost_usd=float(est.cost_usd[i]),
         price_usd_per_hour=o.price_usd_per_hour, intensity_source=forecast.source,
-        intensity_signal=forecast.signal, pue=region.pue, rank=rank_no, score=score, kg_co2e_p90=kg_p90,
+        intensity_signal=forecast.signal, pue=region.pue, rank=rank_no, score=score, kg_co2e_p90=kg_p90, **econ,
     )
 
 

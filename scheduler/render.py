@@ -66,13 +66,15 @@ def render_plan(plan: Plan) -> str:
     if b is not None:
         rows.append(row("base", b, "-"))
     out = [head, "", table(headers, rows, right={0} | set(range(5, len(headers))))]
+    out += _economics_lines(plan) + _segment_lines(plan)
     if b is not None and plan.placements:
         best = plan.placements[0]
         out += ["", f"Best: {best.region_id} {best.instance_type} starting {when(best.start, plan.now)} emits "
                     f"{_num(best.kg_co2e)} kgCO2e vs {_num(b.kg_co2e)} for the baseline ({b.region_id}, now): "
                     f"{_saving_words(best.saving_vs_baseline_pct)}, ${_num(best.cost_usd, 0)} vs ${_num(b.cost_usd, 0)}."]
     out.append(f"{plan.n_feasible:,} of {plan.n_candidates:,} candidates (offering x start) feasible; "
-               "kgCO2e = operational (energy x mean grid intensity over the run, PUE included) + embodied GPU share.")
+               "kgCO2e = operational (energy x mean grid intensity over the run, PUE included) + embodied GPU share"
+               " (+ dataset transfer where the job names one).")
     by_source: dict[str, list[str]] = {}
     for rid, f in sorted(plan.forecasts.items()):
         by_source.setdefault(f"{f.source} ({f.signal})", []).append(rid)
@@ -81,6 +83,35 @@ def render_plan(plan: Plan) -> str:
     for w in plan.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)
+
+
+def _economics_lines(plan: Plan) -> list[str]:
+    """Say where spot restarts and dataset transfer are part of the figures (they are included)."""
+    shown = list(plan.placements) + ([plan.baseline] if plan.baseline else [])
+    lines = []
+    for p in shown:
+        parts = []
+        if p.spot_restart_overhead_hours > 0:
+            parts.append(f"spot restarts +{_num(p.spot_restart_overhead_hours)} h")
+        if p.data_transfer_usd > 0 or p.data_transfer_kwh > 0:
+            parts.append(f"data transfer ${_num(p.data_transfer_usd, 0)}, {_num(p.data_transfer_kwh)} kWh, "
+                         f"{_num(p.kg_co2e_transfer)} kgCO2e")
+        if parts:
+            lines.append(f"  {p.rank if p.rank is not None else 'base'}: " + "; ".join(parts))
+    return (["", "included above (expected spot restarts; moving the dataset from its home region):"] + lines) if lines else []
+
+
+def _segment_lines(plan: Plan) -> list[str]:
+    """Interruptible schedules: the segments of each placement (UTC)."""
+    lines = []
+    for p in plan.placements:
+        s = p.interruptible
+        if s is None:
+            continue
+        segs = ", ".join(f"{a:%m-%d %H:%M}-{b:%H:%M}" + (f" (+{o * 60:.0f} min restore)" if o else "")
+                         for a, b, o in s.segments)
+        lines.append(f"  {p.rank}: {len(s.segments)} segment(s): {segs}")
+    return (["", "interruptible schedules (UTC):"] + lines) if lines else []
 
 
 def render_regions(rows: list[dict]) -> str:
@@ -107,4 +138,29 @@ def render_forecast(f) -> str:
     for seg in f.segments:
         out.append(f"{seg['from']} .. {seg['to']}: {seg['source']} ({seg['kind']}, {seg['signal']})")
     out += [f"warning: {w}" for w in f.warnings]
+    return "\n".join(out)
+
+
+def render_batch(doc: dict) -> str:
+    """The joint placement of a batch (from ``BatchPlan.to_dict()``), with totals vs greedy and baseline."""
+    from datetime import datetime
+
+    now = datetime.fromisoformat(doc["now"].replace("Z", "+00:00"))
+    rows = []
+    for j in doc["jobs"]:
+        p = j["placement"]
+        start = datetime.fromisoformat(p["start"].replace("Z", "+00:00"))
+        rows.append([j["name"], p["region_id"], p["instance_type"], f"{p['gpu_count']}x{p['gpu']}", when(start, now),
+                     _num(p["runtime_hours"]), _num(p["kg_co2e"]), _num(p["cost_usd"], 0),
+                     "-" if j["baseline"] is None else _num(j["baseline"]["kg_co2e"])])
+    t, g, b, s = doc["totals"], doc["greedy"], doc["baseline"], doc["solver"]
+    out = [f"Batch plan: {len(doc['jobs'])} jobs, objective {doc['objective']}, now {now:%Y-%m-%d %H:%M} UTC", "",
+           table(["job", "region", "instance", "GPUs", "start (UTC)", "hours", "kgCO2e", "USD", "baseline kg"], rows,
+                 right={5, 6, 7, 8}), "",
+           f"total: {_num(t['kg_co2e'])} kgCO2e, ${_num(t['cost_usd'], 0)}; greedy in submission order: "
+           f"{_num(g['kg_co2e'])} kgCO2e" + (f" with {len(g['unplaced'])} job(s) unplaced" if g["unplaced"] else "")
+           + f"; run now in the default region: {_num(b['kg_co2e'])} kgCO2e",
+           f"solver: {s.get('status')}, optimality gap {100 * (s.get('gap') or 0):.2f} % "
+           f"({_num(s.get('seconds') or 0, 2)} s)"]
+    out += [f"warning: {w}" for w in doc["warnings"]]
     return "\n".join(out)

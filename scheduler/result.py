@@ -9,7 +9,20 @@ JSON contract (``Plan.to_dict()``; ``schema_version`` 1): top-level ``schema_ver
 ``cost_usd``, ``price_usd_per_hour``, ``pue``, ``intensity_source``, ``intensity_signal``,
 ``saving_vs_baseline_pct`` and ``rank`` (null for the baseline). Energy is spread evenly over the
 run, so ``kg_co2e_operational = energy_kwh * mean_intensity_g_per_kwh / 1000`` and
-``kg_co2e = kg_co2e_operational + kg_co2e_embodied``.
+``kg_co2e = kg_co2e_operational + kg_co2e_embodied + kg_co2e_transfer``.
+
+Spot and data economics (``carbonsched.estimate``), per placement: ``spot_restart_overhead_hours``
+(expected hours redone or spent restarting after preemptions, included in ``runtime_hours``; 0
+on demand), ``data_transfer_usd`` (dataset egress, included in ``cost_usd``, so
+``cost_usd = price_usd_per_hour * runtime_hours + data_transfer_usd`` for uninterrupted
+placements), ``data_transfer_kwh`` (network energy, not in ``energy_kwh``) and
+``kg_co2e_transfer`` (its emissions, in ``kg_co2e``); all 0 without ``[data]`` or in the home region.
+
+``interruptible`` is null, or for a job with ``[interruptible]`` the schedule:
+``{"segments": [{"start", "end", "overhead_hours"}...], "resumes", "kg_co2e", "energy_kwh",
+"cost_usd", "occupied_hours", "uninterrupted_kg_co2e", "saving_vs_uninterrupted_pct", ...}``;
+then ``start``/``end`` are the first segment's start and the last one's end and ``runtime_hours``
+the occupied hours (progress + resume overhead).
 """
 from __future__ import annotations
 
@@ -28,7 +41,8 @@ PLACEMENT_FIELDS = (
     "rank", "provider", "region", "region_id", "zone", "zones", "instance_type", "gpu", "gpu_count", "market",
     "start", "end", "runtime_hours", "energy_kwh", "mean_intensity_g_per_kwh", "kg_co2e_operational",
     "kg_co2e_embodied", "kg_co2e", "kg_co2e_p90", "cost_usd", "price_usd_per_hour", "pue", "intensity_source",
-    "intensity_signal", "saving_vs_baseline_pct",
+    "intensity_signal", "saving_vs_baseline_pct", "spot_restart_overhead_hours", "data_transfer_usd",
+    "data_transfer_kwh", "kg_co2e_transfer", "interruptible",
 )
 
 
@@ -40,6 +54,8 @@ def placement_to_dict(p: Placement) -> dict:
             value = iso_utc(value)
         elif isinstance(value, tuple):
             value = list(value)
+        elif value is not None and hasattr(value, "to_dict"):
+            value = value.to_dict()
         out[name] = value
     return out
 

@@ -257,3 +257,38 @@ def test_plan_plot_is_a_png(cli, tmp_path):
     assert f"plot written to {png}" in r.stdout
     r = cli("plan", EXAMPLE_JOB, "--now", NOW_ISO, "--plot", tmp_path / "plan.jpg")
     assert r.returncode == 2 and ".png" in r.stderr
+
+
+def test_plan_batch_from_the_console(cli, tmp_path):
+    from conftest import REPO
+
+    r = cli("plan", "--batch", REPO / "examples" / "batch.toml", "--now", NOW_ISO, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [j["name"] for j in doc["jobs"]] == ["pretrain-a", "pretrain-b", "finetune-c", "eval-d"]
+    assert doc["solver"]["status"] and doc["totals"]["kg_co2e"] < doc["baseline"]["kg_co2e"]
+    # the two H100 jobs cannot both hold Stockholm's single p5 in the same hours
+    a, b = doc["jobs"][0]["placement"], doc["jobs"][1]["placement"]
+    if a["region_id"] == b["region_id"] == "aws:eu-north-1":
+        assert a["end"] <= b["start"] or b["end"] <= a["start"]
+    text = cli("plan", "--batch", REPO / "examples" / "batch.toml", "--now", NOW_ISO)
+    assert text.returncode == 0 and "Batch plan: 4 jobs" in text.stdout and "greedy in submission order" in text.stdout
+    bad = tmp_path / "b.toml"
+    bad.write_text('[[job]]\nname = "x"\ngpu = "A100"\ngpus = 8\nhours = 1\n[[job]]\nname = "x"\ngpu = "A100"\ngpus = 8\nhours = 1\n')
+    assert "unique" in _error(cli("plan", "--batch", bad))
+    bad.write_text('[capacity]\n"aws:eu-north-1" = { H100 = 0 }\ndefault = 0\n[[job]]\nname = "x"\ngpu = "H100"\ngpus = 8\nhours = 1\n')
+    assert "capacity" in _error(cli("plan", "--batch", bad, "--now", NOW_ISO))
+
+
+def test_policy_check_and_schema_from_the_console(cli, tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = 1\nresidency = ["aws:eu-*", "gcp:europe-*"]\n')
+    r = cli("policy", "check", policy, EXAMPLE_JOB, "--now", NOW_ISO, "--json")
+    assert r.returncode == 0, r.stderr
+    from conftest import REPO
+
+    r = cli("policy", "check", REPO / "examples" / "policy.toml", EXAMPLE_JOB, "--now", NOW_ISO)
+    assert r.returncode == 0, r.stderr
+    r = cli("schema", "plan")
+    assert r.returncode == 0 and json.loads(r.stdout)["title"]
+    assert _error(cli("schema", "nope"))
