@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import JobSpecError
-from .jobspec import JobSpec, job_from_dict, read_job_file
+from .jobspec import JobSpec, job_from_dict, read_job_file, read_toml
 
 
 def _capacity(raw, where: str) -> tuple[dict, float | None]:
@@ -56,7 +56,7 @@ def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
         cap = read_job_file(cap_file).get("capacity") if cap_file.exists() else None
         capacity, default = _capacity(cap, str(cap_file))
         return jobs, capacity, default
-    raw = read_job_file(path)
+    raw = read_toml(path, "batch file", hint="pass a batch TOML file or a directory of job files")
     unknown = set(raw) - {"job", "capacity"}
     if unknown:
         raise JobSpecError(f"{path}: unknown top-level key(s) {sorted(unknown)}; a batch file has [capacity] and [[job]] tables")

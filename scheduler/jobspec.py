@@ -296,20 +296,25 @@ def _flatten(raw: dict, schema: dict, path: tuple[str, ...] = ()) -> dict:
     return out
 
 
-def read_job_file(path: str | Path) -> dict:
-    """Raw TOML of a job file; JobSpecError with the position when it is malformed."""
+def read_toml(path: str | Path, what: str = "job file", error=JobSpecError, hint: str = "pass a TOML file") -> dict:
+    """Raw TOML of a job/policy/batch file; ``error`` (a UserInputError) with the position when malformed."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise JobSpecError(f"job file {str(path)!r} not found; pass a TOML file or use flags (--gpu, --gpus, --hours)") from None
+        raise error(f"{what} {str(path)!r} not found; {hint}") from None
     except IsADirectoryError:
-        raise JobSpecError(f"{str(path)!r} is a directory; pass a job TOML file") from None
+        raise error(f"{str(path)!r} is a directory; pass a {what}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise JobSpecError(f"{path}: malformed TOML: {exc}") from None
+        raise error(f"{path}: malformed TOML: {exc}") from None
     except UnicodeDecodeError:
-        raise JobSpecError(f"{path}: not a UTF-8 text file") from None
+        raise error(f"{path}: not a UTF-8 text file") from None
+
+
+def read_job_file(path: str | Path) -> dict:
+    """Raw TOML of a job file; JobSpecError with the position when it is malformed."""
+    return read_toml(path, hint="pass a TOML file or use flags (--gpu, --gpus, --hours)")
 
 
 def merge(base: dict, override: dict) -> dict:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -123,18 +122,9 @@ def policy_from_dict(raw: dict) -> PolicyFile:
 
 def load_policy(path: str | Path) -> PolicyFile:
     """Read and validate a policy TOML file."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise PolicyFileError(f"policy file {str(path)!r} not found") from None
-    except IsADirectoryError:
-        raise PolicyFileError(f"{str(path)!r} is a directory; pass a policy TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyFileError(f"{path}: malformed TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise PolicyFileError(f"{path}: not a UTF-8 text file") from None
+    from .jobspec import read_toml
+
+    raw = read_toml(path, "policy file", PolicyFileError, hint="pass a policy TOML file")
     return policy_from_dict(raw)
 
 

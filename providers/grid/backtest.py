@@ -240,15 +240,10 @@ SIGNAL_NAMES = {"lca": "average-lca", "direct": "average-direct"}
 
 
 def _parse_time(text: str, path: Path, line: int) -> datetime:
-    s = text.strip()
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
-    try:
-        t = datetime.fromisoformat(s)
-    except ValueError:
-        raise UserInputError(f"{path}, line {line}: cannot read the timestamp {text!r}; "
-                             "use ISO 8601, e.g. 2022-01-01T00:00:00Z") from None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    """ISO 8601 -> aware UTC (a time without offset is UTC), via the one parser in carbonsched.units."""
+    from carbonsched.units import parse_utc
+
+    return parse_utc(text.strip(), f"{path}, line {line}: timestamp")
 
 
 def _parse_value(text: str, path: Path, line: int, column: str) -> float:
