@@ -15,22 +15,25 @@ from carbonsched.models import Offering
 
 
 def _num(raw: str, what: str, row: dict) -> float | None:
-    raw = (raw or "").strip()
     if not raw:
         return None
     try:
-        value = float(raw)
+        value = float(raw)  # float() ignores surrounding whitespace
     except ValueError:
+        if not raw.strip():
+            return None
         raise DataError(f"offerings data: {what} {raw!r} is not a number in {row}") from None
-    if not math.isfinite(value) or value < 0:
+    if not 0 <= value < math.inf:  # also rejects NaN
         raise DataError(f"offerings data: {what} {raw!r} is not a finite non-negative number in {row}")
     return value
 
 
 def _cheapest(prices: dict[str, float]) -> tuple[float, str | None]:
     """(price, zone) for the cheapest zone, zone None when every zone has the same price."""
-    zone = min(prices, key=lambda z: (prices[z], z))
-    price = prices[zone]
+    if len(prices) == 1:
+        ((zone, price),) = prices.items()
+        return price, None
+    price, zone = min((p, z) for z, p in prices.items())
     return price, (None if len(set(prices.values())) == 1 else zone)
 
 
