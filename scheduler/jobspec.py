@@ -4,6 +4,10 @@ A job file (every key documented; unknown keys are errors with a suggestion)::
 
     name = "bert-pretrain"          # label (optional, default "job")
     command = "python train.py"     # what to run; stored with the plan, used by `submit`
+    image = "nvcr.io/nvidia/pytorch:24.10-py3"   # optional: run the command in this container
+    env = { HF_HOME = "/data/hf" }  # environment for the command (not secrets: names that look
+                                    # like tokens/passwords/keys are refused; the job store,
+                                    # user-data and instance metadata are readable)
     gpu = "A100"                    # reference GPU: the type your runtime estimate is for
     gpus = 8                        # GPUs per instance (reference run and candidates)
     hours = 12                      # runtime on gpus x gpu, hours (or "90m", "2d")
@@ -74,6 +78,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -87,10 +92,11 @@ from .units import parse_duration_hours, parse_utc
 from carbonsched.policies import Policy
 
 PROVIDERS = ("aws", "gcp")
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY)", re.IGNORECASE)
 MAX_JOB_HOURS = 8760.0
 
 SCHEMA: dict[str, object] = {
-    "name": str, "command": str, "gpu": str, "gpus": int, "hours": "duration",
+    "name": str, "command": str, "image": str, "env": "strmap", "gpu": str, "gpus": int, "hours": "duration",
     "window": {"earliest_start": "time", "deadline": "time", "max_delay": "duration"},
     "constraints": {
         "gpu_types": "strlist", "gpu_counts": "intlist", "min_gpu_memory_gb": "number",
@@ -140,6 +146,8 @@ class JobSpec:
     hours: float
     name: str = "job"
     command: str | None = None
+    image: str | None = None
+    env: dict[str, str] | None = None
     earliest_start: datetime | None = None
     deadline: datetime | None = None
     max_delay_hours: float | None = None
@@ -184,7 +192,8 @@ class JobSpec:
         from .units import iso_utc
 
         return {
-            "name": self.name, "command": self.command, "gpu": self.gpu, "gpus": self.gpus, "hours": self.hours,
+            "name": self.name, "command": self.command, "image": self.image, "env": dict(self.env) if self.env else None,
+            "gpu": self.gpu, "gpus": self.gpus, "hours": self.hours,
             "window": {
                 "earliest_start": iso_utc(self.earliest_start) if self.earliest_start else None,
                 "deadline": iso_utc(self.deadline) if self.deadline else None,
@@ -270,6 +279,21 @@ def _typed(value, kind, where: str):
         if not isinstance(value, list) or not value:
             raise JobSpecError(f"{where} must be a non-empty list, got {value!r}")
         return tuple(_typed(v, str if kind == "strlist" else int, f"{where}[{i}]") for i, v in enumerate(value))
+    if kind == "strmap":
+        if not isinstance(value, dict):
+            raise JobSpecError(f"{where} must be a table of strings, e.g. {{ HF_HOME = \"/data/hf\" }}, got {value!r}")
+        out = {}
+        for k, v in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
+                raise JobSpecError(f"{where}: {k!r} is not a valid environment variable name")
+            if SECRET_NAME.search(str(k)):
+                raise JobSpecError(f"{where}.{k}: looks like a secret; job files, the job store, user-data and "
+                                   "instance metadata are not secret stores: fetch it at run time from your "
+                                   "cloud's secret manager instead")
+            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                raise JobSpecError(f"{where}.{k} must be a string, got {v!r}")
+            out[str(k)] = str(v)
+        return out
     if kind == "numbermap":
         if not isinstance(value, dict) or not value:
             raise JobSpecError(f"{where} must be a table of numbers, e.g. {{ carbon = 1.0 }}, got {value!r}")
@@ -347,7 +371,7 @@ def job_from_dict(raw: dict) -> JobSpec:
     power_kwargs = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("power.")}
     job = JobSpec(
         gpu=flat["gpu"], gpus=flat["gpus"], hours=flat["hours"],
-        name=flat.get("name", "job"), command=flat.get("command"),
+        name=flat.get("name", "job"), command=flat.get("command"), image=flat.get("image"), env=flat.get("env"),
         earliest_start=flat.get("window.earliest_start"), deadline=flat.get("window.deadline"),
         max_delay_hours=flat.get("window.max_delay"),
         gpu_types=flat.get("constraints.gpu_types"), gpu_counts=flat.get("constraints.gpu_counts"),

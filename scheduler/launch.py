@@ -55,11 +55,34 @@ def job_command(job: Job) -> list[str]:
     """The job's command as an argument list (no shell); LaunchError when there is none."""
     command = (job.spec.get("command") or "").strip()
     if not command:
+        if job.spec.get("image"):
+            return []  # the image's own entry point
         raise LaunchError(f"job {job.id} has no command; add command = \"...\" to the job file")
     try:
         return shlex.split(command)
     except ValueError as exc:  # the command is not repeated here: it could hold a secret
         raise LaunchError(f"job {job.id}: cannot split its command ({exc}); check its quoting") from None
+
+
+def job_env(job: Job) -> dict[str, str]:
+    return dict(job.spec.get("env") or {})
+
+
+def job_argv(job: Job) -> list[str]:
+    """What to execute: the command, or ``docker run --gpus all`` of the job's image with it."""
+    command = job_command(job)
+    image = job.spec.get("image")
+    if not image:
+        return command
+    env_flags = [flag for name in sorted(job_env(job)) for flag in ("-e", name)]  # values come from the env
+    return ["docker", "run", "--rm", "--gpus", "all", *env_flags, image, *command]
+
+
+def shell_lines(job: Job) -> list[str]:
+    """Bash lines that set the job's environment and run it, every value ``shlex.quote``-d."""
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted(job_env(job).items())]
+    lines.append(" ".join(shlex.quote(a) for a in job_argv(job)))
+    return lines
 
 
 class LocalLauncher:
@@ -75,7 +98,7 @@ class LocalLauncher:
         return self.root / job_id / f"attempt-{attempt}"
 
     def launch(self, job: Job, placement: dict, attempt: int, token: str) -> str:
-        command = job_command(job)
+        command = job_argv(job)
         d = self._dir(job.id, attempt)
         d.mkdir(parents=True, exist_ok=True)
         (d / "token").write_text(token)  # before the start, so find() sees this attempt at once
@@ -85,7 +108,8 @@ class LocalLauncher:
         with open(d / "log.txt", "ab") as log:
             try:
                 proc = subprocess.Popen(args + ["--"] + command, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        env={**os.environ, **job_env(job)})
             except OSError as exc:
                 raise LaunchError(f"cannot start the local runner: {exc}") from None
         (d / "pid").write_text(str(proc.pid))  # the runner writes it too; cancel() must work at once

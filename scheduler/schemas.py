@@ -31,6 +31,8 @@ _KINDS = {
     "strlist": {"anyOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}]},
     "intlist": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1}]},
     "numbermap": {"type": "object", "additionalProperties": _NUM, "minProperties": 1},
+    "strmap": {"type": "object", "additionalProperties": {"type": ["string", "number"]},
+               "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
 }
 
 

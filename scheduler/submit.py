@@ -50,7 +50,11 @@ def submit(job, *, now: datetime, settings, store: Store, launcher: str, plan=No
     from .planner import plan as make_plan
 
     plan = plan or make_plan(job, now=now, settings=settings, top=max(max_attempts, 10))
+    from .forecasting import forecast_to_dict
+
     doc = plan.to_dict()
+    # the store keeps the forecasts the decision used, so a report can compare them with what happened
+    doc["forecasts"] = {rid: forecast_to_dict(f) for rid, f in sorted(plan.forecasts.items())}
     stored = store.add_job(name=job.name, spec=job.to_dict(), plan=doc, start_at=plan.best.start,
                            launcher=launcher, now=now, max_attempts=max_attempts)
     if launch and plan.best.start <= now + START_TOLERANCE:

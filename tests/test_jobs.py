@@ -99,6 +99,8 @@ def test_local_launch_success_failure_missing_command_and_timeout(env, tmp_path)
     stored, outcome = submit(ok, now=NOW, settings=settings, store=store, launcher="local",
                              launcher_factory=lambda name: launcher)
     assert outcome.state == "running"
+    best = stored.plan["placements"][0]["region_id"]
+    assert len(stored.plan["forecasts"][best]["values"]) >= 1  # the forecasts behind the decision are kept
     done = wait_done(store, stored.id, launcher)
     assert done.state == "succeeded" and done.exit_code == 0 and marker.read_text() == "x\n"
     bad, out = submit(job(f"{PY} -c 'raise SystemExit(3)'"), now=NOW, settings=settings, store=store,
@@ -347,3 +349,17 @@ def test_cli_bad_inputs_for_the_job_commands(cli, tmp_path):
     assert r.returncode == 2 and "--max-attempts" in r.stderr
     r = cli("plan", jobfile, "--plot", "/proc/nope/x.png")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_job_env_reaches_the_local_command_and_secret_names_are_refused(env, tmp_path):
+    from carbonsched.errors import JobSpecError
+
+    settings, store, launcher = env
+    out = tmp_path / "env.txt"
+    j = job(f"{PY} -c \"import os; open('{out}', 'w').write(os.environ['HF_HOME'])\"", env={"HF_HOME": "/data/hf"})
+    stored, _ = submit(j, now=NOW, settings=settings, store=store, launcher="local", launcher_factory=lambda n: launcher)
+    assert wait_done(store, stored.id, launcher).state == "succeeded" and out.read_text() == "/data/hf"
+    with pytest.raises(JobSpecError, match="looks like a secret"):
+        job("true", env={"WANDB_API_KEY": "abc"})
+    with pytest.raises(JobSpecError, match="not a valid environment variable name"):
+        job("true", env={"1BAD": "x"})

@@ -109,10 +109,22 @@ JOB = {"name": "bert", "command": "torchrun --nproc-per-node 8 train.py --note \
        "gpu": "H100", "gpus": 8, "hours": 2, "constraints": {"gpu_types": ["H100"], "providers": ["aws"]}}
 
 
-def test_user_data_quotes_every_argument():
-    script = user_data(["python", "train.py", "--name", "a b; rm -rf / $(whoami)"], "j1")
+def test_user_data_quotes_every_argument_and_runs_images_with_env():
+    from carbonsched.launch import shell_lines
+    from carbonsched.store import Job
+
+    def stored(spec):
+        return Job(id="j1", name="x", state="launching", created_at=NOW, updated_at=NOW, start_at=NOW, launcher="aws",
+                   spec=spec, plan={}, claimed_by=None, resource_id=None, region_id=None, instance_type=None,
+                   exit_code=None, max_attempts=3)
+
+    script = user_data(shell_lines(stored({"command": "python train.py --name 'a b; rm -rf / $(whoami)'"})), "j1")
     assert "'a b; rm -rf / $(whoami)'" in script and "shutdown -h now" in script
     assert script.startswith("#!/bin/bash") and "carbonsched-exit-code" in script
+    lines = shell_lines(stored({"command": "python train.py", "image": "nvcr.io/nvidia/pytorch:24.10-py3",
+                                "env": {"HF_HOME": "/data/my hf"}}))
+    assert lines == ["export HF_HOME='/data/my hf'",
+                     "docker run --rm --gpus all -e HF_HOME nvcr.io/nvidia/pytorch:24.10-py3 python train.py"]
 
 
 def test_launch_tags_user_data_and_cancel(moto, tmp_path):

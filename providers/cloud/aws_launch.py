@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import base64
 import re
-import shlex
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.launch import job_command
+from carbonsched.launch import shell_lines
 
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 CAPACITY_CODES = frozenset({
@@ -39,15 +38,14 @@ EXIT_RE = re.compile(r"carbonsched-exit-code: (\d+)")
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
 
 
-def user_data(command: list[str], job_id: str) -> str:
-    """The boot script: run the command, record its exit code, power off (-> terminate)."""
-    quoted = " ".join(shlex.quote(a) for a in command)
+def user_data(lines: list[str], job_id: str) -> str:
+    """The boot script: run the job (``launch.shell_lines``), record its exit code, power off (-> terminate)."""
     return "\n".join([
         "#!/bin/bash",
         f"# carbonsched job {job_id}",
         "exec > >(tee -a /var/log/carbonsched-job.log | logger -t carbonsched -s 2>/dev/console) 2>&1",
         "set +e",
-        quoted,
+        *lines,
         "code=$?",
         'echo "carbonsched-exit-code: $code"',
         "shutdown -h now",
@@ -121,7 +119,7 @@ class Ec2Launcher:
                 {"Key": "carbonsched:token", "Value": token}, {"Key": "Name", "Value": f"carbonsched-{job.name}"[:255]}]
         kwargs = dict(
             ImageId=self._ami(region), InstanceType=placement["instance_type"], MinCount=1, MaxCount=1,
-            ClientToken=token, UserData=user_data(job_command(job), job.id),
+            ClientToken=token, UserData=user_data(shell_lines(job), job.id),
             InstanceInitiatedShutdownBehavior="terminate",
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
         )

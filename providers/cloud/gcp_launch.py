@@ -25,11 +25,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shlex
 import uuid
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.launch import job_command
+from carbonsched.launch import shell_lines
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
 CAPACITY_CODES = frozenset({"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
@@ -43,9 +42,9 @@ def request_id(token: str) -> str:
     return str(uuid.UUID(hex=hashlib.sha256(token.encode()).hexdigest()[:32]))
 
 
-def startup_script(command: list[str], job_id: str) -> str:
-    return "\n".join(["#!/bin/bash", f"# carbonsched job {job_id}", "set +e",
-                      " ".join(shlex.quote(a) for a in command), "code=$?",
+def startup_script(lines: list[str], job_id: str) -> str:
+    """The startup script: run the job (``launch.shell_lines``), report its exit code, power off."""
+    return "\n".join(["#!/bin/bash", f"# carbonsched job {job_id}", "set +e", *lines, "code=$?",
                       'echo "carbonsched-exit-code: $code" > /dev/ttyS0', 'echo "carbonsched-exit-code: $code"',
                       "shutdown -h now", ""])
 
@@ -128,7 +127,7 @@ class GceLauncher:
             network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default", access_configs=[
                 compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")])],
             metadata=compute_v1.Metadata(items=[compute_v1.Items(key="startup-script",
-                                                                 value=startup_script(job_command(job), job.id))]),
+                                                                 value=startup_script(shell_lines(job), job.id))]),
             labels={"carbonsched-job-id": job.id, "carbonsched-attempt": str(attempt)},
         )
 
