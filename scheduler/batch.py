@@ -150,7 +150,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
                mip_rel_gap: float = 1e-3) -> BatchPlan:
     """Jointly place ``jobs`` under capacity (see the module docstring); InfeasibleError, naming
     the jobs and the constraint, when no joint placement exists."""
-    from carbonsched.providers.cloud import get_offering_source
+    from carbonsched.providers.cloud import choose_offering_source
     from carbonsched.providers.grid import build_forecast_source
 
     if not jobs:
@@ -158,7 +158,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise UserInputError(f"top_k must be a whole number >= 1 (or None for all), got {top_k!r}")
     settings = settings or resolve_settings()
-    offerings_source = offerings_source or get_offering_source()
+    offerings_source = offerings_source or choose_offering_source(settings)  # as plan(): cache and quotas
     forecast_source = forecast_source or build_forecast_source(settings)
     name, weights = _objective(objective)
     cap_of = capacity_lookup(capacity, default_capacity)

@@ -144,6 +144,20 @@ def _overrides(a: argparse.Namespace) -> dict:
     return raw
 
 
+def intensity_options(a: argparse.Namespace, source_name: str | None):
+    """(settings, forecast source or None) from --intensity-source/--source and --intensity-file:
+    one place for every command that plans or forecasts."""
+    from .settings import resolve_settings
+
+    settings = resolve_settings({"intensity_source": source_name})
+    if not getattr(a, "intensity_file", None):
+        return settings, None
+    from carbonsched.providers.grid import build_forecast_source
+
+    return settings, build_forecast_source(settings, name=source_name, files=a.intensity_file,
+                                           file_signal=a.intensity_file_signal)
+
+
 def _now(a: argparse.Namespace) -> datetime:
     from .units import parse_utc
 
@@ -161,15 +175,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
     raw = read_job_file(a.job) if a.job else {}
     job = job_from_dict(merge(raw, _overrides(a)))
     top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)
-    from .settings import resolve_settings
-
-    settings = resolve_settings({"intensity_source": a.intensity_source})
-    source = None
-    if a.intensity_file:
-        from carbonsched.providers.grid import build_forecast_source
-
-        source = build_forecast_source(settings, name=a.intensity_source, files=a.intensity_file,
-                                       file_signal=a.intensity_file_signal)
+    settings, source = intensity_options(a, a.intensity_source)
     result = plan(job, now=_now(a), top=top or None, settings=settings, forecast_source=source)
     if a.plot:
         from .plots import plot_plan
@@ -189,15 +195,15 @@ def cmd_plan(a: argparse.Namespace) -> int:
 def _plan_batch(a: argparse.Namespace) -> int:
     from .batch import plan_batch
     from .batchfile import read_batch
-    from .settings import resolve_settings
 
     if a.job:
         raise UserInputError("give either a job file or --batch, not both")
     jobs, capacity, default = read_batch(a.batch)
     if a.capacity is not None:
         default = a.capacity
+    settings, source = intensity_options(a, a.intensity_source)
     result = plan_batch(jobs, now=_now(a), capacity=capacity or None, default_capacity=default,
-                        settings=resolve_settings({"intensity_source": a.intensity_source}), objective=a.objective)
+                        settings=settings, forecast_source=source, objective=a.objective)
     doc = result.to_dict()
     if a.json:
         print(json.dumps(doc, indent=2))
@@ -227,14 +233,8 @@ def cmd_forecast(a: argparse.Namespace) -> int:
     if a.target == "backtest":
         return _backtest(a)
     from .forecasting import forecast_intensity, forecast_to_dict
-    from .settings import resolve_settings
 
-    settings = resolve_settings({"intensity_source": a.source})
-    source = None
-    if a.intensity_file:
-        from carbonsched.providers.grid import build_forecast_source
-
-        source = build_forecast_source(settings, name=a.source, files=a.intensity_file, file_signal=a.intensity_file_signal)
+    settings, source = intensity_options(a, a.source)
     f = forecast_intensity(a.target, now=_now(a), hours=a.hours, settings=settings, forecast_source=source)
     if a.plot:
         from .plots import plot_forecast

@@ -11,10 +11,15 @@ from .errors import UserInputError
 
 def _store(a):
     from .settings import resolve_settings
-    from .store import Store
 
     settings = resolve_settings()
-    return settings, Store.for_settings(settings)
+    return settings, _store_for(settings)
+
+
+def _store_for(settings):
+    from .store import Store
+
+    return Store.for_settings(settings)
 
 
 def _factory(settings):
@@ -35,7 +40,7 @@ def _now() -> datetime:
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
-    from .cli import _now as plan_now, _overrides, cmd_plan
+    from .cli import _now as plan_now, _overrides, cmd_plan, intensity_options
     from .jobspec import job_from_dict, merge, read_job_file
     from .launch import LAUNCHERS
     from .planner import plan as make_plan
@@ -48,9 +53,10 @@ def cmd_submit(a: argparse.Namespace) -> int:
     job = job_from_dict(merge(raw, _overrides(a)))
     if not job.command:
         raise UserInputError("submit needs a command to run: add command = \"python train.py\" to the job file")
-    settings, store = _store(a)
+    settings, source = intensity_options(a, a.intensity_source)
+    store = _store_for(settings)
     now = plan_now(a)
-    plan = make_plan(job, now=now, settings=settings, top=max(a.max_attempts, 10))
+    plan = make_plan(job, now=now, settings=settings, top=max(a.max_attempts, 10), forecast_source=source)
     if a.max_attempts < 1:
         raise UserInputError("--max-attempts must be at least 1")
     launcher = a.launcher

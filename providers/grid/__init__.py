@@ -105,8 +105,3 @@ def build_forecast_source(settings=None, *, name: str | None = None, clock: Call
     # file histories are already on disk: caching them would only copy them
     cache = SeriesCache(settings.home / "cache" / "grid") if live is not None and name != "file" else None
     return ChainedSource(live, cache, clock=clock, ttl_hours=settings.cache_ttl_hours)
-
-
-def get_forecast_source(name: str = "profile") -> ForecastSource:
-    """A source by name with default settings (kept for callers that only want the profiles)."""
-    return build_forecast_source(name=name)
