@@ -13,9 +13,9 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from carbonsched.launch import LocalLauncher
-from carbonsched.store import Store
-from carbonsched.submit import agent_pass
+from carbonsched.providers.cloud.local import LocalLauncher
+from carbonsched.run.store import Store
+from carbonsched.run.submit import agent_pass
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from carbonsched.policies.batch import BatchProblem, greedy, solve, usage
+from carbonsched.policies.assignment import BatchProblem, greedy, solve, usage
 from carbonsched.refdata import read_gpus
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "carbon_intensity" / \

@@ -46,8 +46,8 @@ def main() -> int:
     from test_cloud_aws import EC2Proxy, JsonApiFake, PriceTable, aws_env
     from test_cloud_gcp import PROJECT, ComputeFake, gcp_rows
 
-    from carbonsched.jobspec import job_from_dict
-    from carbonsched.planner import plan
+    from carbonsched.spec.job import job_from_dict
+    from carbonsched.planning import plan
     from carbonsched.providers.cloud import aws, gcp
     from carbonsched.providers.cloud.cache import cache_path, store_results
     from carbonsched.refdata import read_regions
@@ -84,7 +84,7 @@ def main() -> int:
         store_results(cache_path(Settings(home=home)), [last[2], last[3]])
     moto.stop()
 
-    from carbonsched.render import table
+    from carbonsched.cli.render import table
 
     print(f"catalog refresh against local servers (wall s, best of {a.repeat}); AWS: all enabled moto regions; "
           "GCP: the regions of the embedded GCP rows")

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pynvml
 
-    from carbonsched.ledger import resolve_device_gpu
+    from carbonsched.measure.ledger import resolve_device_gpu
 
     with tempfile.TemporaryDirectory() as tmp:
         loop, record = Path(tmp) / "loop.py", Path(a.keep or Path(tmp) / "run.json")

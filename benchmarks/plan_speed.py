@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from carbonsched.estimate import OfferingArrays, PowerModel, estimate
+from carbonsched.models import PowerModel
+from carbonsched.planning.estimate import OfferingArrays, estimate
 from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank
 from carbonsched.providers.grid.profile import profile_series, profile_zones, read_zone_profile
 from carbonsched.refdata import read_gpus

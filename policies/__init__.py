@@ -4,9 +4,9 @@ Nothing here reads files, clocks or networks. The planner builds a ``Candidates`
 (offering x start-hour arrays), the constraints give a feasibility mask, and ``rank`` orders
 the candidates under a ``Policy``.
 """
-from .candidates import Candidates
-from .constraints import Limits, feasibility, relaxation_gains
-from .objectives import OBJECTIVES, TERMS, Policy
-from .ranking import Ranking, rank
+from carbonsched.policies.candidates import Candidates
+from carbonsched.policies.constraints import Limits, feasibility, relaxation_gains
+from carbonsched.policies.objectives import OBJECTIVES, TERMS, Policy
+from carbonsched.policies.ranking import Ranking, rank
 
 __all__ = ["Candidates", "Limits", "feasibility", "relaxation_gains", "Policy", "OBJECTIVES", "TERMS", "Ranking", "rank"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .candidates import Candidates
+from carbonsched.policies.candidates import Candidates
 
 # absolute slack on time comparisons: a run that ends within ~4 s of the deadline meets it
 TIME_EPS_H = 1e-3

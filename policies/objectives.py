@@ -32,7 +32,7 @@ import numpy as np
 
 from carbonsched.errors import UserInputError
 
-from .candidates import Candidates
+from carbonsched.policies.candidates import Candidates
 
 TERMS = ("carbon", "cost", "time")
 OBJECTIVES = ("carbon", "cost", "time", "weighted", "lexicographic", "pareto")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .candidates import Candidates
-from .objectives import Policy, bucketed, weighted_score
+from carbonsched.policies.candidates import Candidates
+from carbonsched.policies.objectives import Policy, bucketed, weighted_score
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,8 +10,8 @@ import re
 from functools import lru_cache
 
 from carbonsched import data
-from .errors import DataError, UnknownNameError, did_you_mean
-from .models import Gpu, Region
+from carbonsched.errors import DataError, UnknownNameError, did_you_mean
+from carbonsched.models import Gpu, Region
 
 
 def _float(row: dict, key: str, *, required: bool = True) -> float | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ConfigError, did_you_mean
+from carbonsched.errors import ConfigError, did_you_mean
 
 DEFAULT_REGION = "aws:us-east-1"
 

@@ -5,7 +5,7 @@ import math
 import re
 from datetime import date, datetime, timedelta, timezone
 
-from .errors import JobSpecError
+from carbonsched.errors import JobSpecError
 
 W_PER_KW = 1000.0
 G_PER_KG = 1000.0

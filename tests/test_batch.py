@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from carbonsched.batch import capacity_lookup, plan_batch
+from carbonsched.planning.batch import capacity_lookup, plan_batch
 from carbonsched.errors import InfeasibleError, UserInputError
-from carbonsched.jobspec import job_from_dict
-from carbonsched.policies.batch import BatchProblem, greedy, min_unplaced, prune_top_k, solve, usage
+from carbonsched.spec.job import job_from_dict
+from carbonsched.policies.assignment import BatchProblem, greedy, min_unplaced, prune_top_k, solve, usage
 from carbonsched.settings import Settings
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from carbonsched.calculator import compare, match_calculator_gpu, mlco2_calculator, r2, read_calculator_data
+from carbonsched.measure.mlco2 import compare, match_calculator_gpu, mlco2_calculator, r2, read_calculator_data
 from carbonsched.errors import UnknownNameError
 from carbonsched.refdata import resolve_gpu
 

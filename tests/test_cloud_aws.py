@@ -30,7 +30,7 @@ pytest.importorskip("moto")
 from carbonsched.errors import CloudAuthError, CloudCatalogError  # noqa: E402
 from carbonsched.providers.cloud import aws  # noqa: E402
 from carbonsched.providers.cloud.cache import offerings_from_rows  # noqa: E402
-from carbonsched.providers.cloud.catalog import _parse_offerings  # noqa: E402
+from carbonsched.providers.cloud.catalog import parse_offerings  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "cloud"
 REPO = Path(__file__).resolve().parents[1]
@@ -412,7 +412,7 @@ def test_adapter_produces_the_embedded_offerings_for_equivalent_data():
                                aws._parse_spot(spots), None, notes)
         assert not notes
         got.extend(offerings_from_rows(out, source="aws-live"))
-    want = _parse_offerings(rows)
+    want = parse_offerings(rows)
 
     def norm(offs):
         return sorted((o.provider, o.region, o.instance_type, o.market, o.gpu, o.gpu_count, o.vcpus, o.memory_gib,

@@ -23,7 +23,7 @@ pytest.importorskip("google.cloud.compute_v1")
 from carbonsched.errors import CloudAuthError  # noqa: E402
 from carbonsched.providers.cloud import gcp  # noqa: E402
 from carbonsched.providers.cloud.cache import offerings_from_rows  # noqa: E402
-from carbonsched.providers.cloud.catalog import _parse_offerings  # noqa: E402
+from carbonsched.providers.cloud.catalog import parse_offerings  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "cloud"
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def test_adapter_produces_the_embedded_offerings_for_equivalent_data(compute_fak
     clients, project = gcp_clients_for(compute_fake.url)
     res = gcp.refresh(["us-central1", "europe-west4"], clients=clients, project=project, page_size=3, now=NOW)
     got = res.offerings()
-    assert _norm(got) == _norm(_parse_offerings(compute_fake.rows))
+    assert _norm(got) == _norm(parse_offerings(compute_fake.rows))
     assert {o.gpu for o in got} >= {"A100", "A100-80GB", "L4", "T4", "V100"}
     # two pages of each aggregated list; the filter narrows machine types server-side
     assert [r.query.get("pageToken") for r in compute_fake.server.hits(f"GET /compute/v1/projects/{PROJECT}/aggregated/machineTypes")] == [None, "page-2"]

@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from carbonsched.economics import DEFAULT_TRANSFER_KWH_PER_GB, DataSpec, SpotModel
+from carbonsched.spec.economics import DEFAULT_TRANSFER_KWH_PER_GB, DataSpec, SpotModel
 from carbonsched.errors import JobSpecError
-from carbonsched.estimate import spot_expected_runtime
-from carbonsched.jobspec import job_from_dict
-from carbonsched.planner import plan
+from carbonsched.planning.estimate import spot_expected_runtime
+from carbonsched.spec.job import job_from_dict
+from carbonsched.planning import plan
 from carbonsched.settings import Settings
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""The estimation model (carbonsched.estimate) against hand-computed cases, and one end-to-end
+"""The estimation model (carbonsched.planning.estimate) against hand-computed cases, and one end-to-end
 plan on the embedded data checked against an independent reading of data/profiles.csv."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from carbonsched.errors import JobSpecError
-from carbonsched.estimate import EMBODIED_LIFE_HOURS, OfferingArrays, PowerModel, estimate, runtime_hours, window_mean
+from carbonsched.models import EMBODIED_LIFE_HOURS, PowerModel
+from carbonsched.planning.estimate import OfferingArrays, estimate, runtime_hours, window_mean
 
 
 def _cum(*series):
@@ -240,8 +241,8 @@ def _independent_mean(zone: str, start: datetime, end: datetime) -> float:
 
 @pytest.fixture(scope="module")
 def a100_plan():
-    from carbonsched.jobspec import job_from_dict
-    from carbonsched.planner import plan
+    from carbonsched.spec.job import job_from_dict
+    from carbonsched.planning import plan
     from carbonsched.settings import Settings
 
     job = job_from_dict({"gpu": "A100", "gpus": 8, "hours": 12, "window": {"max_delay": "24h"}})

@@ -117,10 +117,18 @@ def test_retry_after_is_capped(server, sleeps):
 def test_persistent_503_is_unavailable_after_n_tries(server, sleeps):
     server.routes["GET /x"] = (503, {}, "Service Unavailable")
     with pytest.raises(SourceUnavailableError, match="after 4 tries") as exc:
-        get_json(None, "GET", server.url + "/x", retries=3, backoff_s=0.5, sleep=sleeps.append, source="t")
+        get_json(None, "GET", server.url + "/x", retries=3, backoff_s=0.5, jitter_s=0, sleep=sleeps.append, source="t")
     assert len(server.hits("GET /x")) == 4
     assert sleeps == [0.5, 1.0, 2.0]  # exponential backoff without Retry-After
     assert exc.value.status == 503 and exc.value.source == "t"
+
+
+def test_backoff_jitter_stays_within_its_bound(server, sleeps):
+    server.routes["GET /x"] = (502, {}, "Bad Gateway")
+    with pytest.raises(SourceUnavailableError):
+        get_json(None, "GET", server.url + "/x", retries=3, backoff_s=0.5, jitter_s=0.3, sleep=sleeps.append)
+    assert len(sleeps) == 3
+    assert all(base <= s < base + 0.3 for s, base in zip(sleeps, [0.5, 1.0, 2.0])), sleeps
 
 
 def test_persistent_429_is_quota(server, sleeps):
@@ -533,7 +541,8 @@ def test_uk_503_retries_then_unavailable(server, sleeps, regions):
     server.routes["GET /regional/intensity/2026-11-27T09:30Z/fw48h/regionid/13"] = \
         [(503, {"Retry-After": "2"}, ""), (502, {}, ""), ok("ukci_regional_fw48h_13.json")]
     fc = uk_source(server, sleeps).forecast(regions["aws:eu-west-2"], datetime(2026, 11, 27, 10, tzinfo=UTC), 4)
-    assert fc.hours == 4 and sleeps == [2.0, 1.0]
+    assert fc.hours == 4 and sleeps[0] == 2.0 and len(sleeps) == 2
+    assert 1.0 <= sleeps[1] < 1.25  # backoff 0.5 * 2 plus the default jitter (< 0.25 s)
 
 
 def test_uk_base_url_from_environment(server, sleeps, monkeypatch):

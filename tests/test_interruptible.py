@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from carbonsched.errors import UserInputError
-from carbonsched.interruptible import plan_interruptible, slot_means
-from carbonsched.jobspec import job_from_dict
+from carbonsched.planning.interruptible import best_schedules as plan_interruptible, slot_means
+from carbonsched.spec.job import job_from_dict
 from carbonsched.policies.interruptible import best_schedule, schedule_cost
 from carbonsched.settings import Settings
 

@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from carbonsched.cli import main
+from carbonsched.cli.main import main
 from carbonsched.errors import JobSpecError
-from carbonsched.interruptible import plan_interruptible
-from carbonsched.jobspec import InterruptibleSpec, job_from_dict
-from carbonsched.planner import plan
+from carbonsched.planning.interruptible import best_schedules as plan_interruptible
+from carbonsched.spec.job import InterruptibleSpec, job_from_dict
+from carbonsched.planning import plan
 from carbonsched.settings import Settings
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)

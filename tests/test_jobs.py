@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from carbonsched.errors import CapacityError
-from carbonsched.jobspec import job_from_dict
-from carbonsched.launch import LocalLauncher, launch_token
+from carbonsched.spec.job import job_from_dict
+from carbonsched.providers.cloud.launcher import launch_token
+from carbonsched.providers.cloud.local import LocalLauncher
 from carbonsched.settings import Settings
-from carbonsched.store import Store, StoreError, UnknownJobError
-from carbonsched.submit import agent_pass, cancel, launch_job, refresh_status, submit
+from carbonsched.run.store import Store, StoreError, UnknownJobError
+from carbonsched.run.submit import agent_pass, cancel, launch_job, refresh_status, submit
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 PY = sys.executable
@@ -174,7 +175,7 @@ class NoCapacityIn:
 def test_failover_goes_down_the_ranking_and_records_every_attempt(env, tmp_path):
     settings, store, launcher = env
     j = job(f"{PY} -c 'print(1)'")
-    from carbonsched.planner import plan as make_plan
+    from carbonsched.planning import plan as make_plan
 
     plan = make_plan(j, now=NOW, settings=settings, top=10)
     first, second = plan.placements[0].region_id, plan.placements[1].region_id

@@ -16,11 +16,11 @@ import pytest
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from carbonsched.jobspec import job_from_dict  # noqa: E402
+from carbonsched.spec.job import job_from_dict  # noqa: E402
 from carbonsched.providers.cloud.aws_launch import Ec2Launcher, user_data  # noqa: E402
 from carbonsched.settings import Settings  # noqa: E402
-from carbonsched.store import Store  # noqa: E402
-from carbonsched.submit import cancel, refresh_status, submit  # noqa: E402
+from carbonsched.run.store import Store  # noqa: E402
+from carbonsched.run.submit import cancel, refresh_status, submit  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -110,8 +110,8 @@ JOB = {"name": "bert", "command": "torchrun --nproc-per-node 8 train.py --note \
 
 
 def test_user_data_quotes_every_argument_and_runs_images_with_env():
-    from carbonsched.launch import shell_lines
-    from carbonsched.store import Job
+    from carbonsched.providers.cloud.launcher import shell_lines
+    from carbonsched.run.store import Job
 
     def stored(spec):
         return Job(id="j1", name="x", state="launching", created_at=NOW, updated_at=NOW, start_at=NOW, launcher="aws",
@@ -156,7 +156,7 @@ def test_launch_tags_user_data_and_cancel(moto, tmp_path):
 def test_failover_on_insufficient_capacity_lands_in_the_next_region(moto, tmp_path):
     settings = Settings(home=tmp_path)
     store = Store.for_settings(settings)
-    from carbonsched.planner import plan as make_plan
+    from carbonsched.planning import plan as make_plan
 
     plan = make_plan(job_from_dict(JOB), now=NOW, settings=settings, top=10)
     first, second = plan.placements[0].region, plan.placements[1].region

@@ -13,11 +13,11 @@ pytest.importorskip("google.cloud.compute_v1")
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import compute_v1  # noqa: E402
 
-from carbonsched.jobspec import job_from_dict  # noqa: E402
+from carbonsched.spec.job import job_from_dict  # noqa: E402
 from carbonsched.providers.cloud.gcp_launch import GceLauncher, request_id  # noqa: E402
 from carbonsched.settings import Settings  # noqa: E402
-from carbonsched.store import Store  # noqa: E402
-from carbonsched.submit import cancel, submit  # noqa: E402
+from carbonsched.run.store import Store  # noqa: E402
+from carbonsched.run.submit import cancel, submit  # noqa: E402
 
 from grid_server import GridServer  # noqa: E402
 
@@ -114,7 +114,7 @@ def test_insert_waits_labels_request_id_and_cancel(tmp_path):
 
 def test_zone_resource_pool_exhausted_fails_over(tmp_path):
     settings = Settings(home=tmp_path)
-    from carbonsched.planner import plan as make_plan
+    from carbonsched.planning import plan as make_plan
 
     plan = make_plan(job_from_dict(JOB), now=NOW, settings=settings, top=10)
     first = plan.placements[0]
@@ -139,7 +139,7 @@ def test_n1_offerings_attach_accelerators_and_spot():
     assert _split_type("a3-highgpu-8g", "H100") == ("a3-highgpu-8g", [])
     launcher = GceLauncher(instances_client=object(), project=P, image="img")
     j = job_from_dict({"name": "x", "command": "python t.py", "gpu": "T4", "gpus": 1, "hours": 1})
-    from carbonsched.store import Job
+    from carbonsched.run.store import Job
 
     stored = Job(id="abc123", name="x", state="launching", created_at=NOW, updated_at=NOW, start_at=NOW, launcher="gcp",
                  spec=j.to_dict(), plan={}, claimed_by=None, resource_id=None, region_id=None, instance_type=None,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from carbonsched.errors import SourceUnavailableError, UserInputError
-from carbonsched.estimate import EMBODIED_LIFE_HOURS, PowerModel
-from carbonsched.ledger import build_ledger, calibrate_utilisation, resolve_device_gpu, run_intensity
+from carbonsched.models import EMBODIED_LIFE_HOURS, PowerModel
+from carbonsched.measure.ledger import build_ledger, calibrate_utilisation, resolve_device_gpu, run_intensity
 from carbonsched.models import Forecast
 from carbonsched.providers.grid.series import HourlySeries
 from carbonsched.refdata import resolve_region

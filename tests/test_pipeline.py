@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from carbonsched.errors import InfeasibleError, UserInputError
-from carbonsched.jobspec import job_from_dict
-from carbonsched.pipeline import pin_window, wait_for_window
+from carbonsched.spec.job import job_from_dict
+from carbonsched.run.wait import pin_window, wait_for_window
 from carbonsched.settings import Settings
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
@@ -34,7 +34,7 @@ def test_waits_until_the_planned_start_with_bounded_replans():
     calls = []
 
     def plan_fn(job, *, now, settings):
-        from carbonsched.planner import plan
+        from carbonsched.planning import plan
 
         calls.append((now, job.earliest_start, job.max_delay_hours))
         return plan(job, now=now, settings=settings)

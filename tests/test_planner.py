@@ -7,7 +7,7 @@ import pytest
 
 import carbonsched
 from carbonsched.errors import InfeasibleError, JobSpecError
-from carbonsched.jobspec import job_from_dict
+from carbonsched.spec.job import job_from_dict
 from carbonsched.settings import Settings
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)

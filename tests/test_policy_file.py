@@ -6,10 +6,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from carbonsched import cli
+from carbonsched.cli.main import main as cli_main
 from carbonsched.errors import PolicyFileError
-from carbonsched.jobspec import job_from_dict, load_job
-from carbonsched.policyfile import apply_policy, check_policy, load_policy, policy_from_dict
+from carbonsched.spec.job import job_from_dict, load_job
+from carbonsched.planning.policy_check import check_policy
+from carbonsched.spec.policy_file import apply_policy, load_policy, policy_from_dict
 from carbonsched.settings import Settings
 from conftest import EXAMPLE_JOB
 
@@ -72,14 +73,14 @@ def test_check_explains_binding_residency():
 def test_check_infeasible_and_cli(tmp_path, monkeypatch, capsys):
     strict = tmp_path / "strict.toml"
     strict.write_text("version = 1\n[constraints]\nmax_usd_per_hour = 0.01\n")
-    assert cli.main(["policy", "check", str(strict), str(EXAMPLE_JOB), "--now", "2026-11-27T10:00:00Z"]) == 2
+    assert cli_main(["policy", "check", str(strict), str(EXAMPLE_JOB), "--now", "2026-11-27T10:00:00Z"]) == 2
     assert "no feasible placement" in capsys.readouterr().out
     eu = tmp_path / "eu.toml"
     eu.write_text('version = 1\nresidency = ["aws:eu-*", "gcp:europe-*"]\n')
-    assert cli.main(["policy", "check", str(eu), str(EXAMPLE_JOB), "--now", "2026-11-27T10:00:00Z", "--json"]) == 0
+    assert cli_main(["policy", "check", str(eu), str(EXAMPLE_JOB), "--now", "2026-11-27T10:00:00Z", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["changes"] and doc["under_policy"]["plan"]["placements"]
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 1\nresidence = []\n")
-    assert cli.main(["policy", "check", str(bad), str(EXAMPLE_JOB)]) == 2
+    assert cli_main(["policy", "check", str(bad), str(EXAMPLE_JOB)]) == 2
     assert "did you mean 'residency'" in capsys.readouterr().err

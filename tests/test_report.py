@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from carbonsched.ledger import build_ledger
-from carbonsched.report import disclosure, render
+from carbonsched.measure.ledger import build_ledger
+from carbonsched.measure.report import disclosure, render
 
 from conftest import EXAMPLE_JOB, NOW_ISO
 from test_ledger import PLAN, FakeLive, FakeSource, record
@@ -100,7 +100,7 @@ def test_plots_render_without_display(tmp_path, monkeypatch):
     from datetime import datetime, timezone
 
     import carbonsched
-    from carbonsched.plots import plot_plan, plot_report
+    from carbonsched.cli.plots import plot_plan, plot_report
     from carbonsched.settings import Settings
 
     led, _ = _disclosure()

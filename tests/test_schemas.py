@@ -7,11 +7,11 @@ import tomllib
 import jsonschema
 import pytest
 
-from carbonsched import cli
+from carbonsched.cli.main import main as cli_main
 from carbonsched.errors import UserInputError
-from carbonsched.jobspec import SCHEMA as JOB_SCHEMA
-from carbonsched.result import PLACEMENT_FIELDS
-from carbonsched.schemas import get_schema
+from carbonsched.spec.job import SCHEMA as JOB_SCHEMA
+from carbonsched.models import PLACEMENT_FIELDS
+from carbonsched.spec.schemas import get_schema
 from conftest import EXAMPLE_JOB
 
 
@@ -48,7 +48,7 @@ def test_policy_schema():
 
 
 def _plan_json(monkeypatch, capsys, *args):
-    assert cli.main(["plan", *map(str, args), "--now", "2026-11-27T10:00:00Z", "--json"]) == 0
+    assert cli_main(["plan", *map(str, args), "--now", "2026-11-27T10:00:00Z", "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -63,5 +63,5 @@ def test_real_plan_output_validates(monkeypatch, capsys, tmp_path):
 
 def test_schema_command(monkeypatch, capsys):
     for name in ("job", "policy", "plan"):
-        assert cli.main(["schema", name]) == 0
+        assert cli_main(["schema", name]) == 0
         assert json.loads(capsys.readouterr().out) == get_schema(name)

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from carbonsched.errors import TrackError, UserInputError
-from carbonsched.estimate import PowerModel
-from carbonsched.track import (J_PER_KWH, ModelGpuReader, NvmlReader, RaplReader, ReaderUnavailable, hourly_split,
-                               open_first, open_store, read_record, run_tracked, write_record, GPU_READERS)
+from carbonsched.models import PowerModel
+from carbonsched.measure.energy import (GPU_READERS, J_PER_KWH, ModelGpuReader, NvmlReader, RaplReader, ReaderUnavailable,
+                                       open_first)
+from carbonsched.measure.track import hourly_split, open_store, read_record, run_tracked, write_record
 
 from conftest import _entry_point
 
@@ -223,8 +224,8 @@ def test_record_round_trip_and_validation(tmp_path):
 
 def test_measurements_live_in_the_job_store(tmp_path):
     from carbonsched.settings import Settings
-    from carbonsched.store import UnknownJobError
-    from carbonsched.track import load_job_record, past_records
+    from carbonsched.run.store import UnknownJobError
+    from carbonsched.measure.track import load_job_record, past_records
 
     settings = Settings(home=tmp_path)
     store = open_store(settings)
@@ -305,7 +306,7 @@ def test_cli_exit_codes_and_missing_command(cli, tmp_path):
     assert "command not found: no-such-command-xyz" in r.stderr
     r = cli("track", "--job", "job-42", "--quiet", "--", PY, "-c", "pass")
     assert r.returncode == 0 and r.stderr == ""
-    from carbonsched.store import Store
+    from carbonsched.run.store import Store
 
     store = Store(tmp_path / "share" / "carbonsched" / "jobs.sqlite")  # XDG_DATA_HOME of the cli fixture
     assert store.load_measurement("job-42")["job_id"] == "job-42"

@@ -32,9 +32,9 @@ def test_wheel_contains_data_and_runs_from_the_wheel(tmp_path):
     assert {n for n in names if n.endswith(".py")} == expected
     assert not any(n.startswith(("tools/", "tests/", "benchmarks/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "carbonsched = carbonsched.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "carbonsched = carbonsched.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     # import from the wheel file itself (zipimport), not from the editable checkout
-    code = ("import carbonsched, carbonsched.cli as c; assert '.whl' in carbonsched.__file__, carbonsched.__file__; "
+    code = ("import carbonsched, carbonsched.cli.main as c; assert '.whl' in carbonsched.__file__, carbonsched.__file__; "
             "raise SystemExit(c.main(['plan', '--gpu', 'A100', '--gpus', '8', '--hours', '12', '--now', '2026-11-27T10:30Z', '--top', '3']))")
     env = {**os.environ, "PYTHONPATH": str(wheel)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)

@@ -1,4 +1,8 @@
-"""Where a job can run: sources of GPU offerings behind one small protocol.
+"""Where a job can run and how it gets there: offering sources and launchers, each behind one
+small protocol with an explicit registry here (implementations are imported only when chosen).
+
+Launchers (the protocol in ``launcher.py``): ``LAUNCHERS`` maps a name to a factory
+``(settings, **kw) -> Launcher``; ``get_launcher(name, settings)``.
 
 An offerings source has a ``name`` and two methods::
 
@@ -12,9 +16,13 @@ strings the plan reports).
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable, Protocol
 
+from carbonsched.errors import UnknownNameError
 from carbonsched.models import Offering
+from carbonsched.providers.cloud.launcher import Launcher
 
 
 class OfferingSource(Protocol):
@@ -26,19 +34,19 @@ class OfferingSource(Protocol):
 
 
 def _embedded() -> OfferingSource:
-    from .catalog import EmbeddedCatalog
+    from carbonsched.providers.cloud.catalog import EmbeddedCatalog
 
     return EmbeddedCatalog()
 
 
 def _aws() -> OfferingSource:
-    from .aws import AwsLiveSource
+    from carbonsched.providers.cloud.aws import AwsLiveSource
 
     return AwsLiveSource()
 
 
 def _gcp() -> OfferingSource:
-    from .gcp import GcpLiveSource
+    from carbonsched.providers.cloud.gcp import GcpLiveSource
 
     return GcpLiveSource()
 
@@ -58,16 +66,44 @@ def choose_offering_source(settings=None, **kwargs) -> OfferingSource:
     """What plans use by default: the user catalog cache for providers refreshed within the maximum
     age (``CARBONSCHED_CATALOG_MAX_AGE_DAYS``, default 7), the embedded snapshot for the rest; its
     ``describe()`` says which, with the age, and its ``warnings`` (if any) belong in the plan."""
-    from .cache import choose_offering_source as choose
+    from carbonsched.providers.cloud.cache import choose_offering_source as choose
 
     return choose(settings, **kwargs)
 
 
 def get_offering_source(name: str = "embedded") -> OfferingSource:
-    from carbonsched.errors import UnknownNameError
-
     try:
         factory = OFFERING_SOURCES[name]
     except KeyError:
         raise UnknownNameError(f"unknown offerings source {name!r}; known: {', '.join(OFFERING_SOURCES)}") from None
     return factory()
+
+
+def _local(settings, **kw) -> Launcher:
+    from carbonsched.providers.cloud.local import LocalLauncher
+
+    return LocalLauncher(Path(settings.home), **kw)
+
+
+def _aws(settings, **kw) -> Launcher:
+    from carbonsched.providers.cloud.aws_launch import DEFAULT_AMI_PARAMETER, Ec2Launcher
+
+    return Ec2Launcher(ami_parameter=os.environ.get("CARBONSCHED_AWS_AMI_PARAMETER", DEFAULT_AMI_PARAMETER),
+                       ami_id=os.environ.get("CARBONSCHED_AWS_AMI_ID") or None, **kw)
+
+
+def _gcp(settings, **kw) -> Launcher:
+    from carbonsched.providers.cloud.gcp_launch import GceLauncher
+
+    return GceLauncher(**kw)
+
+
+LAUNCHERS: dict[str, Callable[..., Launcher]] = {"local": _local, "aws": _aws, "gcp": _gcp}
+
+
+def get_launcher(name: str, settings, **kw) -> Launcher:
+    try:
+        factory = LAUNCHERS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown launcher {name!r}; known: {', '.join(LAUNCHERS)}") from None
+    return factory(settings, **kw)

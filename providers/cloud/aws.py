@@ -29,7 +29,8 @@ import threading
 from datetime import datetime, timezone
 
 from carbonsched.errors import CloudAuthError, CloudCatalogError
-from .cache import RefreshResult, embedded_prices, for_each_region, max_instances
+from carbonsched.providers.cloud.cache import RefreshResult, embedded_prices, for_each_region, max_instances
+from carbonsched.refdata import read_gpus
 
 PERMISSIONS = {
     "DescribeRegions": "ec2:DescribeRegions",
@@ -56,8 +57,6 @@ SOURCE = "AWS APIs: EC2 (types, zones, spot), Pricing, Service Quotas"
 
 def canonical_gpu(name: str, memory_mib: float) -> str | None:
     """Our GPU name (data/gpus.csv) for an EC2 GpuInfo entry, None when we do not model it."""
-    from carbonsched.refdata import read_gpus
-
     gib = memory_mib / 1024.0
     special = {"A100": "A100-80GB" if gib > 60 else "A100", "V100": "V100-32GB" if gib > 24 else "V100", "T4G": "T4G"}
     key = name.strip().upper()

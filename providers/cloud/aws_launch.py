@@ -26,7 +26,7 @@ import base64
 import re
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.launch import shell_lines
+from carbonsched.providers.cloud.launcher import shell_lines
 
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 CAPACITY_CODES = frozenset({

@@ -8,7 +8,7 @@ File ``<settings.home>/catalog/offerings.json`` (written atomically: temp file +
                            "columns": [...ROW_FIELDS], "rows": [["aws", "us-east-1", "us-east-1a", ...], ...]}}}
 
 Rows are ``data/offerings.csv`` rows (one per provider, region, zone, instance type; strings, as in
-the CSV) plus the quota columns, so ``catalog._parse_offerings`` turns cache and embedded data into
+the CSV) plus the quota columns, so ``catalog.parse_offerings`` turns cache and embedded data into
 Offerings the same way. Each provider's section is replaced as a whole by its next refresh.
 
 Choosing offerings (``choose_offering_source``): per provider, the cached section when it is younger
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -28,7 +27,11 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from carbonsched.errors import ConfigError, DataError
+from carbonsched.fileio import write_json_atomic
 from carbonsched.models import Offering
+from carbonsched import data
+from carbonsched.providers.cloud.catalog import EmbeddedCatalog, parse_offerings
+from carbonsched.settings import resolve_settings
 
 SCHEMA_VERSION = 1
 CSV_FIELDS = ["provider", "region", "zone", "instance_type", "gpu", "gpu_count", "vcpus", "memory_gib",
@@ -93,13 +96,11 @@ def offerings_from_rows(rows: list[dict], source: str) -> list[Offering]:
     """Offerings from per-zone rows, exactly as the embedded catalog groups them, plus quotas.
 
     The quota columns hold per-region values (equal on every zone row of an instance type)."""
-    from .catalog import _parse_offerings
-
     quotas: dict[tuple, dict] = {}
     for r in rows:
         quotas.setdefault((r["provider"], r["region"], r["instance_type"]), r)
     out = []
-    for o in _parse_offerings(rows, source=source):
+    for o in parse_offerings(rows, source=source):
         r = quotas[(o.provider, o.region, o.instance_type)]
         prefix = "on_demand" if o.market == "on-demand" else "spot"
         raw = (r.get(f"{prefix}_max_instances") or "").strip()
@@ -124,8 +125,6 @@ def max_instances(quota: float | None, per_instance: float) -> int | None:
 def embedded_prices(provider: str) -> tuple[dict, dict]:
     """Prices from the embedded snapshot, for fallbacks: ``({(region, zone, type): (od, spot)},
     {(region, type): (cheapest od, cheapest spot)})``, values as the CSV's strings."""
-    from carbonsched import data
-
     by_zone, by_region = {}, {}
     for r in data.read_rows("offerings.csv"):
         if r["provider"] != provider:
@@ -208,18 +207,7 @@ def _parse_cache(text: str, where: str) -> dict:
 
 def write_cache(path: Path, doc: dict) -> None:
     """Write ``doc`` atomically (a reader sees the old file or the new one, never half of one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".offerings-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, doc, compact=True)
 
 
 def store_results(path: Path, results: list[RefreshResult]) -> dict:
@@ -267,8 +255,6 @@ class CachedCatalog:
     name = "catalog"
 
     def __init__(self, doc: dict, path: Path, now: datetime, max_age: float):
-        from .catalog import EmbeddedCatalog
-
         self.path, self.now, self.max_age_days = Path(path), now, max_age
         self._embedded = EmbeddedCatalog()
         self.choice: dict[str, dict] = {}
@@ -364,11 +350,7 @@ def choose_offering_source(settings=None, *, now: datetime | None = None, max_ag
                            env: Mapping[str, str] | None = None):
     """The user cache (fresh providers) when ``catalog refresh`` has written one, else the embedded
     catalog. ``now`` is the wall clock by default: cache age is real age, whatever the plan's ``now``."""
-    from .catalog import EmbeddedCatalog
-
     if settings is None:
-        from carbonsched.settings import resolve_settings
-
         settings = resolve_settings(env=env)
     if settings.home is None:  # a bare Settings(): no state directory, so no cache
         return EmbeddedCatalog()

@@ -37,7 +37,7 @@ def _cheapest(prices: dict[str, float]) -> tuple[float, str | None]:
     return price, (None if len(set(prices.values())) == 1 else zone)
 
 
-def _parse_offerings(rows: list[dict], source: str = "embedded") -> list[Offering]:
+def parse_offerings(rows: list[dict], source: str = "embedded") -> list[Offering]:
     """Group per-zone rows into on-demand and spot offerings per (provider, region, instance)."""
     groups: dict[tuple, dict] = {}
     for row in rows:
@@ -80,7 +80,7 @@ def _parse_offerings(rows: list[dict], source: str = "embedded") -> list[Offerin
 
 @lru_cache(maxsize=1)
 def read_offerings() -> tuple[Offering, ...]:
-    return tuple(_parse_offerings(data.read_rows("offerings.csv")))
+    return tuple(parse_offerings(data.read_rows("offerings.csv")))
 
 
 def _offerings_as_of() -> str:

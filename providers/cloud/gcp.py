@@ -29,7 +29,8 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from carbonsched.errors import CloudAuthError, CloudCatalogError
-from .cache import RefreshResult, embedded_prices, for_each_region, max_instances
+from carbonsched.providers.cloud.cache import RefreshResult, embedded_prices, for_each_region, max_instances
+from carbonsched.refdata import read_gpus
 
 # accelerator type -> (canonical GPU, regional quota metric)
 ACCELERATORS = {
@@ -120,8 +121,6 @@ def _zone_offerings(machines: dict[str, dict], accelerators: dict[str, int]) -> 
 def _rows(regions: list[str], machines: dict, accelerators: dict, quotas: dict[str, dict | None],
           notes: list[str]) -> list[dict]:
     """Per-zone rows (cache.ROW_FIELDS) for ``regions``, priced from the embedded snapshot."""
-    from carbonsched.refdata import read_gpus
-
     gpus = read_gpus()
     by_zone, by_region = embedded_prices("gcp")
     rows, unpriced = [], set()

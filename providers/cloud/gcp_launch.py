@@ -28,7 +28,7 @@ import re
 import uuid
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.launch import shell_lines
+from carbonsched.providers.cloud.launcher import shell_lines
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
 CAPACITY_CODES = frozenset({"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",

@@ -21,6 +21,10 @@ from datetime import datetime, timezone
 from typing import Callable, Mapping, Protocol
 
 from carbonsched.models import Forecast, Region
+from carbonsched.errors import UnknownNameError
+from carbonsched.providers.grid.cache import SeriesCache
+from carbonsched.providers.grid.chain import ChainedSource
+from carbonsched.settings import resolve_settings
 
 
 class ForecastSource(Protocol):
@@ -30,25 +34,25 @@ class ForecastSource(Protocol):
 
 
 def _electricitymaps(**kw):
-    from .electricitymaps import ElectricityMapsSource
+    from carbonsched.providers.grid.electricitymaps import ElectricityMapsSource
 
     return ElectricityMapsSource(**kw)
 
 
 def _watttime(**kw):
-    from .watttime import WattTimeSource
+    from carbonsched.providers.grid.watttime import WattTimeSource
 
     return WattTimeSource(**kw)
 
 
 def _ukci(**kw):
-    from .ukci import UkCarbonIntensitySource
+    from carbonsched.providers.grid.ukci import UkCarbonIntensitySource
 
     return UkCarbonIntensitySource(**kw)
 
 
 def _file(**kw):
-    from .file import FileSource
+    from carbonsched.providers.grid.file import FileSource
 
     return FileSource(**kw)
 
@@ -78,12 +82,6 @@ def build_forecast_source(settings=None, *, name: str | None = None, clock: Call
     ``live`` injects a ready live source (tests, custom sources); ``clock`` gives real time for
     cache freshness (default: the system clock).
     """
-    from carbonsched.errors import UnknownNameError
-    from carbonsched.settings import resolve_settings
-
-    from .cache import SeriesCache
-    from .chain import ChainedSource
-
     settings = settings or resolve_settings()
     env = os.environ if env is None else env
     clock = clock or (lambda: datetime.now(timezone.utc))

@@ -50,8 +50,9 @@ from scipy.stats import spearmanr
 
 from carbonsched.errors import UserInputError
 
-from .forecaster import MIN_HISTORY_H, MODELS
-from .series import to_hourly
+from carbonsched.providers.grid.forecaster import MIN_HISTORY_H, MODELS
+from carbonsched.providers.grid.series import to_hourly
+from carbonsched.units import parse_utc
 
 DEFAULT_HISTORY_H = 12 * 168 + 192  # the forecaster fits 12 weeks and looks 8 days further back
 MODEL_ORDER = ("forecaster", "persistence", "seasonal_naive_24h", "weekly_mean")
@@ -241,8 +242,6 @@ SIGNAL_NAMES = {"lca": "average-lca", "direct": "average-direct"}
 
 def _parse_time(text: str, path: Path, line: int) -> datetime:
     """ISO 8601 -> aware UTC (a time without offset is UTC), via the one parser in carbonsched.units."""
-    from carbonsched.units import parse_utc
-
     return parse_utc(text.strip(), f"{path}, line {line}: timestamp")
 
 

@@ -8,15 +8,14 @@ the two weeks the forecaster needs. A corrupt file is reported and ignored, neve
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from .series import HourlySeries
+from carbonsched.fileio import write_json_atomic
+from carbonsched.providers.grid.series import HourlySeries
 
 FORMAT_VERSION = 1
 MAX_HISTORY_HOURS = 24 * 120  # keep at most ~4 months of history per zone
@@ -89,13 +88,5 @@ class SeriesCache:
             if old is not None:
                 series = merge_history(old, series)
         path = self.path(series.source, series.zone, series.signal, series.kind)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(_dump(series), fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(path, _dump(series))
         return series

@@ -25,9 +25,10 @@ from carbonsched.errors import GridSourceError
 from carbonsched.models import Forecast, Region
 from carbonsched.units import iso_utc
 
-from .cache import SeriesCache
-from .profile import ProfileSource
-from .series import HourlySeries
+from carbonsched.providers.grid.cache import SeriesCache
+from carbonsched.providers.grid.profile import ProfileSource
+from carbonsched.providers.grid.series import HourlySeries
+from carbonsched.providers.grid.forecaster import forecast_series
 
 MIN_HISTORY_HOURS = 14 * 24
 HISTORY_FETCH_HOURS = 28 * 24
@@ -160,8 +161,6 @@ class ChainedSource:
         )
 
     def _fill_from_history(self, region, start, hours, signal, values, p10, p90, segments, warnings) -> None:
-        from .forecaster import forecast_series
-
         missing = ~np.isfinite(values)
         first_gap = start + timedelta(hours=int(np.argmax(missing)))
         hist = self._history(region, first_gap, signal, warnings)

@@ -23,8 +23,8 @@ import numpy as np
 from carbonsched.errors import SourceNotFoundError, UserInputError
 from carbonsched.models import Region
 
-from .backtest import read_history_csv
-from .series import HourlySeries
+from carbonsched.providers.grid.backtest import read_history_csv
+from carbonsched.providers.grid.series import HourlySeries
 
 SIGNALS = {"lca": "average-lca", "direct": "average-direct"}
 

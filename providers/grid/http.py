@@ -2,9 +2,11 @@
 
 ``get_json`` is the one network entry point of every ``get_*`` function in this package:
 
-- retries connection errors, timeouts, HTTP 429 and 5xx with exponential backoff
-  (``backoff_s * 2**attempt``), honouring a ``Retry-After`` header (seconds or HTTP date),
-  capped at ``max_wait_s`` so a hostile or confused server cannot park the planner for hours;
+- retries connection errors, timeouts, HTTP 429 and 5xx through urllib3's ``Retry`` (mounted on
+  the session's adapter): exponential backoff ``backoff_s * 2**(n-1)`` before retry n plus up to
+  ``jitter_s`` of random jitter (so many clients do not retry in step), or the server's
+  ``Retry-After`` (seconds or HTTP date, on 429/503), capped at ``max_wait_s`` so a hostile or
+  confused server cannot park the planner for hours;
 - maps the final failure onto the grid-source errors of :mod:`carbonsched.errors`:
   401/403 -> ``SourceAuthError`` (the message names the variable to set), 404 ->
   ``SourceNotFoundError``, 429 -> ``SourceQuotaError``, 5xx or network -> ``SourceUnavailableError``,
@@ -19,12 +21,15 @@ from __future__ import annotations
 
 import email.utils
 import json as jsonlib
+import random
 import time
 from datetime import datetime, timezone
 from typing import Callable
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from carbonsched.errors import (
     GridSourceError,
@@ -34,6 +39,7 @@ from carbonsched.errors import (
     SourceQuotaError,
     SourceUnavailableError,
 )
+from carbonsched.models import Forecast
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 60.0
@@ -129,9 +135,63 @@ def error_for_response(response: requests.Response, *, source: str, where: str, 
                   "zone/region and time range", source, status)
 
 
+class _Retry(Retry):
+    """urllib3's ``Retry`` with this module's schedule: ``backoff_s * 2**(n-1)`` before retry n
+    (urllib3 waits nothing before the first) plus jitter, ``Retry-After`` capped at ``max_wait_s``,
+    and every wait through ``sleep_fn`` (injectable, so tests do not wait)."""
+
+    def __init__(self, *args, sleep_fn: Callable[[float], None] = time.sleep, max_wait_s: float = MAX_RETRY_AFTER_S,
+                 first_backoff_s: float = 0.5, **kw):
+        super().__init__(*args, **kw)
+        self.sleep_fn, self.max_wait_s, self.first_backoff_s = sleep_fn, max_wait_s, first_backoff_s
+
+    def new(self, **kw) -> "_Retry":
+        out = super().new(**kw)
+        out.sleep_fn, out.max_wait_s, out.first_backoff_s = self.sleep_fn, self.max_wait_s, self.first_backoff_s
+        return out
+
+    def get_backoff_time(self) -> float:
+        n = len(self.history)
+        if n == 0:
+            return 0.0
+        wait = self.first_backoff_s * 2 ** (n - 1) + (random.random() * self.backoff_jitter if self.backoff_jitter else 0.0)
+        return min(self.max_wait_s, wait)
+
+    def get_retry_after(self, response) -> float | None:
+        wait = parse_retry_after(response.headers.get("Retry-After"))
+        return None if wait is None else min(self.max_wait_s, wait)
+
+    def sleep_for_retry(self, response) -> bool:
+        wait = self.get_retry_after(response)
+        if wait is None:
+            return False
+        self.sleep_fn(wait)
+        return True
+
+    def _sleep_backoff(self) -> None:
+        wait = self.get_backoff_time()
+        if wait > 0:
+            self.sleep_fn(wait)
+
+
+def retrying_session(session: requests.Session | None, *, retries: int, backoff_s: float, jitter_s: float,
+                     max_wait_s: float, sleep: Callable[[float], None]) -> requests.Session:
+    """``session`` (or a new one) whose http(s) adapters retry as described in the module docstring;
+    the final response of a retried status is returned, not raised, so it can be mapped to an error."""
+    session = session or requests.Session()
+    retry = _Retry(total=retries, connect=retries, read=retries, status=retries, other=0, redirect=5,
+                   status_forcelist=RETRY_STATUSES, allowed_methods=None, raise_on_status=False,
+                   respect_retry_after_header=True, backoff_jitter=jitter_s,
+                   sleep_fn=sleep, max_wait_s=max_wait_s, first_backoff_s=backoff_s)
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 def get_json(session: requests.Session | None, method: str, url: str, *, headers: dict | None = None,
              params: dict | None = None, json=None, auth=None, timeout_s: float = 10, retries: int = 3,
-             backoff_s: float = 0.5, source: str = "", sleep: Callable[[float], None] = time.sleep,
+             backoff_s: float = 0.5, jitter_s: float = 0.25, source: str = "", sleep: Callable[[float], None] = time.sleep,
              auth_hint: str = "", max_wait_s: float = MAX_RETRY_AFTER_S) -> dict | list:
     """Send one request (plus up to ``retries`` retries) and return the decoded JSON body.
 
@@ -139,40 +199,29 @@ def get_json(session: requests.Session | None, method: str, url: str, *, headers
     asked ``retries + 1`` times. ``auth_hint`` completes the message of ``SourceAuthError``
     (e.g. "set ELECTRICITYMAPS_TOKEN to a valid API token").
     """
-    session = session or requests.Session()
+    session = retrying_session(session, retries=retries, backoff_s=backoff_s, jitter_s=jitter_s,
+                               max_wait_s=max_wait_s, sleep=sleep)
     where = _where(url)
     secrets = _secrets(headers, auth)
-    attempts = 0
-    while True:
-        attempts += 1
-        last = attempts > retries
-        try:
-            response = session.request(method, url, headers=headers, params=params, json=json, auth=auth,
-                                       timeout=timeout_s)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            if last:
-                raise _error(SourceUnavailableError, f"{source or 'intensity source'}: cannot reach {where} "
-                             f"({type(exc).__name__}) after {attempts} tries; check the network or try later",
-                             source, None) from None
-            sleep(min(max_wait_s, backoff_s * 2 ** (attempts - 1)))
-            continue
-        status = response.status_code
-        if status in RETRY_STATUSES and not last:
-            wait = parse_retry_after(response.headers.get("Retry-After"))
-            if wait is None:
-                wait = backoff_s * 2 ** (attempts - 1)
-            sleep(min(max_wait_s, wait))
-            continue
-        if not 200 <= status < 300:
-            raise error_for_response(response, source=source, where=where, attempts=attempts,
-                                     auth_hint=auth_hint, secrets=secrets)
-        try:
-            return response.json()
-        except ValueError:
-            snippet = " ".join((response.text or "")[:80].split())
-            raise _error(SourcePayloadError, f"{source or 'intensity source'}: {where} answered HTTP {status} "
-                         f"with a body that is not JSON ({snippet!r}); the API may have changed or a proxy "
-                         "intercepted the request", source, status) from None
+    try:
+        response = session.request(method, url, headers=headers, params=params, json=json, auth=auth,
+                                   timeout=timeout_s)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise _error(SourceUnavailableError, f"{source or 'intensity source'}: cannot reach {where} "
+                     f"({type(exc).__name__}) after {retries + 1} tries; check the network or try later",
+                     source, None) from None
+    status = response.status_code
+    if not 200 <= status < 300:
+        done = getattr(getattr(response.raw, "retries", None), "history", ())
+        raise error_for_response(response, source=source, where=where, attempts=len(done) + 1,
+                                 auth_hint=auth_hint, secrets=secrets)
+    try:
+        return response.json()
+    except ValueError:
+        snippet = " ".join((response.text or "")[:80].split())
+        raise _error(SourcePayloadError, f"{source or 'intensity source'}: {where} answered HTTP {status} "
+                     f"with a body that is not JSON ({snippet!r}); the API may have changed or a proxy "
+                     "intercepted the request", source, status) from None
 
 
 def load_payload(payload_or_path, source: str = "") -> dict | list:
@@ -238,7 +287,6 @@ def covered_forecast(region, series, start: datetime, hours: int):
     """
     import numpy as np
 
-    from carbonsched.models import Forecast
 
     zone = region.grid_zone
     values = series.window(start, hours)

@@ -46,8 +46,8 @@ import requests
 from carbonsched.errors import SourceAuthError, SourceNotFoundError, SourcePayloadError
 from carbonsched.models import Forecast, Region
 
-from .http import covered_forecast, get_json, load_payload, number, parse_utc_timestamp, region_window, utc_hour
-from .series import HourlySeries, to_hourly
+from carbonsched.providers.grid.http import covered_forecast, get_json, load_payload, number, parse_utc_timestamp, region_window, utc_hour
+from carbonsched.providers.grid.series import HourlySeries, to_hourly
 
 SOURCE = "watttime"
 DEFAULT_BASE_URL = "https://api.watttime.org"

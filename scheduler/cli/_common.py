@@ -1,0 +1,150 @@
+"""What the command modules share: the parser class, the job flags of plan/submit, "now", and
+the intensity options. Private to cli/ (nothing outside cli/ imports cli/)."""
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+
+from carbonsched.policies.objectives import OBJECTIVES
+from carbonsched.providers.grid import CHOICES as SOURCE_CHOICES
+from carbonsched.spec.job import PROVIDERS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), like every other carbonsched error."""
+
+    def error(self, message: str):
+        self.exit(2, f"carbonsched: error: {message} (see `{self.prog} --help`)\n")
+
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"weights look like carbon=1,cost=0.5 (got {text!r})")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"weight {key.strip()!r} is not a number: {value!r}") from None
+    return out
+
+
+def add_plan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", nargs="?", help="job file (TOML); or describe the job with --gpu/--gpus/--hours")
+    p.add_argument("--batch", metavar="JOBS.toml|DIR",
+                   help="plan many jobs jointly under shared capacity (see carbonsched.spec.batch_file for the format)")
+    p.add_argument("--capacity", type=float, metavar="GPUS",
+                   help="with --batch: GPUs per hour per (region, GPU type) where the batch file sets none")
+    g = p.add_argument_group("job (override the file)")
+    g.add_argument("--gpu", help="reference GPU the runtime is for, e.g. A100, H100, L4")
+    g.add_argument("--gpus", type=int, help="GPUs per instance, e.g. 8")
+    g.add_argument("--hours", help="runtime on the reference GPUs, e.g. 12 or 90m")
+    g.add_argument("--name", help="job label")
+    w = p.add_argument_group("window (UTC)")
+    w.add_argument("--earliest-start", metavar="ISO8601")
+    w.add_argument("--deadline", metavar="ISO8601", help="the job must finish by then")
+    w.add_argument("--max-delay", metavar="DURATION", help="latest start after the earliest, e.g. 24h, 2d")
+    c = p.add_argument_group("constraints")
+    c.add_argument("--accept-gpu", action="append", metavar="GPU", help="acceptable GPU type (repeatable)")
+    c.add_argument("--gpu-count", action="append", type=int, metavar="N", help="acceptable GPUs per instance (repeatable)")
+    c.add_argument("--provider", action="append", choices=PROVIDERS, help="allowed provider (repeatable)")
+    c.add_argument("--region", action="append", metavar="PATTERN", help="allowed region glob, e.g. 'aws:eu-*' (repeatable)")
+    c.add_argument("--exclude-region", action="append", metavar="PATTERN", help="excluded region glob (repeatable)")
+    c.add_argument("--min-gpu-memory-gb", type=float, metavar="GB")
+    c.add_argument("--max-usd-per-hour", type=float, metavar="USD")
+    c.add_argument("--max-total-usd", type=float, metavar="USD")
+    c.add_argument("--carbon-budget-kg", type=float, metavar="KG")
+    c.add_argument("--spot", action="store_true", default=None, help="also consider spot capacity")
+    o = p.add_argument_group("policy and model")
+    o.add_argument("--objective", choices=OBJECTIVES)
+    o.add_argument("--order", metavar="T,T,...", type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+                   help="for lexicographic: term order, e.g. carbon,cost")
+    o.add_argument("--tolerance-pct", type=float, metavar="PCT", help="for lexicographic: differences below this tie")
+    o.add_argument("--weights", type=parse_weights, metavar="T=W,...", help="for weighted: carbon=1,cost=0.5,time=0")
+    o.add_argument("--risk", choices=["mean", "p90"], help="rank carbon by the mean forecast or its p90 (risk-averse)")
+    o.add_argument("--intensity-source", choices=SOURCE_CHOICES,
+                   help="where intensities come from (default: settings, 'auto': a live source when its credentials are set)")
+    o.add_argument("--intensity-file", action="append", metavar="[ZONE=]PATH",
+                   help="your own hourly history (CSV/Parquet; repeatable): replayed where it covers the window, "
+                        "forecast from beyond it")
+    o.add_argument("--intensity-file-signal", choices=["lca", "direct"], default="lca",
+                   help="what the history files hold: lifecycle (lca, default) or direct intensity")
+    o.add_argument("--utilisation-factor", type=float, metavar="U", help="GPU power / TDP while training (default 0.84)")
+    o.add_argument("--baseline-region", metavar="REGION", help="the 'default region, now' to compare with (default aws:us-east-1)")
+    out = p.add_argument_group("output")
+    out.add_argument("--now", metavar="ISO8601", help="plan as of this instant (default: the clock); makes plans reproducible")
+    out.add_argument("--top", type=int, metavar="N",
+                     help="placements to show (default 10, or the whole front for pareto; 0 = all)")
+    out.add_argument("--json", action="store_true", help="machine-readable output (schema_version 1)")
+    out.add_argument("--plot", metavar="FILE.png", help="also draw the top regions' forecasts with the chosen windows "
+                                                        "(needs carbonsched[plot])")
+
+
+def overrides(a: argparse.Namespace) -> dict:
+    """Flags -> a raw job table in the file's shape (only flags that were given)."""
+    raw: dict = {}
+
+    def put(path: str, value):
+        if value is None:
+            return
+        *parents, leaf = path.split(".")
+        table = raw
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[leaf] = value
+
+    put("gpu", a.gpu)
+    put("gpus", a.gpus)
+    if a.hours is not None:
+        try:
+            put("hours", float(a.hours))
+        except ValueError:
+            put("hours", a.hours)
+    put("name", a.name)
+    put("window.earliest_start", a.earliest_start)
+    put("window.deadline", a.deadline)
+    put("window.max_delay", a.max_delay)
+    put("constraints.gpu_types", a.accept_gpu)
+    put("constraints.gpu_counts", a.gpu_count)
+    put("constraints.providers", a.provider)
+    put("constraints.regions", a.region)
+    put("constraints.exclude_regions", a.exclude_region)
+    put("constraints.min_gpu_memory_gb", a.min_gpu_memory_gb)
+    put("constraints.max_usd_per_hour", a.max_usd_per_hour)
+    put("constraints.max_total_usd", a.max_total_usd)
+    put("constraints.carbon_budget_kg", a.carbon_budget_kg)
+    put("constraints.spot", a.spot)
+    put("policy.objective", a.objective)
+    put("policy.weights", a.weights)
+    put("policy.risk", a.risk)
+    put("policy.order", a.order)
+    put("policy.tolerance_pct", a.tolerance_pct)
+    put("power.utilisation_factor", a.utilisation_factor)
+    put("baseline.region", a.baseline_region)
+    return raw
+
+
+def intensity_options(a: argparse.Namespace, source_name: str | None):
+    """(settings, forecast source or None) from --intensity-source/--source and --intensity-file:
+    one place for every command that plans or forecasts."""
+    from carbonsched.settings import resolve_settings
+
+    settings = resolve_settings({"intensity_source": source_name})
+    if not getattr(a, "intensity_file", None):
+        return settings, None
+    from carbonsched.providers.grid import build_forecast_source
+
+    return settings, build_forecast_source(settings, name=source_name, files=a.intensity_file,
+                                           file_signal=a.intensity_file_signal)
+
+
+def now_from(a: argparse.Namespace) -> datetime:
+    from carbonsched.units import parse_utc
+
+    return parse_utc(a.now, "--now") if a.now else datetime.now(timezone.utc)
+
+
+def fmt(x, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"

@@ -1,0 +1,82 @@
+"""``carbonsched forecast``: a region's or zone's hourly intensity; ``forecast backtest`` scores the forecaster."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from carbonsched.errors import UserInputError
+from carbonsched.cli._common import SOURCE_CHOICES, fmt, intensity_options, now_from
+
+
+def cmd_forecast(a: argparse.Namespace) -> int:
+    if a.target == "backtest":
+        return backtest_cmd(a)
+    from carbonsched.planning.region_forecast import forecast_intensity, forecast_to_dict
+
+    settings, source = intensity_options(a, a.source)
+    f = forecast_intensity(a.target, now=now_from(a), hours=a.hours, settings=settings, forecast_source=source)
+    if a.plot:
+        from carbonsched.cli.plots import plot_forecast
+
+        plot_forecast(f, a.plot)
+    if a.json:
+        print(json.dumps(forecast_to_dict(f), indent=2))
+    else:
+        from carbonsched.cli.render import render_forecast
+
+        print(render_forecast(f))
+        if a.plot:
+            print(f"plot written to {a.plot}")
+    return 0
+
+
+def backtest_cmd(a: argparse.Namespace) -> int:
+    from carbonsched.providers.grid.backtest import backtest, read_history_csv
+
+    if not a.history:
+        raise UserInputError("forecast backtest needs --history FILE (an hourly history CSV) and usually --zone Z")
+    if not 1 <= a.horizon <= 168:
+        raise UserInputError(f"--horizon must be between 1 and 168 hours, got {a.horizon}")
+    values, start, info = read_history_csv(a.history, zone=a.zone, signal=a.signal)
+    try:
+        result = backtest(values, start, horizon_h=a.horizon, zone=info.get("zone") or a.zone or "")
+    except ValueError as exc:
+        raise UserInputError(f"cannot backtest {a.history}: {exc}") from None
+    doc = result.to_dict()
+    if a.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    from carbonsched.cli.render import table
+
+    rows = [[name, fmt(m.get("mae")), fmt(m.get("mape")), fmt(m.get("spearman"), 2)] for name, m in doc["models"].items()]
+    print(f"Backtest of {doc['zone'] or a.history}: {len(result.origins)} rolling origins, horizon {a.horizon} h, "
+          f"signal {info.get('signal')}")
+    print(table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3}))
+    return 0
+
+
+def register(sub, common) -> None:
+    f = sub.add_parser(
+        "forecast", parents=[common], help="carbon-intensity forecast of a region or grid zone; or backtest the forecaster",
+        description="Hourly grid carbon intensity for a cloud region (aws:eu-west-1) or an Electricity Maps zone "
+                    "(DE), from the configured source with fallbacks. `carbonsched forecast backtest --history FILE "
+                    "--zone Z` scores the forecaster against naive baselines on your history.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  carbonsched forecast aws:eu-west-1 --hours 48\n"
+               "  carbonsched forecast DE --json\n  carbonsched forecast gcp:europe-west4 --plot ci.png\n"
+               "  carbonsched forecast backtest --history ES_2022_hourly.csv --signal lca --horizon 24")
+    f.add_argument("target", metavar="REGION_OR_ZONE", help="region id, grid zone, or 'backtest'")
+    f.add_argument("--hours", type=int, default=48, help="hours from now (default 48, max 336)")
+    f.add_argument("--source", choices=SOURCE_CHOICES,
+                   help="intensity source (default: settings, 'auto')")
+    f.add_argument("--intensity-file", action="append", metavar="[ZONE=]PATH", help="hourly history file (repeatable)")
+    f.add_argument("--intensity-file-signal", choices=["lca", "direct"], default="lca")
+    f.add_argument("--now", metavar="ISO8601", help="forecast from this instant (default: the clock)")
+    f.add_argument("--plot", metavar="FILE.png", help="also draw the forecast (needs carbonsched[plot])")
+    f.add_argument("--json", action="store_true")
+    b = f.add_argument_group("backtest")
+    b.add_argument("--history", metavar="FILE", help="hourly history CSV (simple, 123-zone wide, or Electricity Maps export)")
+    b.add_argument("--zone", help="zone column of a wide history file")
+    b.add_argument("--horizon", type=int, default=24, help="forecast horizon in hours (default 24)")
+    b.add_argument("--signal", choices=["lca", "direct"], default="lca", help="which column of an Electricity Maps export")
+    f.set_defaults(func=cmd_forecast)

@@ -1,0 +1,229 @@
+"""CLI for the job lifecycle: submit, status, list, cancel, logs, agent (thin: parse, call, format)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+
+from carbonsched.errors import UserInputError
+from carbonsched.cli._common import add_plan_args, intensity_options, now_from, overrides
+
+
+def _store(a):
+    from carbonsched.settings import resolve_settings
+
+    settings = resolve_settings()
+    return settings, _store_for(settings)
+
+
+def _store_for(settings):
+    from carbonsched.run.store import Store
+
+    return Store.for_settings(settings)
+
+
+def _factory(settings):
+    from carbonsched.providers.cloud import get_launcher
+
+    cache = {}
+
+    def factory(name):
+        if name not in cache:
+            cache[name] = get_launcher(name, settings)
+        return cache[name]
+
+    return factory
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def cmd_submit(a: argparse.Namespace) -> int:
+    from carbonsched.cli.plan import cmd_plan
+    from carbonsched.spec.job import job_from_dict, merge, read_job_file
+    from carbonsched.providers.cloud import LAUNCHERS
+    from carbonsched.planning import plan as make_plan
+    from carbonsched.cli.render import render_plan
+    from carbonsched.run.submit import submit
+
+    if a.dry_run:
+        return cmd_plan(a)
+    raw = read_job_file(a.job) if a.job else {}
+    job = job_from_dict(merge(raw, overrides(a)))
+    if not job.command:
+        raise UserInputError("submit needs a command to run: add command = \"python train.py\" to the job file")
+    settings, source = intensity_options(a, a.intensity_source)
+    store = _store_for(settings)
+    now = now_from(a)
+    plan = make_plan(job, now=now, settings=settings, top=max(a.max_attempts, 10), forecast_source=source)
+    if a.max_attempts < 1:
+        raise UserInputError("--max-attempts must be at least 1")
+    launcher = a.launcher
+    if launcher != "auto" and launcher not in LAUNCHERS:
+        raise UserInputError(f"unknown launcher {launcher!r}; choose auto, {', '.join(LAUNCHERS)}")
+    if not a.json:
+        print(render_plan(plan))
+    if not a.yes:
+        if not sys.stdin.isatty():
+            raise UserInputError("submit asks for confirmation; pass --yes to submit without a terminal")
+        via = plan.best.provider if launcher == "auto" else launcher
+        answer = input(f"Submit {job.name!r} via {via} ({plan.best.region_id}, start {plan.best.start:%Y-%m-%d %H:%M} UTC)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not submitted")
+            return 1
+    stored, outcome = submit(job, now=now, settings=settings, store=store, launcher=launcher, plan=plan,
+                             launcher_factory=_factory(settings), max_attempts=a.max_attempts)
+    job_now = store.get(stored.id)
+    if a.json:
+        print(json.dumps(_job_doc(store, job_now), indent=2))
+    elif outcome is None:
+        hours = (stored.start_at - now).total_seconds() / 3600
+        print(f"job {stored.id} scheduled for {stored.start_at:%Y-%m-%d %H:%M} UTC (in {hours:.1f} h); "
+              "`carbonsched agent` launches it then")
+    else:
+        print(f"job {stored.id}: {outcome.state}" + (f" ({outcome.resource_id})" if outcome.resource_id else "")
+              + (f": {outcome.message}" if outcome.message else ""))
+    return 0 if job_now.state in ("scheduled", "running", "succeeded") else 1
+
+
+def _job_doc(store, job) -> dict:
+    from dataclasses import asdict
+
+    from carbonsched.units import iso_utc
+
+    attempts = [{k: (iso_utc(v) if isinstance(v, datetime) else v) for k, v in asdict(x).items()} for x in store.attempts(job.id)]
+    best = (job.plan.get("placements") or [None])[0]
+    return {
+        "schema_version": 1, "id": job.id, "name": job.name, "state": job.state, "launcher": job.launcher,
+        "created_at": iso_utc(job.created_at), "updated_at": iso_utc(job.updated_at), "start_at": iso_utc(job.start_at),
+        "resource_id": job.resource_id, "region_id": job.region_id, "instance_type": job.instance_type,
+        "exit_code": job.exit_code, "planned": best, "baseline": job.plan.get("baseline"),
+        "attempts": attempts, "events": store.events(job.id),
+    }
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from carbonsched.run.submit import refresh_status
+
+    settings, store = _store(a)
+    jobs = [store.get(a.job_id)] if a.job_id else store.jobs()
+    factory = _factory(settings)
+    jobs = [refresh_status(store, j, factory, _now()) if j.state == "running" else j for j in jobs]
+    if a.json:
+        doc = _job_doc(store, jobs[0]) if a.job_id else {"schema_version": 1, "jobs": [_job_doc(store, j) for j in jobs]}
+        print(json.dumps(doc, indent=2))
+        return 0
+    if not a.job_id:
+        return _print_list(jobs)
+    job = jobs[0]
+    d = _job_doc(store, job)
+    print(f"job {job.id} ({job.name}): {job.state}, launcher {job.launcher}")
+    print(f"  planned start {d['start_at']}" + (f"; resource {job.resource_id}" if job.resource_id else "")
+          + (f"; exit code {job.exit_code}" if job.exit_code is not None else ""))
+    if d["planned"]:
+        p = d["planned"]
+        print(f"  plan: {p['region_id']} {p['instance_type']} {p['gpu_count']}x{p['gpu']}, {p['kg_co2e']:.3g} kgCO2e, "
+              f"${p['cost_usd']:.2f}" + (f", {p['saving_vs_baseline_pct']:.0f}% below baseline" if p.get("saving_vs_baseline_pct") is not None else ""))
+    for x in d["attempts"]:
+        print(f"  attempt {x['attempt']} ({x['region_id']} {x['instance_type']}): {x['outcome']}"
+              + (f" [{x['error_code']}]" if x["error_code"] else "") + (f" {x['message']}" if x["message"] else ""))
+    for e in d["events"]:
+        why = e.get("reason") or e.get("message")
+        print(f"  {e['at']} {e['kind']}" + (f": {why}" if why else ""))
+    return 0
+
+
+def _print_list(jobs) -> int:
+    from carbonsched.cli.render import table
+
+    if not jobs:
+        print("no jobs; submit one with `carbonsched submit JOB.toml`")
+        return 0
+    rows = [[j.id, j.name, j.state, j.start_at.strftime("%Y-%m-%d %H:%M"), j.region_id or "-", j.launcher] for j in jobs]
+    print(table(["id", "name", "state", "start (UTC)", "region", "launcher"], rows))
+    return 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    _, store = _store(a)
+    jobs = store.jobs(tuple(a.state) if a.state else None)
+    if a.json:
+        print(json.dumps({"schema_version": 1, "jobs": [_job_doc(store, j) for j in jobs]}, indent=2))
+        return 0
+    return _print_list(jobs)
+
+
+def cmd_cancel(a: argparse.Namespace) -> int:
+    from carbonsched.run.submit import cancel
+
+    settings, store = _store(a)
+    job = cancel(store, a.job_id, _factory(settings), _now())
+    print(f"job {job.id}: {job.state}")
+    return 0
+
+
+def cmd_logs(a: argparse.Namespace) -> int:
+    settings, store = _store(a)
+    job = store.get(a.job_id)
+    if not job.resource_id:
+        raise UserInputError(f"job {job.id} has not started ({job.state}); no logs yet")
+    from carbonsched.run.submit import launcher_for_resource
+
+    text = _factory(settings)(launcher_for_resource(job.resource_id)).logs(job.resource_id)
+    if text is None:
+        raise UserInputError(f"logs of job {job.id} are not available from the {job.launcher} launcher")
+    sys.stdout.write(text)
+    return 0
+
+
+def cmd_agent(a: argparse.Namespace) -> int:
+    from carbonsched.run.submit import run_agent
+
+    import math
+
+    if not math.isfinite(a.interval) or a.interval <= 0:
+        raise UserInputError("--interval must be a number of seconds > 0")
+    if not math.isfinite(a.stale_after) or a.stale_after < 0:
+        raise UserInputError("--stale-after must be a number of seconds >= 0")
+    settings, store = _store(a)
+    launched = run_agent(store, _factory(settings), _now, once=a.once, interval_s=a.interval,
+                         stale_after_s=a.stale_after, log=lambda line: print(line, flush=True))
+    if a.once:
+        print(f"{launched} job(s) launched")
+    return 0
+
+
+def register(sub, common) -> None:
+    s = sub.add_parser("submit", parents=[common], help="plan, then launch now or defer to the chosen start",
+                       description="Plan the job, store it, and launch it in the best placement (failing over down "
+                                   "the ranking on capacity errors), or schedule it for the agent when the best "
+                                   "start is later. --dry-run is exactly `plan`.")
+    add_plan_args(s)
+    s.add_argument("--dry-run", action="store_true", help="only plan (same as `carbonsched plan`)")
+    s.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    s.add_argument("--launcher", default="auto", help="auto (each placement's own cloud, so failover can cross "
+                                                      "providers), local, aws, gcp")
+    s.add_argument("--max-attempts", type=int, default=3, help="placements to try on capacity errors (default 3)")
+    s.set_defaults(func=cmd_submit)
+    st = sub.add_parser("status", parents=[common], help="the job store: one job's story, or all jobs")
+    st.add_argument("job_id", nargs="?", metavar="JOB")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+    ls = sub.add_parser("list", parents=[common], help="list stored jobs")
+    ls.add_argument("--state", action="append", choices=["scheduled", "launching", "running", "succeeded", "failed", "cancelled"])
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    c = sub.add_parser("cancel", parents=[common], help="cancel a job (terminates its instance or process)")
+    c.add_argument("job_id", metavar="JOB")
+    c.set_defaults(func=cmd_cancel)
+    lg = sub.add_parser("logs", parents=[common], help="a job's output, where the launcher keeps it")
+    lg.add_argument("job_id", metavar="JOB")
+    lg.set_defaults(func=cmd_logs)
+    ag = sub.add_parser("agent", parents=[common], help="launch scheduled jobs when they come due",
+                        description="Launch due jobs, resume launches a crash interrupted, and record finished runs.")
+    ag.add_argument("--once", action="store_true", help="one pass, then exit")
+    ag.add_argument("--interval", type=float, default=60.0, help="seconds between passes (default 60)")
+    ag.add_argument("--stale-after", type=float, default=300.0, help="seconds before a stuck launch is resumed")
+    ag.set_defaults(func=cmd_agent)

@@ -1,0 +1,78 @@
+"""``carbonsched plan``: rank placements for one job, or many jobs under shared capacity (--batch)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from carbonsched.errors import UserInputError
+from carbonsched.cli._common import add_plan_args, intensity_options, now_from, overrides
+
+EPILOG_PLAN = """\
+examples:
+  carbonsched plan examples/job.toml
+  carbonsched plan --gpu A100 --gpus 8 --hours 12 --max-delay 24h
+  carbonsched plan job.toml --objective cost --top 5 --json
+  carbonsched plan job.toml --region 'gcp:europe-*' --region 'aws:eu-*' --deadline 2026-12-01T00:00Z
+
+Flags override the job file's keys. Times are UTC (ISO 8601). Without --max-delay or a
+deadline only "start now" is considered. Job file keys: see `python -m pydoc carbonsched.spec.job`.
+"""
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from carbonsched.spec.job import job_from_dict, merge, read_job_file
+    from carbonsched.planning import plan
+
+    if a.top is not None and a.top < 0:
+        raise UserInputError("--top must be >= 0 (0 shows all)")
+    if getattr(a, "batch", None):
+        return plan_batch(a)
+    raw = read_job_file(a.job) if a.job else {}
+    job = job_from_dict(merge(raw, overrides(a)))
+    top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)
+    settings, source = intensity_options(a, a.intensity_source)
+    result = plan(job, now=now_from(a), top=top or None, settings=settings, forecast_source=source)
+    if a.plot:
+        from carbonsched.cli.plots import plot_plan
+
+        plot_plan(result, a.plot)
+    if a.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        from carbonsched.cli.render import render_plan
+
+        print(render_plan(result))
+        if a.plot:
+            print(f"plot written to {a.plot}")
+    return 0
+
+
+def plan_batch(a: argparse.Namespace) -> int:
+    from carbonsched.planning.batch import plan_batch
+    from carbonsched.spec.batch_file import read_batch
+
+    if a.job:
+        raise UserInputError("give either a job file or --batch, not both")
+    jobs, capacity, default = read_batch(a.batch)
+    if a.capacity is not None:
+        default = a.capacity
+    settings, source = intensity_options(a, a.intensity_source)
+    result = plan_batch(jobs, now=now_from(a), capacity=capacity or None, default_capacity=default,
+                        settings=settings, forecast_source=source, objective=a.objective)
+    doc = result.to_dict()
+    if a.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    from carbonsched.cli.render import render_batch
+
+    print(render_batch(doc))
+    return 0
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("plan", parents=[common], help="dry-run ranking of placements for a job",
+                       description="Rank placements (offering x start time) for a training job and compare "
+                                   "with the baseline 'default region, start now'.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_PLAN)
+    add_plan_args(p)
+    p.set_defaults(func=cmd_plan)

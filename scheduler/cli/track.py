@@ -1,0 +1,204 @@
+"""CLI commands ``track``, ``estimate`` and ``report`` (registered through ``cli.COMMAND_MODULES``).
+
+Thin: parse, call ``carbonsched.measure.track`` / ``calculator`` / ``ledger`` / ``report``, format.
+While a command is tracked, stdout belongs to it: the tracker's summary goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from carbonsched.errors import CarbonschedError, UserInputError
+
+EPILOG_TRACK = """\
+examples:
+  carbonsched track --region gcp:us-central1 -- python train.py --epochs 3
+  carbonsched track --job llama-ft --plan plan.json -- torchrun --nproc-per-node 8 train.py
+  carbonsched track --out run.json --gpu A100 --gpus 8 -- ./train.sh   (no NVML: modelled GPU energy)
+
+The command's exit status is returned (128+N if killed by signal N; 127 if not found);
+SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 are passed on to it. GPU energy: NVML energy counters
+(pip install 'carbonsched[gpu]'), else sampled NVML power, else the power model; CPU: RAPL when
+readable, else the model. The record says which.
+"""
+
+
+def _power(a):
+    from carbonsched.models import PowerModel
+
+    return PowerModel(utilisation_factor=a.utilisation_factor) if a.utilisation_factor is not None else PowerModel()
+
+
+def cmd_track(a: argparse.Namespace) -> int:
+    from carbonsched.settings import resolve_settings
+    from carbonsched.measure.energy import CPU_CHAIN, GPU_CHAIN
+    from carbonsched.measure.track import measurement_dir, open_store, run_tracked, write_record
+
+    cmd = list(a.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if a.gpus is not None and a.gpus < 1:
+        raise UserInputError(f"--gpus must be at least 1, got {a.gpus}")
+    if a.region:
+        from carbonsched.refdata import resolve_region
+
+        resolve_region(a.region)  # fail before the run, not after it
+    if a.plan:
+        _read_plan(a.plan)
+    settings = resolve_settings()
+    gpu_chain = GPU_CHAIN if a.gpu_method == "auto" else (a.gpu_method,)
+    cpu_chain = CPU_CHAIN if a.cpu_method == "auto" else (a.cpu_method,)
+    m = run_tracked(cmd, gpu_chain=gpu_chain, cpu_chain=cpu_chain, power=_power(a), gpu=a.gpu, gpus=a.gpus or 0,
+                    interval_s=a.interval, job_id=a.job, region_id=a.region,
+                    plan_file=str(Path(a.plan).resolve()) if a.plan else None)
+    record = m.to_dict()
+    written = []
+    if a.out:
+        try:
+            written.append(write_record(record, a.out))
+        except OSError as exc:  # the run happened: keep its record somewhere
+            fallback = measurement_dir(settings) / f"{m.started_at:%Y%m%dT%H%M%SZ}.json"
+            written.append(write_record(record, fallback))
+            print(f"carbonsched: warning: cannot write {a.out} ({exc.strerror}); record kept in {fallback}", file=sys.stderr)
+    if a.job:
+        try:
+            open_store(settings).save_measurement(a.job, record)
+            written.append(f"job store ({a.job})")
+        except CarbonschedError as exc:  # the run happened: never lose its record
+            fallback = measurement_dir(settings) / f"{a.job}.json"
+            written.append(write_record(record, fallback))
+            print(f"carbonsched: warning: the job store is unusable ({exc}); record kept in {fallback}", file=sys.stderr)
+    elif not a.out:
+        written.append(write_record(record, measurement_dir(settings) / f"{m.started_at:%Y%m%dT%H%M%SZ}.json"))
+    if not a.quiet:
+        print(f"carbonsched: exit {m.exit_code} after {m.wall_seconds:.1f} s; IT energy {m.it_energy_kwh:.6f} kWh "
+              f"(GPU {m.gpu['method']} {m.gpu['energy_kwh']:.6f}, CPU {m.cpu['method']} {m.cpu['energy_kwh']:.6f}, "
+              f"memory model {m.memory['energy_kwh']:.6f})", file=sys.stderr)
+        for w in m.warnings:
+            print(f"carbonsched: note: {w}", file=sys.stderr)
+        print("carbonsched: record written to " + ", ".join(map(str, written)), file=sys.stderr)
+    return m.exit_code
+
+
+def _read_plan(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        raise UserInputError(f"plan file {path} does not exist; write one with `carbonsched plan ... --json > {path}`") from None
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"plan file {path} is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or "placements" not in doc:
+        raise UserInputError(f"{path} is not a plan (carbonsched plan --json output)")
+    return doc
+
+
+def cmd_estimate(a: argparse.Namespace) -> int:
+    from carbonsched.cli.render import render_comparison
+    from carbonsched.measure.mlco2 import compare, read_calculator_data
+
+    data = read_calculator_data(a.calculator_data) if a.calculator_data else None
+    c = compare(a.gpu, a.gpus, a.hours, a.region, power=_power(a), vcpus=a.vcpus, memory_gib=a.memory_gib,
+                calculator_data=data, calculator_gpu=a.calculator_gpu)
+    print(json.dumps(c.to_dict(), indent=2) if a.json else render_comparison(c))
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from carbonsched.providers.grid import build_forecast_source
+
+    from carbonsched.measure.ledger import build_ledger
+    from carbonsched.measure.report import disclosure, render
+    from carbonsched.settings import resolve_settings
+    from carbonsched.measure.track import load_job_record, open_store, read_record
+
+    if bool(a.job) == bool(a.measurement):
+        raise UserInputError("give a job id or --measurement FILE (one of them)")
+    settings = resolve_settings({"intensity_source": a.intensity_source})
+    store = open_store(settings) if a.job else None
+    record = read_record(a.measurement) if a.measurement else load_job_record(a.job, settings, store)
+    plan = _read_plan(a.plan) if a.plan else (_read_plan(record["plan_file"]) if record.get("plan_file") else None)
+    region = a.region
+    if store is not None and (plan is None or region is None):
+        from carbonsched.run.store import UnknownJobError
+
+        try:  # a submitted job: the store knows its plan and where it ran
+            job = store.get(a.job)
+            plan = plan or job.plan
+            region = region or job.region_id
+        except UnknownJobError:
+            pass  # a label used only with `track --job`
+    source = build_forecast_source(settings)
+    ledger = build_ledger(record, source=source, region=region, plan=plan,
+                          baseline_region=a.baseline_region or settings.default_region, gpu=a.gpu, power=_power(a))
+    text = render(disclosure(ledger, record), a.format)
+    if a.plot:
+        from carbonsched.cli.plots import plot_report
+
+        plot_report(ledger, a.plot)
+    if a.output:
+        with open(a.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    if a.plot and a.format != "json":
+        print(f"plot written to {a.plot}", file=sys.stderr)
+    return 0
+
+
+def register(sub, common) -> None:
+    t = sub.add_parser("track", parents=[common], help="run a command and measure its energy and emissions",
+                       description="Run CMD, measure GPU/CPU energy while it runs, write a measurement record (JSON).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_TRACK,
+                       usage="carbonsched track [options] -- CMD [ARG ...]")
+    t.add_argument("--job", metavar="JOB", help="job id (or any label): the record goes into the job store under it")
+    t.add_argument("--out", metavar="FILE", help="also write the record (JSON) here; without --job or --out it goes to "
+                                                 "$CARBONSCHED_HOME/measurements/")
+    t.add_argument("--region", metavar="REGION", help="where it runs, e.g. gcp:us-central1 (for the report)")
+    t.add_argument("--plan", metavar="PLAN.json", help="the plan it follows (carbonsched plan --json), for forecast vs actual")
+    t.add_argument("--gpu", help="GPU type, for the modelled fallback when NVML is unavailable")
+    t.add_argument("--gpus", type=int, help="GPU count, for the modelled fallback")
+    t.add_argument("--gpu-method", choices=["auto", "nvml", "nvml-energy", "nvml-power", "model"], default="auto")
+    t.add_argument("--cpu-method", choices=["auto", "rapl", "model"], default="auto")
+    t.add_argument("--interval", type=float, default=1.0, metavar="S", help="sampling period in seconds (default 1)")
+    t.add_argument("--utilisation-factor", type=float, metavar="U", help="for modelled GPU energy (default 0.84)")
+    t.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    t.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command to run")
+    t.set_defaults(func=cmd_track)
+
+    e = sub.add_parser("estimate", parents=[common], help="emissions estimate beside the ML CO2 Impact calculator's",
+                       description="TDP x hours x intensity (the ML CO2 Impact calculator) beside carbonsched's model "
+                                   "(utilisation factor, host power, PUE, embodied), each term shown.",
+                       epilog="example: carbonsched estimate --gpu V100 --gpus 1 --hours 100 --region gcp:us-central1")
+    e.add_argument("--gpu", required=True)
+    e.add_argument("--gpus", type=int, default=1)
+    e.add_argument("--hours", type=float, required=True, help="wall-clock hours on --gpus GPUs")
+    e.add_argument("--region", required=True, metavar="REGION")
+    e.add_argument("--utilisation-factor", type=float, metavar="U")
+    e.add_argument("--vcpus", type=float, help="host vCPUs (default: the catalog's instance)")
+    e.add_argument("--memory-gib", type=float, help="host memory (default: the catalog's instance)")
+    e.add_argument("--calculator-data", metavar="DIR", help="folder with the calculator's gpus.csv and impact.csv")
+    e.add_argument("--calculator-gpu", metavar="NAME", help="the calculator's hardware name, when ours does not match one")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_estimate)
+
+    from carbonsched.providers.grid import CHOICES
+
+    r = sub.add_parser("report", parents=[common], help="disclosure text of a tracked run (Markdown, LaTeX, JSON)",
+                       description="Forecast vs actual and a disclosure paragraph for a tracked run.",
+                       epilog="example: carbonsched report --measurement run.json --region gcp:us-central1 --format latex")
+    r.add_argument("job", nargs="?", metavar="JOB", help="job id (its record in the store or measurement folder)")
+    r.add_argument("--measurement", metavar="FILE", help="a measurement record from carbonsched track")
+    r.add_argument("--format", choices=["md", "latex", "json"], default="md")
+    r.add_argument("--plan", metavar="PLAN.json", help="the plan (default: the one named in the record)")
+    r.add_argument("--region", metavar="REGION", help="where it ran (default: the record's)")
+    r.add_argument("--baseline-region", metavar="REGION", help="counterfactual region (default: settings' default region)")
+    r.add_argument("--gpu", help="GPU type when NVML's device name is not recognised")
+    r.add_argument("--utilisation-factor", type=float, metavar="U", help="for the energy-estimate comparison")
+    r.add_argument("--intensity-source", choices=CHOICES)
+    r.add_argument("--plot", metavar="FILE.png", help="forecast vs actual plot")
+    r.add_argument("--output", "-o", metavar="FILE", help="write the text here instead of stdout")
+    r.set_defaults(func=cmd_report)
+

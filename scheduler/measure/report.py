@@ -1,0 +1,151 @@
+"""Disclosure of a tracked run's emissions: Markdown or LaTeX to paste into a paper or model card,
+and a machine-readable JSON record (``schema`` ``carbonsched.disclosure``, ``schema_version`` 1).
+
+Everything comes from a ``Ledger`` (``carbonsched.measure.ledger``) and its measurement record; the text
+states hardware, hours, provider/region, energy and how it was obtained, PUE, kgCO2e with the
+intensity's source, kind and signal, the embodied share, the saving against the baseline, the
+plan's forecast error, and the uncertainty. Output is deterministic (no generation timestamp),
+so it can be checked into a repository and diffed.
+"""
+from __future__ import annotations
+
+import json
+
+from carbonsched.measure.ledger import Ledger
+from carbonsched import __version__
+
+SCHEMA = "carbonsched.disclosure"
+SCHEMA_VERSION = 1
+FORMATS = ("md", "latex", "json")
+PROVIDERS = {"aws": "Amazon Web Services", "gcp": "Google Cloud"}
+METHODS = {
+    "nvml-energy": "NVML total-energy counters",
+    "nvml-power": "NVML power readings integrated over time",
+    "nvml-mixed": "NVML energy counters and power readings",
+    "nvml": "NVML",
+    "rapl": "RAPL package energy counters",
+    "model": "carbonsched's power model",
+    "none": "not measured",
+}
+SIGNALS = {"average-lca": "average, lifecycle", "average-direct": "average, direct emissions", "marginal": "marginal"}
+
+
+def _f(x: float, digits: int) -> str:
+    """Fixed ``digits`` decimals; 3 significant digits for values that would print as zero."""
+    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
+        return f"{x:.3g}"
+    return f"{x:,.{digits}f}"
+
+
+def disclosure(ledger: Ledger, record: dict) -> dict:
+    """The facts of the disclosure, with the numbers rounded as they are printed."""
+    provider = ledger.region_id.split(":", 1)[0]
+    share = ledger.kg_co2e_embodied / ledger.kg_co2e * 100 if ledger.kg_co2e > 0 else 0.0
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "job_id": ledger.job_id,
+        "hardware": {"gpu": ledger.gpu_name, "gpu_count": ledger.gpu_count, "host": record.get("host", {})},
+        "provider": PROVIDERS.get(provider, provider), "region_id": ledger.region_id, "location": ledger.location,
+        "started_at": ledger.to_dict()["started_at"], "ended_at": ledger.to_dict()["ended_at"],
+        "wall_hours": ledger.wall_hours, "gpu_hours": ledger.wall_hours * ledger.gpu_count,
+        "energy": {"it_kwh": ledger.it_energy_kwh, "facility_kwh": ledger.facility_energy_kwh, "pue": ledger.pue,
+                   "methods": dict(ledger.energy_methods),
+                   "parts_kwh": {k: record[k]["energy_kwh"] for k in ("gpu", "cpu", "memory")}},
+        "intensity": {"g_per_kwh": ledger.intensity_g_per_kwh, "source": ledger.intensity_source,
+                      "kind": ledger.intensity_kind, "signal": ledger.intensity_signal, "weighting": "energy per hour"},
+        "emissions": {"kg_co2e_operational": ledger.kg_co2e_operational, "kg_co2e_embodied": ledger.kg_co2e_embodied,
+                      "kg_co2e": ledger.kg_co2e, "embodied_share_pct": share},
+        "baseline": ledger.baseline, "forecast": ledger.forecast, "energy_estimate": ledger.energy_estimate,
+        "uncertainty": ledger.uncertainty, "warnings": list(ledger.warnings),
+        "method": (("measured" if any(v not in ("model",) for v in ledger.energy_methods.values()) else
+                    "estimated from the power model (no energy counter was readable)")
+                   + f" with carbonsched {__version__} (carbonsched track); emissions = energy per hour x PUE x "
+                   "grid intensity of that hour, plus embodied GPU emissions amortised over their service life"),
+        "exit_code": record.get("exit_code"),
+    }
+
+
+def _methods_phrase(d: dict) -> str:
+    m = d["energy"]["methods"]
+    return (f"GPU: {METHODS.get(m['gpu'], m['gpu'])}; CPU: {METHODS.get(m['cpu'], m['cpu'])}; "
+            f"memory: {METHODS.get(m['memory'], m['memory'])}")
+
+
+def _sentences(d: dict, co2: str, tilde: str, pm: str) -> list[str]:
+    """The disclosure as sentences; ``co2`` spells CO2e, ``tilde`` a non-breaking space, ``pm`` plus-minus."""
+    hw = f"{d['hardware']['gpu_count']}x {d['hardware']['gpu']}" if d["hardware"]["gpu_count"] else "CPU only"
+    e, i, em = d["energy"], d["intensity"], d["emissions"]
+    unc = d["uncertainty"].get("total_rel", 0.0) * 100
+    out = [
+        f"Training ran on {hw} ({d['provider']}, region {d['region_id']}, {d['location']}) for "
+        f"{_f(d['wall_hours'], 2)}{tilde}h ({_f(d['gpu_hours'], 2)} GPU-hours), from {d['started_at']} to {d['ended_at']}.",
+        f"It used {_f(e['it_kwh'], 3)}{tilde}kWh of IT energy ({_methods_phrase(d)}), "
+        f"{_f(e['facility_kwh'], 3)}{tilde}kWh with the data centre's PUE of {e['pue']:g}.",
+        f"At a grid carbon intensity of {_f(i['g_per_kwh'], 1)}{tilde}g{co2}/kWh "
+        f"({SIGNALS.get(i['signal'], i['signal'])}; {i['kind']} from {i['source']}, weighted by the energy used in each hour), "
+        f"this emitted {_f(em['kg_co2e_operational'], 3)}{tilde}kg{co2}, plus {_f(em['kg_co2e_embodied'], 3)}{tilde}kg{co2} "
+        f"embodied in the GPUs ({_f(em['embodied_share_pct'], 1)}{tilde}% of the total): "
+        f"{_f(em['kg_co2e'], 3)}{tilde}kg{co2} in all ({pm}{_f(unc, 0)}{tilde}%).",
+    ]
+    b = d.get("baseline")
+    if b and b.get("saving_pct") is not None:
+        word = "less" if b["saving_pct"] >= 0 else "more"
+        out.append(f"Running in the default region ({b['region_id']}) at the same time would have emitted "
+                   f"{_f(b['kg_co2e'], 3)}{tilde}kg{co2}; this placement emitted {_f(abs(b['saving_pct']), 1)}{tilde}% {word}.")
+    f = d.get("forecast")
+    if f and f.get("error_pct") is not None:
+        def pct(key):
+            return "n/a" if f.get(key) is None else f"{f[key]:+.1f}{tilde}%"
+
+        out.append(f"The plan had forecast {_f(f['kg_co2e'], 3)}{tilde}kg{co2} "
+                   f"(actual {pct('error_pct')}: energy {pct('energy_error_pct')}, intensity {pct('intensity_error_pct')}).")
+    out.append(f"Emissions were {d['method']}.")
+    return out
+
+
+def render_markdown(d: dict) -> str:
+    text = " ".join(_sentences(d, "CO2e", " ", "±"))
+    e, em, i = d["energy"], d["emissions"], d["intensity"]
+    hw = f"{d['hardware']['gpu_count']}x {d['hardware']['gpu']}" if d["hardware"]["gpu_count"] else "CPU only"
+    rows = [
+        ("hardware", hw),
+        ("provider / region", f"{d['provider']} / {d['region_id']}"),
+        ("wall time", f"{_f(d['wall_hours'], 2)} h"),
+        ("IT energy", f"{_f(e['it_kwh'], 3)} kWh (GPU {_f(e['parts_kwh']['gpu'], 3)}, CPU {_f(e['parts_kwh']['cpu'], 3)}, "
+                      f"memory {_f(e['parts_kwh']['memory'], 3)})"),
+        ("PUE", f"{e['pue']:g}"),
+        ("intensity", f"{_f(i['g_per_kwh'], 1)} gCO2e/kWh ({i['signal']}, {i['kind']}, {i['source']})"),
+        ("operational", f"{_f(em['kg_co2e_operational'], 3)} kgCO2e"),
+        ("embodied", f"{_f(em['kg_co2e_embodied'], 3)} kgCO2e ({_f(em['embodied_share_pct'], 1)} %)"),
+        ("total", f"{_f(em['kg_co2e'], 3)} kgCO2e ± {_f(d['uncertainty'].get('total_rel', 0) * 100, 0)} %"),
+    ]
+    if d.get("baseline"):
+        rows.append(("baseline", f"{_f(d['baseline']['kg_co2e'], 3)} kgCO2e in {d['baseline']['region_id']}"))
+    if d.get("forecast"):
+        rows.append(("forecast", f"{_f(d['forecast']['kg_co2e'], 3)} kgCO2e (error {d['forecast']['error_pct']:+.1f} %)"))
+    table = "\n".join(["| quantity | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+    notes = "".join(f"\n- {w}" for w in d["warnings"])
+    return (f"### Carbon emissions\n\n{text}\n\n{table}\n"
+            f"\nUncertainty: {d['uncertainty'].get('note', '')}.\n" + (f"\nNotes:{notes}\n" if notes else ""))
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}"}  # "~" stays: the sentences use it as a non-breaking space
+
+
+def _latex_escape(text: str) -> str:
+    """Escape LaTeX specials in one pass (so the braces of \\textbackslash{} are not escaped again)."""
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def render_latex(d: dict) -> str:
+    body = _latex_escape(" ".join(_sentences(d, "CO2e", "~", "PLUSMINUS")))
+    body = body.replace("CO2e", r"CO$_2$e").replace("PLUSMINUS", r"$\pm$")
+    return f"\\subsection*{{Carbon emissions}}\n{body}\n"
+
+
+def render_json(d: dict) -> str:
+    return json.dumps(d, indent=2) + "\n"
+
+
+def render(d: dict, fmt: str) -> str:
+    return {"md": render_markdown, "latex": render_latex, "json": render_json}[fmt](d)

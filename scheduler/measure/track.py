@@ -1,0 +1,317 @@
+"""Measure what a command really used: ``carbonsched track -- CMD ...`` as a library.
+
+``run_tracked(cmd, ...)`` starts CMD as a child process, forwards SIGINT/SIGTERM/SIGHUP/SIGUSR1/
+SIGUSR2 to it, samples energy readers every ``interval_s`` while it runs, and returns a
+``Measurement`` with the child's exit status (a child killed by signal N reports ``128 + N``, as
+shells do; a command that cannot be found reports 127, one that cannot be executed 126).
+
+Energy comes from the readers in ``measure/energy.py`` (NVML, RAPL, else the power model); the
+record says which method produced each number.
+
+Measurement record (``Measurement.to_dict()``, JSON, ``schema_version`` 1; see ``RECORD_FIELDS``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Callable, Sequence
+
+from carbonsched.errors import TrackError
+from carbonsched.fileio import write_json_atomic
+from carbonsched.measure.energy import CPU_CHAIN, CPU_READERS, GPU_CHAIN, GPU_READERS, J_PER_KWH, open_first
+from carbonsched.models import PowerModel
+from carbonsched.units import iso_utc
+from carbonsched import __version__
+from carbonsched.errors import UserInputError
+from carbonsched.run.store import Store
+from carbonsched.settings import resolve_settings
+
+SCHEMA = "carbonsched.measurement"
+SCHEMA_VERSION = 1
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+
+RECORD_FIELDS = {
+    "schema": "always 'carbonsched.measurement'",
+    "schema_version": "1",
+    "job_id": "job id given with --job, or null",
+    "command": "argv of the tracked command",
+    "exit_code": "the command's exit status (128+N when killed by signal N; 127 not found)",
+    "signals_forwarded": "names of the signals passed on to the command, in order",
+    "started_at / ended_at": "ISO 8601 UTC",
+    "wall_seconds": "elapsed time (monotonic clock)",
+    "host": "{hostname, vcpus, memory_gib}",
+    "region_id": "where it ran (--region), or null",
+    "plan_file": "the plan JSON given with --plan, or null",
+    "gpu": "{method, energy_kwh, devices: [{index, name, method, energy_kwh, mean_power_w, tdp_w, "
+           "utilisation_mean_pct, utilisation_max_pct, samples, missed_samples}]}",
+    "cpu": "{method, energy_kwh, domains}",
+    "memory": "{method, energy_kwh, memory_gib}",
+    "it_energy_kwh": "gpu + cpu + memory (before PUE)",
+    "hourly": "[{hour, it_energy_kwh}] energy per UTC hour (sums to it_energy_kwh)",
+    "power_model": "the PowerModel behind any modelled part",
+    "sample_interval_s / samples": "sampling period and count",
+    "warnings": "fallbacks taken and anything else to know",
+}
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def hourly_split(started_at: datetime, samples: list[tuple[float, float]]) -> list[dict]:
+    """Energy per UTC hour from cumulative samples ``(t_s, joules)`` (t_s from the start).
+
+    Between two samples energy is taken as linear in time, so an interval crossing an hour
+    boundary is split by the time on each side.
+    """
+    out: dict[datetime, float] = {}
+    for (t0, e0), (t1, e1) in zip(samples, samples[1:]):
+        if t1 <= t0:
+            continue
+        a, b = started_at + timedelta(seconds=t0), started_at + timedelta(seconds=t1)
+        rate = (e1 - e0) / (t1 - t0)
+        while a < b:
+            hour = a.replace(minute=0, second=0, microsecond=0)
+            nxt = min(b, hour + timedelta(hours=1))
+            out[hour] = out.get(hour, 0.0) + rate * (nxt - a).total_seconds()
+            a = nxt
+    if not out:
+        out[started_at.replace(minute=0, second=0, microsecond=0)] = samples[-1][1] if samples else 0.0
+    return [{"hour": iso_utc(h), "it_energy_kwh": j / J_PER_KWH} for h, j in sorted(out.items())]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one tracked run used. ``to_dict()`` is the measurement record (module docstring)."""
+
+    command: tuple[str, ...]
+    exit_code: int
+    started_at: datetime
+    ended_at: datetime
+    wall_seconds: float
+    gpu: dict
+    cpu: dict
+    memory: dict
+    hourly: tuple[dict, ...]
+    host: dict
+    power_model: dict
+    sample_interval_s: float
+    samples: int
+    signals_forwarded: tuple[str, ...] = ()
+    job_id: str | None = None
+    region_id: str | None = None
+    plan_file: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def it_energy_kwh(self) -> float:
+        return self.gpu["energy_kwh"] + self.cpu["energy_kwh"] + self.memory["energy_kwh"]
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "carbonsched_version": __version__,
+            "job_id": self.job_id, "command": list(self.command), "exit_code": self.exit_code,
+            "signals_forwarded": list(self.signals_forwarded),
+            "started_at": iso_utc(self.started_at), "ended_at": iso_utc(self.ended_at),
+            "wall_seconds": self.wall_seconds, "host": dict(self.host), "region_id": self.region_id,
+            "plan_file": self.plan_file, "gpu": self.gpu, "cpu": self.cpu, "memory": self.memory,
+            "it_energy_kwh": self.it_energy_kwh, "hourly": list(self.hourly), "power_model": self.power_model,
+            "sample_interval_s": self.sample_interval_s, "samples": self.samples, "warnings": list(self.warnings),
+        }
+
+
+def memory_gib() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+def _terminal_already_delivers(signum: int) -> bool:
+    """True for SIGINT when we are the terminal's foreground process group: Ctrl-C reaches the whole
+    group (the child included), so forwarding would deliver it twice. A SIGINT sent to the tracker
+    alone (``kill -INT``, no terminal) is forwarded."""
+    if signum != signal.SIGINT:
+        return False
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chain: Sequence = CPU_CHAIN,
+                power: PowerModel | None = None, gpu: str | None = None, gpus: int = 0, vcpus: float | None = None,
+                memory_gib_: float | None = None, interval_s: float = 1.0, job_id: str | None = None,
+                region_id: str | None = None, plan_file: str | None = None,
+                clock: Callable[[], datetime] | None = None, monotonic: Callable[[], float] = time.monotonic,
+                rapl_root: str | Path = "/sys/class/powercap", nvml=None, on_start: Callable | None = None) -> Measurement:
+    """Run ``cmd`` to completion under measurement (see the module docstring).
+
+    ``gpu_chain``/``cpu_chain`` hold reader names (``GPU_READERS``/``CPU_READERS``) or ready
+    readers (tests inject fakes here). ``gpu``/``gpus`` name the hardware for the model fallback.
+    ``clock`` gives the wall-clock start (UTC); durations come from ``monotonic``.
+    """
+    if not cmd:
+        raise TrackError("nothing to track: give the command after --, e.g. carbonsched track -- python train.py",
+                         exit_code=2)
+    if not (interval_s > 0 and math.isfinite(interval_s)):
+        raise TrackError(f"--interval must be a positive number of seconds, got {interval_s!r}", exit_code=2)
+    power = power or PowerModel()
+    clock = clock or (lambda: datetime.now(timezone.utc))
+    warnings: list[str] = []
+    kw = dict(power=power, gpu=gpu, gpus=gpus, vcpus=vcpus, rapl_root=rapl_root, nvml=nvml)
+    gpu_reader = open_first(gpu_chain, GPU_READERS, warnings, "GPU", **kw)
+    cpu_reader = open_first(cpu_chain, CPU_READERS, warnings, "CPU", **kw)
+    mem_gib = memory_gib() if memory_gib_ is None else memory_gib_
+    if gpu_reader.method == "model" and not gpus:
+        warnings.append("GPU: no GPU measured and none given (--gpu/--gpus): GPU energy is 0")
+
+    started_at, t0 = clock(), monotonic()
+    samples: list[tuple[float, float]] = []
+    forwarded: list[str] = []
+
+    def take(t_abs: float) -> None:
+        t = t_abs - t0
+        samples.append((t, gpu_reader.sample(t_abs) + cpu_reader.sample(t_abs) + mem_gib * power.host_w_per_gib * t))
+
+    take(t0)
+    proc = _start(cmd)
+    with _forwarding_signals(proc, forwarded):
+        if on_start:
+            on_start(proc)
+        while True:
+            try:
+                proc.wait(timeout=interval_s)
+                break
+            except subprocess.TimeoutExpired:
+                take(monotonic())
+    t_end = monotonic()
+    take(t_end)
+    wall = t_end - t0
+    g, c = gpu_reader.close(t_end), cpu_reader.close(t_end)
+    warnings.extend(_missed_sample_warnings(g["devices"]))
+    mem_j = mem_gib * power.host_w_per_gib * wall
+    code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+    return Measurement(
+        command=tuple(cmd), exit_code=code, started_at=started_at,
+        ended_at=started_at + timedelta(seconds=wall), wall_seconds=wall,
+        gpu={"method": g["method"], "energy_kwh": g["energy_j"] / J_PER_KWH, "devices": g["devices"]},
+        cpu={"method": c["method"], "energy_kwh": c["energy_j"] / J_PER_KWH, "domains": c.get("domains", []),
+             **({"vcpus": c["vcpus"]} if "vcpus" in c else {})},
+        memory={"method": "model", "energy_kwh": mem_j / J_PER_KWH, "memory_gib": mem_gib},
+        hourly=tuple(hourly_split(started_at, samples)),
+        host={"hostname": socket.gethostname(), "vcpus": os.cpu_count(), "memory_gib": round(mem_gib, 3)},
+        power_model=power.to_dict(), sample_interval_s=interval_s, samples=len(samples),
+        signals_forwarded=tuple(forwarded), job_id=job_id, region_id=region_id, plan_file=plan_file,
+        warnings=tuple(warnings),
+    )
+
+
+def _start(cmd: Sequence[str]) -> subprocess.Popen:
+    """The child process (no shell); TrackError with the shell's exit codes when it cannot start."""
+    try:
+        return subprocess.Popen(list(cmd))
+    except FileNotFoundError:
+        raise TrackError(f"command not found: {cmd[0]}", exit_code=127) from None
+    except PermissionError:
+        raise TrackError(f"command not executable: {cmd[0]}", exit_code=126) from None
+
+
+@contextmanager
+def _forwarding_signals(proc: subprocess.Popen, forwarded: list[str]):
+    """While inside, FORWARDED_SIGNALS go to ``proc`` (unless the terminal already sent them to
+    its process group) and their names are appended to ``forwarded``; handlers restored after."""
+    def forward(signum, _frame):
+        if not _terminal_already_delivers(signum):
+            try:
+                proc.send_signal(signum)
+            except ProcessLookupError:
+                pass
+        forwarded.append(signal.Signals(signum).name)
+
+    previous = {}
+    for name in FORWARDED_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _missed_sample_warnings(devices: list[dict]) -> list[str]:
+    return [f"GPU {d['index']} ({d['name']}): {d['missed_samples']} NVML reads failed; their samples are missing "
+            "(the counter keeps its last value, sampled power is integrated across the gap)"
+            for d in devices if d.get("missed_samples")]
+
+
+# -- records on disk and in the job store -----------------------------------------------------
+def open_store(settings=None):
+    """The job store (``$CARBONSCHED_HOME/jobs.sqlite``), which keeps measurements by job id."""
+    return Store.for_settings(settings or resolve_settings())
+
+
+def measurement_dir(settings) -> Path:
+    return Path(settings.home) / "measurements"
+
+
+def write_record(record: dict, path: str | Path) -> Path:
+    return write_json_atomic(path, record, indent=2)
+
+
+def read_record(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserInputError(f"measurement file {path} does not exist; write one with `carbonsched track --out`") from None
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"measurement file {path} is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise UserInputError(f"{path} is not a carbonsched measurement record (no schema {SCHEMA!r})")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise UserInputError(f"{path}: measurement schema_version {doc.get('schema_version')!r} is not supported "
+                             f"(this carbonsched reads {SCHEMA_VERSION})")
+    return doc
+
+
+def load_job_record(job_id: str, settings, store=None) -> dict:
+    """The record of ``job_id`` from the job store (``store`` or the settings' one)."""
+    return (store or open_store(settings)).load_measurement(job_id)
+
+
+def past_records(settings, store=None) -> list[dict]:
+    """Every measurement in the job store plus the loose records in the measurement directory
+    (runs tracked without --job), for calibration."""
+    out = list((store or open_store(settings)).list_measurements())
+    for p in sorted(measurement_dir(settings).glob("*.json")):
+        try:
+            out.append(read_record(p))
+        except (UserInputError, OSError, UnicodeDecodeError):  # a foreign or broken file is skipped
+            continue
+    return out

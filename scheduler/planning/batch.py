@@ -1,0 +1,304 @@
+"""Batch planning: place many jobs at once under shared GPU capacity.
+
+``plan_batch(jobs, now=..., capacity=...)`` builds each job's candidates exactly as ``plan``
+does (``candidates.job_candidates``: offerings passing its constraints x start hours, estimates,
+feasibility mask incl. deadline), keeps each job's ``top_k`` feasible candidates by the
+objective, and assigns one candidate per job with ``carbonsched.policies.assignment.solve`` (LP/MILP,
+HiGHS) so that, for every (region, GPU type, UTC hour), the GPUs in use stay within capacity.
+
+Capacity (GPUs of one type available in one region, per hour; hours are UTC hour slots from the
+hour containing ``now``; a run holds its GPUs in every slot it touches, partial hours included):
+
+* ``capacity=None``: unlimited (each job simply gets its best candidate);
+* a number: the same for every (region, GPU type);
+* ``{(region_id, gpu): gpus}`` or nested ``{region_id: {gpu: gpus}}`` -- the shape a cloud
+  adapter's quotas take (e.g. ``{"aws:eu-north-1": {"H100": 16}}``); pairs not listed get
+  ``default_capacity`` (None = unlimited). On-demand and spot share one pool per pair.
+
+Objective (lower is better, summed over jobs): ``"carbon"`` (kgCO2e, default; the forecast's p90
+for jobs whose policy has ``risk = "p90"``), ``"cost"`` (USD), ``"time"`` (finish hours after
+now), or weights ``{"carbon": 1, "cost": 0.5}`` / a weighted ``Policy``: ``sum_t w_t x_t / m_t``
+with ``m_t`` the mean of term t over every feasible candidate of the batch (scale-free).
+
+Comparisons: ``greedy`` = jobs in submission order, each taking its best remaining candidate
+(same candidate sets) given the capacity used so far; ``baseline`` = each job's planner
+baseline, "default region, start now", which ignores capacity.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from carbonsched.errors import InfeasibleError, UserInputError
+from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
+from carbonsched.policies import Policy
+from carbonsched.policies.assignment import BatchProblem, greedy, min_unplaced, solve
+from carbonsched.providers.cloud import choose_offering_source
+from carbonsched.providers.grid import build_forecast_source
+from carbonsched.settings import Settings, resolve_settings
+from carbonsched.spec.job import JobSpec
+from carbonsched.units import iso_utc
+from carbonsched.planning.assemble import with_saving
+from carbonsched.planning.candidates import JobCandidates, job_candidates
+from carbonsched.planning.infeasible import infeasible_error
+
+
+@dataclass(frozen=True, eq=False)
+class BatchPlan:
+    now: datetime
+    names: tuple[str, ...]
+    placements: tuple[Placement, ...]  # one per job, in submission order
+    baselines: tuple[Placement | None, ...]
+    greedy: tuple[Placement | None, ...]  # None: greedy found no slot for the job
+    objective: str
+    solver: dict
+    warnings: tuple[str, ...] = ()
+
+    @staticmethod
+    def _totals(ps) -> dict:
+        ps = [p for p in ps if p is not None]
+        return {"jobs": len(ps), "kg_co2e": sum(p.kg_co2e for p in ps), "cost_usd": sum(p.cost_usd for p in ps),
+                "energy_kwh": sum(p.energy_kwh for p in ps), "gpu_hours": sum(p.gpu_count * p.runtime_hours for p in ps)}
+
+    def totals(self) -> dict:
+        return self._totals(self.placements)
+
+    def to_dict(self) -> dict:
+        totals = self.totals()
+        greedy_tot = self._totals(self.greedy)
+        greedy_tot["unplaced"] = [n for n, g in zip(self.names, self.greedy) if g is None]
+        placed = [p for p, g in zip(self.placements, self.greedy) if g is not None]
+        greedy_tot["kg_saved_by_batch"] = greedy_tot["kg_co2e"] - sum(p.kg_co2e for p in placed)
+        base_tot = self._totals(self.baselines)
+        base_tot["jobs_without_baseline"] = [n for n, b in zip(self.names, self.baselines) if b is None]
+        with_base = [p for p, b in zip(self.placements, self.baselines) if b is not None]
+        base_tot["kg_saved_by_batch"] = base_tot["kg_co2e"] - sum(p.kg_co2e for p in with_base)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "now": iso_utc(self.now),
+            "objective": self.objective,
+            "jobs": [{"name": n, "placement": placement_to_dict(p),
+                      "baseline": placement_to_dict(b) if b else None,
+                      "greedy": placement_to_dict(g) if g else None}
+                     for n, p, b, g in zip(self.names, self.placements, self.baselines, self.greedy)],
+            "totals": totals, "greedy": greedy_tot, "baseline": base_tot,
+            "solver": dict(self.solver), "warnings": list(self.warnings),
+        }
+
+
+def capacity_lookup(capacity, default_capacity: float | None = None):
+    """A function (region_id, gpu) -> GPUs per hour (math.inf = unlimited) from the accepted shapes."""
+    def check(v, where):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise UserInputError(f"capacity {where} must be a number of GPUs >= 0, got {v!r}")
+        return float(v)
+
+    default = math.inf if default_capacity is None else check(default_capacity, "default")
+    if capacity is None:
+        return lambda region_id, gpu: default
+    if isinstance(capacity, (int, float)) and not isinstance(capacity, bool):
+        value = check(capacity, "(uniform)")
+        return lambda region_id, gpu: value
+    table = {}
+    for key, value in dict(capacity).items():
+        if isinstance(key, tuple) and len(key) == 2:
+            table[(key[0].lower(), key[1])] = check(value, f"for {key}")
+        elif isinstance(key, str) and isinstance(value, dict):
+            for gpu, v in value.items():
+                table[(key.lower(), gpu)] = check(v, f"for ({key}, {gpu})")
+        else:
+            raise UserInputError(f"capacity keys are (region_id, gpu) pairs or region ids mapping GPU -> count, got {key!r}")
+    return lambda region_id, gpu: table.get((region_id, gpu), default)
+
+
+def _objective(objective) -> tuple[str, dict[str, float]]:
+    if objective is None:
+        return "carbon", {"carbon": 1.0}
+    if isinstance(objective, Policy):
+        if objective.objective in ("carbon", "cost", "time"):
+            return objective.objective, {objective.objective: 1.0}
+        if objective.objective == "weighted":
+            return "weighted", {k: float(v) for k, v in objective.weights.items() if v}
+        raise UserInputError(f"batch planning supports the carbon, cost, time and weighted objectives, not {objective.objective!r}")
+    if isinstance(objective, str):
+        if objective not in ("carbon", "cost", "time"):
+            raise UserInputError(f"batch objective must be carbon, cost, time or a weights mapping, got {objective!r}")
+        return objective, {objective: 1.0}
+    weights = {k: float(v) for k, v in dict(objective).items() if v}
+    Policy("weighted", weights={"carbon": 0.0, "cost": 0.0, "time": 0.0, **weights})  # validates
+    return "weighted", weights
+
+
+def _terms(jc) -> dict[str, np.ndarray]:
+    c = jc.cands
+    return {"carbon": c.kg_co2e, "cost": np.broadcast_to(c.cost_usd[:, None], c.shape), "time": c.end_h}
+
+
+def _short_reason(exc: InfeasibleError, eliminated: dict[str, int]) -> str:
+    """'deadline, max_total_usd; to fix: ...' from a planner InfeasibleError and the counts of the
+    constraints that decided it."""
+    names = [k for k, v in sorted(eliminated.items(), key=lambda kv: -kv[1]) if v][:3]
+    msg = str(exc)
+    fix = msg.split("; to fix: ", 1)[1].split(" (alone", 1)[0] if "; to fix: " in msg else ""
+    return "rejected by " + ", ".join(names or ["its constraints"]) + (f"; to fix: {fix}" if fix else "")
+
+
+def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_capacity: float | None = None,
+               settings: Settings | None = None, top_k: int | None = 50, objective=None,
+               offerings_source=None, forecast_source=None, time_limit_s: float = 30.0,
+               mip_rel_gap: float = 1e-3) -> BatchPlan:
+    """Jointly place ``jobs`` under capacity (see the module docstring); InfeasibleError, naming
+    the jobs and the constraint, when no joint placement exists."""
+    if not jobs:
+        raise UserInputError("plan_batch needs at least one job")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise UserInputError(f"top_k must be a whole number >= 1 (or None for all), got {top_k!r}")
+    settings = settings or resolve_settings()
+    offerings_source = offerings_source or choose_offering_source(settings)  # as plan(): cache and quotas
+    forecast_source = forecast_source or build_forecast_source(settings)
+    name, weights = _objective(objective)
+    names = _unique_names(jobs)
+    jcs = _all_candidates(jobs, names, now=now, settings=settings, offerings_source=offerings_source,
+                          forecast_source=forecast_source)
+    scores = _scores(jcs, weights, scale_free=name == "weighted")
+    cap_of = capacity_lookup(capacity, default_capacity)
+
+    warnings = []
+    batch = build_problem(jcs, scores, cap_of, top_k)
+    sol = solve(batch.problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+    if sol is None and batch.pruned:
+        wider = None if top_k is None else top_k * 4
+        batch = build_problem(jcs, scores, cap_of, wider)
+        sol = solve(batch.problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+        if sol is not None:
+            warnings.append(f"capacity left no joint placement among each job's top {top_k} candidates; "
+                            f"searched the top {wider or 'all'}")
+    if sol is None:
+        raise _capacity_error(batch.problem, batch.resources, names, top_k if batch.pruned else None)
+    if sol.status == "time_limit":
+        warnings.append(f"the solver stopped at its {time_limit_s:g} s time limit: the placement is within "
+                        f"{100 * sol.gap_vs_lp:.2f} % of the best possible, not proven optimal")
+
+    baselines = [jc.baseline() for jc in jcs]
+    chosen = [batch.placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
+    g = greedy(batch.problem)
+    greedy_ps = [batch.placement(jc, c, b) if c >= 0 else None for jc, c, b in zip(jcs, g, baselines)]
+    if (g < 0).any():
+        warnings.append(f"greedy (submission order) could not place {int((g < 0).sum())} job(s) within capacity")
+    for jc in jcs:
+        for w in jc.warnings:
+            if w not in warnings:
+                warnings.append(w)
+    solver = {"status": sol.status, "gap": sol.gap_vs_lp, "mip_gap": None if math.isnan(sol.gap) else sol.gap,
+              "seconds": sol.seconds, "lp_integral": sol.lp_integral, "objective_value": sol.objective,
+              "lp_bound": sol.stats.get("lp_bound"), "top_k": top_k,
+              **{k: v for k, v in sol.stats.items() if k != "lp_bound"}}
+    return BatchPlan(now=now, names=tuple(names), placements=tuple(chosen), baselines=tuple(baselines),
+                     greedy=tuple(greedy_ps), objective=name if name != "weighted" else f"weighted {weights}",
+                     solver=solver, warnings=tuple(warnings))
+
+
+def _unique_names(jobs: list[JobSpec]) -> list[str]:
+    """Job names, numbered ``name#2``... where several jobs share one."""
+    counts = Counter(j.name for j in jobs)
+    seen: Counter = Counter()
+    names = []
+    for j in jobs:
+        seen[j.name] += 1
+        names.append(j.name if counts[j.name] == 1 else f"{j.name}#{seen[j.name]}")
+    return names
+
+
+def _all_candidates(jobs: list[JobSpec], names: list[str], **kw) -> list[JobCandidates]:
+    """Each job's candidates, as ``plan`` builds them; InfeasibleError naming every job that has
+    no feasible placement even on its own."""
+    jcs, failed = [], []
+    for n, job in zip(names, jobs):
+        try:
+            jc = job_candidates(job, **kw)
+        except InfeasibleError as exc:  # no offering passes the job's per-offering constraints
+            failed.append((n, exc, exc.eliminated))
+            continue
+        if jc.feasible.any():
+            jcs.append(jc)
+        else:
+            failed.append((n, infeasible_error(jc), jc.numeric_elim))
+    if failed:
+        raise InfeasibleError(f"batch infeasible: {len(failed)} of {len(jobs)} jobs have no feasible placement on their "
+                              "own: " + "; ".join(f"{n!r} {_short_reason(e, el)}" for n, e, el in failed),
+                              {n: sum(el.values()) for n, _, el in failed})
+    return jcs
+
+
+def _scores(jcs: list[JobCandidates], weights: dict[str, float], scale_free: bool) -> list:
+    """Per job, the (O, K) objective ``sum_t w_t x_t / m_t`` (``m_t`` = 1 unless ``scale_free``:
+    then the mean of term t over every feasible candidate of the batch)."""
+    scale = {}
+    for t in weights:
+        vals = [_terms(jc)[t][jc.feasible] for jc in jcs]
+        scale[t] = max(float(np.mean(np.concatenate(vals))), 1e-12) if scale_free else 1.0
+    return [sum(w * _terms(jc)[t] / scale[t] for t, w in weights.items()) for jc in jcs]
+
+
+@dataclass(frozen=True, eq=False)
+class BatchColumns:
+    """The solver's problem and, per column, the job's candidate it stands for."""
+
+    problem: BatchProblem
+    offering: np.ndarray  # row of the job's JobCandidates
+    start: np.ndarray  # index into the job's window.starts
+    resources: list[tuple[str, str]]  # (region_id, gpu) per resource index
+    pruned: bool  # some job kept fewer than all its feasible candidates
+
+    def placement(self, jc: JobCandidates, column: int, baseline: Placement | None) -> Placement:
+        p = jc.placement(int(self.offering[column]), int(self.start[column]))
+        return with_saving(p, baseline) if baseline is not None else p
+
+
+def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None) -> BatchColumns:
+    """The adapter from candidates to the solver's arrays: each job's ``k`` best feasible candidates
+    by score (all when ``k`` is None) become columns holding ``gpu_count`` GPUs of one
+    (region, GPU type) resource over the UTC hour slots ``[floor(start), ceil(end))``."""
+    cols = {key: [] for key in ("job", "cost", "res", "first", "hours", "demand", "o", "k")}
+    resources: dict[tuple[str, str], int] = {}
+    pruned = False
+    for j, (jc, score) in enumerate(zip(jcs, scores)):
+        flat = np.flatnonzero(jc.feasible.ravel())
+        vals = np.asarray(score).ravel()[flat]
+        keep = flat[np.lexsort((flat, vals))][:k] if k is not None else flat
+        pruned |= len(keep) < len(flat)
+        o, kk = np.unravel_index(keep, jc.feasible.shape)
+        start = jc.offset_h + jc.cands.start_h[kk]
+        end = start + jc.cands.runtime_h[o]
+        first = np.floor(start + 1e-9).astype(np.int64)
+        cols["hours"].append(np.maximum(np.ceil(end - 1e-9).astype(np.int64) - first, 1))
+        cols["first"].append(first)
+        cols["res"].append(np.array([resources.setdefault((jc.offerings[i].region_id, jc.offerings[i].gpu), len(resources))
+                                     for i in o], dtype=np.int64))
+        cols["demand"].append(np.array([jc.offerings[i].gpu_count for i in o], dtype=float))
+        cols["job"].append(np.full(len(o), j))
+        cols["cost"].append(np.asarray(score).ravel()[keep] if np.ndim(score) else np.zeros(len(o)))
+        cols["o"].append(o)
+        cols["k"].append(kk)
+    cat = {key: np.concatenate(v) for key, v in cols.items()}
+    caps = np.array([cap_of(r, g) for r, g in resources], dtype=float)
+    prob = BatchProblem(job=cat["job"], cost=cat["cost"], resource=cat["res"], first_hour=cat["first"],
+                        n_hours=cat["hours"], demand=cat["demand"], capacity=caps, n_jobs=len(jcs))
+    return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned)
+
+
+def _capacity_error(prob: BatchProblem, resources: list[tuple[str, str]], names: list[str], top_k) -> InfeasibleError:
+    """Which jobs cannot be placed together, and on which (region, GPU) capacity they compete."""
+    out = min_unplaced(prob)
+    left = [names[j] for j in out]
+    tally = Counter(int(r) for r in prob.resource[np.isin(prob.job, out)])
+    where = ", ".join(f"{resources[r][0]} {resources[r][1]} ({prob.capacity[r]:g} GPUs/h)" for r, _ in tally.most_common(3))
+    scope = f" among each job's top {top_k} candidates" if top_k else ""
+    return InfeasibleError(
+        f"batch infeasible: capacity: at most {prob.n_jobs - len(out)} of {prob.n_jobs} jobs fit together{scope}; "
+        f"cannot place {', '.join(map(repr, left))} (their candidates need {where}); raise those capacities, "
+        "or widen these jobs' windows or regions", {"capacity": len(out)})

@@ -1,0 +1,379 @@
+"""One job's candidates: offerings x start instants, with forecasts, estimates and feasibility.
+
+Steps (``job_candidates``): list offerings (providers.cloud) -> keep those the job may use
+(categorical constraints, counted) -> candidate starts in the window -> the baseline offering
+("default region, start now") -> intensity series per region (providers.grid) -> vectorised
+estimates (``planning.estimate``) -> feasibility (``policies``). The planners rank what this returns.
+
+Candidate starts: the window's first instant (``max(now, earliest_start)``), then every UTC
+hour boundary up to the latest start (``earliest + max_delay``, else the deadline; with neither,
+only the first instant).
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from carbonsched.errors import DataError, InfeasibleError, JobSpecError, UnknownNameError
+from carbonsched.models import Forecast, Gpu, Offering, Placement, Region
+from carbonsched.policies import Candidates, Limits, Policy, feasibility
+from carbonsched.providers.cloud import choose_offering_source
+from carbonsched.providers.cloud.cache import quota_warnings
+from carbonsched.providers.grid import build_forecast_source
+from carbonsched.refdata import read_gpus, read_regions, resolve_region
+from carbonsched.settings import Settings, resolve_settings
+from carbonsched.spec.job import JobSpec, resolve_job
+from carbonsched.units import hours_between, iso_utc
+from carbonsched.planning.assemble import placement_at, with_saving
+from carbonsched.planning.estimate import OfferingArrays, estimate, runtime_hours, spot_expected_runtime
+from carbonsched.planning.infeasible import infeasible_message
+
+MAX_WINDOW_HOURS = 24 * 90
+
+
+MAX_RUNTIME_HOURS = 8760.0
+
+
+@dataclass(frozen=True)
+class Window:
+    earliest: datetime
+    latest_start: datetime
+    deadline: datetime | None
+    starts: tuple[datetime, ...]
+
+
+def candidate_window(job: JobSpec, now: datetime) -> tuple[Window, list[str]]:
+    """The candidate start instants for ``job`` at ``now`` (see module docstring).
+
+    The latest start is fixed by the job (``earliest_start + max_delay``, or the deadline), so an
+    ``earliest_start`` in the past narrows the window rather than shifting it.
+    """
+    warnings = []
+    asked = job.earliest_start or now
+    if job.deadline is not None and job.deadline <= now:
+        raise JobSpecError(f"deadline {iso_utc(job.deadline)} is not after now ({iso_utc(now)}); set a later deadline")
+    if hours_between(now, asked) > MAX_WINDOW_HOURS:
+        raise JobSpecError(f"earliest_start {iso_utc(asked)} is more than {MAX_WINDOW_HOURS // 24} days ahead; "
+                           "plan closer to the start (forecasts that far out are climatology anyway)")
+    if job.max_delay_hours is not None:
+        if job.max_delay_hours > MAX_WINDOW_HOURS:
+            raise JobSpecError(f"max_delay {job.max_delay_hours:g} h is over the {MAX_WINDOW_HOURS} h (90 days) supported")
+        latest = asked + timedelta(hours=job.max_delay_hours)
+        if job.deadline is not None:
+            latest = min(latest, job.deadline)
+    elif job.deadline is not None:
+        latest = job.deadline
+    else:
+        latest = max(asked, now)
+        warnings.append("start times: now only; allow waiting for a greener hour with window.max_delay (--max-delay 24h) or a deadline")
+    earliest = max(asked, now)
+    if asked < now:
+        if latest < now:
+            raise JobSpecError(f"the start window closed at {iso_utc(latest)} (earliest_start {iso_utc(asked)} + max_delay); "
+                               "move earliest_start or lengthen max_delay")
+        warnings.append(f"earliest_start {iso_utc(asked)} is in the past; planning from now until {iso_utc(latest)}")
+    if hours_between(earliest, latest) > MAX_WINDOW_HOURS:
+        raise JobSpecError(f"the start window spans {hours_between(earliest, latest):.0f} h; at most {MAX_WINDOW_HOURS} h (90 days) is supported: shorten max_delay or the deadline")
+    first_boundary = earliest.replace(minute=0, second=0, microsecond=0)
+    if first_boundary < earliest:
+        first_boundary += timedelta(hours=1)
+    n_more = int(math.floor(hours_between(first_boundary, latest) + 1e-9)) + 1 if first_boundary <= latest else 0
+    starts = [earliest] + [first_boundary + timedelta(hours=i) for i in range(n_more) if first_boundary + timedelta(hours=i) > earliest]
+    return Window(earliest, latest, job.deadline, tuple(starts)), warnings
+
+
+# GPUs whose instances have ARM (Graviton) hosts: x86 software does not run there unchanged
+ARM_HOST_GPUS = frozenset({"T4G"})
+
+
+def accepted_gpu_types(job: JobSpec, gpus: dict[str, Gpu]) -> set[str]:
+    """The job's GPU types: as listed, else every GPU with at least the reference GPU's memory
+    (and, unless the reference is one, none on ARM hosts)."""
+    if job.gpu_types:
+        return set(job.gpu_types)
+    ref = gpus[job.gpu]
+    return {name for name, g in gpus.items() if g.memory_gb >= ref.memory_gb
+            and (name not in ARM_HOST_GPUS or job.gpu in ARM_HOST_GPUS)}
+
+
+def _categorical_masks(offerings: list[Offering], job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, np.ndarray]:
+    types = accepted_gpu_types(job, gpus)
+    counts = set(job.gpu_counts or (job.gpus,))
+    ids = [o.region_id for o in offerings]
+    masks = {
+        "gpu_type": np.array([o.gpu in types for o in offerings]),
+        "gpu_count": np.array([o.gpu_count in counts for o in offerings]),
+    }
+    if job.providers:
+        masks["provider"] = np.array([o.provider in job.providers for o in offerings])
+    if job.regions:
+        masks["region"] = np.array([any(fnmatch.fnmatchcase(i, p) for p in job.regions) for i in ids])
+    if job.exclude_regions:
+        masks["exclude_regions"] = np.array([not any(fnmatch.fnmatchcase(i, p) for p in job.exclude_regions) for i in ids])
+    if any(o.max_instances is not None for o in offerings):  # quotas known (refreshed catalog): one instance needed
+        masks["quota"] = np.array([o.max_instances is None or o.max_instances >= 1 for o in offerings])
+    return masks
+
+
+def _speeds(job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, float]:
+    """Throughput per GPU type in one unit: measured where the job gives it, else datasheet-scaled."""
+    ref = gpus[job.gpu]
+    measured = job.throughput or {}
+    ref_speed = measured.get(ref.name, ref.training_tflops)
+    return {name: measured.get(name, ref_speed * g.training_tflops / ref.training_tflops) for name, g in gpus.items()}
+
+
+def _offering_arrays(offerings: list[Offering], regions: dict[str, Region], gpus: dict[str, Gpu],
+                     speeds: dict[str, float], region_rows: dict[str, int], job: JobSpec | None = None) -> OfferingArrays:
+    """Per-offering arrays; with ``job``, also its spot preemption rates and dataset transfer."""
+    def arr(f, dtype=float):
+        return np.array([f(o) for o in offerings], dtype=dtype)
+
+    econ = {}
+    if job is not None and job.spot:
+        econ["preemption_per_h"] = arr(lambda o: job.spot_model.rate_for(o.region_id) if o.market == "spot" else 0.0)
+    if job is not None and job.data is not None:
+        d = job.data
+        home = regions.get(d.home_region)
+        moved = arr(lambda o: o.region_id != d.home_region)
+        econ["transfer_usd"] = d.size_gb * arr(lambda o: d.usd_per_gb_to(o.region_id))
+        econ["transfer_kwh"] = d.size_gb * d.transfer_kwh_per_gb * moved
+        econ["transfer_g_per_kwh"] = arr(lambda o: (regions[o.region_id].yearly_intensity_g_per_kwh
+                                                    + (home.yearly_intensity_g_per_kwh if home else
+                                                       regions[o.region_id].yearly_intensity_g_per_kwh)) / 2)
+    return OfferingArrays(**econ,
+        gpu_count=arr(lambda o: o.gpu_count),
+        speed=arr(lambda o: speeds[o.gpu]),
+        tdp_w=arr(lambda o: gpus[o.gpu].tdp_w),
+        vcpus=arr(lambda o: o.vcpus),
+        memory_gib=arr(lambda o: o.memory_gib),
+        pue=arr(lambda o: regions[o.region_id].pue),
+        embodied_kg_per_gpu=arr(lambda o: gpus[o.gpu].embodied_kg_co2e),
+        usd_per_hour=arr(lambda o: o.price_usd_per_hour),
+        region_index=arr(lambda o: region_rows[o.region_id], dtype=np.int64),
+    )
+
+
+def _forecasts(source, regions: list[Region], start: datetime, hours: int) -> dict[str, Forecast]:
+    """One forecast per region; regions are fetched concurrently when a live source is involved
+    (network-bound), sequentially otherwise (embedded data: threads would only add overhead)."""
+    if getattr(source, "live", None) is None or len(regions) < 2:
+        return {r.region_id: source.forecast(r, start, hours) for r in regions}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(regions))) as pool:
+        results = list(pool.map(lambda r: source.forecast(r, start, hours), regions))
+    return {r.region_id: f for r, f in zip(regions, results)}
+
+
+def _p90(f: Forecast) -> np.ndarray:
+    """The forecast's upper decile (its mean where it has no spread)."""
+    return f.intensity_g_per_kwh if f.p90_g_per_kwh is None else np.fmax(f.p90_g_per_kwh, f.intensity_g_per_kwh)
+
+
+def _intensity_cum(series_list: list[np.ndarray]) -> np.ndarray:
+    """(R, H+1) prefix sums of the hourly series (H = common length)."""
+    series = np.stack(series_list)
+    if not np.all(np.isfinite(series)):
+        raise DataError("an intensity forecast has missing hours; this is a bug in the source that produced it")
+    return np.concatenate([np.zeros((series.shape[0], 1)), np.cumsum(series, axis=1)], axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class JobCandidates:
+    """One job's candidate arrays before ranking (what ``plan`` and the batch planner share).
+
+    Rows of ``est`` are ``offerings`` then, when there is one, ``base_offering`` (row ``O``);
+    column 0 of ``est`` is "start now" (the baseline's start), columns ``1..K`` are
+    ``window.starts``. ``cands`` and ``feasible`` cover the ``O x K`` candidates only.
+    """
+
+    job: JobSpec
+    policy: Policy
+    now: datetime
+    window: Window
+    offerings: list[Offering]
+    base_offering: Offering | None
+    baseline_region: Region
+    regions: dict[str, Region]
+    gpus: dict[str, Gpu]
+    est: object  # carbonsched.planning.estimate.Estimates
+    cands: Candidates
+    limits: Limits
+    feasible: np.ndarray  # (O, K)
+    numeric_elim: dict[str, int]
+    eliminated: dict[str, int]
+    n_total: int
+    n_remaining: int
+    forecasts: dict[str, Forecast]
+    warnings: list[str]
+    t0: datetime  # the hour containing `now`: hour 0 of every forecast
+    offset_h: float  # hours from t0 to now
+    offerings_source: object
+
+    def baseline(self) -> Placement | None:
+        """"Default region, start now" (None when the default region has no matching offering)."""
+        if self.base_offering is None:
+            return None
+        b = placement_at(self.base_offering, self.est, len(self.offerings), 0, self.now,
+                       self.forecasts[self.base_offering.region_id], self.baseline_region)
+        return with_saving(b, b)
+
+    def placement(self, o: int, k: int, **kw) -> Placement:
+        """The Placement of candidate ``(o, k)`` (k indexes ``window.starts``)."""
+        off = self.offerings[o]
+        return placement_at(off, self.est, o, k + 1, self.window.starts[k], self.forecasts[off.region_id],
+                          self.regions[off.region_id], **kw)
+
+
+def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
+                   offerings_source=None, forecast_source=None, horizon_until: datetime | None = None) -> JobCandidates:
+    """Everything ``plan`` computes before ranking: offerings passing the job's per-offering
+    constraints, candidate starts, forecasts, vectorised estimates and the feasibility mask.
+
+    Raises InfeasibleError when no offering passes the per-offering constraints; an empty
+    ``feasible`` mask is left to the caller (``infeasible_error`` explains it).
+    ``horizon_until`` extends the forecasts to at least that instant (interruptible plans).
+    """
+    if now.tzinfo is None:
+        raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
+    job = resolve_job(job)
+    if policy is not None:
+        job = job.with_policy(policy)
+    settings = settings or resolve_settings()
+    offerings_source = offerings_source or choose_offering_source(settings)
+    forecast_source = forecast_source or build_forecast_source(settings)
+    regions, gpus = read_regions(), read_gpus()
+    window, warnings = candidate_window(job, now)
+    K = len(window.starts)
+
+    usable = _usable_offerings(offerings_source, job, regions, gpus, warnings)
+    speeds = _speeds(job, gpus)
+    offerings, eliminated = _allowed_offerings(usable, job, gpus, K, speeds)
+    baseline_region = _baseline_region(job, settings, regions)
+    base_offering = _baseline_offering(job, usable, baseline_region, gpus)
+    if base_offering is None:
+        warnings.append(f"baseline: {baseline_region.region_id} offers no {job.gpus}x{job.gpu} (nor another accepted "
+                        "GPU) on demand; savings are not computed; choose another default region with --baseline-region")
+
+    # hour 0 of every forecast is the hour containing `now`; estimate column 0 is "start now"
+    # (the baseline's start), columns 1.. are the candidate starts
+    t0 = now.replace(minute=0, second=0, microsecond=0)
+    offset = hours_between(t0, now)
+    start_h = np.array([hours_between(now, s) for s in window.starts])
+    everything = offerings + ([base_offering] if base_offering else [])
+    region_ids = sorted({o.region_id for o in everything})
+    arrays = _offering_arrays(everything, regions, gpus, speeds, {r: i for i, r in enumerate(region_ids)}, job)
+    horizon = _horizon_hours(job, arrays, speeds, offset + start_h[-1], t0, horizon_until)
+    forecasts = _forecasts(forecast_source, [regions[r] for r in region_ids], t0, horizon)
+    est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=speeds[job.gpu], power=job.power,
+                   start_h=np.concatenate([[offset], start_h + offset]),
+                   intensity_cum=_intensity_cum([forecasts[r].intensity_g_per_kwh for r in region_ids]),
+                   intensity_cum_p90=_intensity_cum([_p90(forecasts[r]) for r in region_ids]),
+                   loss_per_preemption_h=job.spot_model.loss_per_preemption_hours)
+    cands = _candidates(job, est, offerings, arrays, gpus, start_h)
+    limits = _limits(job, window, now)
+    feasible, numeric_elim = feasibility(cands, limits)
+    return JobCandidates(
+        job=job, policy=job.policy, now=now, window=window, offerings=offerings, base_offering=base_offering,
+        baseline_region=baseline_region, regions=regions, gpus=gpus, est=est, cands=cands, limits=limits,
+        feasible=feasible, numeric_elim=numeric_elim, eliminated=eliminated, n_total=len(usable) * K,
+        n_remaining=len(offerings) * K, forecasts=forecasts, warnings=warnings, t0=t0, offset_h=offset,
+        offerings_source=offerings_source,
+    )
+
+
+def _usable_offerings(offerings_source, job: JobSpec, regions: dict[str, Region], gpus: dict[str, Gpu],
+                      warnings: list[str]) -> list[Offering]:
+    """The source's offerings in known regions with known GPUs (spot only when the job allows it);
+    what the source and the skipped rows say is appended to ``warnings``."""
+    all_offerings = offerings_source.list_offerings()
+    warnings.extend(getattr(offerings_source, "warnings", ()))  # e.g. which catalog (cache or snapshot), its age
+    usable = [o for o in all_offerings if o.region_id in regions and o.gpu in gpus and (job.spot or o.market != "spot")]
+    skipped = sum(1 for o in all_offerings if o.region_id not in regions or o.gpu not in gpus)
+    if skipped:
+        warnings.append(f"{skipped} offerings skipped: their region or GPU is not in the embedded reference data")
+    warnings.extend(quota_warnings(usable))
+    return usable
+
+
+def _baseline_region(job: JobSpec, settings: Settings, regions: dict[str, Region]) -> Region:
+    try:
+        return resolve_region(job.baseline_region or settings.default_region, regions)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"baseline region: {exc} (it comes from --baseline-region, the job's [baseline], "
+                               "CARBONSCHED_DEFAULT_REGION or default_region in the config file)") from None
+
+
+def _horizon_hours(job: JobSpec, arrays: OfferingArrays, speeds: dict[str, float], last_start_h: float,
+                   t0: datetime, horizon_until: datetime | None) -> int:
+    """Forecast hours from ``t0`` that cover the latest start plus the slowest candidate's run
+    (spot restarts included), and at least ``horizon_until``."""
+    runtimes = runtime_hours(job.hours, job.gpus, speeds[job.gpu], arrays.gpu_count, arrays.speed,
+                             job.power.gpu_scaling_efficiency)
+    if arrays.preemption_per_h is not None:
+        runtimes = spot_expected_runtime(runtimes, arrays.preemption_per_h, job.spot_model.loss_per_preemption_hours)
+    horizon = int(math.ceil(last_start_h + runtimes.max())) + 1
+    if horizon_until is not None:
+        horizon = max(horizon, int(math.ceil(hours_between(t0, horizon_until))) + 1)
+    return horizon
+
+
+def _candidates(job: JobSpec, est, offerings: list[Offering], arrays: OfferingArrays, gpus: dict[str, Gpu],
+                start_h: np.ndarray) -> Candidates:
+    """The policy's view of the ``O x K`` candidates (the baseline row and column dropped)."""
+    O = len(offerings)
+    carbon = est.kg_co2e_p90 if job.policy.risk == "p90" else est.kg_co2e
+    return Candidates(kg_co2e=carbon[:O, 1:], cost_usd=est.cost_usd[:O], start_h=start_h,
+                      runtime_h=est.runtime_h[:O], usd_per_hour=arrays.usd_per_hour[:O],
+                      gpu_memory_gb=np.array([gpus[o.gpu].memory_gb for o in offerings]))
+
+
+def _limits(job: JobSpec, window: Window, now: datetime) -> Limits:
+    return Limits(
+        latest_start_h=hours_between(now, window.latest_start),
+        deadline_h=hours_between(now, window.deadline) if window.deadline else None,
+        max_usd_per_hour=job.max_usd_per_hour, max_total_usd=job.max_total_usd,
+        carbon_budget_kg=job.carbon_budget_kg, min_gpu_memory_gb=job.min_gpu_memory_gb,
+    )
+
+
+def _allowed_offerings(usable: list[Offering], job: JobSpec, gpus: dict[str, Gpu], K: int,
+                       speeds: dict[str, float]) -> tuple[list[Offering], dict[str, int]]:
+    """The offerings passing the per-offering constraints, and what each constraint rejected
+    (in candidates, i.e. offerings x K starts). InfeasibleError when none is left.
+
+    Besides the job's constraints, offerings whose estimated runtime exceeds MAX_RUNTIME_HOURS
+    are dropped (``max_runtime``): a GPU hundreds of times slower than the reference is no
+    placement, and its run would outgrow any forecast."""
+    masks = _categorical_masks(usable, job, gpus)
+    runtime = runtime_hours(job.hours, job.gpus, speeds[job.gpu], np.array([o.gpu_count for o in usable], dtype=float),
+                            np.array([speeds[o.gpu] for o in usable]), job.power.gpu_scaling_efficiency)
+    masks["max_runtime"] = runtime <= MAX_RUNTIME_HOURS
+    eliminated = {name: int(np.count_nonzero(~m)) * K for name, m in masks.items()}
+    keep = np.logical_and.reduce(list(masks.values()))
+    if keep.any():
+        return [o for o, k in zip(usable, keep) if k], eliminated
+
+    def allowed_without(name: str) -> np.ndarray:
+        others = [m for n, m in masks.items() if n != name]
+        return np.logical_and.reduce(others) if others else np.ones(len(usable), dtype=bool)
+
+    gains = {name: int(np.count_nonzero(allowed_without(name))) * K for name in masks}
+    counts = sorted({o.gpu_count for o in usable if o.gpu in accepted_gpu_types(job, gpus)})
+    facts = {"gpu_count": "offered counts: " + ", ".join(map(str, counts))}
+    raise InfeasibleError(infeasible_message(eliminated, len(usable) * K, facts, gains), eliminated)
+
+
+def _baseline_offering(job: JobSpec, usable: list[Offering], region: Region, gpus: dict[str, Gpu]) -> Offering | None:
+    """"Default region, start now": the cheapest on-demand offering there of the job's GPU type and
+    count, else of any accepted type with that count (None when there is none)."""
+    here = [o for o in usable if o.region_id == region.region_id and o.market == "on-demand" and o.gpu_count == job.gpus]
+    types = accepted_gpu_types(job, gpus)
+    pick = [o for o in here if o.gpu == job.gpu] or [o for o in here if o.gpu in types]
+    return min(pick, key=lambda x: (x.price_usd_per_hour, x.instance_type)) if pick else None
+

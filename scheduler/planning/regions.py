@@ -1,0 +1,37 @@
+"""Where GPUs are offered: regions with grid intensity, PUE and the cheapest matching price."""
+from __future__ import annotations
+
+from carbonsched.refdata import read_gpus, read_regions, resolve_gpu
+from carbonsched.errors import UserInputError
+from carbonsched.providers.cloud import choose_offering_source
+
+
+def list_regions(gpu: str | None = None, provider: str | None = None, offerings_source=None) -> list[dict]:
+    """One dict per region offering ``gpu`` (any GPU when None), greenest (yearly mean) first."""
+    regions, gpus = read_regions(), read_gpus()
+    want = resolve_gpu(gpu, gpus).name if gpu else None
+    if provider is not None and provider not in {r.provider for r in regions.values()}:
+        known = ", ".join(sorted({r.provider for r in regions.values()}))
+        raise UserInputError(f"unknown provider {provider!r}; known: {known}")
+    source = offerings_source or choose_offering_source()
+    by_region: dict[str, list] = {}
+    for o in source.list_offerings():
+        if o.region_id in regions and (want is None or o.gpu == want) and (provider is None or o.provider == provider):
+            by_region.setdefault(o.region_id, []).append(o)
+    rows = []
+    offerings_source = source.describe().get("source", "")  # which catalog (user cache or embedded), with its age
+    for rid, offers in by_region.items():
+        r = regions[rid]
+        on_demand = [o.price_usd_per_hour for o in offers if o.market == "on-demand"]
+        rows.append({
+            "region_id": rid, "provider": r.provider, "region": r.region, "location": r.location,
+            "grid_zone": r.grid_zone, "profile_zone": r.profile_zone,
+            "yearly_intensity_g_per_kwh": r.yearly_intensity_g_per_kwh,
+            "yearly_intensity_basis": r.yearly_intensity_basis, "pue": r.pue,
+            "gpus": ", ".join(sorted({o.gpu for o in offers})),
+            "instance_types": sorted({o.instance_type for o in offers}),
+            "min_usd_per_hour": min(on_demand) if on_demand else None,
+            "offerings_source": offerings_source,
+        })
+    rows.sort(key=lambda x: (x["yearly_intensity_g_per_kwh"], x["region_id"]))
+    return rows

@@ -1,0 +1,51 @@
+"""Planning one uninterrupted run: rank the job's candidates by its policy and build the Plan.
+
+``plan`` (the ``"single"`` entry of ``planning.PLANNERS``) takes ``candidates.job_candidates``,
+ranks the feasible ones with ``policies.rank`` (one row per offering at its best start, or the
+Pareto set), and adds the baseline "default region, start now" and savings against it.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from carbonsched.errors import JobSpecError, UserInputError
+from carbonsched.models import Plan
+from carbonsched.policies import Policy, rank
+from carbonsched.settings import Settings
+from carbonsched.spec.job import JobSpec
+from carbonsched.planning.assemble import assemble_plan, intensity_warnings, shown_regions, speed_warnings, with_saving
+from carbonsched.planning.candidates import job_candidates
+from carbonsched.planning.infeasible import infeasible_error
+
+
+
+def check_top(top) -> None:
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise UserInputError(f"top must be a whole number >= 1 (or None for all), got {top!r}")
+
+
+def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
+         offerings_source=None, forecast_source=None, top: int | None = 10) -> Plan:
+    """Rank uninterrupted placements for ``job`` as of ``now`` (see ``carbonsched.planning.plan``)."""
+    if now.tzinfo is None:
+        raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
+    check_top(top)
+    jc = job_candidates(job, now=now, policy=policy, settings=settings, offerings_source=offerings_source,
+                        forecast_source=forecast_source)
+    if not jc.feasible.any():
+        raise infeasible_error(jc)
+    ranking = rank(jc.cands, jc.feasible, jc.policy)
+    n_show = len(ranking.offering) if top is None else min(top, len(ranking.offering))
+    placements = [jc.placement(int(oi), int(ki), rank_no=j + 1, score=float(ranking.score[j]))
+                  for j, (oi, ki) in enumerate(zip(ranking.offering[:n_show], ranking.start[:n_show]))]
+    baseline = jc.baseline()
+    if baseline is not None:
+        placements = [with_saving(p, baseline) for p in placements]
+
+    warnings = list(jc.warnings)
+    warnings.extend(intensity_warnings(jc.forecasts, shown_regions(placements, baseline)))
+    warnings.extend(speed_warnings(jc.job, placements, jc.gpus))
+    if n_show < len(ranking.offering):
+        what = "Pareto-optimal candidates" if jc.policy.objective == "pareto" else "ranked offerings"
+        warnings.append(f"showing {n_show} of {len(ranking.offering)} {what} (--top 0 shows all)")
+    return assemble_plan(jc, placements, baseline, warnings)

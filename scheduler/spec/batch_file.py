@@ -1,0 +1,78 @@
+"""Batch files: many jobs and their shared capacity, for ``carbonsched plan --batch``.
+
+Either one TOML file::
+
+    [capacity]                     # GPUs in use per hour, per region and GPU type
+    default = 64                   # every other (region, GPU) pair; omit for unlimited
+    "aws:eu-north-1" = { H100 = 16 }
+    "gcp:us-west1" = { H100 = 8, A100 = 16 }
+
+    [[job]]                        # each table is a job file's content (see carbonsched.spec.job)
+    name = "a"
+    gpu = "A100"
+    gpus = 8
+    hours = 12
+    [job.window]
+    max_delay = "24h"
+
+or a directory: every ``*.toml`` in it is one job file, except ``capacity.toml``, which holds the
+``[capacity]`` table.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from carbonsched.errors import JobSpecError
+from carbonsched.spec.job import JobSpec, job_from_dict, read_job_file
+from carbonsched.spec.tomlfile import read_toml
+
+
+def _capacity(raw, where: str) -> tuple[dict, float | None]:
+    if raw is None:
+        return {}, None
+    if not isinstance(raw, dict):
+        raise JobSpecError(f"{where}: [capacity] must be a table")
+    raw = dict(raw)
+    default = raw.pop("default", None)
+    for region, value in raw.items():
+        if not isinstance(value, dict):
+            raise JobSpecError(f"{where}: capacity.{region!r} must be a table of GPU type = count, e.g. {{ H100 = 16 }}")
+    return raw, default
+
+
+def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
+    """(jobs, capacity {region_id: {gpu: n}}, default capacity) from a batch file or directory."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.toml") if p.name != "capacity.toml")
+        if not files:
+            raise JobSpecError(f"{path} holds no job files (*.toml)")
+        jobs = []
+        for f in files:
+            try:
+                jobs.append(job_from_dict(read_job_file(f)))
+            except JobSpecError as exc:
+                raise JobSpecError(f"{f.name}: {exc}") from None
+        cap_file = path / "capacity.toml"
+        cap = read_job_file(cap_file).get("capacity") if cap_file.exists() else None
+        capacity, default = _capacity(cap, str(cap_file))
+        return jobs, capacity, default
+    raw = read_toml(path, "batch file", hint="pass a batch TOML file or a directory of job files")
+    unknown = set(raw) - {"job", "capacity"}
+    if unknown:
+        raise JobSpecError(f"{path}: unknown top-level key(s) {sorted(unknown)}; a batch file has [capacity] and [[job]] tables")
+    entries = raw.get("job")
+    if not isinstance(entries, list) or not entries:
+        raise JobSpecError(f"{path}: no [[job]] tables; write one [[job]] table per job")
+    jobs = []
+    for i, entry in enumerate(entries, 1):
+        try:
+            jobs.append(job_from_dict(entry))
+        except JobSpecError as exc:
+            raise JobSpecError(f"{path}: job {i} ({entry.get('name', 'unnamed')}): {exc}") from None
+    names = [j.name for j in jobs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise JobSpecError(f"{path}: job names must be unique within a batch; repeated: {', '.join(dupes)}")
+    capacity, default = _capacity(raw.get("capacity"), str(path))
+    return jobs, capacity, default
