@@ -4,10 +4,14 @@ Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config
 (``~/.config/carbonsched/config.toml``). Keys::
 
     default_region = "gcp:europe-west4"   # baseline "default region, now" (default aws:us-east-1)
-    home = "/path/to/state"               # job store and caches (default ~/.local/share/carbonsched)
+    home = "/path/to/state"               # job store, catalog and measurements (default ~/.local/share/carbonsched)
     intensity_source = "auto"             # auto | profile | electricitymaps | watttime | uk-carbon-intensity
     cache_ttl_hours = 1.0                 # reuse a fetched live forecast this long before fetching again
     electricitymaps_emission_factor = "lifecycle"   # or "direct" (stack emissions only)
+
+Fetched live forecasts are cached under ``<home>/cache`` when a home is set (``home`` or
+``CARBONSCHED_HOME``), else under ``$XDG_CACHE_HOME/carbonsched`` (``~/.cache/carbonsched``):
+the cache is disposable, the state under home is not (``Settings.cache_dir``).
 
 Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``, ``CARBONSCHED_INTENSITY_SOURCE``,
 ``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``. Credentials stay in their vendors' variables
@@ -32,6 +36,11 @@ def _default_home(env: Mapping[str, str]) -> Path:
     return Path(base) / "carbonsched"
 
 
+def _default_cache(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "carbonsched"
+
+
 @dataclass(frozen=True)
 class Settings:
     default_region: str = DEFAULT_REGION
@@ -40,6 +49,7 @@ class Settings:
     cache_ttl_hours: float = 1.0
     electricitymaps_emission_factor: str = "lifecycle"
     config_path: Path | None = None  # the file that was read, if any
+    cache_dir: Path | None = None  # disposable caches (fetched forecasts); None: <home>/cache
 
 
 def config_path(env: Mapping[str, str]) -> Path:
@@ -104,6 +114,9 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
         if value is not None:
             values[key] = value
     values["cache_ttl_hours"] = _ttl(values.get("cache_ttl_hours", 1.0), str(path) if "cache_ttl_hours" in raw else "settings")
+    home_given = "home" in raw or bool(env.get("CARBONSCHED_HOME")) or (overrides or {}).get("home") is not None
     names = {f.name for f in fields(Settings)}
     settings = Settings(**{k: v for k, v in values.items() if k in names})
-    return replace(settings, home=Path(settings.home).expanduser(), config_path=path if raw else None)
+    home = Path(settings.home).expanduser()
+    cache = settings.cache_dir or (home / "cache" if home_given else _default_cache(env))
+    return replace(settings, home=home, cache_dir=Path(cache).expanduser(), config_path=path if raw else None)

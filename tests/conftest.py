@@ -33,6 +33,7 @@ def cli(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONSCHED_")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no user config leaks in
     env["XDG_DATA_HOME"] = str(tmp_path / "share")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
 
     def run(*args: str, input: str | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(_entry_point() + [str(a) for a in args], capture_output=True, text=True,

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from carbonsched.errors import UnknownNameError
 from carbonsched.models import Offering
-from carbonsched.providers.cloud.launcher import Launcher
+
+if TYPE_CHECKING:  # the registry below imports each launcher only when it is chosen
+    from carbonsched.providers.cloud.launcher import Launcher
 
 
 class OfferingSource(Protocol):

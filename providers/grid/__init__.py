@@ -101,5 +101,6 @@ def build_forecast_source(settings=None, *, name: str | None = None, clock: Call
     elif live is None and name != "profile":
         live = GRID_SOURCES[name](clock=clock)
     # file histories are already on disk: caching them would only copy them
-    cache = SeriesCache(settings.home / "cache" / "grid") if live is not None and name != "file" else None
+    cache_root = settings.cache_dir or (settings.home / "cache" if settings.home else None)
+    cache = SeriesCache(cache_root / "grid") if live is not None and name != "file" and cache_root else None
     return ChainedSource(live, cache, clock=clock, ttl_hours=settings.cache_ttl_hours)

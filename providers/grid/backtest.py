@@ -43,7 +43,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -91,8 +91,9 @@ class BacktestResult:
     skipped_origins: dict[str, int] = field(default_factory=dict)  # model -> origins it could not forecast
 
     def to_dict(self, detail: bool = True) -> dict:
-        """``{"zone", "horizon_hours", "models": {name: {"mae", "mape", "spearman", ...}}, ...}``."""
+        """``{"schema_version": 1, "zone", "horizon_hours", "models": {name: {"mae", "mape", "spearman", ...}}, ...}``."""
         return {
+            "schema_version": 1,
             "zone": self.zone,
             "horizon_hours": self.horizon_hours,
             "models": {name: s.to_dict(detail) for name, s in self.models.items()},
@@ -162,11 +163,13 @@ def _spearman(f: np.ndarray, a: np.ndarray) -> float:
 
 def backtest(values: np.ndarray, start: datetime, *, horizon_h: int = 24,
              origins=None, history_h: int = DEFAULT_HISTORY_H, zone: str = "",
-             models: Iterable[str] | None = None, mape_floor_g_per_kwh: float = 1.0) -> BacktestResult:
+             models: Iterable[str] | None = None, mape_floor_g_per_kwh: float = 1.0,
+             progress: Callable[[int, int], None] | None = None) -> BacktestResult:
     """Rolling-origin evaluation of ``models`` (default: all of ``MODELS``) on one hourly series.
 
     ``values[i]`` is the hour ``start + i h`` (NaN = missing). Each origin's models see at most
     ``history_h`` hours before it. Returns a ``BacktestResult``; see the module doc for metrics.
+    ``progress(done, total)`` is called after each origin (the CLI draws a progress line with it).
     """
     x = np.asarray(values, dtype=float).ravel()
     start = _to_utc(start)
@@ -185,6 +188,8 @@ def backtest(values: np.ndarray, start: datetime, *, horizon_h: int = 24,
     rho = {m: np.full(idx.size, np.nan) for m in names}
     skipped = {m: 0 for m in names}
     for i, o in enumerate(idx):
+        if progress is not None:
+            progress(i, idx.size)
         hist = x[max(0, o - history_h):o]
         actual = np.full(horizon_h, np.nan)
         seg = x[o:o + horizon_h]
@@ -204,6 +209,8 @@ def backtest(values: np.ndarray, start: datetime, *, horizon_h: int = 24,
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel_err[m][i] = np.where(big, err / np.abs(actual), np.nan)
             rho[m][i] = _spearman(f, actual)
+    if progress is not None:
+        progress(idx.size, idx.size)
     actual_all = np.abs(_pad_gather(x, idx, horizon_h))
     scores = {}
     for m in names:

@@ -1,6 +1,7 @@
 """On-disk cache of fetched intensity series, with fetch time.
 
-One JSON file per (source, zone, signal, kind) under ``<home>/cache/grid/``. Writes are atomic
+One JSON file per (source, zone, signal, kind) under ``<cache_dir>/grid/`` (``Settings.cache_dir``:
+``<home>/cache`` when a home is set, else ``$XDG_CACHE_HOME/carbonsched``). Writes are atomic
 (temp file + rename), so a crash never leaves a half-written cache. History entries accumulate:
 a new history fetch is merged into what is cached (newer values win), so the cache builds up
 the two weeks the forecaster needs. A corrupt file is reported and ignored, never trusted.

@@ -3,6 +3,8 @@ the intensity options. Private to cli/ (nothing outside cli/ imports cli/)."""
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from datetime import datetime, timezone
 
 from carbonsched.policies.objectives import OBJECTIVES
@@ -148,3 +150,32 @@ def now_from(a: argparse.Namespace) -> datetime:
 
 def fmt(x, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
+
+
+class Progress:
+    """``progress(done, total)`` callbacks drawn as one line on stderr, only for work that has run
+    over ``after_s`` seconds, only on a terminal, never with ``--json`` (machines read stdout;
+    a log file should not fill with carriage returns)."""
+
+    def __init__(self, label: str, *, quiet: bool = False, after_s: float = 2.0, stream=None,
+                 clock=time.monotonic):
+        self.label, self.stream, self.clock, self.after_s = label, stream or sys.stderr, clock, after_s
+        self.enabled = not quiet and getattr(self.stream, "isatty", lambda: False)()
+        self.t0 = clock()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or self.clock() - self.t0 < self.after_s:
+            return
+        self.stream.write(f"\r{self.label}: {done}/{total}")
+        self.drawn = True
+        if done >= total:
+            self.stream.write("\n")
+            self.drawn = False
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import SOURCE_CHOICES, fmt, intensity_options, now_from
+from carbonsched.cli._common import SOURCE_CHOICES, Progress, fmt, intensity_options, now_from
 
 
 def cmd_forecast(a: argparse.Namespace) -> int:
@@ -38,10 +38,13 @@ def backtest_cmd(a: argparse.Namespace) -> int:
     if not 1 <= a.horizon <= 168:
         raise UserInputError(f"--horizon must be between 1 and 168 hours, got {a.horizon}")
     values, start, info = read_history_csv(a.history, zone=a.zone, signal=a.signal)
+    progress = Progress("backtest origins", quiet=a.json)
     try:
-        result = backtest(values, start, horizon_h=a.horizon, zone=info.get("zone") or a.zone or "")
+        result = backtest(values, start, horizon_h=a.horizon, zone=info.get("zone") or a.zone or "", progress=progress)
     except ValueError as exc:
         raise UserInputError(f"cannot backtest {a.history}: {exc}") from None
+    finally:
+        progress.close()
     doc = result.to_dict()
     if a.json:
         print(json.dumps(doc, indent=2))

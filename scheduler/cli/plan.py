@@ -5,7 +5,7 @@ import argparse
 import json
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import add_plan_args, intensity_options, now_from, overrides
+from carbonsched.cli._common import Progress, add_plan_args, intensity_options, now_from, overrides
 
 EPILOG_PLAN = """\
 examples:
@@ -57,8 +57,12 @@ def plan_batch(a: argparse.Namespace) -> int:
     if a.capacity is not None:
         default = a.capacity
     settings, source = intensity_options(a, a.intensity_source)
-    result = plan_batch(jobs, now=now_from(a), capacity=capacity or None, default_capacity=default,
-                        settings=settings, forecast_source=source, objective=a.objective)
+    progress = Progress("building candidates (jobs)", quiet=a.json)
+    try:
+        result = plan_batch(jobs, now=now_from(a), capacity=capacity or None, default_capacity=default,
+                            settings=settings, forecast_source=source, objective=a.objective, progress=progress)
+    finally:
+        progress.close()
     doc = result.to_dict()
     if a.json:
         print(json.dumps(doc, indent=2))

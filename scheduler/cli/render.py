@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from carbonsched.measure.mlco2 import CITATION, EstimateComparison
 from carbonsched.models import Plan
 from carbonsched.units import hours_between
+
+if TYPE_CHECKING:
+    from carbonsched.measure.mlco2 import EstimateComparison
 
 
 def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
@@ -168,6 +171,8 @@ def render_batch(doc: dict) -> str:
 
 
 def render_comparison(c: EstimateComparison) -> str:
+    from carbonsched.measure.mlco2 import CITATION
+
     rows = [[t["term"], t["calculator"], t["ours"]] for t in c.terms]
     ratio = c.ours["kg_co2e"] / c.calculator.kg_co2e if c.calculator.kg_co2e else float("nan")
     lines = [f"Estimate for {c.gpus}x{c.gpu} for {c.hours:g} h in {c.region_id}",

@@ -30,6 +30,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 import numpy as np
 
@@ -150,9 +151,10 @@ def _short_reason(exc: InfeasibleError, eliminated: dict[str, int]) -> str:
 def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_capacity: float | None = None,
                settings: Settings | None = None, top_k: int | None = 50, objective=None,
                offerings_source=None, forecast_source=None, time_limit_s: float = 30.0,
-               mip_rel_gap: float = 1e-3) -> BatchPlan:
+               mip_rel_gap: float = 1e-3, progress: Callable[[int, int], None] | None = None) -> BatchPlan:
     """Jointly place ``jobs`` under capacity (see the module docstring); InfeasibleError, naming
-    the jobs and the constraint, when no joint placement exists."""
+    the jobs and the constraint, when no joint placement exists. ``progress(done, total)`` is
+    called as each job's candidates are built (the slow part before the solver)."""
     if not jobs:
         raise UserInputError("plan_batch needs at least one job")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
@@ -162,7 +164,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     forecast_source = forecast_source or build_forecast_source(settings)
     name, weights = _objective(objective)
     names = _unique_names(jobs)
-    jcs = _all_candidates(jobs, names, now=now, settings=settings, offerings_source=offerings_source,
+    jcs = _all_candidates(jobs, names, progress, now=now, settings=settings, offerings_source=offerings_source,
                           forecast_source=forecast_source)
     scores = _scores(jcs, weights, scale_free=name == "weighted")
     cap_of = capacity_lookup(capacity, default_capacity)
@@ -213,11 +215,13 @@ def _unique_names(jobs: list[JobSpec]) -> list[str]:
     return names
 
 
-def _all_candidates(jobs: list[JobSpec], names: list[str], **kw) -> list[JobCandidates]:
+def _all_candidates(jobs: list[JobSpec], names: list[str], progress=None, **kw) -> list[JobCandidates]:
     """Each job's candidates, as ``plan`` builds them; InfeasibleError naming every job that has
     no feasible placement even on its own."""
     jcs, failed = [], []
-    for n, job in zip(names, jobs):
+    for i, (n, job) in enumerate(zip(names, jobs)):
+        if progress is not None:
+            progress(i, len(jobs))
         try:
             jc = job_candidates(job, **kw)
         except InfeasibleError as exc:  # no offering passes the job's per-offering constraints
@@ -227,6 +231,8 @@ def _all_candidates(jobs: list[JobSpec], names: list[str], **kw) -> list[JobCand
             jcs.append(jc)
         else:
             failed.append((n, infeasible_error(jc), jc.numeric_elim))
+    if progress is not None:
+        progress(len(jobs), len(jobs))
     if failed:
         raise InfeasibleError(f"batch infeasible: {len(failed)} of {len(jobs)} jobs have no feasible placement on their "
                               "own: " + "; ".join(f"{n!r} {_short_reason(e, el)}" for n, e, el in failed),

@@ -49,7 +49,7 @@ def check_policy(job: JobSpec, pf: PolicyFile, *, now, settings=None, offerings_
                  forecast_source=None, top: int = 5) -> dict:
     """The plan of ``job`` as it is vs under ``pf``: what changed and why (JSON-friendly dict).
 
-    Keys: ``policy`` (the file), ``changes`` (settings the policy changed), ``default`` and
+    Keys: ``schema_version`` (1), ``policy`` (the file), ``changes`` (settings the policy changed), ``default`` and
     ``under_policy`` (``{"plan": Plan.to_dict() | None, "error": str | None}``), ``binding``
     (policy constraints the default best placement violates), ``delta`` (best kg, USD, end),
     ``summary`` (one sentence). ``feasible`` is False when the policy leaves no placement.
@@ -79,7 +79,7 @@ def check_policy(job: JobSpec, pf: PolicyFile, *, now, settings=None, offerings_
         summary = "the policy leaves no feasible placement: " + (pol_err or "")
     else:
         summary = "the job alone is infeasible; under the policy it is feasible"
-    return {"policy": pf.to_dict(), "changes": changes,
+    return {"schema_version": 1, "policy": pf.to_dict(), "changes": changes,
             "default": {"plan": base.to_dict() if base else None, "error": base_err},
             "under_policy": {"plan": pol.to_dict() if pol else None, "error": pol_err},
             "binding": binding, "delta": delta, "summary": summary, "feasible": pol is not None}

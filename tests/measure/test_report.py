@@ -14,10 +14,10 @@ import pytest
 from carbonsched.measure.ledger import build_ledger
 from carbonsched.measure.report import disclosure, render
 
-from conftest import EXAMPLE_JOB, NOW_ISO
+from conftest import REPO, EXAMPLE_JOB, NOW_ISO
 from test_ledger import PLAN, FakeLive, FakeSource, record
 
-GOLDEN = Path(__file__).parent / "data" / "report"
+GOLDEN = REPO / "tests" / "data" / "report"
 
 
 def _disclosure():

@@ -15,10 +15,10 @@ from carbonsched.providers.grid.backtest import backtest, read_history_csv
 from carbonsched.providers.grid.forecaster import (
     MODELS, ForecastArrays, fill_gaps, forecast_series, persistence, seasonal_naive_24h, weekly_mean,
 )
+from conftest import SHARED_DATA
 
 UTC = timezone.utc
 T0 = datetime(2022, 3, 1, tzinfo=UTC)
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RAW_ES = SHARED_DATA / "carbon_intensity" / "electricitymaps_hourly_raw" / "ES_2022_hourly.csv"
 
 

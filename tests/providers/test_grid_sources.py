@@ -31,8 +31,9 @@ from carbonsched.providers.grid import ukci
 from carbonsched.providers.grid import watttime as wt
 from carbonsched.providers.grid.http import get_json, parse_retry_after
 from carbonsched.refdata import read_regions
+from conftest import REPO
 
-DATA = Path(__file__).parent / "data" / "grid"
+DATA = REPO / "tests" / "data" / "grid"
 UTC = timezone.utc
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
 LB = 0.45359237

@@ -24,9 +24,9 @@ from carbonsched.errors import CloudAuthError  # noqa: E402
 from carbonsched.providers.cloud import gcp  # noqa: E402
 from carbonsched.providers.cloud.cache import offerings_from_rows  # noqa: E402
 from carbonsched.providers.cloud.catalog import parse_offerings  # noqa: E402
+from conftest import REPO
 
-DATA = Path(__file__).parent / "data" / "cloud"
-REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data" / "cloud"
 PROJECT = "carbonsched-test"
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 GPU_ACCEL = {"A100": "nvidia-tesla-a100", "A100-80GB": "nvidia-a100-80gb", "L4": "nvidia-l4", "T4": "nvidia-tesla-t4",

@@ -31,9 +31,9 @@ from carbonsched.errors import CloudAuthError, CloudCatalogError  # noqa: E402
 from carbonsched.providers.cloud import aws  # noqa: E402
 from carbonsched.providers.cloud.cache import offerings_from_rows  # noqa: E402
 from carbonsched.providers.cloud.catalog import parse_offerings  # noqa: E402
+from conftest import REPO
 
-DATA = Path(__file__).parent / "data" / "cloud"
-REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data" / "cloud"
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 # quota vCPUs per region and code (absent region: DEFAULT_QUOTAS); P on-demand 0 = "request an increase"
