@@ -199,6 +199,43 @@ def _milp(cost, A_eq, A_ub, b_ub, time_limit_s, gap):
                 options={"time_limit": max(time_limit_s, 0.1), "mip_rel_gap": gap})
 
 
+def _column_generation(p: BatchProblem, cand: np.ndarray, in_set: np.ndarray, open_jobs: np.ndarray,
+                       row_id: np.ndarray, rows: np.ndarray, b_full: np.ndarray, big_m: float,
+                       colgen_tol: float, add_per_job: int):
+    """The restricted LP over the columns in ``in_set`` (updated in place), grown with the
+    candidates whose reduced cost is negative until none is left or the Lagrangian bound is
+    within ``colgen_tol`` (see ``solve``). Returns (the last LP result, its columns, the
+    Lagrangian bound, iterations)."""
+    P, S = p.capacity.size, p.n_slots
+    iterations = 0
+    while True:
+        iterations += 1
+        cols = np.flatnonzero(in_set)
+        A_eq, A_ub = _model(p, cols, row_id, open_jobs, len(rows))
+        art = sparse.eye_array(len(open_jobs), format="csr")
+        A_eq_a = sparse.hstack([A_eq, art]).tocsr()
+        A_ub_a = sparse.hstack([A_ub, sparse.csr_array((len(rows), len(open_jobs)))]).tocsr()
+        lp = _lp(np.concatenate([p.cost[cols], np.full(len(open_jobs), big_m)]), A_eq_a, A_ub_a, b_full)
+        if lp.status != 0:
+            raise RuntimeError(f"LP relaxation failed: {lp.message}")
+        u = np.zeros(p.n_jobs)
+        u[open_jobs] = lp.eqlin.marginals
+        y = np.zeros(P * S)
+        if len(rows):
+            y[rows] = lp.ineqlin.marginals
+        rc = p.cost[cand] - u[p.job[cand]] - p.demand[cand] * _span_sum(_prefix(y.reshape(P, S)), p, cand)
+        neg = (rc < -1e-9 * (1.0 + np.abs(p.cost[cand]))) & ~in_set[cand]
+        # Lagrangian bound: every job's convexity row gives z* >= z_RMP + sum_j min(0, min_c rc)
+        lowest = np.zeros(p.n_jobs)
+        np.minimum.at(lowest, p.job[cand], rc)
+        lagrange = float(lp.fun) + float(lowest.sum())
+        if not neg.any() or (lp.x[len(cols):].max(initial=0) <= 1e-7
+                             and float(lp.fun) - lagrange <= colgen_tol * abs(float(lp.fun))):
+            return lp, cols, lagrange, iterations
+        pick = prune_top_k(p.job[cand[neg]], rc[neg], add_per_job)
+        in_set[cand[neg][pick]] = True
+
+
 def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 1e-3,
           init_per_job: int = 4, add_per_job: int = 10, colgen_tol: float | None = None) -> BatchSolution | None:
     """Optimal (within ``mip_rel_gap`` of the LP bound, else the best found in ``time_limit_s``)
@@ -245,33 +282,8 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 1
     in_set[seed[seed >= 0]] = True
     stats["greedy_placed"] = int(np.count_nonzero(seed >= 0))
     big_m = 10.0 * (float(np.abs(p.cost[alive]).max()) + 1.0) * max(len(open_jobs), 1)
-    iterations = 0
-    while True:
-        iterations += 1
-        cols = np.flatnonzero(in_set)
-        A_eq, A_ub = _model(p, cols, row_id, open_jobs, len(rows))
-        art = sparse.eye_array(len(open_jobs), format="csr")
-        A_eq_a = sparse.hstack([A_eq, art]).tocsr()
-        A_ub_a = sparse.hstack([A_ub, sparse.csr_array((len(rows), len(open_jobs)))]).tocsr()
-        lp = _lp(np.concatenate([p.cost[cols], np.full(len(open_jobs), big_m)]), A_eq_a, A_ub_a, b_full)
-        if lp.status != 0:
-            raise RuntimeError(f"LP relaxation failed: {lp.message}")
-        u = np.zeros(p.n_jobs)
-        u[open_jobs] = lp.eqlin.marginals
-        y = np.zeros(P * S)
-        if len(rows):
-            y[rows] = lp.ineqlin.marginals
-        rc = p.cost[cand] - u[p.job[cand]] - p.demand[cand] * _span_sum(_prefix(y.reshape(P, S)), p, cand)
-        neg = (rc < -1e-9 * (1.0 + np.abs(p.cost[cand]))) & ~in_set[cand]
-        # Lagrangian bound: every job's convexity row gives z* >= z_RMP + sum_j min(0, min_c rc)
-        lowest = np.zeros(p.n_jobs)
-        np.minimum.at(lowest, p.job[cand], rc)
-        lagrange = float(lp.fun) + float(lowest.sum())
-        if not neg.any() or (lp.x[len(cols):].max(initial=0) <= 1e-7
-                             and float(lp.fun) - lagrange <= colgen_tol * abs(float(lp.fun))):
-            break
-        pick = prune_top_k(p.job[cand[neg]], rc[neg], add_per_job)
-        in_set[cand[neg][pick]] = True
+    lp, cols, lagrange, iterations = _column_generation(p, cand, in_set, open_jobs, row_id, rows, b_full, big_m,
+                                                        colgen_tol, add_per_job)
     x, art_x = lp.x[:len(cols)], lp.x[len(cols):]
     stats.update(variables=int(len(cols)), colgen_iterations=iterations)
     if art_x.max(initial=0) > 1e-7:  # big-M LP still needs an artificial: confirm on the full model

@@ -3,6 +3,7 @@ the intensity options. Private to cli/ (nothing outside cli/ imports cli/)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -179,3 +180,17 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self.drawn = False
+
+
+def emit(a: argparse.Namespace, value, *, to_dict, render, plot=None) -> int:
+    """Write a command's result: the ``--plot`` PNG first (a plotting error leaves stdout empty),
+    then ``--json`` (``to_dict(value)``) or the text (``render(value)``)."""
+    if plot is not None and a.plot:
+        plot(value, a.plot)
+    if a.json:
+        print(json.dumps(to_dict(value), indent=2))
+    else:
+        print(render(value))
+        if plot is not None and a.plot:
+            print(f"plot written to {a.plot}")
+    return 0

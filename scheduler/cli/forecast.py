@@ -5,7 +5,7 @@ import argparse
 import json
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import SOURCE_CHOICES, Progress, fmt, intensity_options, now_from
+from carbonsched.cli._common import SOURCE_CHOICES, Progress, emit, fmt, intensity_options, now_from
 
 
 def cmd_forecast(a: argparse.Namespace) -> int:
@@ -15,19 +15,10 @@ def cmd_forecast(a: argparse.Namespace) -> int:
 
     settings, source = intensity_options(a, a.source)
     f = forecast_intensity(a.target, now=now_from(a), hours=a.hours, settings=settings, forecast_source=source)
-    if a.plot:
-        from carbonsched.cli.plots import plot_forecast
+    from carbonsched.cli.plots import plot_forecast
+    from carbonsched.cli.render import render_forecast
 
-        plot_forecast(f, a.plot)
-    if a.json:
-        print(json.dumps(forecast_to_dict(f), indent=2))
-    else:
-        from carbonsched.cli.render import render_forecast
-
-        print(render_forecast(f))
-        if a.plot:
-            print(f"plot written to {a.plot}")
-    return 0
+    return emit(a, f, to_dict=forecast_to_dict, render=render_forecast, plot=plot_forecast)
 
 
 def backtest_cmd(a: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import Progress, add_plan_args, intensity_options, now_from, overrides
+from carbonsched.cli._common import Progress, add_plan_args, emit, intensity_options, now_from, overrides
 
 EPILOG_PLAN = """\
 examples:
@@ -32,19 +32,10 @@ def cmd_plan(a: argparse.Namespace) -> int:
     top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)
     settings, source = intensity_options(a, a.intensity_source)
     result = plan(job, now=now_from(a), top=top or None, settings=settings, forecast_source=source)
-    if a.plot:
-        from carbonsched.cli.plots import plot_plan
+    from carbonsched.cli.plots import plot_plan
+    from carbonsched.cli.render import render_plan
 
-        plot_plan(result, a.plot)
-    if a.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        from carbonsched.cli.render import render_plan
-
-        print(render_plan(result))
-        if a.plot:
-            print(f"plot written to {a.plot}")
-    return 0
+    return emit(a, result, to_dict=lambda p: p.to_dict(), render=render_plan, plot=plot_plan)
 
 
 def plan_batch(a: argparse.Namespace) -> int:

@@ -174,11 +174,7 @@ def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chai
     readers (tests inject fakes here). ``gpu``/``gpus`` name the hardware for the model fallback.
     ``clock`` gives the wall-clock start (UTC); durations come from ``monotonic``.
     """
-    if not cmd:
-        raise TrackError("nothing to track: give the command after --, e.g. carbonsched track -- python train.py",
-                         exit_code=2)
-    if not (interval_s > 0 and math.isfinite(interval_s)):
-        raise TrackError(f"--interval must be a positive number of seconds, got {interval_s!r}", exit_code=2)
+    _check_args(cmd, interval_s)
     power = power or PowerModel()
     clock = clock or (lambda: datetime.now(timezone.utc))
     warnings: list[str] = []
@@ -213,21 +209,35 @@ def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chai
     wall = t_end - t0
     g, c = gpu_reader.close(t_end), cpu_reader.close(t_end)
     warnings.extend(_missed_sample_warnings(g["devices"]))
-    mem_j = mem_gib * power.host_w_per_gib * wall
     code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     return Measurement(
         command=tuple(cmd), exit_code=code, started_at=started_at,
         ended_at=started_at + timedelta(seconds=wall), wall_seconds=wall,
-        gpu={"method": g["method"], "energy_kwh": g["energy_j"] / J_PER_KWH, "devices": g["devices"]},
-        cpu={"method": c["method"], "energy_kwh": c["energy_j"] / J_PER_KWH, "domains": c.get("domains", []),
-             **({"vcpus": c["vcpus"]} if "vcpus" in c else {})},
-        memory={"method": "model", "energy_kwh": mem_j / J_PER_KWH, "memory_gib": mem_gib},
+        **_energy_parts(g, c, mem_gib * power.host_w_per_gib * wall, mem_gib),
         hourly=tuple(hourly_split(started_at, samples)),
         host={"hostname": socket.gethostname(), "vcpus": os.cpu_count(), "memory_gib": round(mem_gib, 3)},
         power_model=power.to_dict(), sample_interval_s=interval_s, samples=len(samples),
         signals_forwarded=tuple(forwarded), job_id=job_id, region_id=region_id, plan_file=plan_file,
         warnings=tuple(warnings),
     )
+
+
+def _check_args(cmd: Sequence[str], interval_s: float) -> None:
+    if not cmd:
+        raise TrackError("nothing to track: give the command after --, e.g. carbonsched track -- python train.py",
+                         exit_code=2)
+    if not (interval_s > 0 and math.isfinite(interval_s)):
+        raise TrackError(f"--interval must be a positive number of seconds, got {interval_s!r}", exit_code=2)
+
+
+def _energy_parts(g: dict, c: dict, mem_j: float, mem_gib: float) -> dict:
+    """The record's gpu, cpu and memory sections from the readers' summaries (joules -> kWh)."""
+    return {
+        "gpu": {"method": g["method"], "energy_kwh": g["energy_j"] / J_PER_KWH, "devices": g["devices"]},
+        "cpu": {"method": c["method"], "energy_kwh": c["energy_j"] / J_PER_KWH, "domains": c.get("domains", []),
+                **({"vcpus": c["vcpus"]} if "vcpus" in c else {})},
+        "memory": {"method": "model", "energy_kwh": mem_j / J_PER_KWH, "memory_gib": mem_gib},
+    }
 
 
 def _start(cmd: Sequence[str]) -> subprocess.Popen:

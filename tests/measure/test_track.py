@@ -182,6 +182,45 @@ def fake_pynvml(counter_devices=(0,)):
     return mod, state
 
 
+def test_nvml_errors_during_a_run_are_counted_as_missed_samples():
+    nv, _ = fake_pynvml()
+    failing = {"left": 2}
+
+    def flaky_power(h):
+        if h == 1 and failing["left"] > 0:  # device 1 (sampled power) loses two reads
+            failing["left"] -= 1
+            raise nv.NVMLError("GPU is lost")
+        return 200_000
+
+    nv.nvmlDeviceGetPowerUsage = flaky_power
+    r = NvmlReader("auto", nvml=nv)
+    r.open()
+    for t in (0.0, 2.0, 4.0, 6.0):
+        r.sample(t)
+    dev0, dev1 = r.close(10.0)["devices"]
+    assert dev0["missed_samples"] == 0 and dev1["missed_samples"] == 2
+    # the gap is integrated across: 200 W from the first good read (4 s) to the end (10 s)
+    assert dev1["energy_kwh"] * J_PER_KWH == pytest.approx(200.0 * 6.0)
+    rec = run_tracked([PY, "-c", "pass"], gpu_chain=(_FlakyReader(),), cpu_chain=("model",), interval_s=0.05)
+    assert any("NVML reads failed" in w for w in rec.warnings)
+
+
+class _FlakyReader:
+    """A GPU reader whose close() reports one missed sample, as NvmlReader does after an NVMLError."""
+
+    method = "nvml"
+
+    def open(self):
+        pass
+
+    def sample(self, t_s):
+        return 0.0
+
+    def close(self, t_s):
+        return {"method": "nvml-power", "energy_j": 0.0,
+                "devices": [{"index": 0, "name": "H100", "missed_samples": 1}]}
+
+
 def test_nvml_counter_per_device_with_sampled_power_fallback():
     nv, state = fake_pynvml()
     r = NvmlReader("auto", nvml=nv)
