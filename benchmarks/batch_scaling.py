@@ -18,7 +18,7 @@ lowest-carbon candidates (top-K pruning). Capacity: every (zone, GPU type) has t
 GPUs per hour, scaled with the batch (``--capacity``, per 1,000 jobs: 32 = contended, 16 = tight;
 at 8 even greedy strands dozens of jobs and the packing becomes the hard part).
 
-Columns: wall time of ``policies.batch.solve`` (reductions + sparse model build + LP (+ MILP)),
+Columns: wall time of ``policies.assignment.solve`` (reductions + sparse model build + LP (+ MILP)),
 model size after reductions, optimality gap (solver's, and against the LP bound), and kgCO2e of
 the optimum vs greedy-in-submission-order and vs run-now-in-home-zone. ``--plain`` also times the
 LP relaxation of the unreduced model (every capacity row, every candidate) for comparison.
@@ -148,7 +148,7 @@ def main(argv=None) -> None:
                       f"{100 * (g_kg - opt_placed) / g_kg:>8.2f}% {now_kg:>10.0f} "
                       f"{100 * (now_kg - sol.objective) / now_kg:>6.1f}%{plain}", flush=True)
                 plain = ""
-    print("\ncap: GPUs per (zone, GPU type) per hour. target: mip_rel_gap. solve s: policies.batch.solve "
+    print("\ncap: GPUs per (zone, GPU type) per hour. target: mip_rel_gap. solve s: policies.assignment.solve "
           "(reductions, sparse model build, LP by column generation, rounding/MILP), not candidate generation "
           "(gen s).\nfixed: jobs settled by dominance; vars/rows: LP columns generated / capacity rows that can "
           "bind. gap: (objective - LP lower bound) / objective, a certificate.\nvs greedy: kg saved over the jobs "

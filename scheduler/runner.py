@@ -1,13 +1,95 @@
-"""``python -m carbonsched.runner``: the local runner's old module path.
+"""The local job runner: ``python -m carbonsched.runner --dir DIR [--timeout S] -- CMD ...``.
 
-Runs started before the layout change (and scripts that call it) name this module; the runner
-now lives beside the local launcher in ``carbonsched.providers.cloud.local_runner``.
+A process entry point, not a library module: the local launcher (``providers/cloud/local.py``)
+starts one per job, so it imports only the standard library and ``carbonsched.fileio`` (no numpy,
+no package registries: starting a job costs one interpreter start). It stays at this path because
+runs already in a store were started as ``python -m carbonsched.runner``.
+
+Started detached by the local launcher. It records ``pid`` and ``token`` in DIR first (so a
+restarted agent can find a launch it lost track of), runs CMD (no shell: arguments as given),
+forwards SIGTERM/SIGINT/SIGHUP to it, enforces the timeout (SIGTERM, then SIGKILL after 10 s),
+and writes ``exit.json`` atomically: ``{"exit_code", "started_at", "finished_at",
+"duration_s", "timed_out", "signal"}``. Its own exit status is the command's (127 when the command
+does not exist, 128+N when killed by signal N).
 """
 from __future__ import annotations
 
+import argparse
+import os
+import signal
+import subprocess
 import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
-from carbonsched.providers.cloud.local_runner import main
+from carbonsched.fileio import write_json_atomic
+
+
+def run(directory: Path, command: list[str], timeout_s: float | None, token: str) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "token").write_text(token)
+    (directory / "pid").write_text(str(os.getpid()))
+    started = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    received: list[int] = []
+    child = None
+
+    def forward(signum, _frame):
+        received.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # before the child exists: none is lost
+        signal.signal(sig, forward)
+    try:
+        child = subprocess.Popen(command)
+    except OSError as exc:
+        print(f"carbonsched runner: cannot run {command[0]!r}: {exc}", file=sys.stderr)
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        write_json_atomic(directory / "exit.json", {"exit_code": code, "started_at": started.isoformat(),
+                                               "finished_at": datetime.now(timezone.utc).isoformat(),
+                                               "duration_s": 0.0, "timed_out": False, "signal": None,
+                                               "error": str(exc)})
+        return code
+    if received:  # a signal came while it started: pass it on now
+        child.send_signal(received[-1])
+    timed_out = False
+    while True:
+        try:
+            child.wait(timeout=None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0)))
+            break
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            break
+    rc = child.returncode
+    code = 128 - rc if rc < 0 else rc
+    write_json_atomic(directory / "exit.json", {
+        "exit_code": code, "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
+        "duration_s": round(time.monotonic() - t0, 3), "timed_out": timed_out,
+        "signal": (-rc if rc < 0 else (received[-1] if received else None)),
+    })
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m carbonsched.runner")
+    ap.add_argument("--dir", required=True, type=Path)
+    ap.add_argument("--timeout", type=float)
+    ap.add_argument("--token", required=True)
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    a = ap.parse_args(argv)
+    command = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not command:
+        ap.error("no command given after --")
+    return run(a.dir, command, a.timeout, a.token)
+
 
 if __name__ == "__main__":
     sys.exit(main())

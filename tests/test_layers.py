@@ -21,6 +21,8 @@ an implementation only when it is chosen) or in cli/ (commands load only what th
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,7 @@ PACKAGE_DIRS = {"carbonsched": "scheduler", "carbonsched.providers": "providers"
 LAYERS = [
     ("shared", ("carbonsched", "carbonsched.data")),
     ("policies", ("carbonsched.policies",)),
-    ("providers", ("carbonsched.providers", "carbonsched.runner")),  # runner: the local runner's old path
+    ("providers", ("carbonsched.providers",)),
     ("spec", ("carbonsched.spec",)),
     ("planning", ("carbonsched.planning",)),
     ("run", ("carbonsched.run",)),
@@ -54,6 +56,10 @@ LAZY_ALLOWED = {
     ("carbonsched.providers.grid", "carbonsched.providers.grid.watttime"),
     ("carbonsched.providers.grid", "carbonsched.providers.grid.ukci"),
     ("carbonsched.providers.grid", "carbonsched.providers.grid.file"),
+    # the statistical forecaster: fitted only when a live forecast falls short of the window
+    ("carbonsched.providers.grid.chain", "carbonsched.providers.grid.forecaster"),
+    # planners: the interruptible one (and its DP) loads only for jobs with [interruptible]
+    ("carbonsched.planning", "carbonsched.planning.interruptible"),
     # launchers
     ("carbonsched.providers.cloud", "carbonsched.providers.cloud.local"),
     ("carbonsched.providers.cloud", "carbonsched.providers.cloud.aws_launch"),
@@ -204,3 +210,13 @@ def test_the_checker_sees_violations():
     assert {e.target for e in up} == {"carbonsched.cli.render", "carbonsched.planning.candidates"}
     assert any(n.startswith("_") for e in edges for n in e.names)
     assert any(e.lazy for e in edges)
+
+
+def test_the_runner_process_stays_light(graph):
+    """``python -m carbonsched.runner`` starts once per local job: it may import only the standard
+    library and ``carbonsched.fileio`` (a package import would pull numpy into every job)."""
+    assert {e.target for e in graph if e.source == "carbonsched.runner"} <= {"carbonsched.fileio"}
+    code = ("import sys, carbonsched.runner; "
+            "print(sorted(m for m in sys.modules if m.startswith('carbonsched') or m == 'numpy'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "['carbonsched', 'carbonsched.fileio', 'carbonsched.runner']"

@@ -39,7 +39,7 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down", "te
 
 
 def user_data(lines: list[str], job_id: str) -> str:
-    """The boot script: run the job (``launch.shell_lines``), record its exit code, power off (-> terminate)."""
+    """The boot script: run the job (``launcher.shell_lines``), record its exit code, power off (-> terminate)."""
     return "\n".join([
         "#!/bin/bash",
         f"# carbonsched job {job_id}",

@@ -43,7 +43,7 @@ def request_id(token: str) -> str:
 
 
 def startup_script(lines: list[str], job_id: str) -> str:
-    """The startup script: run the job (``launch.shell_lines``), report its exit code, power off."""
+    """The startup script: run the job (``launcher.shell_lines``), report its exit code, power off."""
     return "\n".join(["#!/bin/bash", f"# carbonsched job {job_id}", "set +e", *lines, "code=$?",
                       'echo "carbonsched-exit-code: $code" > /dev/ttyS0', 'echo "carbonsched-exit-code: $code"',
                       "shutdown -h now", ""])

@@ -15,7 +15,7 @@ the runner's files).
 
 Implementations sit beside this file and register in ``carbonsched.providers.cloud.LAUNCHERS``
 (imported only when chosen, so their SDKs load only for the launcher in use): ``local.py`` runs
-the job's command on this machine (on-prem boxes, demos, tests) through ``local_runner.py``,
+the job's command on this machine (on-prem boxes, demos, tests) through ``carbonsched.runner``,
 detached, logs to a file, exit code and duration recorded; ``aws_launch.py`` (EC2) and
 ``gcp_launch.py`` (Compute Engine).
 """

@@ -2,7 +2,7 @@
 
 Each attempt gets ``<home>/runs/<job>/attempt-<n>/`` with ``token`` (written before the start, so
 ``find`` sees the attempt at once), ``pid``, ``log.txt`` and ``exit.json`` written by
-``local_runner.py`` when the command ends. The resource id is ``local:<that directory>``.
+``carbonsched/runner.py`` when the command ends. The resource id is ``local:<that directory>``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from carbonsched.errors import LaunchError
 from carbonsched.providers.cloud.launcher import Job, job_argv, job_env
 
-RUNNER_MODULE = "carbonsched.providers.cloud.local_runner"
+RUNNER_MODULE = "carbonsched.runner"  # a light process entry point (see its docstring)
 
 
 class LocalLauncher:

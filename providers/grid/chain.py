@@ -28,7 +28,6 @@ from carbonsched.units import iso_utc
 from carbonsched.providers.grid.cache import SeriesCache
 from carbonsched.providers.grid.profile import ProfileSource
 from carbonsched.providers.grid.series import HourlySeries
-from carbonsched.providers.grid.forecaster import forecast_series
 
 MIN_HISTORY_HOURS = 14 * 24
 HISTORY_FETCH_HOURS = 28 * 24
@@ -181,6 +180,8 @@ class ChainedSource:
         horizon = int((start + timedelta(hours=hours) - hist_end) / timedelta(hours=1))
         if horizon <= 0:
             return
+        from carbonsched.providers.grid.forecaster import forecast_series  # only when a live source falls short
+
         fc = forecast_series(arr, hist.start, horizon)
         offset = int((start - hist_end) / timedelta(hours=1))  # forecast index of window hour 0
         idx = np.arange(hours) + offset

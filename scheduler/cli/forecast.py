@@ -15,10 +15,15 @@ def cmd_forecast(a: argparse.Namespace) -> int:
 
     settings, source = intensity_options(a, a.source)
     f = forecast_intensity(a.target, now=now_from(a), hours=a.hours, settings=settings, forecast_source=source)
-    from carbonsched.cli.plots import plot_forecast
     from carbonsched.cli.render import render_forecast
 
-    return emit(a, f, to_dict=forecast_to_dict, render=render_forecast, plot=plot_forecast)
+    return emit(a, f, to_dict=forecast_to_dict, render=render_forecast, plot=_plot)
+
+
+def _plot(forecast, path: str) -> None:
+    from carbonsched.cli.plots import plot_forecast
+
+    plot_forecast(forecast, path)
 
 
 def backtest_cmd(a: argparse.Namespace) -> int:

@@ -32,10 +32,15 @@ def cmd_plan(a: argparse.Namespace) -> int:
     top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)
     settings, source = intensity_options(a, a.intensity_source)
     result = plan(job, now=now_from(a), top=top or None, settings=settings, forecast_source=source)
-    from carbonsched.cli.plots import plot_plan
     from carbonsched.cli.render import render_plan
 
-    return emit(a, result, to_dict=lambda p: p.to_dict(), render=render_plan, plot=plot_plan)
+    return emit(a, result, to_dict=lambda p: p.to_dict(), render=render_plan, plot=_plot)
+
+
+def _plot(result, path: str) -> None:
+    from carbonsched.cli.plots import plot_plan
+
+    plot_plan(result, path)
 
 
 def plan_batch(a: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
-"""CLI commands ``track``, ``estimate`` and ``report`` (registered through ``cli.COMMAND_MODULES``).
+"""CLI commands ``track``, ``estimate`` and ``report`` (registered through ``cli.main.COMMAND_MODULES``).
 
-Thin: parse, call ``carbonsched.measure.track`` / ``calculator`` / ``ledger`` / ``report``, format.
+Thin: parse, call ``carbonsched.measure`` (``track``, ``mlco2``, ``ledger``, ``report``), format.
 While a command is tracked, stdout belongs to it: the tracker's summary goes to stderr.
 """
 from __future__ import annotations

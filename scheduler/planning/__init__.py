@@ -20,9 +20,16 @@ from datetime import datetime
 from typing import Callable
 
 from carbonsched.models import Plan
-from carbonsched.planning import interruptible, single
+from carbonsched.planning import single
 
-PLANNERS: dict[str, Callable[..., Plan]] = {"single": single.plan, "interruptible": interruptible.plan}
+
+def _interruptible(job, **kw) -> Plan:
+    from carbonsched.planning import interruptible
+
+    return interruptible.plan(job, **kw)
+
+
+PLANNERS: dict[str, Callable[..., Plan]] = {"single": single.plan, "interruptible": _interruptible}
 
 
 def planner_for(job) -> str:
