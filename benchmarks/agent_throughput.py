@@ -15,7 +15,7 @@ from pathlib import Path
 
 from carbonsched.providers.cloud.local import LocalLauncher
 from carbonsched.run.store import Store
-from carbonsched.run.submit import agent_pass
+from carbonsched.run.agent import agent_pass
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 

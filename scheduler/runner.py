@@ -26,12 +26,15 @@ from pathlib import Path
 from carbonsched.fileio import write_json_atomic
 
 
+def process_start(pid: int) -> str | None:
+    """Process start time since boot (/proc/PID/stat field 22), to tell a recycled pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def run(directory: Path, command: list[str], timeout_s: float | None, token: str) -> int:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "token").write_text(token)
-    (directory / "pid").write_text(str(os.getpid()))
-    started = datetime.now(timezone.utc)
-    t0 = time.monotonic()
     received: list[int] = []
     child = None
 
@@ -40,8 +43,18 @@ def run(directory: Path, command: list[str], timeout_s: float | None, token: str
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # before the child exists: none is lost
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # before the pid is known: none is lost
         signal.signal(sig, forward)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (directory / "token").write_text(token)
+    (directory / "pid").write_text(f"{os.getpid()} {process_start(os.getpid()) or ''}".strip())
+    started = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    if received:  # cancelled before the command started: do not start it
+        write_json_atomic(directory / "exit.json", {"exit_code": 128 + received[-1], "started_at": started.isoformat(),
+                                                    "finished_at": started.isoformat(), "duration_s": 0.0,
+                                                    "timed_out": False, "signal": received[-1]})
+        return 128 + received[-1]
     try:
         child = subprocess.Popen(command)
     except OSError as exc:

@@ -8,13 +8,14 @@ Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config
     intensity_source = "auto"             # auto | profile | electricitymaps | watttime | uk-carbon-intensity
     cache_ttl_hours = 1.0                 # reuse a fetched live forecast this long before fetching again
     electricitymaps_emission_factor = "lifecycle"   # or "direct" (stack emissions only)
+    lease_seconds = 120.0                 # how long a launch claim holds without a heartbeat
 
 Fetched live forecasts are cached under ``<home>/cache`` when a home is set (``home`` or
 ``CARBONSCHED_HOME``), else under ``$XDG_CACHE_HOME/carbonsched`` (``~/.cache/carbonsched``):
 the cache is disposable, the state under home is not (``Settings.cache_dir``).
 
 Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``, ``CARBONSCHED_INTENSITY_SOURCE``,
-``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``. Credentials stay in their vendors' variables
+``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``, ``CARBONSCHED_LEASE_SECONDS``. Credentials stay in their vendors' variables
 (``ELECTRICITYMAPS_TOKEN``, ``WATTTIME_USERNAME``/``WATTTIME_PASSWORD``) and are never stored.
 """
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Settings:
     intensity_source: str = "auto"
     cache_ttl_hours: float = 1.0
     electricitymaps_emission_factor: str = "lifecycle"
+    lease_seconds: float = 120.0
     config_path: Path | None = None  # the file that was read, if any
     cache_dir: Path | None = None  # disposable caches (fetched forecasts); None: <home>/cache
 
@@ -70,7 +72,7 @@ def _read_config(path: Path, explicit: bool) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is malformed TOML: {exc}") from None
     allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float,
-               "electricitymaps_emission_factor": str}
+               "electricitymaps_emission_factor": str, "lease_seconds": float}
     for key in raw:
         if key not in allowed:
             hint = did_you_mean(key, sorted(allowed), n=1) or f"; allowed: {', '.join(sorted(allowed))}"
@@ -80,13 +82,13 @@ def _read_config(path: Path, explicit: bool) -> dict:
     return raw
 
 
-def _ttl(value, where: str) -> float:
+def _ttl(value, where: str, key: str = "cache_ttl_hours", unit: str = "hours") -> float:
     try:
         ttl = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: cache_ttl_hours must be a number of hours, got {value!r}") from None
+        raise ConfigError(f"{where}: {key} must be a number of {unit}, got {value!r}") from None
     if not math.isfinite(ttl) or ttl < 0:
-        raise ConfigError(f"{where}: cache_ttl_hours must be a finite number >= 0, got {value!r}")
+        raise ConfigError(f"{where}: {key} must be a finite number >= 0, got {value!r}")
     return ttl
 
 
@@ -105,6 +107,8 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
         values["intensity_source"] = env["CARBONSCHED_INTENSITY_SOURCE"]
     if env.get("CARBONSCHED_CACHE_TTL_HOURS"):
         values["cache_ttl_hours"] = env["CARBONSCHED_CACHE_TTL_HOURS"]
+    if env.get("CARBONSCHED_LEASE_SECONDS"):
+        values["lease_seconds"] = env["CARBONSCHED_LEASE_SECONDS"]
     if env.get("CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR"):
         values["electricitymaps_emission_factor"] = env["CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR"]
     if values.get("electricitymaps_emission_factor", "lifecycle") not in ("lifecycle", "direct"):
@@ -114,6 +118,8 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
         if value is not None:
             values[key] = value
     values["cache_ttl_hours"] = _ttl(values.get("cache_ttl_hours", 1.0), str(path) if "cache_ttl_hours" in raw else "settings")
+    values["lease_seconds"] = _ttl(values.get("lease_seconds", 120.0), str(path) if "lease_seconds" in raw else "settings",
+                                   "lease_seconds", "seconds")
     home_given = "home" in raw or bool(env.get("CARBONSCHED_HOME")) or (overrides or {}).get("home") is not None
     names = {f.name for f in fields(Settings)}
     settings = Settings(**{k: v for k, v in values.items() if k in names})

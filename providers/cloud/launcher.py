@@ -22,6 +22,7 @@ detached, logs to a file, exit code and duration recorded; ``aws_launch.py`` (EC
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 from typing import Protocol
 
@@ -67,18 +68,40 @@ def job_command(job: Job) -> list[str]:
         raise LaunchError(f"job {job.id}: cannot split its command ({exc}); check its quoting") from None
 
 
+# the OCI/Docker image reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest]
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_REFERENCE = re.compile(rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?")
+
+
+def image_reference_error(ref: str) -> str | None:
+    """Why ``ref`` is not an image reference (None when it is): it reaches ``docker run``, so
+    anything else (``--privileged``, ``--volume=/:/host``, spaces) is refused, not passed on."""
+    if not isinstance(ref, str) or len(ref) > 512 or not IMAGE_REFERENCE.fullmatch(ref):
+        return (f"image {ref!r} is not an image reference; write e.g. nvcr.io/nvidia/pytorch:24.10-py3 or "
+                "name@sha256:<digest> (lowercase path, optional registry, tag and digest)")
+    return None
+
+
 def job_env(job: Job) -> dict[str, str]:
     return dict(job.spec.get("env") or {})
 
 
 def job_argv(job: Job) -> list[str]:
-    """What to execute: the command, or ``docker run --gpus all`` of the job's image with it."""
+    """What to execute: the command, or ``docker run --gpus all`` of the job's image with it (the
+    image checked against the reference grammar and placed after ``--``, so it cannot be an option)."""
     command = job_command(job)
     image = job.spec.get("image")
     if not image:
         return command
+    problem = image_reference_error(image)
+    if problem:
+        raise LaunchError(f"job {job.id}: {problem}")
     env_flags = [flag for name in sorted(job_env(job)) for flag in ("-e", name)]  # values come from the env
-    return ["docker", "run", "--rm", "--gpus", "all", *env_flags, image, *command]
+    return ["docker", "run", "--rm", "--gpus", "all", *env_flags, "--", image, *command]
 
 
 def shell_lines(job: Job) -> list[str]:

@@ -46,7 +46,7 @@ def cmd_submit(a: argparse.Namespace) -> int:
     from carbonsched.providers.cloud import LAUNCHERS
     from carbonsched.planning import plan as make_plan
     from carbonsched.cli.render import render_plan
-    from carbonsched.run.submit import submit
+    from carbonsched.run.submit import check_launchable, restrict_to_launcher, submit
 
     if a.dry_run:
         return cmd_plan(a)
@@ -54,15 +54,17 @@ def cmd_submit(a: argparse.Namespace) -> int:
     job = job_from_dict(merge(raw, overrides(a)))
     if not job.command:
         raise UserInputError("submit needs a command to run: add command = \"python train.py\" to the job file")
-    settings, source = intensity_options(a, a.intensity_source)
-    store = _store_for(settings)
-    now = now_from(a)
-    plan = make_plan(job, now=now, settings=settings, top=max(a.max_attempts, 10), forecast_source=source)
     if a.max_attempts < 1:
         raise UserInputError("--max-attempts must be at least 1")
     launcher = a.launcher
     if launcher != "auto" and launcher not in LAUNCHERS:
         raise UserInputError(f"unknown launcher {launcher!r}; choose auto, {', '.join(LAUNCHERS)}")
+    job = restrict_to_launcher(job, launcher)
+    settings, source = intensity_options(a, a.intensity_source)
+    now = now_from(a)
+    plan = make_plan(job, now=now, settings=settings, top=max(a.max_attempts, 10), forecast_source=source)
+    check_launchable(job, plan, launcher)
+    store = _store_for(settings)
     if not a.json:
         print(render_plan(plan))
     if not a.yes:
@@ -179,15 +181,17 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def cmd_agent(a: argparse.Namespace) -> int:
-    from carbonsched.run.submit import run_agent
-
     import math
+
+    from carbonsched.run.agent import run_agent
 
     if not math.isfinite(a.interval) or a.interval <= 0:
         raise UserInputError("--interval must be a number of seconds > 0")
-    if not math.isfinite(a.stale_after) or a.stale_after < 0:
+    if a.stale_after is not None and (not math.isfinite(a.stale_after) or a.stale_after < 0):
         raise UserInputError("--stale-after must be a number of seconds >= 0")
     settings, store = _store(a)
+    if a.stale_after is None:
+        a.stale_after = settings.lease_seconds
     launched = run_agent(store, _factory(settings), _now, once=a.once, interval_s=a.interval,
                          stale_after_s=a.stale_after, log=lambda line: print(line, flush=True))
     if a.once:
@@ -225,5 +229,7 @@ def register(sub, common) -> None:
                         description="Launch due jobs, resume launches a crash interrupted, and record finished runs.")
     ag.add_argument("--once", action="store_true", help="one pass, then exit")
     ag.add_argument("--interval", type=float, default=60.0, help="seconds between passes (default 60)")
-    ag.add_argument("--stale-after", type=float, default=300.0, help="seconds before a stuck launch is resumed")
+    ag.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
+                    help="the lease this agent takes on a job it launches, renewed while the launch runs; another "
+                         "agent resumes the launch only after it expired (default: lease_seconds setting, 120)")
     ag.set_defaults(func=cmd_agent)

@@ -5,11 +5,17 @@ Tables: ``jobs`` (spec, full plan JSON incl. the forecasts used, state, chosen s
 append-only story per job), ``measurements`` (``carbonsched track`` records by job id; a label
 need not be a stored job). The schema version is SQLite's ``user_version``; migrations run
 forward in one transaction. A file from a newer carbonsched, or one that is not a SQLite
-database, is refused with a clear error (never rewritten).
+database, is refused with a clear error (never rewritten); a corrupt or read-only file is named
+as such, with what to do, on every read and write (never a raw sqlite3 traceback). The file and
+its folder are private to the user (0600/0700): plans and job specs may name internal paths.
 
 Concurrency: every write is a short ``BEGIN IMMEDIATE`` transaction (busy timeout 10 s). A job
-is claimed with a compare-and-set ``UPDATE ... WHERE state = 'scheduled'`` so two agents can
-never launch the same job. Job states::
+is claimed with a compare-and-set ``UPDATE ... WHERE state = 'scheduled'`` that also takes a
+lease: ``claimed_by`` (the worker), ``claimed_at`` (the clock at the claim, not at the start of the
+agent's pass) and ``lease_expires_at``. The owner renews the lease while it launches
+(``run/lease.py``); another agent may resume a launching job only once its lease has expired
+(``stale_launching``/``reclaim``, checked again inside the reclaiming transaction), so a slow
+cloud call is never launched twice. Job states::
 
     scheduled -> launching -> running -> succeeded | failed
          \\-> cancelled            \\-> failed (launch error, failover exhausted)
@@ -17,18 +23,20 @@ never launch the same job. Job states::
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from carbonsched.errors import CarbonschedError, UserInputError
+from carbonsched.errors import CarbonschedError, ConfigError, UserInputError
+from carbonsched.redact import redact
 from carbonsched.units import iso_utc, parse_utc
-from carbonsched.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+DEFAULT_LEASE_S = 120.0  # a claim holds this long without a heartbeat (renewed every quarter of it)
 STATES = ("scheduled", "launching", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -86,6 +94,9 @@ MIGRATIONS = {
         recorded_at TEXT NOT NULL,
         record_json TEXT NOT NULL
     );
+    """,
+    3: """
+    ALTER TABLE jobs ADD COLUMN lease_expires_at TEXT;
     """,
 }
 
@@ -159,15 +170,23 @@ class Store:
     def __init__(self, path: str | Path, timeout_s: float = 10.0):
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise ConfigError(f"cannot create the job store's folder {self.path.parent} ({exc.strerror}); "
                              "point CARBONSCHED_HOME at a writable folder") from None
+        self.read_only = self.path.exists() and not (os.access(self.path, os.W_OK)
+                                                     and os.access(self.path.parent, os.W_OK))
+        if not self.read_only:
+            _private_file(self.path)
         try:
-            self.db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+            if self.read_only:  # reading works without write access; writes say what to do
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s,
+                                          isolation_level=None, check_same_thread=False)
+            else:
+                self.db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = "ro" if self.read_only else self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             self.db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -178,8 +197,22 @@ class Store:
         text = str(exc)
         if "locked" in text or "busy" in text:
             return f"job store {self.path} is locked by another process ({text}); wait and retry"
-        return (f"job store {self.path} is not a usable SQLite database ({text}); move it aside "
-                "(your jobs' cloud resources are not affected) and run again")
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return (f"job store {self.path} is read-only here ({text}): reading works, but submit, agent and "
+                    "cancel need write access to the file and its folder; fix their permissions or point "
+                    "CARBONSCHED_HOME at a writable copy")
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            return (f"job store {self.path} is damaged ({text}); keep a copy, try `sqlite3 {self.path} .recover`, "
+                    "or move it aside and run again (your jobs' cloud resources are not affected; `carbonsched "
+                    "cancel` cannot reach them without the store, so note their ids from the copy)")
+        return f"job store {self.path} cannot be used ({text}); check the file and its folder"
+
+    def _read(self, sql: str, params=()) -> list[sqlite3.Row]:
+        """A query whose database errors become StoreError (corrupt pages surface on reads too)."""
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._db_error(exc)) from None
 
     @classmethod
     def for_settings(cls, settings) -> "Store":
@@ -194,6 +227,9 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(f"job store {self.path} has schema version {version}, newer than this carbonsched "
                              f"({SCHEMA_VERSION}); upgrade carbonsched (the file is left untouched)")
+        if version < SCHEMA_VERSION and self.read_only:
+            raise StoreError(f"job store {self.path} is read-only here and needs an upgrade to schema {SCHEMA_VERSION} "
+                             f"(it has {version}); run carbonsched once with write access to it")
         for v in range(version + 1, SCHEMA_VERSION + 1):
             with self._tx():
                 for statement in filter(str.strip, MIGRATIONS[v].split(";")):
@@ -208,11 +244,19 @@ class Store:
             raise StoreError(self._db_error(exc)) from None
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
             self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self._rollback()
+            raise StoreError(self._db_error(exc)) from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            pass  # the transaction is already gone (e.g. the error ended it)
 
     # -- jobs -------------------------------------------------------------------------
     def add_job(self, *, name: str, spec: dict, plan: dict, start_at: datetime, launcher: str, now: datetime,
@@ -228,9 +272,11 @@ class Store:
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
+        if not job_id or not job_id.strip():
+            raise UnknownJobError("no job id given; list jobs with `carbonsched list`")
         prefix = job_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self.db.execute("SELECT * FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id",
-                               (job_id, prefix + "%")).fetchall()
+        rows = self._read("SELECT * FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id",
+                          (job_id, prefix + "%"))
         exact = [r for r in rows if r["id"] == job_id]
         if exact:
             return _job(exact[0])
@@ -243,42 +289,56 @@ class Store:
     def jobs(self, states: tuple[str, ...] | None = None) -> list[Job]:
         if states:
             q = f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY created_at, id"
-            return [_job(r) for r in self.db.execute(q, states).fetchall()]
-        return [_job(r) for r in self.db.execute("SELECT * FROM jobs ORDER BY created_at, id").fetchall()]
+            return [_job(r) for r in self._read(q, states)]
+        return [_job(r) for r in self._read("SELECT * FROM jobs ORDER BY created_at, id")]
 
     def due(self, now: datetime, limit: int = 100) -> list[Job]:
-        rows = self.db.execute("SELECT * FROM jobs WHERE state = 'scheduled' AND start_at <= ? ORDER BY start_at, id LIMIT ?",
-                               (iso_utc(now), limit)).fetchall()
+        rows = self._read("SELECT * FROM jobs WHERE state = 'scheduled' AND start_at <= ? ORDER BY start_at, id LIMIT ?",
+                          (iso_utc(now), limit))
         return [_job(r) for r in rows]
 
-    def claim(self, job_id: str, worker: str, now: datetime) -> bool:
-        """Atomically move a due job from scheduled to launching; False if someone else has it."""
+    def claim(self, job_id: str, worker: str, now: datetime, lease_s: float = DEFAULT_LEASE_S) -> bool:
+        """Atomically move a due job from scheduled to launching under a lease held by ``worker``
+        until ``now + lease_s``; False if someone else has it."""
         with self._tx():
             cur = self.db.execute(
-                "UPDATE jobs SET state = 'launching', claimed_by = ?, claimed_at = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'scheduled'", (worker, iso_utc(now), iso_utc(now), job_id))
+                "UPDATE jobs SET state = 'launching', claimed_by = ?, claimed_at = ?, lease_expires_at = ?, "
+                "updated_at = ? WHERE id = ? AND state = 'scheduled'",
+                (worker, iso_utc(now), _expiry(now, lease_s), iso_utc(now), job_id))
             if cur.rowcount == 1:
-                self._event(job_id, now, "claimed", {"worker": worker})
+                self._event(job_id, now, "claimed", {"worker": worker, "lease_s": lease_s})
+            return cur.rowcount == 1
+
+    def renew(self, job_id: str, worker: str, now: datetime, lease_s: float) -> bool:
+        """Extend ``worker``'s lease on a launching job to ``now + lease_s``; False when it no longer
+        holds it (reclaimed after expiry, cancelled, or launched)."""
+        with self._tx():
+            cur = self.db.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND state = 'launching' AND claimed_by = ?",
+                (_expiry(now, lease_s), job_id, worker))
             return cur.rowcount == 1
 
     def stale_launching(self, now: datetime, older_than_s: float) -> list[Job]:
-        """Jobs stuck in 'launching' (their agent died mid-launch) for longer than ``older_than_s``."""
-        rows = self.db.execute("SELECT * FROM jobs WHERE state = 'launching'").fetchall()
+        """Jobs in 'launching' whose lease has expired (their agent died or hung mid-launch). Rows
+        claimed before leases existed count as stale ``older_than_s`` after their claim."""
         out = []
-        for r in rows:
-            claimed = parse_utc(r["claimed_at"]) if r["claimed_at"] else None
-            if claimed is None or (now - claimed).total_seconds() >= older_than_s:
+        for r in self._read("SELECT * FROM jobs WHERE state = 'launching'"):
+            if _lease_expired(r, now, older_than_s):
                 out.append(_job(r))
         return out
 
-    def reclaim(self, job_id: str, worker: str, now: datetime, previous_worker: str | None) -> bool:
+    def reclaim(self, job_id: str, worker: str, now: datetime, previous_worker: str | None,
+                lease_s: float = DEFAULT_LEASE_S, older_than_s: float = DEFAULT_LEASE_S) -> bool:
+        """Take over a launching job whose lease has expired (checked again here, atomically)."""
         with self._tx():
-            cur = self.db.execute(
-                "UPDATE jobs SET claimed_by = ?, claimed_at = ?, updated_at = ? WHERE id = ? AND state = 'launching' "
-                "AND claimed_by IS ?", (worker, iso_utc(now), iso_utc(now), job_id, previous_worker))
-            if cur.rowcount == 1:
-                self._event(job_id, now, "reclaimed", {"worker": worker, "previous": previous_worker})
-            return cur.rowcount == 1
+            row = self.db.execute("SELECT * FROM jobs WHERE id = ? AND state = 'launching' AND claimed_by IS ?",
+                                  (job_id, previous_worker)).fetchone()
+            if row is None or not _lease_expired(row, now, older_than_s):
+                return False
+            self.db.execute("UPDATE jobs SET claimed_by = ?, claimed_at = ?, lease_expires_at = ?, updated_at = ? "
+                            "WHERE id = ?", (worker, iso_utc(now), _expiry(now, lease_s), iso_utc(now), job_id))
+            self._event(job_id, now, "reclaimed", {"worker": worker, "previous": previous_worker})
+            return True
 
     def set_state(self, job_id: str, state: str, now: datetime, *, expect: tuple[str, ...] | None = None,
                   detail: dict | None = None, **fields) -> bool:
@@ -317,17 +377,17 @@ class Store:
         with self._tx():
             self.db.execute(
                 "UPDATE attempts SET outcome = ?, finished_at = ?, resource_id = ?, error_code = ?, message = ? "
-                "WHERE job_id = ? AND attempt = ?", (outcome, iso_utc(now), resource_id, error_code, message, job_id, attempt))
+                "WHERE job_id = ? AND attempt = ?",
+                (outcome, iso_utc(now), resource_id, error_code, redact(message) if message else message, job_id, attempt))
             self._event(job_id, now, f"attempt-{outcome}", {"attempt": attempt, "resource_id": resource_id,
                                                              "error_code": error_code, "message": message})
 
     def attempts(self, job_id: str) -> list[Attempt]:
-        return [_attempt(r) for r in self.db.execute(
-            "SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,)).fetchall()]
+        return [_attempt(r) for r in self._read("SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,))]
 
     def events(self, job_id: str) -> list[dict]:
-        return [{"at": r["at"], "kind": r["kind"], **json.loads(r["detail_json"])} for r in self.db.execute(
-            "SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()]
+        return [{"at": r["at"], "kind": r["kind"], **json.loads(r["detail_json"])}
+                for r in self._read("SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,))]
 
     # -- measurements (carbonsched track) ----------------------------------------------------
     def save_measurement(self, job_id: str, record: dict) -> None:
@@ -340,7 +400,8 @@ class Store:
                                 (job_id, now, json.dumps({"it_energy_kwh": record.get("it_energy_kwh")})))
 
     def load_measurement(self, job_id: str) -> dict:
-        row = self.db.execute("SELECT record_json FROM measurements WHERE job_id = ?", (job_id,)).fetchone()
+        rows = self._read("SELECT record_json FROM measurements WHERE job_id = ?", (job_id,))
+        row = rows[0] if rows else None
         if row is None:
             raise UnknownJobError(f"no measurement for job {job_id!r}; record one with "
                                   f"`carbonsched track --job {job_id} -- CMD`, or pass --measurement FILE")
@@ -348,12 +409,36 @@ class Store:
 
     def list_measurements(self) -> list[dict]:
         return [json.loads(r["record_json"]) for r in
-                self.db.execute("SELECT record_json FROM measurements ORDER BY recorded_at, job_id").fetchall()]
+                self._read("SELECT record_json FROM measurements ORDER BY recorded_at, job_id")]
 
     def add_event(self, job_id: str, now: datetime, kind: str, detail: dict) -> None:
         with self._tx():
             self._event(job_id, now, kind, detail)
 
     def _event(self, job_id: str, now: datetime, kind: str, detail: dict) -> None:
+        """Append to the job's story; error texts pass through ``redact`` (a server may echo a token)."""
         self.db.execute("INSERT INTO events (job_id, at, kind, detail_json) VALUES (?, ?, ?, ?)",
-                        (job_id, iso_utc(now), kind, json.dumps(detail, default=str)))
+                        (job_id, iso_utc(now), kind, redact(json.dumps(detail, default=str))))
+
+
+def _expiry(now: datetime, lease_s: float) -> str:
+    return iso_utc(now + timedelta(seconds=lease_s))
+
+
+def _lease_expired(row: sqlite3.Row, now: datetime, older_than_s: float) -> bool:
+    if row["lease_expires_at"]:
+        return row["lease_expires_at"] <= iso_utc(now)
+    claimed = parse_utc(row["claimed_at"]) if row["claimed_at"] else None
+    return claimed is None or (now - claimed).total_seconds() >= older_than_s
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` (and its WAL companions' umask) readable by the user only, or tighten it."""
+    try:
+        if path.exists():
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError:
+        pass  # a read-only store: opening it says so

@@ -11,25 +11,33 @@ and the agent:
 3. capacity/quota/stockout errors -> record and try the next-ranked placement; any other launch
    error -> record and fail the job with the message.
 
-After a crash the agent finds jobs stuck in *launching* and resumes them: a pending attempt is
-first looked up (``find``) and only launched if nothing exists, with the same token.
+The claim is a lease (``store.py``) renewed by a heartbeat (``lease.py``) while the launch runs,
+and re-checked before every cloud call: a launch that lost its lease stops. After a crash the
+agent (``agent.py``) finds jobs whose lease expired and resumes them: a pending attempt is first
+looked up (``find``) and only launched if nothing exists, with the same token. ``cancel`` looks up
+what every attempt may have started (by resource id, else by token/tag) and terminates it, so a
+job cancelled after a crashed launch leaves no instance behind.
+
+A launcher named after a cloud (``aws``, ``gcp``) can only start that cloud's placements:
+``restrict_to_launcher`` confines the job's providers before planning, and ``submit`` refuses a
+plan whose placements it could not launch.
 """
 from __future__ import annotations
 
 import os
 import socket
-import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from carbonsched.errors import CapacityError, CarbonschedError, LaunchError
-from carbonsched.providers.cloud import get_launcher
-from carbonsched.providers.cloud.launcher import Launcher, launch_token
-from carbonsched.run.store import FINAL, Job, Store
-from carbonsched.units import iso_utc
+from carbonsched.errors import CapacityError, LaunchError, UserInputError
 from carbonsched.planning import plan as make_plan
 from carbonsched.planning.region_forecast import forecast_to_dict
+from carbonsched.providers.cloud import get_launcher
+from carbonsched.providers.cloud.launcher import Launcher, job_command, launch_token
+from carbonsched.run.lease import Lease
+from carbonsched.run.store import DEFAULT_LEASE_S, FINAL, Job, Store
+from carbonsched.spec.job import PROVIDERS
 
 START_TOLERANCE = timedelta(minutes=1)  # a best start within this of now launches at once
 
@@ -47,10 +55,43 @@ class LaunchOutcome:
     message: str = ""
 
 
+def restrict_to_launcher(job, launcher: str):
+    """``job`` confined to the provider a cloud-named launcher can start (``aws``, ``gcp``); as is for
+    ``auto`` and ``local``. UserInputError when the job's own providers exclude that cloud."""
+    if launcher not in PROVIDERS:
+        return job
+    if job.providers is not None and launcher not in job.providers:
+        raise UserInputError(f"--launcher {launcher} can only start {launcher} placements, but the job allows only "
+                             f"{', '.join(job.providers)}; use --launcher auto or allow {launcher}")
+    return replace(job, providers=(launcher,))
+
+
+def check_launchable(job, plan, launcher: str) -> None:
+    """Refuse a plan the launcher could not start, and a command that cannot be split, before
+    anything is stored."""
+    if launcher in PROVIDERS:
+        others = sorted({p.provider for p in plan.placements} - {launcher})
+        if others:
+            raise UserInputError(f"--launcher {launcher} cannot start placements on {', '.join(others)}; "
+                                 f"plan with the job restricted to {launcher} (restrict_to_launcher) or use --launcher auto")
+    try:
+        job_command(_SpecOnly(job.to_dict()))  # now, rather than when the agent launches it
+    except LaunchError as exc:
+        raise UserInputError(str(exc).replace("job (not stored yet)", "the job")) from None
+
+
+@dataclass(frozen=True)
+class _SpecOnly:
+    spec: dict
+    id: str = "(not stored yet)"
+
+
 def submit(job, *, now: datetime, settings, store: Store, launcher: str, plan=None, launch: bool = True,
            launcher_factory: Callable[[str], Launcher] | None = None, max_attempts: int = 3) -> tuple[Job, LaunchOutcome | None]:
     """Plan (unless ``plan`` is given), store, and launch now if the best start is due."""
+    job = restrict_to_launcher(job, launcher)
     plan = plan or make_plan(job, now=now, settings=settings, top=max(max_attempts, 10))
+    check_launchable(job, plan, launcher)
 
     doc = plan.to_dict()
     # the store keeps the forecasts the decision used, so a report can compare them with what happened
@@ -59,7 +100,8 @@ def submit(job, *, now: datetime, settings, store: Store, launcher: str, plan=No
                            launcher=launcher, now=now, max_attempts=max_attempts)
     if launch and plan.best.start <= now + START_TOLERANCE:
         factory = launcher_factory or (lambda name: get_launcher(name, settings))
-        return stored, launch_job(store, stored.id, factory, now=now)
+        return stored, launch_job(store, stored.id, factory, now=now,
+                                  lease_s=getattr(settings, "lease_seconds", DEFAULT_LEASE_S))
     return stored, None
 
 
@@ -69,16 +111,26 @@ def launcher_name(job: Job, placement: dict) -> str:
 
 
 def launch_job(store: Store, job_id: str, launchers: Callable[[str], Launcher], *, now: datetime,
-               worker: str | None = None, resume: bool = False) -> LaunchOutcome:
-    """Claim and launch one job (see the module docstring). ``resume`` continues a stale launch.
+               worker: str | None = None, resume: bool = False, lease_s: float = DEFAULT_LEASE_S,
+               clock: Callable[[], datetime] | None = None) -> LaunchOutcome:
+    """Claim and launch one job (see the module docstring). ``resume`` continues a launch whose
+    lease this worker has just reclaimed.
 
     ``launchers(name)`` gives the launcher for a name; with the job's launcher ``auto`` each
-    placement goes to its own cloud, so failover can cross providers.
+    placement goes to its own cloud, so failover can cross providers. The lease lasts ``lease_s``
+    and is renewed from ``clock`` (default: the system clock) while the launch runs.
     """
     worker = worker or worker_id()
+    clock = clock or (lambda: datetime.now(timezone.utc))
     job = store.get(job_id)
-    if not resume and not store.claim(job.id, worker, now):
+    if not resume and not store.claim(job.id, worker, now, lease_s):
         return LaunchOutcome(job.id, "skipped", message="claimed by another agent or no longer scheduled")
+    with Lease(store.path, job.id, worker, lease_s, clock) as lease:
+        return _launch_claimed(store, job, launchers, now, worker, lease)
+
+
+def _launch_claimed(store: Store, job: Job, launchers, now: datetime, worker: str, lease: Lease) -> LaunchOutcome:
+    """Attempts in rank order for a job this worker holds (see the module docstring)."""
     placements = job.plan.get("placements") or []
     attempts = store.attempts(job.id)
     if attempts and attempts[-1].resource_id and attempts[-1].outcome in ("launched", "reconciled"):
@@ -99,6 +151,9 @@ def launch_job(store: Store, job_id: str, launchers: Callable[[str], Launcher], 
         if existing:
             store.finish_attempt(job.id, n, outcome="reconciled", now=now, resource_id=existing)
             return _running(store, job, placement, existing, now, launchers)
+        if lease.lost or not store.renew(job.id, worker, lease.clock(), lease.lease_s):
+            return LaunchOutcome(job.id, "skipped", placement=placement,
+                                 message="lost the launch lease (reclaimed after expiry, or cancelled); launched nothing")
         try:
             resource = launcher.launch(job, placement, n, token)
         except CapacityError as exc:
@@ -161,50 +216,34 @@ def refresh_status(store: Store, job: Job, launchers: Callable[[str], Launcher],
 
 
 def cancel(store: Store, job_id: str, launcher_factory: Callable[[str], Launcher], now: datetime) -> Job:
+    """Cancel a job and terminate whatever any of its attempts started.
+
+    The state changes first, so an agent still launching it terminates what it starts (``_running``);
+    then every attempt is reconciled: its recorded resource, else a lookup by its token/tag (an agent
+    that died after the cloud call and before the store write left no resource id)."""
     job = store.get(job_id)
     if job.state in FINAL:
         return job
-    if job.resource_id:
-        launcher_factory(launcher_for_resource(job.resource_id)).cancel(job.resource_id)
     store.set_state(job.id, "cancelled", now, expect=("scheduled", "launching", "running"),
-                    detail={"resource_id": job.resource_id, "terminated": bool(job.resource_id)})
+                    detail={"resource_id": job.resource_id})
+    terminated = []
+    for resource in _started_resources(store, job, launcher_factory):
+        launcher_factory(launcher_for_resource(resource)).cancel(resource)
+        terminated.append(resource)
+    if terminated:
+        store.add_event(job.id, now, "terminated", {"resources": terminated, "reason": "cancelled"})
     return store.get(job.id)
 
 
-def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: datetime, *,
-               worker: str | None = None, stale_after_s: float = 300.0) -> list[LaunchOutcome]:
-    """One pass of the agent: resume stale launches, launch due jobs, poll running ones."""
-    worker = worker or worker_id()
-    out = []
-    def guarded(job: Job, fn) -> None:
-        try:
-            result = fn()
-        except CarbonschedError as exc:  # one job's cloud trouble must not stop the agent
-            store.add_event(job.id, now, "agent-error", {"message": str(exc)})
-            result = LaunchOutcome(job.id, "error", message=str(exc))
-        if isinstance(result, LaunchOutcome):
-            out.append(result)
-
-    for job in store.stale_launching(now, stale_after_s):
-        if store.reclaim(job.id, worker, now, job.claimed_by):
-            guarded(job, lambda: launch_job(store, job.id, launcher_factory, now=now, worker=worker, resume=True))
-    for job in store.due(now):
-        guarded(job, lambda: launch_job(store, job.id, launcher_factory, now=now, worker=worker))
-    for job in store.jobs(("running",)):
-        guarded(job, lambda: refresh_status(store, job, launcher_factory, now))
-    return [o for o in out if o.state != "skipped"]
-
-
-def run_agent(store: Store, launcher_factory, clock: Callable[[], datetime], *, once: bool = False,
-              interval_s: float = 60.0, stale_after_s: float = 300.0, log=print,
-              sleep: Callable[[float], None] = time.sleep) -> int:
-    """Loop ``agent_pass`` every ``interval_s`` (``once``: a single pass). Returns jobs launched."""
-    launched = 0
-    while True:
-        for o in agent_pass(store, launcher_factory, clock(), stale_after_s=stale_after_s):
-            launched += o.state == "running"
-            where = f" in {o.placement.get('region_id')} ({o.placement.get('instance_type')})" if o.placement else ""
-            log(f"{iso_utc(clock())} job {o.job_id}: {o.state}{where}{': ' + o.message if o.message else ''}")
-        if once:
-            return launched
-        sleep(interval_s)
+def _started_resources(store: Store, job: Job, launcher_factory) -> list[str]:
+    found = [job.resource_id] if job.resource_id else []
+    for a in store.attempts(job.id):
+        if a.resource_id:
+            rid = a.resource_id
+        elif a.outcome in ("pending", "error"):  # error: an unclear failure may have started something
+            rid = launcher_factory(a.launcher).find(job, a.attempt, a.token)
+        else:
+            rid = None
+        if rid and rid not in found:
+            found.append(rid)
+    return found

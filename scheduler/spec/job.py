@@ -85,6 +85,7 @@ from pathlib import Path
 from carbonsched.errors import JobSpecError
 from carbonsched.spec.economics import DataSpec, SpotModel
 from carbonsched.models import PowerModel
+from carbonsched.providers.cloud.launcher import image_reference_error
 from carbonsched.spec.tomlfile import number, read_toml, typed_value
 
 from carbonsched.policies import Policy
@@ -288,6 +289,8 @@ def job_from_dict(raw: dict) -> JobSpec:
     if "weights" in policy_kwargs:
         policy_kwargs["weights"] = {"carbon": 0.0, "cost": 0.0, "time": 0.0, **policy_kwargs["weights"]}
     power_kwargs = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("power.")}
+    if "image" in flat and image_reference_error(flat["image"]):
+        raise JobSpecError(image_reference_error(flat["image"]))
     job = JobSpec(
         gpu=flat["gpu"], gpus=flat["gpus"], hours=flat["hours"],
         name=flat.get("name", "job"), command=flat.get("command"), image=flat.get("image"), env=flat.get("env"),

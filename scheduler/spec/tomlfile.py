@@ -35,6 +35,8 @@ def typed_value(value, kind, where: str):
     if kind is str:
         if not isinstance(value, str) or not value.strip():
             raise JobSpecError(f"{where} must be a non-empty string, got {value!r}")
+        if "\x00" in value:
+            raise JobSpecError(f"{where} contains a NUL byte; remove it (no command, name or path can hold one)")
         return value.strip()
     if kind is bool:
         if not isinstance(value, bool):
@@ -74,6 +76,8 @@ def typed_value(value, kind, where: str):
                                    "cloud's secret manager instead")
             if not isinstance(v, (str, int, float)) or isinstance(v, bool):
                 raise JobSpecError(f"{where}.{k} must be a string, got {v!r}")
+            if "\x00" in str(v):
+                raise JobSpecError(f"{where}.{k} contains a NUL byte; an environment value cannot hold one")
             out[str(k)] = str(v)
         return out
     if kind == "numbermap":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import time
 import urllib.request
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,7 +125,7 @@ def test_user_data_quotes_every_argument_and_runs_images_with_env():
     lines = shell_lines(stored({"command": "python train.py", "image": "nvcr.io/nvidia/pytorch:24.10-py3",
                                 "env": {"HF_HOME": "/data/my hf"}}))
     assert lines == ["export HF_HOME='/data/my hf'",
-                     "docker run --rm --gpus all -e HF_HOME nvcr.io/nvidia/pytorch:24.10-py3 python train.py"]
+                     "docker run --rm --gpus all -e HF_HOME -- nvcr.io/nvidia/pytorch:24.10-py3 python train.py"]
 
 
 def test_launch_tags_user_data_and_cancel(moto, tmp_path):
@@ -182,12 +183,14 @@ def test_kill_9_after_run_instances_then_agent_restart_gives_exactly_one_instanc
     jobfile.write_text('name = "crash"\ncommand = "python train.py"\ngpu = "H100"\ngpus = 8\nhours = 2\n'
                        '[constraints]\ngpu_types = ["H100"]\nproviders = ["aws"]\n')
     env = {**CREDS, "AWS_ENDPOINT_URL": moto, "CARBONSCHED_HOME": str(home), "CARBONSCHED_AWS_AMI_ID": any_ami(moto)}
-    r = cli("submit", jobfile, "--launcher", "aws", "--yes", extra_env={**env, "CARBONSCHED_FAULT": "after-launch"})
+    r = cli("submit", jobfile, "--launcher", "aws", "--yes",
+            extra_env={**env, "CARBONSCHED_FAULT": "after-launch", "CARBONSCHED_LEASE_SECONDS": "1"})
     assert r.returncode == -signal.SIGKILL, r.stderr
     store = Store(home / "jobs.sqlite")
     (job,) = store.jobs()
     region = job.plan["placements"][0]["region"]
     assert job.state == "launching" and len(instances(moto, region)) == 1  # launched, but the store never heard
+    time.sleep(2.1)  # the dead submit's 1 s lease runs out
     r = cli("agent", "--once", "--stale-after", "0", extra_env=env)
     assert r.returncode == 0, r.stderr
     job = store.get(job.id)

@@ -19,7 +19,8 @@ from carbonsched.providers.cloud.launcher import launch_token
 from carbonsched.providers.cloud.local import LocalLauncher
 from carbonsched.settings import Settings
 from carbonsched.run.store import Store, StoreError, UnknownJobError
-from carbonsched.run.submit import agent_pass, cancel, launch_job, refresh_status, submit
+from carbonsched.run.agent import agent_pass
+from carbonsched.run.submit import cancel, launch_job, refresh_status, submit
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 PY = sys.executable
@@ -201,11 +202,15 @@ def test_kill_9_between_launch_and_store_write_is_reconciled(cli, tmp_path):
     jobfile.write_text(f'name = "crash"\ncommand = "{PY} -c \\"open(\'{counter}\', \'a\').write(\'run\\\\\\\\n\')\\""\n'
                        'gpu = "A100"\ngpus = 8\nhours = 1\n')
     env = {"CARBONSCHED_HOME": str(home)}
-    r = cli("submit", jobfile, "--launcher", "local", "--yes", extra_env={**env, "CARBONSCHED_FAULT": "after-launch"})
+    r = cli("submit", jobfile, "--launcher", "local", "--yes",
+            extra_env={**env, "CARBONSCHED_FAULT": "after-launch", "CARBONSCHED_LEASE_SECONDS": "1"})
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
     store = Store(home / "jobs.sqlite")
     (stuck,) = store.jobs()
     assert stuck.state == "launching" and [a.outcome for a in store.attempts(stuck.id)] == ["pending"]
+    r = cli("agent", "--once", "--stale-after", "0", extra_env=env)
+    assert r.returncode == 0 and store.get(stuck.id).state == "launching"  # the dead submit's lease still holds
+    time.sleep(2.1)  # ... for its 1 s (stored to the second)
     r = cli("agent", "--once", "--stale-after", "0", extra_env=env)
     assert r.returncode == 0, r.stderr
     job_now = store.get(stuck.id)
@@ -310,7 +315,7 @@ def test_cancel_while_launching_terminates_what_the_launch_started(env, tmp_path
     out = launch_job(store, stored.id, lambda name: cloud, now=NOW)
     assert store.get(stored.id).state == "cancelled" and "terminated" in out.message
     assert any(e["kind"] == "terminated" for e in store.events(stored.id))
-    pid = int((Path(out.resource_id[len("local:"):]) / "pid").read_text())
+    pid = int((Path(out.resource_id[len("local:"):]) / "pid").read_text().split()[0])
     deadline = time.monotonic() + 20
     def alive(pid):  # the runner is our child here: once it exits it is a zombie until reaped
         try:

@@ -1,0 +1,76 @@
+"""The agent: launch deferred jobs when they come due, resume launches whose lease expired, and
+record how running jobs end.
+
+One pass (``agent_pass``): jobs in *launching* whose lease expired are reclaimed (atomically, the
+expiry checked again) and resumed with reconciliation first; due *scheduled* jobs are claimed and
+launched; *running* jobs are polled. Every claim is stamped with the clock at the claim (not at the
+start of the pass) and holds a lease of ``lease_s`` renewed while the launch runs. One job's
+failure never stops the agent: a carbonsched error is recorded on the job; any other exception
+(a bug, a poison input) fails that job with the error's type and text, and the pass goes on.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Callable
+
+from carbonsched.errors import CarbonschedError
+from carbonsched.providers.cloud.launcher import Launcher
+from carbonsched.run.store import DEFAULT_LEASE_S, Job, Store
+from carbonsched.run.submit import LaunchOutcome, launch_job, refresh_status, worker_id
+from carbonsched.units import iso_utc
+
+
+def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: datetime, *,
+               worker: str | None = None, stale_after_s: float = DEFAULT_LEASE_S,
+               clock: Callable[[], datetime] | None = None) -> list[LaunchOutcome]:
+    """One pass of the agent (see the module docstring). ``stale_after_s`` is the lease this agent
+    takes on the jobs it claims (and how old a lease-less legacy claim must be to be resumed);
+    ``clock`` stamps each claim (default: ``now`` for every job of the pass)."""
+    worker = worker or worker_id()
+    clock = clock or (lambda: now)
+    out: list[LaunchOutcome] = []
+    lease = dict(worker=worker, lease_s=stale_after_s, clock=clock)
+
+    for job in store.stale_launching(clock(), stale_after_s):
+        if store.reclaim(job.id, worker, clock(), job.claimed_by, lease_s=stale_after_s, older_than_s=stale_after_s):
+            _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), resume=True, **lease))
+    for job in store.due(clock()):
+        _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), **lease))
+    for job in store.jobs(("running",)):
+        _guarded(store, job, clock, out, lambda: refresh_status(store, job, launcher_factory, clock()))
+    return [o for o in out if o.state != "skipped"]
+
+
+def _guarded(store: Store, job: Job, clock, out: list, fn) -> None:
+    """Run one job's step; its failure is recorded on the job and never escapes the pass."""
+    try:
+        result = fn()
+    except CarbonschedError as exc:  # one job's cloud trouble must not stop the agent
+        store.add_event(job.id, clock(), "agent-error", {"message": str(exc)})
+        result = LaunchOutcome(job.id, "error", message=str(exc))
+    except Exception as exc:  # noqa: BLE001 -- a poison job must not take the agent (and every other job) down
+        reason = f"internal error while handling this job: {type(exc).__name__}: {exc}"
+        try:
+            store.add_event(job.id, clock(), "agent-error", {"message": reason})
+            store.set_state(job.id, "failed", clock(), expect=("launching",), detail={"reason": reason})
+        except CarbonschedError:
+            pass  # the store itself is in trouble: the next pass will say so
+        result = LaunchOutcome(job.id, "failed", message=reason)
+    if isinstance(result, LaunchOutcome):
+        out.append(result)
+
+
+def run_agent(store: Store, launcher_factory, clock: Callable[[], datetime], *, once: bool = False,
+              interval_s: float = 60.0, stale_after_s: float = DEFAULT_LEASE_S, log=print,
+              sleep: Callable[[float], None] = time.sleep) -> int:
+    """Loop ``agent_pass`` every ``interval_s`` (``once``: a single pass). Returns jobs launched."""
+    launched = 0
+    while True:
+        for o in agent_pass(store, launcher_factory, clock(), stale_after_s=stale_after_s, clock=clock):
+            launched += o.state == "running"
+            where = f" in {o.placement.get('region_id')} ({o.placement.get('instance_type')})" if o.placement else ""
+            log(f"{iso_utc(clock())} job {o.job_id}: {o.state}{where}{': ' + o.message if o.message else ''}")
+        if once:
+            return launched
+        sleep(interval_s)

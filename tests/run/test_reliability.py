@@ -1,0 +1,221 @@
+"""Reliability of the run side (issue 11): leases between agents, cancel after a crashed launch,
+a fixed launcher's provider, poison jobs, phantom runs, image injection. Real SQLite stores, real
+local runner processes; the one seam is a wrapper that makes the local launcher's call slow, as a
+slow cloud API would be."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from carbonsched.errors import JobSpecError, LaunchError, UserInputError
+from carbonsched.planning import plan as make_plan
+from carbonsched.providers.cloud.launcher import job_argv, launch_token
+from carbonsched.providers.cloud.local import STARTUP_GRACE_S, LocalLauncher, job_process_env
+from carbonsched.run.agent import agent_pass
+from carbonsched.run.store import Store
+from carbonsched.run.submit import cancel, restrict_to_launcher, submit
+from carbonsched.settings import Settings
+from carbonsched.spec.job import job_from_dict
+
+PY = sys.executable
+UTC = timezone.utc
+
+
+def clock():
+    return datetime.now(UTC)
+
+
+def job(command: str, **extra):
+    return job_from_dict({"name": "t", "command": command, "gpu": "A100", "gpus": 8, "hours": 2, **extra})
+
+
+class Slow:
+    """The real local launcher behind a launch call that takes ``delay_s`` (a slow cloud API)."""
+
+    def __init__(self, inner: LocalLauncher, delay_s: float):
+        self.inner, self.delay_s, self.launches = inner, delay_s, 0
+        self.name = inner.name
+
+    def launch(self, job, placement, attempt, token):
+        self.launches += 1
+        time.sleep(self.delay_s)
+        return self.inner.launch(job, placement, attempt, token)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def add(store, command, start=None, placements=2):
+    now = clock()
+    return store.add_job(name="j", spec={"command": command}, now=now, start_at=start or now, launcher="local",
+                         plan={"placements": [{"rank": i + 1, "region_id": f"aws:r{i}"} for i in range(placements)]})
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_slow_launch_is_not_reclaimed_by_an_impatient_agent(tmp_path):
+    """Agent A takes 4.5 s to launch under a 2 s lease it renews; agent B, told that 0.5 s makes a
+    launch stale, runs after A's first lease would have run out: before leases B reclaimed the job
+    and launched it a second time."""
+    path = tmp_path / "jobs.sqlite"
+    store_a, store_b = Store(path), Store(path)
+    slow = Slow(LocalLauncher(tmp_path), delay_s=4.5)
+    stored = add(store_a, f"{PY} -c pass")
+    results = {}
+    a = threading.Thread(target=lambda: results.setdefault(
+        "a", agent_pass(store_a, lambda n: slow, clock(), worker="A", stale_after_s=2.0, clock=clock)))
+    a.start()
+    time.sleep(3.3)
+    results["b"] = agent_pass(store_b, lambda n: slow, clock(), worker="B", stale_after_s=0.5, clock=clock)
+    a.join()
+    story = store_a.events(stored.id)
+    assert [o.state for o in results["a"]] == ["running"], story
+    assert results["b"] == [] and slow.launches == 1, story
+    assert len(list((tmp_path / "runs" / stored.id).iterdir())) == 1
+    assert "reclaimed" not in [e["kind"] for e in store_a.events(stored.id)]
+
+
+def test_an_expired_lease_is_resumed_with_the_same_token(tmp_path):
+    store = Store(tmp_path / "jobs.sqlite")
+    launcher = LocalLauncher(tmp_path)
+    stored = add(store, f"{PY} -c pass")
+    t0 = clock() - timedelta(minutes=5)
+    assert store.claim(stored.id, "dead-agent", t0, lease_s=60)  # ... and then it died
+    assert not store.reclaim(stored.id, "B", t0 + timedelta(seconds=30), "dead-agent", lease_s=60)  # still held
+    out = agent_pass(store, lambda n: launcher, clock(), worker="B", stale_after_s=60, clock=clock)
+    assert [o.state for o in out] == ["running"]
+    kinds = [e["kind"] for e in store.events(stored.id)]
+    assert kinds.count("reclaimed") == 1 and store.get(stored.id).claimed_by == "B"
+
+
+def test_cancel_after_a_crashed_launch_terminates_what_it_started(tmp_path):
+    store = Store(tmp_path / "jobs.sqlite")
+    launcher = LocalLauncher(tmp_path)
+    child_pid = tmp_path / "child.pid"
+    stored = add(store, f"{PY} -c 'import os, time; open(\"{child_pid}\", \"w\").write(str(os.getpid())); time.sleep(60)'")
+    assert store.claim(stored.id, "w", clock())
+    token = launch_token(stored.id, 0)
+    store.begin_attempt(stored.id, attempt=0, rank=1, launcher="local", placement={"region_id": "aws:r0"},
+                        token=token, now=clock())
+    rid = launcher.launch(store.get(stored.id), {}, 0, token)  # the agent dies here, before the store write
+    assert wait_for(lambda: child_pid.exists() and child_pid.read_text())  # the job runs
+    job_now = cancel(store, stored.id, lambda n: launcher, clock())
+    assert job_now.state == "cancelled"
+    exit_file = launcher._path(rid) / "exit.json"
+    assert wait_for(exit_file.exists), "the orphaned run was not terminated"
+    assert json.loads(exit_file.read_text())["signal"] == 15
+    assert wait_for(lambda: not os.path.exists(f"/proc/{child_pid.read_text()}") or
+                    open(f"/proc/{child_pid.read_text()}/stat").read().split()[2] == "Z")
+    assert any(e["kind"] == "terminated" and e["resources"] == [rid] for e in store.events(stored.id))
+
+
+def test_a_fixed_cloud_launcher_only_gets_its_own_placements(tmp_path):
+    settings = Settings(home=tmp_path)
+    store = Store(tmp_path / "jobs.sqlite")
+    j = job(f"{PY} -c pass")
+    now = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
+    everywhere = make_plan(j, now=now, settings=settings)
+    assert {p.provider for p in everywhere.placements} == {"aws", "gcp"}  # GCP would be chosen unrestricted
+    with pytest.raises(UserInputError, match="cannot start placements on gcp"):
+        submit(j, now=now, settings=settings, store=store, launcher="aws", plan=everywhere, launch=False)
+    assert store.jobs() == []  # nothing stored
+    stored, _ = submit(j, now=now, settings=settings, store=store, launcher="aws", launch=False)
+    assert {p["provider"] for p in stored.plan["placements"]} == {"aws"}
+    with pytest.raises(UserInputError, match="allows only gcp"):
+        restrict_to_launcher(job(f"{PY} -c pass", constraints={"providers": ["gcp"]}), "aws")
+
+
+def test_a_poison_job_fails_alone_and_the_agent_goes_on(tmp_path):
+    store = Store(tmp_path / "jobs.sqlite")
+    launcher = LocalLauncher(tmp_path)
+    poison = add(store, f"{PY} -c pass\x00oops", placements=1)  # stored before validation existed
+    good = add(store, f"{PY} -c pass", placements=1)
+    out = {o.job_id: o for o in agent_pass(store, lambda n: launcher, clock(), clock=clock)}
+    assert out[good.id].state == "running"
+    assert out[poison.id].state == "failed" and store.get(poison.id).state == "failed"
+    assert "NUL" in out[poison.id].message or "null byte" in out[poison.id].message
+    with pytest.raises(JobSpecError, match="NUL byte"):
+        job(f"{PY} -c pass\x00oops")
+    with pytest.raises(UserInputError, match="cannot split its command"):
+        submit(job(f"{PY} -c 'unterminated"), now=clock(), settings=Settings(home=tmp_path), store=store,
+               launcher="local", launch=False)
+
+
+def test_a_launch_that_died_before_its_process_started_is_not_a_run(tmp_path):
+    launcher = LocalLauncher(tmp_path)
+    stored_job = type("J", (), {"id": "phantom", "spec": {"command": f"{PY} -c pass"}})()
+    token = launch_token("phantom", 0)
+    d = tmp_path / "runs" / "phantom" / "attempt-0"
+    d.mkdir(parents=True)
+    (d / "token").write_text(token)  # the crash fell here
+    assert launcher.find(stored_job, 0, token) == f"local:{d}"  # young: it may still be starting
+    old = time.time() - STARTUP_GRACE_S - 5
+    os.utime(d / "token", (old, old))
+    assert launcher.find(stored_job, 0, token) is None  # so the agent launches it again
+    assert launcher.status(f"local:{d}") == ("failed", None)  # and a stored "running" job ends
+
+
+def test_a_recycled_pid_is_not_the_run(tmp_path):
+    launcher = LocalLauncher(tmp_path)
+    d = tmp_path / "runs" / "x" / "attempt-0"
+    d.mkdir(parents=True)
+    (d / "token").write_text("t")
+    (d / "pid").write_text(f"{os.getpid()} 1")  # a live pid, but not started at tick 1
+    assert launcher.status(f"local:{d}") == ("failed", None)
+    launcher.cancel(f"local:{d}")  # and cancel does not signal the stranger (this test process)
+
+
+def test_image_cannot_smuggle_docker_options():
+    for bad in ("--privileged", "--volume=/:/host", "--entrypoint=/bin/sh", "ubuntu --privileged", "Ubuntu:latest"):
+        with pytest.raises(JobSpecError, match="not an image reference"):
+            job("python train.py", image=bad)
+    stored = type("J", (), {"id": "x", "spec": {"command": "python train.py", "image": "--privileged"}})()
+    with pytest.raises(LaunchError, match="not an image reference"):
+        job_argv(stored)  # a job stored before validation is refused at launch too
+    ok = type("J", (), {"id": "x", "spec": {"command": "python t.py", "image": "nvcr.io/nvidia/pytorch:24.10-py3"}})()
+    assert job_argv(ok) == ["docker", "run", "--rm", "--gpus", "all", "--", "nvcr.io/nvidia/pytorch:24.10-py3",
+                            "python", "t.py"]
+
+
+def test_local_jobs_get_an_allow_listed_environment():
+    j = type("J", (), {"id": "x", "spec": {"command": "env", "env": {"HF_HOME": "/data/hf"}}})()
+    env = job_process_env(j, {"PATH": "/usr/bin", "LC_ALL": "C", "AWS_SECRET_ACCESS_KEY": "abc123secret",
+                              "ELECTRICITYMAPS_TOKEN": "tok-123456", "HF_HOME": "/home/me/hf"})
+    assert env == {"PATH": "/usr/bin", "LC_ALL": "C", "HF_HOME": "/data/hf"}
+
+
+def test_store_runs_and_logs_are_private(tmp_path):
+    home = tmp_path / "home"
+    store = Store(home / "jobs.sqlite")
+    launcher = LocalLauncher(home)
+    stored = add(store, f"{PY} -c print(1)", placements=1)
+    agent_pass(store, lambda n: launcher, clock(), clock=clock)
+    assert (home / "jobs.sqlite").stat().st_mode & 0o777 == 0o600
+    run = home / "runs" / stored.id / "attempt-0"
+    assert run.stat().st_mode & 0o777 == 0o700
+    assert wait_for(lambda: (run / "exit.json").exists())
+    assert (run / "log.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_error_texts_are_redacted_before_they_are_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATTTIME_USERNAME", "alice")
+    monkeypatch.setenv("WATTTIME_PASSWORD", "s3cret-pass")
+    store = Store(tmp_path / "jobs.sqlite")
+    stored = add(store, "true", placements=1)
+    echoed = "server said: Authorization: Basic YWxpY2U6czNjcmV0LXBhc3M= (user alice, pass s3cret-pass)"
+    store.add_event(stored.id, clock(), "agent-error", {"message": echoed})
+    text = json.dumps(store.events(stored.id))
+    assert "s3cret-pass" not in text and "YWxpY2U6czNjcmV0LXBhc3M=" not in text and "***" in text
