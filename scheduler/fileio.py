@@ -14,9 +14,10 @@ from pathlib import Path
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Replace ``path`` with ``text`` (UTF-8) atomically and durably; creates missing parents."""
+    """Replace ``path`` with ``text`` (UTF-8) atomically and durably; creates missing parents (the
+    last one private, 0700). The file is 0600: caches and records may name internal paths."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -42,6 +42,9 @@ def parse_duration_hours(value, what: str = "duration") -> float:
     return hours
 
 
+MIN_YEAR, MAX_YEAR = 1970, 2200
+
+
 def parse_utc(value, what: str = "time") -> datetime:
     """Parse an ISO 8601 timestamp (or a datetime) into an aware UTC datetime.
 
@@ -63,6 +66,8 @@ def parse_utc(value, what: str = "time") -> datetime:
         raise JobSpecError(f"{what} must be an ISO 8601 timestamp, got {value!r}")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:  # e.g. 9999-12-31 would overflow every window after it
+        raise JobSpecError(f"{what}: {value!r} is outside {MIN_YEAR}..{MAX_YEAR}; give a real date")
     return dt.astimezone(timezone.utc)
 
 

@@ -94,7 +94,7 @@ class ChainedSource:
                             f"fetched {age:.0f} h ago")
             return cached
         if cache is not None:
-            cache.put(fresh)
+            self._keep(cache, fresh, region, warnings)
         return fresh
 
     def _history(self, region: Region, end: datetime, signal: str, warnings: list[str]) -> HourlySeries | None:
@@ -106,10 +106,21 @@ class ChainedSource:
             except GridSourceError as exc:
                 warnings.append(f"{live.name} history failed for {region.region_id} ({exc}); using cached history")
         if fetched is not None and cache is not None:
-            return cache.put(fetched)
+            return self._keep(cache, fetched, region, warnings)
         if cache is not None and live is not None:
             return cache.get(live.name, region.grid_zone, signal, "history")
         return fetched
+
+    @staticmethod
+    def _keep(cache: SeriesCache, series: HourlySeries, region: Region, warnings: list[str]) -> HourlySeries:
+        """Cache ``series``; a cache that cannot be written (read-only home, full disk) costs the
+        next plan a fetch, never this plan its live data."""
+        try:
+            return cache.put(series)
+        except OSError as exc:
+            warnings.append(f"{region.region_id}: cannot write the forecast cache {cache.root} ({exc.strerror or exc}); "
+                            "using the fetched data without caching it")
+            return series
 
     # -- the forecast ------------------------------------------------------------------
     def forecast(self, region: Region, start: datetime, hours: int) -> Forecast:

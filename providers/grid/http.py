@@ -19,6 +19,7 @@ Every raised error carries ``status`` (the HTTP status, or None for network fail
 """
 from __future__ import annotations
 
+import base64
 import email.utils
 import json as jsonlib
 import random
@@ -78,6 +79,8 @@ def _secrets(headers: dict | None, auth) -> list[str]:
     found = [str(v) for v in (headers or {}).values() if v and len(str(v)) >= 4]
     if isinstance(auth, tuple) and len(auth) == 2 and auth[1]:
         found.append(str(auth[1]))
+        # the Authorization header requests builds from it: servers echo it back in error bodies
+        found.append(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
     # "Bearer abc" -> also scrub "abc" on its own
     found += [v.split(" ", 1)[1] for v in list(found) if " " in v and len(v.split(" ", 1)[1]) >= 4]
     return found

@@ -10,10 +10,23 @@ from carbonsched.errors import UserInputError
 from carbonsched.cli._common import add_plan_args, intensity_options, now_from, overrides
 
 
-def _store(a):
+def _store(a, create: bool = True):
+    """(settings, store). Commands that only read or change existing jobs pass ``create=False``:
+    without a store they stop with a message (or list nothing) instead of creating an empty one."""
+    from carbonsched.run.store import Store
     from carbonsched.settings import resolve_settings
 
     settings = resolve_settings()
+    path = Store.path_for(settings)
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserInputError(f"the job store's folder {path.parent} cannot exist: {existing} is a file; "
+                             "point CARBONSCHED_HOME (or home in the config file) at a folder")
+    if not create and not path.exists():
+        if getattr(a, "job_id", None) is not None:
+            raise UserInputError(f"no job {a.job_id!r}: there is no job store at {path} yet; "
+                                 "submit a job first (or set CARBONSCHED_HOME to where your jobs are)")
+        return settings, None
     return settings, _store_for(settings)
 
 
@@ -109,7 +122,9 @@ def _job_doc(store, job) -> dict:
 def cmd_status(a: argparse.Namespace) -> int:
     from carbonsched.run.submit import refresh_status
 
-    settings, store = _store(a)
+    settings, store = _store(a, create=False)
+    if store is None:  # no store yet, and no job id asked for: an empty listing
+        return cmd_list(a)
     jobs = [store.get(a.job_id)] if a.job_id else store.jobs()
     factory = _factory(settings)
     jobs = [refresh_status(store, j, factory, _now()) if j.state == "running" else j for j in jobs]
@@ -149,8 +164,8 @@ def _print_list(jobs) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    _, store = _store(a)
-    jobs = store.jobs(tuple(a.state) if a.state else None)
+    _, store = _store(a, create=False)
+    jobs = store.jobs(tuple(getattr(a, "state", None) or ()) or None) if store is not None else []
     if a.json:
         print(json.dumps({"schema_version": 1, "jobs": [_job_doc(store, j) for j in jobs]}, indent=2))
         return 0
@@ -160,14 +175,14 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_cancel(a: argparse.Namespace) -> int:
     from carbonsched.run.submit import cancel
 
-    settings, store = _store(a)
+    settings, store = _store(a, create=False)
     job = cancel(store, a.job_id, _factory(settings), _now())
     print(f"job {job.id}: {job.state}")
     return 0
 
 
 def cmd_logs(a: argparse.Namespace) -> int:
-    settings, store = _store(a)
+    settings, store = _store(a, create=False)
     job = store.get(a.job_id)
     if not job.resource_id:
         raise UserInputError(f"job {job.id} has not started ({job.state}); no logs yet")

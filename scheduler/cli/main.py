@@ -17,6 +17,7 @@ import sys
 
 from carbonsched import __version__
 from carbonsched.errors import CarbonschedError
+from carbonsched.redact import redact
 from carbonsched.cli._common import Parser
 
 COMMAND_MODULES: list[str] = [
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except CarbonschedError as exc:
         if args.debug:
             raise
-        print(f"carbonsched: error: {exc}", file=sys.stderr)
+        print(f"carbonsched: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("carbonsched: interrupted", file=sys.stderr)

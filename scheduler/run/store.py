@@ -180,7 +180,9 @@ class Store:
             _private_file(self.path)
         try:
             if self.read_only:  # reading works without write access; writes say what to do
-                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s,
+                # without a writable folder SQLite cannot create the WAL index: read the file as immutable
+                flags = "mode=ro" if os.access(self.path.parent, os.W_OK) else "mode=ro&immutable=1"
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True, timeout=timeout_s,
                                           isolation_level=None, check_same_thread=False)
             else:
                 self.db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
@@ -214,9 +216,13 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._db_error(exc)) from None
 
+    @staticmethod
+    def path_for(settings) -> Path:
+        return Path(settings.home) / "jobs.sqlite"
+
     @classmethod
     def for_settings(cls, settings) -> "Store":
-        return cls(Path(settings.home) / "jobs.sqlite")
+        return cls(cls.path_for(settings))
 
     def close(self) -> None:
         self.db.close()

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carbonsched.errors import JobSpecError
+from carbonsched.errors import JobSpecError, UnknownNameError
+from carbonsched.refdata import read_gpus, read_regions, resolve_gpu, resolve_region
 from carbonsched.spec.job import JobSpec, job_from_dict, read_job_file
 from carbonsched.spec.tomlfile import read_toml
 
@@ -34,10 +35,17 @@ def _capacity(raw, where: str) -> tuple[dict, float | None]:
         raise JobSpecError(f"{where}: [capacity] must be a table")
     raw = dict(raw)
     default = raw.pop("default", None)
+    regions, gpus = read_regions(), read_gpus()
+    out = {}
     for region, value in raw.items():
         if not isinstance(value, dict):
             raise JobSpecError(f"{where}: capacity.{region!r} must be a table of GPU type = count, e.g. {{ H100 = 16 }}")
-    return raw, default
+        try:  # a key naming no known region or GPU would silently never apply
+            region_id = resolve_region(region, regions).region_id
+            out[region_id] = {resolve_gpu(gpu, gpus).name: n for gpu, n in value.items()}
+        except UnknownNameError as exc:
+            raise JobSpecError(f"{where}: capacity.{region}: {exc}") from None
+    return out, default
 
 
 def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
@@ -62,7 +70,7 @@ def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
     if unknown:
         raise JobSpecError(f"{path}: unknown top-level key(s) {sorted(unknown)}; a batch file has [capacity] and [[job]] tables")
     entries = raw.get("job")
-    if not isinstance(entries, list) or not entries:
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise JobSpecError(f"{path}: no [[job]] tables; write one [[job]] table per job")
     jobs = []
     for i, entry in enumerate(entries, 1):

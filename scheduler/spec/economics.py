@@ -57,9 +57,11 @@ EGRESS_USD_PER_GB = {"aws": (0.09, 0.02), "gcp": (0.12, 0.02)}
 MAX_LOSS_FRACTION = 0.9
 
 
-def _nonneg(value, where: str) -> float:
+def _nonneg(value, where: str, upper: float = 1e9) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise JobSpecError(f"{where} must be a finite number >= 0, got {value!r}")
+    if value > upper:
+        raise JobSpecError(f"{where} = {value:g} is beyond any real value (at most {upper:g}); check the unit")
     return float(value)
 
 
@@ -119,10 +121,10 @@ class DataSpec:
     transfer_kwh_per_gb: float = DEFAULT_TRANSFER_KWH_PER_GB
 
     def __post_init__(self):
-        _nonneg(self.size_gb, "data.size_gb")
-        _nonneg(self.transfer_kwh_per_gb, "data.transfer_kwh_per_gb")
+        _nonneg(self.size_gb, "data.size_gb", upper=1e7)  # 10 PB
+        _nonneg(self.transfer_kwh_per_gb, "data.transfer_kwh_per_gb", upper=10.0)
         if self.egress_usd_per_gb is not None:
-            _nonneg(self.egress_usd_per_gb, "data.egress_usd_per_gb")
+            _nonneg(self.egress_usd_per_gb, "data.egress_usd_per_gb", upper=100.0)
         if not isinstance(self.home_region, str) or not self.home_region.strip():
             raise JobSpecError(f"data.home_region must be a region id like 'aws:us-east-1', got {self.home_region!r}")
 

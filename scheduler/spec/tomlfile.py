@@ -101,4 +101,6 @@ def read_toml(path: str | Path, what: str = "job file", error=JobSpecError, hint
         raise error(f"{path}: malformed TOML: {exc}") from None
     except UnicodeDecodeError:
         raise error(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply to be a {what}") from None
 

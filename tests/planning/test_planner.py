@@ -124,7 +124,8 @@ def test_earliest_start_in_the_past_narrows_the_window():
 
 @pytest.mark.parametrize("raw, match", [
     ({"gpu": "A100", "gpus": 8, "hours": 1e20}, "at most 8760"),
-    ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"earliest_start": "9999-12-31T23:00:00Z"}}, "days ahead"),
+    ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"earliest_start": "2150-12-31T23:00:00Z"}}, "days ahead"),
+    ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"earliest_start": "9999-12-31T23:00:00Z"}}, "outside 1970..2200"),
     ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"max_delay": "1000d"}}, "90 days"),
 ])
 def test_absurd_sizes_are_refused(raw, match):

@@ -163,6 +163,16 @@ def test_error_messages_never_contain_secrets(server, sleeps):
     assert "key=1" not in str(exc.value)
 
 
+def test_an_echoed_basic_auth_header_is_scrubbed(server, sleeps):
+    """WattTime logs in with HTTP Basic; a server that echoes the Authorization header back must
+    not put the base64 of user:password into our message (it is stored with the job)."""
+    echo = "Basic d2F0dC11c2VyOmh1bnRlcjItcGFzcw=="  # base64("watt-user:hunter2-pass")
+    server.routes["GET /x"] = (403, {}, {"error": f"denied for Authorization: {echo}"})
+    with pytest.raises(SourceAuthError) as exc:
+        get_json(None, "GET", server.url + "/x", auth=("watt-user", "hunter2-pass"))
+    assert "d2F0dC11c2VyOmh1bnRlcjItcGFzcw==" not in str(exc.value) and "***" in str(exc.value)
+
+
 # --- Electricity Maps ------------------------------------------------------------------------------
 
 def test_em_forecast_happy_path(server, sleeps, regions):
