@@ -8,7 +8,10 @@ Routes map ``"METHOD /path"`` (query string excluded) to a reply or a list of re
         srv.requests[0].headers["Authorization"]
 
 A reply is ``(status, headers, body)``: a dict/list body is sent as JSON, str/bytes as is, a
-``pathlib.Path`` as the file's bytes. A list of replies is served in order, its last one
+``pathlib.Path`` as the file's bytes. Faults a hostile or broken server shows: ``Trickle(body,
+every_s)`` sends the body a byte at a time, ``Truncated(body, n)`` promises the whole body but
+sends ``n`` bytes and hangs up, ``Reset()`` answers with a TCP reset, ``Stall(seconds)`` accepts
+and says nothing. A list of replies is served in order, its last one
 repeating. A callable gets the ``Recorded`` request and returns a reply. Unknown routes get 404
 with a JSON error. Every request is recorded (method, path, query, headers, body) for assertions.
 """
@@ -40,6 +43,62 @@ def _encode(body) -> tuple[bytes, str]:
     if isinstance(body, bytes):
         return body, "application/octet-stream"
     return str(body).encode(), "text/plain; charset=utf-8"
+
+
+@dataclass
+class Trickle:
+    body: object
+    every_s: float = 0.2
+
+
+@dataclass
+class Truncated:
+    body: object
+    n: int = 10
+
+
+@dataclass
+class Reset:
+    pass
+
+
+@dataclass
+class Stall:
+    seconds: float = 30.0
+
+
+def _fault(handler, status: int, headers: dict, fault) -> None:
+    import socket
+    import struct
+    import time
+
+    if isinstance(fault, Reset):
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
+        handler.close_connection = True
+        return
+    if isinstance(fault, Stall):
+        time.sleep(fault.seconds)
+        handler.close_connection = True
+        return
+    data, ctype = _encode(fault.body)
+    handler.send_response(status)
+    for k, v in {"Content-Type": ctype, **headers}.items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    try:
+        if isinstance(fault, Truncated):
+            handler.wfile.write(data[:fault.n])
+            handler.wfile.flush()
+        else:
+            for i in range(len(data)):
+                handler.wfile.write(data[i:i + 1])
+                handler.wfile.flush()
+                time.sleep(fault.every_s)
+    except OSError:
+        pass  # the client gave up: that is the point
+    handler.close_connection = True
 
 
 class GridServer:
@@ -90,6 +149,8 @@ class GridServer:
                                headers={k.lower(): v for k, v in self.headers.items()},
                                body=self.rfile.read(length) if length else b"", raw_query=raw)
                 status, headers, body = server._reply(rec)
+                if isinstance(body, (Trickle, Truncated, Reset, Stall)):
+                    return _fault(self, status, dict(headers), body)
                 data, ctype = _encode(body)
                 self.send_response(status)
                 headers = dict(headers)

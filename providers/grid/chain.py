@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from carbonsched.errors import GridSourceError
+from carbonsched.errors import GridSourceError, SourceAuthError, SourceQuotaError, SourceUnavailableError
 from carbonsched.models import Forecast, Region
 from carbonsched.units import iso_utc
 
@@ -72,6 +72,7 @@ class ChainedSource:
         self.history_gap = timedelta(hours=history_gap_hours)
         self.profile = profile or ProfileSource()
         self.name = f"{live.name}+fallbacks" if live else "profile"
+        self.down: str | None = None  # set when the live source failed to answer: later regions skip it
 
     # -- the live head ---------------------------------------------------------------
     def _head(self, region: Region, start: datetime, hours: int, warnings: list[str]) -> HourlySeries | None:
@@ -83,9 +84,19 @@ class ChainedSource:
         if cached is not None and cached.fetched_at and now - cached.fetched_at <= self.ttl \
                 and np.isfinite(cached.window(start, hours)).any():
             return cached
+        if self.down is not None:  # it already failed in this plan: do not make every region wait for it
+            exc = self.down
+            if cached is None:
+                warnings.append(f"{live.name} skipped for {region.region_id}: it failed earlier in this plan ({exc})")
+                return None
+            warnings.append(f"{live.name} skipped for {region.region_id}: it failed earlier in this plan; using its "
+                            "cached forecast")
+            return cached
         try:
             fresh = live.series(region, start, hours)
         except GridSourceError as exc:
+            if isinstance(exc, (SourceUnavailableError, SourceQuotaError, SourceAuthError)):
+                self.down = str(exc)  # the service, not this region, is the problem
             if cached is None:
                 warnings.append(f"{live.name} failed for {region.region_id} ({exc}); no cached forecast")
                 return None
@@ -100,7 +111,7 @@ class ChainedSource:
     def _history(self, region: Region, end: datetime, signal: str, warnings: list[str]) -> HourlySeries | None:
         live, cache = self.live, self.cache
         fetched = None
-        if live is not None and hasattr(live, "history"):
+        if live is not None and hasattr(live, "history") and self.down is None:
             try:
                 fetched = live.history(region, end, HISTORY_FETCH_HOURS)
             except GridSourceError as exc:

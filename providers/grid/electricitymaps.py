@@ -35,7 +35,7 @@ import requests
 from carbonsched.errors import GridSourceError, SourceAuthError, SourceNotFoundError, SourcePayloadError
 from carbonsched.models import Forecast, Region
 
-from carbonsched.providers.grid.http import covered_forecast, get_json, load_payload, number, parse_utc_timestamp, region_window, utc_hour
+from carbonsched.providers.grid.http import DEFAULT_DEADLINE_S, covered_forecast, get_json, load_payload, number, parse_utc_timestamp, region_window, utc_hour
 from carbonsched.providers.grid.series import HourlySeries, to_hourly
 
 SOURCE = "electricitymaps"
@@ -216,13 +216,14 @@ class ElectricityMapsSource:
     def __init__(self, session: requests.Session | None = None, base_url: str | None = None,
                  token: str | None = None, emission_factor_type: str = "lifecycle",
                  clock: Callable[[], datetime] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 retries: int = 3, timeout_s: float = 10):
+                 retries: int = 3, timeout_s: float = 10,
+                 deadline_s: float = DEFAULT_DEADLINE_S):
         self.session = session or requests.Session()
         self.base_url = base_url
         self.token = token
         self.emission_factor_type = _check_factor(emission_factor_type)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
-        self._http = {"sleep": sleep, "retries": retries, "timeout_s": timeout_s}
+        self._http = {"sleep": sleep, "retries": retries, "timeout_s": timeout_s, "deadline_s": deadline_s}
 
     def _kw(self) -> dict:
         return {"session": self.session, "base_url": self.base_url, "token": self.token,

@@ -14,7 +14,11 @@
 - never puts credentials in messages: only scheme, host and path of the URL are shown, and any
   header value or basic-auth password that was sent is scrubbed from quoted server text.
 
-Every raised error carries ``status`` (the HTTP status, or None for network failures).
+Every call has a total deadline (``deadline_s``, default 8 s): connect, every retry and its wait,
+and reading the body all fit in it, so a server that stalls, trickles bytes or keeps answering
+429 costs a plan seconds, not minutes; the caller then falls back (``chain.py``) and says so.
+Bodies over ``MAX_BODY_BYTES`` are refused. Every raised error carries ``status`` (the HTTP
+status, or None for network failures).
 ``sleep`` is injectable so tests run without waiting. Timestamp helpers for payloads live here too.
 """
 from __future__ import annotations
@@ -30,6 +34,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
 from carbonsched.errors import (
@@ -44,6 +49,12 @@ from carbonsched.models import Forecast
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 60.0
+DEFAULT_DEADLINE_S = 8.0
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class _OutOfTime(Exception):
+    """A retry wait would end past the call's deadline."""
 _QUOTE_CHARS = 300  # how much of a server's error text goes into our message
 
 
@@ -177,6 +188,14 @@ class _Retry(Retry):
             self.sleep_fn(wait)
 
 
+def _bounded_sleep(sleep: Callable[[float], None], deadline: float) -> Callable[[float], None]:
+    def wait(seconds: float) -> None:
+        if time.monotonic() + seconds >= deadline:
+            raise _OutOfTime(seconds)
+        sleep(seconds)
+    return wait
+
+
 def retrying_session(session: requests.Session | None, *, retries: int, backoff_s: float, jitter_s: float,
                      max_wait_s: float, sleep: Callable[[float], None]) -> requests.Session:
     """``session`` (or a new one) whose http(s) adapters retry as described in the module docstring;
@@ -195,22 +214,32 @@ def retrying_session(session: requests.Session | None, *, retries: int, backoff_
 def get_json(session: requests.Session | None, method: str, url: str, *, headers: dict | None = None,
              params: dict | None = None, json=None, auth=None, timeout_s: float = 10, retries: int = 3,
              backoff_s: float = 0.5, jitter_s: float = 0.25, source: str = "", sleep: Callable[[float], None] = time.sleep,
-             auth_hint: str = "", max_wait_s: float = MAX_RETRY_AFTER_S) -> dict | list:
-    """Send one request (plus up to ``retries`` retries) and return the decoded JSON body.
+             auth_hint: str = "", max_wait_s: float = MAX_RETRY_AFTER_S,
+             deadline_s: float = DEFAULT_DEADLINE_S) -> dict | list:
+    """Send one request (plus up to ``retries`` retries, all within ``deadline_s``) and return the
+    decoded JSON body.
 
     ``retries`` counts retries after the first attempt, so a persistently failing server is
     asked ``retries + 1`` times. ``auth_hint`` completes the message of ``SourceAuthError``
     (e.g. "set ELECTRICITYMAPS_TOKEN to a valid API token").
     """
+    deadline = time.monotonic() + deadline_s
     session = retrying_session(session, retries=retries, backoff_s=backoff_s, jitter_s=jitter_s,
-                               max_wait_s=max_wait_s, sleep=sleep)
+                               max_wait_s=max_wait_s, sleep=_bounded_sleep(sleep, deadline))
     where = _where(url)
     secrets = _secrets(headers, auth)
+    name = source or "intensity source"
     try:
+        wait = max(0.1, min(timeout_s, deadline_s))
         response = session.request(method, url, headers=headers, params=params, json=json, auth=auth,
-                                   timeout=timeout_s)
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise _error(SourceUnavailableError, f"{source or 'intensity source'}: cannot reach {where} "
+                                    timeout=wait, stream=True)
+        body = _read_body(response, deadline, where, name, source)
+    except _OutOfTime:
+        raise _error(SourceUnavailableError, f"{name}: no answer from {where} within {deadline_s:g} s (its retries and "
+                     "waits would take longer); the planner falls back to cached or embedded data", source, None) from None
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+            Urllib3Error, OSError) as exc:  # incl. resets, stalls and short bodies while reading the body
+        raise _error(SourceUnavailableError, f"{name}: cannot reach {where} "
                      f"({type(exc).__name__}) after {retries + 1} tries; check the network or try later",
                      source, None) from None
     status = response.status_code
@@ -219,12 +248,34 @@ def get_json(session: requests.Session | None, method: str, url: str, *, headers
         raise error_for_response(response, source=source, where=where, attempts=len(done) + 1,
                                  auth_hint=auth_hint, secrets=secrets)
     try:
-        return response.json()
+        return jsonlib.loads(body)
     except ValueError:
-        snippet = " ".join((response.text or "")[:80].split())
-        raise _error(SourcePayloadError, f"{source or 'intensity source'}: {where} answered HTTP {status} "
+        snippet = " ".join(body[:80].decode("utf-8", "replace").split())
+        raise _error(SourcePayloadError, f"{name}: {where} answered HTTP {status} "
                      f"with a body that is not JSON ({snippet!r}); the API may have changed or a proxy "
                      "intercepted the request", source, status) from None
+
+
+def _read_body(response: requests.Response, deadline: float, where: str, name: str, source: str) -> bytes:
+    """The whole body, read within the deadline and ``MAX_BODY_BYTES`` (a trickling or endless body
+    is cut off); for error statuses the body stays readable by the error mapping."""
+    chunks, size = [], 0
+    while True:
+        chunk = response.raw.read1(65536, decode_content=True)  # what has arrived, not a full block
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            response.close()
+            raise _error(SourcePayloadError, f"{name}: {where} sent more than {MAX_BODY_BYTES // 2**20} MiB; "
+                         "refusing it", source, response.status_code)
+        if time.monotonic() > deadline:
+            response.close()
+            raise _OutOfTime(0)
+    body = b"".join(chunks)
+    response._content = body  # so .json()/.text work for the error mapping
+    return body
 
 
 def load_payload(payload_or_path, source: str = "") -> dict | list:

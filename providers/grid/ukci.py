@@ -42,7 +42,7 @@ import requests
 from carbonsched.errors import SourceNotFoundError, SourcePayloadError
 from carbonsched.models import Forecast, Region
 
-from carbonsched.providers.grid.http import covered_forecast, get_json, load_payload, number, parse_utc_timestamp, region_window, utc_hour
+from carbonsched.providers.grid.http import DEFAULT_DEADLINE_S, covered_forecast, get_json, load_payload, number, parse_utc_timestamp, region_window, utc_hour
 from carbonsched.providers.grid.series import HourlySeries, to_hourly
 
 SOURCE = "uk-carbon-intensity"
@@ -196,13 +196,15 @@ class UkCarbonIntensitySource:
 
     def __init__(self, session: requests.Session | None = None, base_url: str | None = None,
                  region_ids: dict[str, int] | None = None, clock: Callable[[], datetime] | None = None,
-                 sleep: Callable[[float], None] = time.sleep, retries: int = 3, timeout_s: float = 10):
+                 sleep: Callable[[float], None] = time.sleep, retries: int = 3, timeout_s: float = 10,
+                 deadline_s: float = DEFAULT_DEADLINE_S):
         self.session = session or requests.Session()
         self.base_url = base_url
         self.region_ids = dict(REGION_IDS if region_ids is None else region_ids)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._http = {"session": self.session, "base_url": base_url, "sleep": sleep, "retries": retries,
-                      "timeout_s": timeout_s}
+                      "timeout_s": timeout_s,
+                      "deadline_s": deadline_s}
 
     def regionid_for(self, region: Region) -> int | None:
         """The API region id (None = national); SourceNotFoundError outside Great Britain."""

@@ -46,7 +46,7 @@ import requests
 from carbonsched.errors import SourceAuthError, SourceNotFoundError, SourcePayloadError
 from carbonsched.models import Forecast, Region
 
-from carbonsched.providers.grid.http import covered_forecast, get_json, load_payload, number, parse_utc_timestamp, region_window, utc_hour
+from carbonsched.providers.grid.http import DEFAULT_DEADLINE_S, covered_forecast, get_json, load_payload, number, parse_utc_timestamp, region_window, utc_hour
 from carbonsched.providers.grid.series import HourlySeries, to_hourly
 
 SOURCE = "watttime"
@@ -208,14 +208,16 @@ class WattTimeSource:
     def __init__(self, session: requests.Session | None = None, base_url: str | None = None,
                  username: str | None = None, password: str | None = None, signal_type: str = "co2_moer",
                  clock: Callable[[], datetime] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 retries: int = 3, timeout_s: float = 10):
+                 retries: int = 3, timeout_s: float = 10,
+                 deadline_s: float = DEFAULT_DEADLINE_S):
         self.session = session or requests.Session()
         self.base_url = base_url
         self.username, self.password = username, password
         self.signal_type = _check_signal_type(signal_type)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._http = {"session": self.session, "base_url": base_url, "sleep": sleep, "retries": retries,
-                      "timeout_s": timeout_s}
+                      "timeout_s": timeout_s,
+                      "deadline_s": deadline_s}
         self._token: str | None = None
         self._regions: dict[tuple[float, float, str], str] = {}
 

@@ -111,7 +111,7 @@ def test_retry_after_http_date_and_cap():
 
 def test_retry_after_is_capped(server, sleeps):
     server.routes["GET /x"] = [(503, {"Retry-After": "86400"}, ""), ok({"a": 1})]
-    get_json(None, "GET", server.url + "/x", sleep=sleeps.append, max_wait_s=60)
+    get_json(None, "GET", server.url + "/x", sleep=sleeps.append, max_wait_s=60, deadline_s=120)
     assert sleeps == [60]
 
 
