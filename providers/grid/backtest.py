@@ -252,6 +252,10 @@ def _parse_time(text: str, path: Path, line: int) -> datetime:
     return parse_utc(text.strip(), f"{path}, line {line}: timestamp")
 
 
+MAX_G_PER_KWH = 3000.0  # lignite at its worst is ~1,100 g/kWh lifecycle; anything past 3,000 is a unit error
+KG_SUSPECT_MAX = 1.0  # a whole history below 1 is kg/kWh (no grid's hourly mix stays under 1 g/kWh)
+
+
 def _parse_value(text: str, path: Path, line: int, column: str) -> float:
     s = text.strip()
     if s == "" or s.lower() in ("nan", "na", "null", "none"):
@@ -260,7 +264,31 @@ def _parse_value(text: str, path: Path, line: int, column: str) -> float:
         v = float(s)
     except ValueError:
         raise UserInputError(f"{path}, line {line}: {column!r} is not a number: {text!r}") from None
-    return v if np.isfinite(v) else np.nan
+    if not np.isfinite(v):
+        return np.nan
+    if v < 0:
+        raise UserInputError(f"{path}, line {line}: {column!r} is negative ({text.strip()}); carbon intensity is "
+                             "g CO2eq/kWh >= 0: fix the row or leave it empty (a gap)")
+    if v > MAX_G_PER_KWH:
+        raise UserInputError(f"{path}, line {line}: {column!r} = {v:g} g/kWh is beyond any grid (at most "
+                             f"{MAX_G_PER_KWH:g}); check the unit (g CO2eq/kWh)")
+    return v
+
+
+def _check_plausible(times: list, vals: list, path: Path, column: str) -> None:
+    """Refuse what would be silently wrong: kg/kWh given for g/kWh, and one hour given twice with
+    different values (averaging them would invent a number)."""
+    finite = [v for v in vals if np.isfinite(v)]
+    if finite and 0 < max(finite) < KG_SUSPECT_MAX:
+        raise UserInputError(f"{path}: every {column!r} value is below {KG_SUSPECT_MAX:g} (max {max(finite):g}); "
+                             "that is kg/kWh, not g/kWh: multiply the column by 1000")
+    seen: dict = {}
+    for k, (t, v) in enumerate(zip(times, vals)):
+        line = k + 2
+        if t in seen and np.isfinite(v) and np.isfinite(seen[t][1]) and v != seen[t][1]:
+            raise UserInputError(f"{path}, lines {seen[t][0]} and {line}: {t.isoformat()} appears twice with different "
+                                 f"values ({seen[t][1]:g} and {v:g}); keep one row per timestamp")
+        seen.setdefault(t, (line, v))
 
 
 def _unknown_zone(zone: str, known: Sequence[str], path: Path) -> UserInputError:
@@ -340,6 +368,7 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
             raise UserInputError(f"{path}, line {line}: expected {len(header)} columns, got {len(r)}")
         times.append(_parse_time(r[t_i], path, line))
         vals.append(_parse_value(r[v_i], path, line, header[v_i]))
+    _check_plausible(times, vals, path, header[v_i])
     series = to_hourly(times, vals, zone=zone_name, signal=info["signal"], source="file", kind="history")
     hours = [t.replace(minute=0, second=0, microsecond=0) for t in times]
     info.update(zone=zone_name, rows=len(body), hours=series.hours,

@@ -88,7 +88,7 @@ class FileSource:
             if label is not None and label != zone:
                 continue
             try:
-                values, start, info = _read(path, None if label else zone, self.file_signal)
+                values, start, info = _read(path, label or zone, self.file_signal)  # an export's own zone is checked
             except UserInputError:
                 if label is None:
                     continue  # a wide file without this zone's column

@@ -247,7 +247,7 @@ def test_read_simple_csv_unsorted_duplicates_gaps(tmp_path):
         "datetime,carbon_intensity_g_per_kwh\n"
         "2022-01-01T02:00:00Z,30\n"
         "2022-01-01T00:00:00Z,10\n"
-        "2022-01-01T02:00:00Z,40\n"  # duplicate hour: averaged
+        "2022-01-01T02:00:00Z,30\n"  # the same row twice: harmless
         "2022-01-01T04:30:00+01:00,70\n"  # = 03:30 UTC
         "2022-01-01T05:00:00,\n"  # naive = UTC; empty value = missing
         "2022-01-01T06:00:00Z,60\n"
@@ -255,9 +255,38 @@ def test_read_simple_csv_unsorted_duplicates_gaps(tmp_path):
     v, start, info = read_history_csv(p, zone="XX")
     assert start == datetime(2022, 1, 1, tzinfo=UTC)
     np.testing.assert_array_equal(np.isnan(v), [False, True, False, False, True, True, False])
-    np.testing.assert_allclose(v[[0, 2, 3, 6]], [10, 35, 70, 60])
+    np.testing.assert_allclose(v[[0, 2, 3, 6]], [10, 30, 70, 60])
     assert info["format"] == "simple" and info["duplicate_rows"] == 1 and info["unsorted"]
     assert info["signal"] == "average-lca" and info["zone"] == "XX"
+
+
+def test_history_files_that_would_be_silently_wrong_are_refused(tmp_path):
+    """Issue 11: negative values, kg/kWh for g/kWh, one hour twice with different values, and an
+    Electricity Maps export of another zone given as ZONE=PATH."""
+    cases = {
+        "negative": ("datetime,carbon_intensity\n2022-01-01T00:00Z,120\n2022-01-01T01:00Z,-5\n", "line 3.*negative"),
+        "kg per kWh": ("datetime,carbon_intensity\n2022-01-01T00:00Z,0.41\n2022-01-01T01:00Z,0.38\n", "kg/kWh"),
+        "conflicting duplicate": ("datetime,carbon_intensity\n2022-01-01T00:00Z,120\n2022-01-01T00:00Z,300\n",
+                                  "lines 2 and 3.*twice"),
+        "absurd": ("datetime,carbon_intensity\n2022-01-01T00:00Z,120000\n", "beyond any grid"),
+    }
+    for name, (text, match) in cases.items():
+        p = tmp_path / f"{name}.csv"
+        p.write_text(text)
+        with pytest.raises(UserInputError, match=match):
+            read_history_csv(p, zone="DE")
+    export = tmp_path / "em_FR.csv"
+    export.write_text("Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO\u2082eq/kWh (direct),"
+                      "Carbon Intensity gCO\u2082eq/kWh (LCA),Low Carbon Percentage,Renewable Percentage,"
+                      "Data Source,Data Estimated,Data Estimation Method\n"
+                      "2022-01-01 00:00:00,France,France,FR,40,60,90,20,x,false,\n")
+    from carbonsched.providers.grid.file import FileSource
+    from carbonsched.refdata import read_regions
+
+    src = FileSource([f"DE={export}"])
+    with pytest.raises(UserInputError, match="holds zone FR, not 'DE'"):
+        src.series(next(r for r in read_regions().values() if r.grid_zone == "DE"),
+                   datetime(2022, 1, 1, tzinfo=UTC), 1)
 
 
 def test_read_simple_csv_other_value_column(tmp_path):
