@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import threading
 
@@ -35,16 +35,18 @@ def moto(monkeypatch):
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))  # moto state is per process
     yield url
     server.stop()
 
 
 class CapacityProxy:
     """Forwards to moto, but answers RunInstances in ``regions`` with EC2's documented
-    InsufficientInstanceCapacity error (HTTP 500, XML body)."""
+    InsufficientInstanceCapacity error (HTTP 500, XML body); ``delay_s`` makes every RunInstances
+    that slow (a slow EC2 API)."""
 
-    def __init__(self, target: str, regions: set[str]):
-        self.target, self.regions, self.refused = target, regions, []
+    def __init__(self, target: str, regions: set[str], delay_s: float = 0.0):
+        self.target, self.regions, self.refused, self.delay_s, self.run_calls = target, regions, [], delay_s, 0
         proxy = self
 
         class H(BaseHTTPRequestHandler):
@@ -52,6 +54,9 @@ class CapacityProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 auth = self.headers.get("Authorization", "")
                 region = auth.split("Credential=")[1].split("/")[2] if "Credential=" in auth else ""
+                if b"Action=RunInstances" in body:
+                    proxy.run_calls += 1
+                    time.sleep(proxy.delay_s)
                 if b"Action=RunInstances" in body and region in proxy.regions:
                     proxy.refused.append(region)
                     xml = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
@@ -199,3 +204,56 @@ def test_kill_9_after_run_instances_then_agent_restart_gives_exactly_one_instanc
     assert job.resource_id == f"aws:{region}:{inst['InstanceId']}"
     r = cli("agent", "--once", "--stale-after", "0", extra_env=env)
     assert len(instances(moto, region)) == 1
+
+
+def test_two_agents_and_a_slow_ec2_api_launch_once(moto, tmp_path):
+    """Issue 11's reproduction: RunInstances takes 4 s behind a proxy; agent B, whose --stale-after
+    is 0.5 s, passes while agent A is still launching. With leases B leaves the job alone."""
+    from carbonsched.run.agent import agent_pass
+
+    settings = Settings(home=tmp_path)
+    store_a, store_b = Store.for_settings(settings), Store.for_settings(settings)
+    from carbonsched.planning import plan as make_plan
+
+    plan = make_plan(job_from_dict(JOB), now=NOW, settings=settings, top=3)
+    stored, _ = submit(job_from_dict(JOB), now=NOW, settings=settings, store=store_a, launcher="aws", plan=plan,
+                       launch=False)
+    region = plan.placements[0].region
+    proxy = CapacityProxy(moto, set(), delay_s=4.0)
+    try:
+        launcher = Ec2Launcher(client_factory=factory_for(proxy.url), ami_id=any_ami(moto))
+        clock = lambda: datetime.now(timezone.utc)  # noqa: E731
+        due = NOW + timedelta(hours=1)  # the planned start has come
+        results = {}
+        a = threading.Thread(target=lambda: results.setdefault("a", agent_pass(
+            store_a, lambda n: launcher, due, worker="A", stale_after_s=2.0, clock=lambda: max(due, clock()))))
+        a.start()
+        time.sleep(3.0)
+        results["b"] = agent_pass(store_b, lambda n: launcher, due, worker="B", stale_after_s=0.5,
+                                  clock=lambda: max(due, clock()))
+        a.join()
+    finally:
+        proxy.close()
+    assert [o.state for o in results["a"]] == ["running"] and results["b"] == []
+    found = instances(moto, region)
+    assert proxy.run_calls == 1 and len(found) == 1, (proxy.run_calls, [(i["ClientToken"], i.get("Tags")) for i in found])
+
+
+def test_cancel_after_a_crash_mid_launch_terminates_the_instance(moto, cli, tmp_path):
+    """kill -9 after RunInstances, before the store heard of it: cancel finds the instance by its
+    tags and terminates it (before, the job read 'cancelled' and the instance ran on)."""
+    home = tmp_path / "home"
+    jobfile = tmp_path / "job.toml"
+    jobfile.write_text('name = "orphan"\ncommand = "python train.py"\ngpu = "H100"\ngpus = 8\nhours = 2\n'
+                       '[constraints]\ngpu_types = ["H100"]\nproviders = ["aws"]\n')
+    env = {**CREDS, "AWS_ENDPOINT_URL": moto, "CARBONSCHED_HOME": str(home), "CARBONSCHED_AWS_AMI_ID": any_ami(moto)}
+    r = cli("submit", jobfile, "--launcher", "aws", "--yes", extra_env={**env, "CARBONSCHED_FAULT": "after-launch"})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    store = Store(home / "jobs.sqlite")
+    (job,) = store.jobs()
+    region = job.plan["placements"][0]["region"]
+    assert len(instances(moto, region)) == 1 and job.resource_id is None
+    r = cli("cancel", job.id, extra_env=env)
+    assert r.returncode == 0, r.stderr
+    assert store.get(job.id).state == "cancelled"
+    assert instances(moto, region) == []  # terminated
