@@ -78,6 +78,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import math
+import shlex
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -291,6 +292,11 @@ def job_from_dict(raw: dict) -> JobSpec:
     power_kwargs = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("power.")}
     if "image" in flat and image_reference_error(flat["image"]):
         raise JobSpecError(image_reference_error(flat["image"]))
+    if "command" in flat:
+        try:
+            shlex.split(flat["command"])
+        except ValueError as exc:  # the command itself is not repeated: it could hold a secret
+            raise JobSpecError(f"command cannot be split into arguments ({exc}); check its quoting") from None
     job = JobSpec(
         gpu=flat["gpu"], gpus=flat["gpus"], hours=flat["hours"],
         name=flat.get("name", "job"), command=flat.get("command"), image=flat.get("image"), env=flat.get("env"),

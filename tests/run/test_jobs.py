@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import sys
@@ -203,14 +202,14 @@ def test_kill_9_between_launch_and_store_write_is_reconciled(cli, tmp_path):
                        'gpu = "A100"\ngpus = 8\nhours = 1\n')
     env = {"CARBONSCHED_HOME": str(home)}
     r = cli("submit", jobfile, "--launcher", "local", "--yes",
-            extra_env={**env, "CARBONSCHED_FAULT": "after-launch", "CARBONSCHED_LEASE_SECONDS": "1"})
+            extra_env={**env, "CARBONSCHED_FAULT": "after-launch", "CARBONSCHED_LEASE_SECONDS": "4"})
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
     store = Store(home / "jobs.sqlite")
     (stuck,) = store.jobs()
     assert stuck.state == "launching" and [a.outcome for a in store.attempts(stuck.id)] == ["pending"]
     r = cli("agent", "--once", "--stale-after", "0", extra_env=env)
     assert r.returncode == 0 and store.get(stuck.id).state == "launching"  # the dead submit's lease still holds
-    time.sleep(2.1)  # ... for its 1 s (stored to the second)
+    time.sleep(5.1)  # ... for its 4 s (rounded up to the second)
     r = cli("agent", "--once", "--stale-after", "0", extra_env=env)
     assert r.returncode == 0, r.stderr
     job_now = store.get(stuck.id)

@@ -149,9 +149,8 @@ def test_a_poison_job_fails_alone_and_the_agent_goes_on(tmp_path):
     assert "NUL" in out[poison.id].message or "null byte" in out[poison.id].message
     with pytest.raises(JobSpecError, match="NUL byte"):
         job(f"{PY} -c pass\x00oops")
-    with pytest.raises(UserInputError, match="cannot split its command"):
-        submit(job(f"{PY} -c 'unterminated"), now=clock(), settings=Settings(home=tmp_path), store=store,
-               launcher="local", launch=False)
+    with pytest.raises(JobSpecError, match="cannot be split"):
+        job(f"{PY} -c 'unterminated")
 
 
 def test_a_launch_that_died_before_its_process_started_is_not_a_run(tmp_path):
