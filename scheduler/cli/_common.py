@@ -185,12 +185,13 @@ class Progress:
 def emit(a: argparse.Namespace, value, *, to_dict, render, plot=None) -> int:
     """Write a command's result: the ``--plot`` PNG first (a plotting error leaves stdout empty),
     then ``--json`` (``to_dict(value)``) or the text (``render(value)``)."""
-    if plot is not None and a.plot:
+    wants_plot = plot is not None and getattr(a, "plot", None)
+    if wants_plot:
         plot(value, a.plot)
     if a.json:
         print(json.dumps(to_dict(value), indent=2))
     else:
         print(render(value))
-        if plot is not None and a.plot:
+        if wants_plot:
             print(f"plot written to {a.plot}")
     return 0

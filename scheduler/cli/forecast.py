@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from carbonsched.errors import UserInputError
 from carbonsched.cli._common import SOURCE_CHOICES, Progress, emit, fmt, intensity_options, now_from
@@ -41,17 +40,14 @@ def backtest_cmd(a: argparse.Namespace) -> int:
         raise UserInputError(f"cannot backtest {a.history}: {exc}") from None
     finally:
         progress.close()
-    doc = result.to_dict()
-    if a.json:
-        print(json.dumps(doc, indent=2))
-        return 0
     from carbonsched.cli.render import table
 
-    rows = [[name, fmt(m.get("mae")), fmt(m.get("mape")), fmt(m.get("spearman"), 2)] for name, m in doc["models"].items()]
-    print(f"Backtest of {doc['zone'] or a.history}: {len(result.origins)} rolling origins, horizon {a.horizon} h, "
-          f"signal {info.get('signal')}")
-    print(table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3}))
-    return 0
+    def render(doc: dict) -> str:
+        rows = [[name, fmt(m.get("mae")), fmt(m.get("mape")), fmt(m.get("spearman"), 2)] for name, m in doc["models"].items()]
+        return (f"Backtest of {doc['zone'] or a.history}: {doc['origins']} rolling origins, horizon {a.horizon} h, "
+                f"signal {info.get('signal')}\n" + table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3}))
+
+    return emit(a, result.to_dict(), to_dict=lambda doc: doc, render=render)
 
 
 def register(sub, common) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from carbonsched.errors import UserInputError
 from carbonsched.cli._common import Progress, add_plan_args, emit, intensity_options, now_from, overrides
@@ -59,14 +58,9 @@ def plan_batch(a: argparse.Namespace) -> int:
                             settings=settings, forecast_source=source, objective=a.objective, progress=progress)
     finally:
         progress.close()
-    doc = result.to_dict()
-    if a.json:
-        print(json.dumps(doc, indent=2))
-        return 0
     from carbonsched.cli.render import render_batch
 
-    print(render_batch(doc))
-    return 0
+    return emit(a, result.to_dict(), to_dict=lambda doc: doc, render=render_batch)
 
 
 def register(sub, common) -> None:
