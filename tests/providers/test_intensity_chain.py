@@ -172,3 +172,24 @@ def test_cli_backtest_json_contract(cli):
     assert doc["models"]["forecaster"]["mae"] < doc["models"]["seasonal_naive_24h"]["mae"]
     r = cli("forecast", "backtest")
     assert r.returncode == 2 and "--history" in r.stderr
+
+
+class _Live:
+    """A live source answering a flat 100 g/kWh forecast (stands in for a vendor API here: the
+    point is the cache below it)."""
+
+    name = "test"
+    signal = "average-lca"
+
+    def series(self, region, start, hours):
+        return HourlySeries(zone=region.grid_zone, start=start, values_g_per_kwh=np.full(hours, 100.0),
+                            signal=self.signal, source=self.name, kind="forecast", fetched_at=start)
+
+
+def test_a_cache_that_cannot_be_written_does_not_cost_the_live_data(tmp_path):
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the cache folder should be")  # mkdir under it fails
+    chain = ChainedSource(_Live(), SeriesCache(blocker / "cache" / "grid"), clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    f = chain.forecast(read_regions()["aws:eu-north-1"], datetime(2026, 1, 1, tzinfo=UTC), 6)
+    np.testing.assert_allclose(f.intensity_g_per_kwh, 100.0)  # the live answer, not the profile
+    assert any("cannot write the forecast cache" in w for w in f.warnings)

@@ -5,12 +5,15 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from carbonsched.cli.main import main as cli_main
-from carbonsched.errors import PolicyFileError
+from carbonsched.errors import PolicyFileError, UserInputError
 from carbonsched.spec.job import job_from_dict, load_job
 from carbonsched.planning.policy_check import check_policy
-from carbonsched.spec.policy_file import apply_policy, load_policy, policy_from_dict
+from carbonsched.spec.policy_file import SCHEMA, apply_policy, load_policy, policy_from_dict
 from carbonsched.settings import Settings
 from conftest import EXAMPLE_JOB
 
@@ -84,3 +87,26 @@ def test_check_infeasible_and_cli(tmp_path, monkeypatch, capsys):
     bad.write_text("version = 1\nresidence = []\n")
     assert cli_main(["policy", "check", str(bad), str(EXAMPLE_JOB)]) == 2
     assert "did you mean 'residency'" in capsys.readouterr().err
+
+
+_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+                                 st.sampled_from(["\x00", "weighted", "aws:eu-*", "24h", "-1", "p90"])),
+                       lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                       max_leaves=6)
+
+
+@hyp_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.dictionaries(st.sampled_from(sorted(SCHEMA) + ["bogus"]), _VALUES, max_size=6),
+       versioned=st.booleans())
+def test_fuzzed_policy_tables_are_policies_or_user_errors(raw, versioned):
+    """Issue 11: any policy table validates, applies to a job, or raises a UserInputError."""
+    if versioned:
+        raw = {"version": 1, **raw}
+    try:
+        pf = policy_from_dict(raw)
+    except UserInputError:
+        return
+    try:
+        apply_policy(load_job(EXAMPLE_JOB), pf)
+    except UserInputError:
+        pass
