@@ -9,13 +9,14 @@ Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config
     cache_ttl_hours = 1.0                 # reuse a fetched live forecast this long before fetching again
     electricitymaps_emission_factor = "lifecycle"   # or "direct" (stack emissions only)
     lease_seconds = 120.0                 # how long a launch claim holds without a heartbeat
+    exclude_flagged_prices = false        # rank without offerings whose catalog price is in doubt
 
 Fetched live forecasts are cached under ``<home>/cache`` when a home is set (``home`` or
 ``CARBONSCHED_HOME``), else under ``$XDG_CACHE_HOME/carbonsched`` (``~/.cache/carbonsched``):
 the cache is disposable, the state under home is not (``Settings.cache_dir``).
 
 Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``, ``CARBONSCHED_INTENSITY_SOURCE``,
-``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``, ``CARBONSCHED_LEASE_SECONDS``. Credentials stay in their vendors' variables
+``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``, ``CARBONSCHED_LEASE_SECONDS``, ``CARBONSCHED_EXCLUDE_FLAGGED_PRICES`` (1/true). Credentials stay in their vendors' variables
 (``ELECTRICITYMAPS_TOKEN``, ``WATTTIME_USERNAME``/``WATTTIME_PASSWORD``) and are never stored.
 """
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Settings:
     cache_ttl_hours: float = 1.0
     electricitymaps_emission_factor: str = "lifecycle"
     lease_seconds: float = 120.0
+    exclude_flagged_prices: bool = False
     config_path: Path | None = None  # the file that was read, if any
     cache_dir: Path | None = None  # disposable caches (fetched forecasts); None: <home>/cache
 
@@ -72,13 +74,15 @@ def _read_config(path: Path, explicit: bool) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is malformed TOML: {exc}") from None
     allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float,
-               "electricitymaps_emission_factor": str, "lease_seconds": float}
+               "electricitymaps_emission_factor": str, "lease_seconds": float, "exclude_flagged_prices": bool}
     for key in raw:
         if key not in allowed:
             hint = did_you_mean(key, sorted(allowed), n=1) or f"; allowed: {', '.join(sorted(allowed))}"
             raise ConfigError(f"config file {path}: unknown key {key!r}{hint}")
         if allowed[key] is str and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise ConfigError(f"config file {path}: {key} must be a non-empty string")
+        if allowed[key] is bool and not isinstance(raw[key], bool):
+            raise ConfigError(f"config file {path}: {key} must be true or false")
     return raw
 
 
@@ -107,6 +111,11 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
         values["intensity_source"] = env["CARBONSCHED_INTENSITY_SOURCE"]
     if env.get("CARBONSCHED_CACHE_TTL_HOURS"):
         values["cache_ttl_hours"] = env["CARBONSCHED_CACHE_TTL_HOURS"]
+    if env.get("CARBONSCHED_EXCLUDE_FLAGGED_PRICES"):
+        flag = env["CARBONSCHED_EXCLUDE_FLAGGED_PRICES"].strip().lower()
+        if flag not in ("1", "true", "yes", "0", "false", "no"):
+            raise ConfigError(f"CARBONSCHED_EXCLUDE_FLAGGED_PRICES must be 1/true or 0/false, got {flag!r}")
+        values["exclude_flagged_prices"] = flag in ("1", "true", "yes")
     if env.get("CARBONSCHED_LEASE_SECONDS"):
         values["lease_seconds"] = env["CARBONSCHED_LEASE_SECONDS"]
     if env.get("CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR"):

@@ -74,6 +74,8 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
                         "forecast from beyond it")
     o.add_argument("--intensity-file-signal", choices=["lca", "direct"], default="lca",
                    help="what the history files hold: lifecycle (lca, default) or direct intensity")
+    o.add_argument("--exclude-flagged-prices", action="store_true", default=None,
+                   help="rank without offerings whose catalog price is in doubt (see `carbonsched catalog check`)")
     o.add_argument("--utilisation-factor", type=float, metavar="U", help="GPU power / TDP while training (default 0.84)")
     o.add_argument("--baseline-region", metavar="REGION", help="the 'default region, now' to compare with (default aws:us-east-1)")
     out = p.add_argument_group("output")
@@ -134,7 +136,8 @@ def intensity_options(a: argparse.Namespace, source_name: str | None):
     one place for every command that plans or forecasts."""
     from carbonsched.settings import resolve_settings
 
-    settings = resolve_settings({"intensity_source": source_name})
+    settings = resolve_settings({"intensity_source": source_name,
+                                 "exclude_flagged_prices": getattr(a, "exclude_flagged_prices", None)})
     if not getattr(a, "intensity_file", None):
         return settings, None
     from carbonsched.providers.grid import build_forecast_source

@@ -2,6 +2,7 @@
 
     carbonsched catalog refresh [--provider aws|gcp] [--regions R ...] [--json] [--progress]
     carbonsched catalog show [--json]
+    carbonsched catalog check [--json] [--max-age-days N]
 
 ``refresh`` fetches offerings, zones, prices and quotas from each provider's API (credentials from
 the provider's usual chain) and stores them in ``<home>/catalog/offerings.json``; plans and
@@ -9,8 +10,13 @@ the provider's usual chain) and stores them in ``<home>/catalog/offerings.json``
 A provider that fails (no credentials, a missing permission: the message names it) keeps its
 previous cache section, and plans use the embedded snapshot for it.
 
-Exit codes: 0 when at least one provider was refreshed (possibly with notes about fallbacks);
-1 when nothing could be refreshed; 2 for bad flags.
+``check`` lists price anomalies in the catalog plans use (``providers/cloud/anomalies.py``: spot at or
+above on-demand, an instance priced > 2x away from its median across regions, same-size variants
+> 2x apart in one region, a stale catalog).
+
+Exit codes: refresh: 0 when at least one provider was refreshed (possibly with notes about
+fallbacks), 1 when nothing could be refreshed; check: 0 when clean, 1 when anomalies were found;
+2 for bad flags.
 """
 from __future__ import annotations
 
@@ -57,6 +63,15 @@ def register(sub, common) -> None:
     s = csub.add_parser("show", parents=[common], help="summarise the cached catalog and what plans use")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_show)
+    c = csub.add_parser("check", parents=[common], help="price anomalies in the catalog plans use (exit 1 if any)",
+                        description="Spot at or above on-demand, instances priced more than 2x away from their median "
+                                    "across a provider's regions, same-size variants more than 2x apart in one "
+                                    "region, and a stale catalog. Plans warn when a shown placement uses a flagged "
+                                    "price; exclude_flagged_prices (or --exclude-flagged-prices) ranks without them.")
+    c.add_argument("--max-age-days", type=float, metavar="N",
+                   help="flag a catalog older than this (default: CARBONSCHED_CATALOG_MAX_AGE_DAYS, 7)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_check)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -202,6 +217,35 @@ def cmd_show(a: argparse.Namespace) -> int:
         for perm in s["missing_permissions"]:
             print(f"{p}: missing permission {perm}")
     return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from carbonsched.providers.cloud import choose_offering_source
+    from carbonsched.providers.cloud.anomalies import check_offerings
+    from carbonsched.providers.cloud.cache import max_age_days
+    from carbonsched.settings import resolve_settings
+
+    if a.max_age_days is not None and not a.max_age_days >= 0:
+        raise UserInputError("--max-age-days must be a number of days >= 0")
+    source = choose_offering_source(resolve_settings())
+    described = source.describe()
+    result = check_offerings(source.list_offerings(), as_of=described.get("as_of"),
+                             today=datetime.now(timezone.utc).date(),
+                             max_age_days=a.max_age_days if a.max_age_days is not None else max_age_days())
+    if a.json:
+        print(json.dumps({**result.to_dict(), "catalog": described}, indent=2))
+    elif not result.anomalies:
+        print(f"no price anomalies in {described.get('source')} (as of {described.get('as_of')})")
+    else:
+        from carbonsched.cli.render import table
+
+        rows = [[x.kind, f"{x.provider}:{x.region}" if x.region else x.provider, x.instance_type, x.market, x.detail]
+                for x in result.anomalies]
+        print(table(["anomaly", "region", "instance", "market", "detail"], rows))
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(result.to_dict()["counts"].items()))
+        print(f"{len(result.anomalies)} anomalies ({counts}) in {described.get('source')} (as of "
+              f"{described.get('as_of')}); {len(result.flagged)} offerings have prices in doubt")
+    return 1 if result.anomalies else 0
 
 
 def _max_age_env() -> str:

@@ -97,6 +97,23 @@ def data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[st
     return out
 
 
+def price_warnings(flagged: dict, placements: list[Placement], limit: int = 3) -> list[str]:
+    """Say when a shown placement's catalog price is in doubt (``providers.cloud.anomalies``)."""
+    doubtful = []
+    for p in placements:
+        why = flagged.get((p.provider, p.region, p.instance_type, p.market))
+        if why and (p.region_id, p.instance_type, p.market) not in {(d[0], d[1], d[2]) for d in doubtful}:
+            doubtful.append((p.region_id, p.instance_type, p.market, why))
+    out = [f"the catalog price of {rid} {inst} ({market}) is in doubt ({why}); check it before trusting the ranking"
+           for rid, inst, market, why in doubtful[:limit]]
+    if len(doubtful) > limit:
+        out.append(f"{len(doubtful) - limit} more shown placements have prices in doubt")
+    if doubtful:
+        out.append("`carbonsched catalog check` lists every price anomaly; exclude_flagged_prices = true "
+                   "(or --exclude-flagged-prices) ranks without them")
+    return out
+
+
 def shown_regions(placements, baseline: Placement | None) -> set[str]:
     """The regions a plan shows: those of its placements and of the baseline."""
     return {p.region_id for p in placements} | ({baseline.region_id} if baseline else set())

@@ -43,7 +43,7 @@ from carbonsched.providers.grid import build_forecast_source
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc
-from carbonsched.planning.assemble import with_saving
+from carbonsched.planning.assemble import price_warnings, with_saving
 from carbonsched.planning.candidates import JobCandidates, job_candidates
 from carbonsched.planning.infeasible import infeasible_error
 
@@ -195,6 +195,8 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
         for w in jc.warnings:
             if w not in warnings:
                 warnings.append(w)
+    for w in price_warnings(jcs[0].flagged_prices, chosen):  # one catalog for the whole batch
+        warnings.append(w)
     solver = {"status": sol.status, "gap": sol.gap_vs_lp, "mip_gap": None if math.isnan(sol.gap) else sol.gap,
               "seconds": sol.seconds, "lp_integral": sol.lp_integral, "objective_value": sol.objective,
               "lp_bound": sol.stats.get("lp_bound"), "top_k": top_k,

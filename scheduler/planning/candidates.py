@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -22,6 +22,7 @@ from carbonsched.errors import DataError, InfeasibleError, JobSpecError, Unknown
 from carbonsched.models import Forecast, Gpu, Offering, Placement, Region
 from carbonsched.policies import Candidates, Limits, Policy, feasibility
 from carbonsched.providers.cloud import choose_offering_source
+from carbonsched.providers.cloud.anomalies import check_offerings, offering_key
 from carbonsched.providers.cloud.cache import quota_warnings
 from carbonsched.providers.grid import build_forecast_source
 from carbonsched.refdata import read_gpus, read_regions, resolve_region
@@ -214,6 +215,7 @@ class JobCandidates:
     t0: datetime  # the hour containing `now`: hour 0 of every forecast
     offset_h: float  # hours from t0 to now
     offerings_source: object
+    flagged_prices: dict = field(default_factory=dict)  # offering_key -> why its price is in doubt
 
     def baseline(self) -> Placement | None:
         """"Default region, start now" (None when the default region has no matching offering)."""
@@ -251,7 +253,8 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
     window, warnings = candidate_window(job, now)
     K = len(window.starts)
 
-    usable = _usable_offerings(offerings_source, job, regions, gpus, warnings)
+    usable, flagged = _usable_offerings(offerings_source, job, regions, gpus, warnings,
+                                        exclude_flagged=settings.exclude_flagged_prices)
     speeds = _speeds(job, gpus)
     offerings, eliminated = _allowed_offerings(usable, job, gpus, K, speeds)
     baseline_region = _baseline_region(job, settings, regions)
@@ -283,22 +286,30 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
         baseline_region=baseline_region, regions=regions, gpus=gpus, est=est, cands=cands, limits=limits,
         feasible=feasible, numeric_elim=numeric_elim, eliminated=eliminated, n_total=len(usable) * K,
         n_remaining=len(offerings) * K, forecasts=forecasts, warnings=warnings, t0=t0, offset_h=offset,
-        offerings_source=offerings_source,
+        offerings_source=offerings_source, flagged_prices=flagged,
     )
 
 
 def _usable_offerings(offerings_source, job: JobSpec, regions: dict[str, Region], gpus: dict[str, Gpu],
-                      warnings: list[str]) -> list[Offering]:
-    """The source's offerings in known regions with known GPUs (spot only when the job allows it);
-    what the source and the skipped rows say is appended to ``warnings``."""
+                      warnings: list[str], exclude_flagged: bool = False) -> tuple[list[Offering], dict]:
+    """The source's offerings in known regions with known GPUs (spot only when the job allows it),
+    and the prices the catalog check puts in doubt (left out with ``exclude_flagged``); what the
+    source and the skipped rows say is appended to ``warnings``."""
     all_offerings = offerings_source.list_offerings()
     warnings.extend(getattr(offerings_source, "warnings", ()))  # e.g. which catalog (cache or snapshot), its age
+    flagged = check_offerings(all_offerings).flagged
     usable = [o for o in all_offerings if o.region_id in regions and o.gpu in gpus and (job.spot or o.market != "spot")]
+    if exclude_flagged:
+        dropped = sum(1 for o in usable if offering_key(o) in flagged)
+        usable = [o for o in usable if offering_key(o) not in flagged]
+        if dropped:
+            warnings.append(f"{dropped} offerings left out: their catalog price is in doubt (exclude_flagged_prices; "
+                            "`carbonsched catalog check` says why)")
     skipped = sum(1 for o in all_offerings if o.region_id not in regions or o.gpu not in gpus)
     if skipped:
         warnings.append(f"{skipped} offerings skipped: their region or GPU is not in the embedded reference data")
     warnings.extend(quota_warnings(usable))
-    return usable
+    return usable, flagged
 
 
 def _baseline_region(job: JobSpec, settings: Settings, regions: dict[str, Region]) -> Region:

@@ -31,7 +31,7 @@ from carbonsched.models import Plan
 from carbonsched.policies.interruptible import best_schedule
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import hours_between, iso_utc
-from carbonsched.planning.assemble import assemble_plan, intensity_warnings, shown_regions, with_saving
+from carbonsched.planning.assemble import assemble_plan, intensity_warnings, price_warnings, shown_regions, with_saving
 from carbonsched.planning.candidates import job_candidates
 from carbonsched.planning.infeasible import infeasible_error
 from carbonsched.planning.single import check_top
@@ -202,4 +202,5 @@ def plan(job: JobSpec, *, now: datetime, policy=None, settings=None, offerings_s
     if jc.policy.objective != "carbon":
         warnings.append(f"interruptible jobs are ranked by carbon; the {jc.policy.objective!r} objective is not used")
     warnings.extend(intensity_warnings(jc.forecasts, shown_regions(placements, baseline)))
+    warnings.extend(price_warnings(jc.flagged_prices, placements))
     return assemble_plan(jc, placements, baseline, warnings)

@@ -13,7 +13,8 @@ from carbonsched.models import Plan
 from carbonsched.policies import Policy, rank
 from carbonsched.settings import Settings
 from carbonsched.spec.job import JobSpec
-from carbonsched.planning.assemble import assemble_plan, intensity_warnings, shown_regions, speed_warnings, with_saving
+from carbonsched.planning.assemble import (assemble_plan, intensity_warnings, price_warnings, shown_regions,
+                                           speed_warnings, with_saving)
 from carbonsched.planning.candidates import job_candidates
 from carbonsched.planning.infeasible import infeasible_error
 
@@ -45,6 +46,7 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     warnings = list(jc.warnings)
     warnings.extend(intensity_warnings(jc.forecasts, shown_regions(placements, baseline)))
     warnings.extend(speed_warnings(jc.job, placements, jc.gpus))
+    warnings.extend(price_warnings(jc.flagged_prices, placements))
     if n_show < len(ranking.offering):
         what = "Pareto-optimal candidates" if jc.policy.objective == "pareto" else "ranked offerings"
         warnings.append(f"showing {n_show} of {len(ranking.offering)} {what} (--top 0 shows all)")
