@@ -65,7 +65,19 @@ class Region:
     pue_source: str
     yearly_intensity_g_per_kwh: float
     yearly_intensity_basis: str
-    provider_published_g_per_kwh: float | None = None
+    provider_published_g_per_kwh: float | None = None  # the provider's own location-based figure
+    provider_published_basis: str = ""
+    provider_published_year: int | None = None
+    provider_cfe_pct: float | None = None  # Google's carbon-free energy %: market-based, never in kgCO2e
+
+    def provider_facts(self) -> dict | None:
+        """What the provider publishes for this region, labelled (None when it publishes nothing)."""
+        if self.provider_published_g_per_kwh is None and self.provider_cfe_pct is None:
+            return None
+        return {"published_g_per_kwh": self.provider_published_g_per_kwh, "basis": self.provider_published_basis,
+                "year": self.provider_published_year, "cfe_pct": self.provider_cfe_pct,
+                "note": "the provider's location-based yearly figure, beside our hourly intensity; CFE % is "
+                        "market-based (hourly-matched clean energy purchases) and is not used in kgCO2e"}
 
 
 @dataclass(frozen=True)

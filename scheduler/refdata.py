@@ -48,6 +48,9 @@ def _parse_regions(rows: list[dict]) -> dict[str, Region]:
             yearly_intensity_g_per_kwh=_float(row, "yearly_intensity_g_per_kwh"),
             yearly_intensity_basis=row.get("yearly_intensity_basis", ""),
             provider_published_g_per_kwh=_float(row, "provider_published_g_per_kwh", required=False),
+            provider_published_basis=row.get("provider_published_basis", "") or "",
+            provider_published_year=int(row["provider_published_year"]) if row.get("provider_published_year") else None,
+            provider_cfe_pct=_float(row, "provider_cfe_pct", required=False),
         )
         regions[region.region_id] = region
     return regions

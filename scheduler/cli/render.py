@@ -65,11 +65,21 @@ def render_plan(plan: Plan) -> str:
             cells.append("-" if p.kg_co2e_p90 is None else _num(p.kg_co2e_p90))
         return cells + [_num(p.cost_usd, 0), _num(p.mean_intensity_g_per_kwh, 0), saving]
 
-    rows = [row(str(p.rank), p, _pct(p.saving_vs_baseline_pct)) for p in plan.placements]
+    rows, merged = [], 0
+    for group in storage_variant_groups(list(plan.placements)):
+        p = group[0]
+        r = row(str(p.rank) if len(group) == 1 else f"{p.rank}-{group[-1].rank}", p, _pct(p.saving_vs_baseline_pct))
+        if len(group) > 1:
+            r[2] = f"{_storage_base(p.instance_type)} (+{len(group) - 1} SSD variant{'s' if len(group) > 2 else ''})"
+            merged += len(group) - 1
+        rows.append(r)
     b = plan.baseline
     if b is not None:
         rows.append(row("base", b, "-"))
     out = [head, "", table(headers, rows, right={0} | set(range(5, len(headers))))]
+    if merged:
+        out.append(f"rows marked '+N SSD variant' join instance types that differ only in local SSD and give the "
+                   f"same numbers ({merged} row{'s' if merged > 1 else ''} folded; --json lists each)")
     out += _economics_lines(plan) + _segment_lines(plan)
     if b is not None and plan.placements:
         best = plan.placements[0]
@@ -87,6 +97,32 @@ def render_plan(plan: Plan) -> str:
     for w in plan.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)
+
+
+STORAGE_SUFFIXES = ("-nolssd", "-lssd")  # GCP machine types that differ only in local SSD
+
+
+def _storage_base(instance_type: str) -> str:
+    for suffix in STORAGE_SUFFIXES:
+        if instance_type.endswith(suffix):
+            return instance_type[: -len(suffix)]
+    return instance_type
+
+
+def storage_variant_groups(placements: list) -> list[list]:
+    """Consecutive placements that differ only in a local-storage variant of the instance type (same
+    region, market, start, GPUs, emissions and cost), grouped for display."""
+    groups: list[list] = []
+    for p in placements:
+        last = groups[-1][-1] if groups else None
+        if last is not None and (last.region_id, _storage_base(last.instance_type), last.market, last.start,
+                                 last.gpu_count, last.gpu, round(last.kg_co2e, 9), round(last.cost_usd, 6)) == \
+                (p.region_id, _storage_base(p.instance_type), p.market, p.start, p.gpu_count, p.gpu,
+                 round(p.kg_co2e, 9), round(p.cost_usd, 6)):
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    return groups
 
 
 def _economics_lines(plan: Plan) -> list[str]:
@@ -119,13 +155,26 @@ def _segment_lines(plan: Plan) -> list[str]:
 
 
 def render_regions(rows: list[dict]) -> str:
-    headers = ["region", "location", "grid zone", "g/kWh", "PUE", "GPUs offered", "from USD/h"]
+    headers = ["region", "location", "grid zone", "g/kWh", "provider g/kWh", "CFE %", "PUE", "GPUs offered",
+               "$/GPU-h", "spot $/GPU-h"]
+
+    def money(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    def published(r):
+        pp = r.get("provider_published") or {}
+        return "-" if pp.get("published_g_per_kwh") is None else f"{pp['published_g_per_kwh']:.0f} ({pp.get('year')})"
+
     body = [[r["region_id"], r["location"], r["grid_zone"] + ("" if r["profile_zone"] else "*"),
-             _num(r["yearly_intensity_g_per_kwh"], 0), f"{r['pue']:.2f}", r["gpus"],
-             "-" if r["min_usd_per_hour"] is None else f"{r['min_usd_per_hour']:.2f}"] for r in rows]
-    note = ("g/kWh: yearly mean, lifecycle (Electricity Maps 2022; * = zone without hourly data, 2024 yearly). "
-            "USD/h: cheapest matching on-demand instance in the embedded catalog snapshot.")
-    return table(headers, body, right={3, 4, 6}) + "\n" + note
+             _num(r["yearly_intensity_g_per_kwh"], 0), published(r),
+             "-" if (r.get("provider_published") or {}).get("cfe_pct") is None else f"{r['provider_published']['cfe_pct']:.0f}",
+             f"{r['pue']:.2f}", r["gpus"], money(r["usd_per_gpu_hour"]), money(r["spot_usd_per_gpu_hour"])] for r in rows]
+    note = ("g/kWh: ours, yearly mean, lifecycle (Electricity Maps 2022; * = zone without hourly data, 2024 yearly). "
+            "provider g/kWh: the provider's own yearly location-based figure (direct emissions, so lower than "
+            "lifecycle); CFE %: Google's carbon-free energy share, market-based (not used in kgCO2e). "
+            "$/GPU-h: cheapest on-demand (and spot) price per GPU-hour of a matching instance in the catalog "
+            "plans use; --json adds the cheapest instance per GPU count and the PUE source.")
+    return table(headers, body, right={3, 4, 5, 6, 8, 9}) + "\n" + note
 
 
 def render_forecast(f) -> str:

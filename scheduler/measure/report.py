@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 
-from carbonsched.measure.ledger import Ledger
 from carbonsched import __version__
+from carbonsched.errors import UnknownNameError
+from carbonsched.measure.ledger import Ledger
+from carbonsched.refdata import resolve_region
 
 SCHEMA = "carbonsched.disclosure"
 SCHEMA_VERSION = 1
@@ -61,7 +63,16 @@ def disclosure(ledger: Ledger, record: dict) -> dict:
                    + f" with carbonsched {__version__} (carbonsched track); emissions = energy per hour x PUE x "
                    "grid intensity of that hour, plus embodied GPU emissions amortised over their service life"),
         "exit_code": record.get("exit_code"),
+        "provider_published": _provider_facts(ledger.region_id),
     }
+
+
+def _provider_facts(region_id: str | None) -> dict | None:
+    """The provider's own published figures for the region (labelled; never part of kgCO2e)."""
+    try:
+        return resolve_region(region_id).provider_facts() if region_id else None
+    except UnknownNameError:
+        return None
 
 
 def _methods_phrase(d: dict) -> str:
@@ -98,6 +109,13 @@ def _sentences(d: dict, co2: str, tilde: str, pm: str) -> list[str]:
 
         out.append(f"The plan had forecast {_f(f['kg_co2e'], 3)}{tilde}kg{co2} "
                    f"(actual {pct('error_pct')}: energy {pct('energy_error_pct')}, intensity {pct('intensity_error_pct')}).")
+    pp = d.get("provider_published")
+    if pp and pp.get("published_g_per_kwh") is not None:
+        cfe = (f" and a carbon-free energy share of {pp['cfe_pct']:.0f}{tilde}% (market-based: clean energy bought "
+               "and matched hour by hour; it does not change the grid figures above)") if pp.get("cfe_pct") is not None else ""
+        out.append(f"For comparison, {d['provider']} publishes a location-based grid intensity of "
+                   f"{_f(pp['published_g_per_kwh'], 1)}{tilde}g{co2}/kWh for this region ({pp.get('year')}, yearly, "
+                   f"direct emissions){cfe}.")
     out.append(f"Emissions were {d['method']}.")
     return out
 

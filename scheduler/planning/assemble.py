@@ -78,7 +78,10 @@ def speed_warnings(job: JobSpec, placements: list[Placement], gpus: dict[str, Gp
             "training speedups are usually smaller: give measured [throughput] or restrict constraints.gpu_types"]
 
 
-def data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[str]) -> list[dict]:
+def data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[str],
+                 regions: dict[str, Region] | None = None) -> list[dict]:
+    """Where every number came from: the catalog, each shown region's intensity (with the provider's
+    own published figures beside it, labelled, when it publishes any), and the reference data."""
     prov: dict[str, list[dict]] = {}
     for row in data.read_rows("provenance.csv"):
         prov.setdefault(row["file"], []).append(row)
@@ -87,6 +90,9 @@ def data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[st
         entry = {"name": "intensity", **forecasts[r].provenance()}
         if any(s["source"].startswith("embedded") for s in entry["segments"]) or forecasts[r].source.startswith("embedded"):
             entry["attribution"] = "Electricity Maps (ODbL) for the embedded profiles"
+        facts = regions[r].provider_facts() if regions and r in regions else None
+        if facts:
+            entry["provider_published"] = facts
         out.append(entry)
     for name in ("regions.csv", "gpus.csv"):
         rows = prov.get(name, [])
@@ -125,7 +131,7 @@ def assemble_plan(jc: JobCandidates, placements: list[Placement], baseline: Plac
     shown = shown_regions(placements, baseline)
     return Plan(
         now=jc.now, job=jc.job, policy=jc.policy, placements=tuple(placements), baseline=baseline,
-        warnings=tuple(warnings), data_sources=tuple(data_sources(jc.offerings_source, jc.forecasts, shown)),
+        warnings=tuple(warnings), data_sources=tuple(data_sources(jc.offerings_source, jc.forecasts, shown, jc.regions)),
         forecasts={r: jc.forecasts[r] for r in shown}, n_candidates=jc.n_total,
         n_feasible=int(np.count_nonzero(jc.feasible)), eliminated=jc.eliminated,
         n_after_offering_filters=jc.n_remaining, eliminated_after_filters=jc.numeric_elim,

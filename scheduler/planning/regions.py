@@ -1,4 +1,5 @@
-"""Where GPUs are offered: regions with grid intensity, PUE and the cheapest matching price."""
+"""Where GPUs are offered: regions with grid intensity (ours and the provider's own figure), PUE,
+and prices per GPU-hour (on-demand and spot) with the cheapest instance per GPU count."""
 from __future__ import annotations
 
 from carbonsched.refdata import read_gpus, read_regions, resolve_gpu
@@ -31,7 +32,26 @@ def list_regions(gpu: str | None = None, provider: str | None = None, offerings_
             "gpus": ", ".join(sorted({o.gpu for o in offers})),
             "instance_types": sorted({o.instance_type for o in offers}),
             "min_usd_per_hour": min(on_demand) if on_demand else None,
+            "usd_per_gpu_hour": _min_per_gpu(offers, "on-demand"),
+            "spot_usd_per_gpu_hour": _min_per_gpu(offers, "spot"),
+            "cheapest_by_gpu_count": _cheapest_by_gpu_count(offers),
+            "pue_source": r.pue_source,
+            "provider_published": r.provider_facts(),
             "offerings_source": offerings_source,
         })
     rows.sort(key=lambda x: (x["yearly_intensity_g_per_kwh"], x["region_id"]))
     return rows
+
+
+def _min_per_gpu(offers: list, market: str) -> float | None:
+    prices = [o.price_usd_per_hour / max(o.gpu_count, 1) for o in offers if o.market == market]
+    return min(prices) if prices else None
+
+
+def _cheapest_by_gpu_count(offers: list) -> dict[str, dict]:
+    """Per GPU count (as a string key, for JSON): the cheapest on-demand instance and its price."""
+    out: dict[str, dict] = {}
+    for o in sorted((o for o in offers if o.market == "on-demand"), key=lambda o: (o.price_usd_per_hour, o.instance_type)):
+        out.setdefault(str(o.gpu_count), {"instance_type": o.instance_type, "gpu": o.gpu,
+                                          "usd_per_hour": o.price_usd_per_hour})
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 from datetime import datetime
 
@@ -29,8 +30,12 @@ def test_plan_example_table_ranks_and_beats_baseline(cli):
     header = next(line for line in lines if line.lstrip().startswith("#"))
     for column in ("region", "instance", "GPUs", "start (UTC)", "hours", "kWh", "kgCO2e", "USD", "g/kWh", "saving"):
         assert column in header
-    rows = [line for line in lines if line.strip()[:2].strip().isdigit()]
-    assert len(rows) == 10
+    rows = [line for line in lines if re.match(r"\s*\d+(-\d+)?\s", line)]
+    ranks = [line.split()[0] for line in rows]  # "3" or "3-4" for instance variants folded into one row
+    covered = [n for rank in ranks for n in range(int(rank.split("-")[0]), int(rank.split("-")[-1]) + 1)]
+    assert covered == list(range(1, 11))
+    folded = [line for line in rows if "SSD variant" in line]
+    assert folded and all("-" in line.split()[0] for line in folded)
     assert any(line.startswith("base") and "aws:us-east-1" in line for line in lines)
     assert "(now)" in next(line for line in lines if line.startswith("base"))
     assert any(line.startswith("Best: ") for line in lines)

@@ -15,7 +15,9 @@ empty: the planner then uses the flat yearly value and warns), zone_basis (why t
 pue + pue_source, yearly_intensity_g_per_kwh + yearly_intensity_basis (LCA gCO2eq/kWh: the
 profile zone's 2022 mean, else Electricity Maps 2024 LCA yearly value), provider_published_g_per_kwh
 + provider_published_basis (Google's own 2024 location-based grid intensity for GCP; empty for
-AWS, which publishes none per region in the shared data).
+AWS, which publishes none per region in the shared data), provider_published_year (2024 for GCP),
+provider_cfe_pct (Google's 2024 carbon-free energy percentage for the region: an hourly-matched
+market-based figure, shown beside the location-based intensity and never mixed into kgCO2e).
 
 Zone choice
 -----------
@@ -45,7 +47,7 @@ GCP_NVIDIA = {"A100", "A100-80GB", "H100", "H100-MEGA", "H200", "B200", "L4", "T
 COLUMNS = ["region_id", "provider", "region", "location", "country", "latitude", "longitude",
            "grid_zone", "profile_zone", "zone_basis", "pue", "pue_source",
            "yearly_intensity_g_per_kwh", "yearly_intensity_basis",
-           "provider_published_g_per_kwh", "provider_published_basis"]
+           "provider_published_g_per_kwh", "provider_published_basis", "provider_published_year", "provider_cfe_pct"]
 
 _EM = "Electricity Maps zone"
 _BOTH = f"{_EM}; CCF and GCP mappings agree"
@@ -161,6 +163,12 @@ def load_google(shared: Path, year: int) -> dict[str, float]:
     return {r["Google Cloud Region"]: float(r["Grid carbon intensity (gCO2eq / kWh)"]) for r in rows}
 
 
+def load_google_cfe(shared: Path, year: int) -> dict[str, float]:
+    """Google's carbon-free energy share per region, as a fraction (0..1)."""
+    rows = _read(shared / "cloud_regions" / "gcp_region_carbon_info" / f"{year}.csv")
+    return {r["Google Cloud Region"]: float(r["Google CFE"]) for r in rows if r.get("Google CFE")}
+
+
 def candidate_mappings(shared: Path) -> dict[str, dict[str, str]]:
     cr = shared / "cloud_regions"
     ccf = {f"{r['cloud']}:{r['region']}": r["electricitymaps_zone"]
@@ -183,6 +191,7 @@ def build_rows(shared: Path) -> tuple[list[dict], list[dict]]:
     y24 = load_yearly_2024(shared)
     pue_region, pue_default = load_pue(shared)
     g22, g24 = load_google(shared, 2022), load_google(shared, 2024)
+    cfe24 = load_google_cfe(shared, 2024)
     maps = candidate_mappings(shared)
     rows, checks = [], []
     for rid in wanted:
@@ -195,12 +204,14 @@ def build_rows(shared: Path) -> tuple[list[dict], list[dict]]:
             profile_zone, yearly = "", y24[zone][1]
             ybasis = "Electricity Maps 2024 LCA yearly (Green-Algorithms CI-electricitymap-yearly_2024); zone has no valid 2022 hourly series"
         pue, pue_src = pue_region[region] if provider == "gcp" and region in pue_region else pue_default[provider]
-        published, pbasis = "", ""
+        published, pbasis, pyear, cfe = "", "", "", ""
         if provider == "gcp":
             if region not in g24:
                 raise SystemExit(f"regions: {rid} missing from Google's 2024 region-carbon-info")
             published = f"{g24[region]:.1f}"
             pbasis = "Google region-carbon-info 2024, grid carbon intensity (location-based, direct emissions)"
+            pyear = "2024"
+            cfe = f"{100 * cfe24[region]:.0f}" if region in cfe24 else ""
         rows.append({
             "region_id": rid, "provider": provider, "region": region, "location": location,
             "country": country, "latitude": f"{lat:.2f}", "longitude": f"{lon:.2f}",
@@ -208,6 +219,7 @@ def build_rows(shared: Path) -> tuple[list[dict], list[dict]]:
             "pue": f"{pue:.2f}", "pue_source": pue_src,
             "yearly_intensity_g_per_kwh": f"{yearly:.1f}", "yearly_intensity_basis": ybasis,
             "provider_published_g_per_kwh": published, "provider_published_basis": pbasis,
+            "provider_published_year": pyear, "provider_cfe_pct": cfe,
         })
         checks.append(check_row(rid, zone, mean22.get(zone), y24.get(zone), g22, g24, maps))
     return rows, checks
@@ -322,7 +334,7 @@ def build(shared: Path, out: Path) -> list[dict]:
              notes="yearly_intensity_g_per_kwh and the zone checks; derived data stays ODbL. Zones chosen by hand (see REGIONS_CHECK.md)."),
         dict(common, source="Google Cloud region-carbon-info 2022 and 2024 (GoogleCloudPlatform/region-carbon-info)",
              licence="Apache-2.0", attribution="Google LLC",
-             notes="provider_published_g_per_kwh = 2024 'Grid carbon intensity' (location-based); 2022 figures used only for the zone check."),
+             notes="provider_published_g_per_kwh = 2024 'Grid carbon intensity' (location-based); provider_cfe_pct = 2024 'Google CFE' x 100; 2022 figures used only for the zone check."),
         dict(common, source="Cloud Carbon Footprint cloud-region emission factors and zone mapping; GCP region->zone JSON",
              licence="Apache-2.0", attribution="Cloud Carbon Footprint (Thoughtworks)",
              notes="Candidate zone mappings and AWS comparison factors only; not used as provider figures."),
