@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -297,7 +298,7 @@ def _usable_offerings(offerings_source, job: JobSpec, regions: dict[str, Region]
     source and the skipped rows say is appended to ``warnings``."""
     all_offerings = offerings_source.list_offerings()
     warnings.extend(getattr(offerings_source, "warnings", ()))  # e.g. which catalog (cache or snapshot), its age
-    flagged = check_offerings(all_offerings).flagged
+    flagged = _flagged_prices(offerings_source, all_offerings)
     usable = [o for o in all_offerings if o.region_id in regions and o.gpu in gpus and (job.spot or o.market != "spot")]
     if exclude_flagged:
         dropped = sum(1 for o in usable if offering_key(o) in flagged)
@@ -310,6 +311,22 @@ def _usable_offerings(offerings_source, job: JobSpec, regions: dict[str, Region]
         warnings.append(f"{skipped} offerings skipped: their region or GPU is not in the embedded reference data")
     warnings.extend(quota_warnings(usable))
     return usable, flagged
+
+
+_FLAGGED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _flagged_prices(offerings_source, offerings: list[Offering]) -> dict:
+    """The catalog check's doubtful prices, computed once per offerings source (a batch plans every
+    job against one source: checking it per job would cost milliseconds a job)."""
+    try:
+        cached = _FLAGGED.get(offerings_source)
+    except TypeError:  # a source that cannot be weakly referenced: check every time
+        return check_offerings(offerings).flagged
+    if cached is None or cached[0] != len(offerings):
+        cached = (len(offerings), check_offerings(offerings).flagged)
+        _FLAGGED[offerings_source] = cached
+    return cached[1]
 
 
 def _baseline_region(job: JobSpec, settings: Settings, regions: dict[str, Region]) -> Region:
