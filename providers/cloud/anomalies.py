@@ -21,7 +21,6 @@ them out (``exclude_flagged_prices``).
 """
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -77,7 +76,14 @@ def instance_medians(offerings: list[Offering]) -> dict[tuple[str, str], float]:
     for o in offerings:
         if o.market == "on-demand" and o.price_usd_per_hour > 0:
             prices.setdefault((o.provider, o.instance_type), []).append(o.price_usd_per_hour)
-    return {k: statistics.median(v) for k, v in prices.items()}
+    return {k: _median(v) for k, v in prices.items()}
+
+
+def _median(values: list[float]) -> float:
+    """The median (``statistics`` would cost the plan command its import of fractions/decimal)."""
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
 def _off_median(o: Offering, medians: dict[tuple[str, str], float]) -> float:

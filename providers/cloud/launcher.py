@@ -21,9 +21,9 @@ detached, logs to a file, exit code and duration recorded; ``aws_launch.py`` (EC
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
+from functools import lru_cache
 from typing import Protocol
 
 from carbonsched.errors import LaunchError
@@ -52,6 +52,8 @@ class Launcher(Protocol):
 
 def launch_token(job_id: str, attempt: int) -> str:
     """Idempotency token for one attempt of one job (<= 64 chars, as EC2 ClientToken allows)."""
+    import hashlib  # here, not at the top: `plan` imports this module and never needs it
+
     return "cs-" + hashlib.sha256(f"{job_id}/{attempt}".encode()).hexdigest()[:40]
 
 
@@ -74,13 +76,18 @@ _DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+
 _PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-IMAGE_REFERENCE = re.compile(rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?")
+IMAGE_REFERENCE = rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?"
+
+
+@lru_cache(maxsize=1)
+def _image_reference() -> re.Pattern:
+    return re.compile(IMAGE_REFERENCE)  # compiled on first use: plans never need it
 
 
 def image_reference_error(ref: str) -> str | None:
     """Why ``ref`` is not an image reference (None when it is): it reaches ``docker run``, so
     anything else (``--privileged``, ``--volume=/:/host``, spaces) is refused, not passed on."""
-    if not isinstance(ref, str) or len(ref) > 512 or not IMAGE_REFERENCE.fullmatch(ref):
+    if not isinstance(ref, str) or len(ref) > 512 or not _image_reference().fullmatch(ref):
         return (f"image {ref!r} is not an image reference; write e.g. nvcr.io/nvidia/pytorch:24.10-py3 or "
                 "name@sha256:<digest> (lowercase path, optional registry, tag and digest)")
     return None

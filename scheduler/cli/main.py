@@ -17,7 +17,6 @@ import sys
 
 from carbonsched import __version__
 from carbonsched.errors import CarbonschedError
-from carbonsched.redact import redact
 from carbonsched.cli._common import Parser
 
 COMMAND_MODULES: list[str] = [
@@ -56,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except CarbonschedError as exc:
         if args.debug:
             raise
+        from carbonsched.redact import redact  # only on the error path
+
         print(f"carbonsched: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
