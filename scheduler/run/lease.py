@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Callable
 
 from carbonsched.errors import CarbonschedError
-from carbonsched.run.store import Store
+from carbonsched.run.store import MIN_LEASE_S, Store
 
 
 class Lease:
     def __init__(self, store_path: Path, job_id: str, worker: str, lease_s: float, clock: Callable[[], datetime]):
         self.store_path, self.job_id, self.worker = Path(store_path), job_id, worker
         self.lease_s, self.clock = lease_s, clock
-        self.every_s = max(0.05, lease_s / 4)
+        self.every_s = max(lease_s, MIN_LEASE_S) / 4
         self.lost = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

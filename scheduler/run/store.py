@@ -427,8 +427,15 @@ class Store:
                         (job_id, iso_utc(now), kind, redact(json.dumps(detail, default=str))))
 
 
+MIN_LEASE_S = 1.0  # a shorter lease would expire between two heartbeats
+
+
 def _expiry(now: datetime, lease_s: float) -> str:
-    return iso_utc(now + timedelta(seconds=lease_s))
+    """``now + lease_s`` (at least ``MIN_LEASE_S``), rounded up to the second the store keeps."""
+    t = now + timedelta(seconds=max(lease_s, MIN_LEASE_S))
+    if t.microsecond:
+        t = t.replace(microsecond=0) + timedelta(seconds=1)
+    return iso_utc(t)
 
 
 def _lease_expired(row: sqlite3.Row, now: datetime, older_than_s: float) -> bool:
