@@ -7,6 +7,7 @@ points that fall in each UTC hour.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
@@ -80,3 +81,29 @@ def to_hourly(times: list[datetime], values: list[float], **fields) -> HourlySer
     with np.errstate(invalid="ignore"):
         vals = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return HourlySeries(start=start, values_g_per_kwh=vals, **fields)
+
+
+FLAT_RUN_HOURS = 6  # a run this long of one unchanged value is a candidate gap fill
+RECURRING_RUNS = 3  # ... unless the value forms this many runs in the series (a value the mix produces)
+
+
+def flat_fill_mask(x: np.ndarray) -> np.ndarray:
+    """True where an hour belongs to a flat run judged to be gap fill: a run of >= FLAT_RUN_HOURS
+    identical consecutive values, unless that value forms >= RECURRING_RUNS such runs (then it is
+    a value the grid's mix produces, e.g. pure hydro, not a carried-over reading). Published
+    histories often back/forward-fill their gaps; scoring a forecaster on the fills flatters it."""
+    runs = []  # (start, length, value)
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and x[j + 1] == x[i]:
+            j += 1
+        if j - i + 1 >= FLAT_RUN_HOURS:
+            runs.append((i, j - i + 1, x[i]))
+        i = j + 1
+    recurring = Counter(v for _, _, v in runs)
+    mask = np.zeros(len(x), dtype=bool)
+    for start, length, value in runs:
+        if recurring[value] < RECURRING_RUNS:
+            mask[start:start + length] = True
+    return mask

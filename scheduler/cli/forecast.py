@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from carbonsched.errors import UserInputError
 from carbonsched.cli._common import SOURCE_CHOICES, Progress, emit, fmt, intensity_options, now_from
 
@@ -33,6 +35,12 @@ def backtest_cmd(a: argparse.Namespace) -> int:
     if not 1 <= a.horizon <= 168:
         raise UserInputError(f"--horizon must be between 1 and 168 hours, got {a.horizon}")
     values, start, info = read_history_csv(a.history, zone=a.zone, signal=a.signal)
+    masked = 0
+    if a.mask_flat_runs:  # gap fill (a carried-over value) must not be scored as if it were data
+        from carbonsched.providers.grid.series import flat_fill_mask
+
+        flat = flat_fill_mask(values)
+        values, masked = np.where(flat, np.nan, values), int(flat.sum())
     progress = Progress("backtest origins", quiet=a.json)
     try:
         result = backtest(values, start, horizon_h=a.horizon, zone=info.get("zone") or a.zone or "", progress=progress)
@@ -44,10 +52,15 @@ def backtest_cmd(a: argparse.Namespace) -> int:
 
     def render(doc: dict) -> str:
         rows = [[name, fmt(m.get("mae")), fmt(m.get("mape")), fmt(m.get("spearman"), 2)] for name, m in doc["models"].items()]
+        flat = f", {doc['masked_flat_hours']} flat gap-fill hours not scored" if a.mask_flat_runs else ""
         return (f"Backtest of {doc['zone'] or a.history}: {doc['origins']} rolling origins, horizon {a.horizon} h, "
-                f"signal {info.get('signal')}\n" + table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3}))
+                f"signal {info.get('signal')}{flat}\n"
+                + table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3}))
 
-    return emit(a, result.to_dict(), to_dict=lambda doc: doc, render=render)
+    doc = result.to_dict()
+    if a.mask_flat_runs:
+        doc["masked_flat_hours"] = masked
+    return emit(a, doc, to_dict=lambda d: d, render=render)
 
 
 def register(sub, common) -> None:
@@ -74,4 +87,7 @@ def register(sub, common) -> None:
     b.add_argument("--zone", help="zone column of a wide history file")
     b.add_argument("--horizon", type=int, default=24, help="forecast horizon in hours (default 24)")
     b.add_argument("--signal", choices=["lca", "direct"], default="lca", help="which column of an Electricity Maps export")
+    b.add_argument("--mask-flat-runs", action="store_true",
+                   help="do not score flat gap-fill runs (>= 6 identical hours whose value does not recur in >= 3 "
+                        "runs), as the README's backtest table does")
     f.set_defaults(func=cmd_forecast)

@@ -394,3 +394,24 @@ def test_read_real_portal_file_and_forecast():
     assert np.all(np.isfinite(day))
     f = forecast_series(v[:24 * 60], start, 48)
     assert np.all(np.isfinite(f.mean)) and np.all(f.p10 <= f.p90)
+
+
+def test_flat_gap_fill_runs_are_masked_but_values_the_mix_repeats_are_kept():
+    from carbonsched.providers.grid.series import flat_fill_mask
+
+    x = np.array([1.0, 2, 3] + [7.0] * 6 + [4, 5] + [24.0] * 6 + [3] + [24.0] * 6 + [2] + [24.0] * 6 + [9])
+    mask = flat_fill_mask(x)
+    assert mask[3:9].all() and mask.sum() == 6  # the lone 6 h run of 7.0; 24.0 recurs in 3 runs: kept
+
+
+def test_cli_backtest_can_leave_flat_gap_fill_unscored(cli, tmp_path):
+    rows = ["datetime,carbon_intensity"]
+    for h in range(24 * 40):
+        v = 123.45 if 300 <= h < 330 else 200 + 50 * np.sin(h / 24 * 2 * np.pi) + (h % 7)
+        rows.append(f"{(T0 + timedelta(hours=h)).strftime('%Y-%m-%dT%H:%M:%SZ')},{v:.2f}")
+    f = tmp_path / "h.csv"
+    f.write_text("\n".join(rows) + "\n")
+    plain = json.loads(cli("forecast", "backtest", "--history", f, "--json").stdout)
+    masked = json.loads(cli("forecast", "backtest", "--history", f, "--json", "--mask-flat-runs").stdout)
+    assert masked["masked_flat_hours"] == 30 and "masked_flat_hours" not in plain
+    assert masked["models"]["forecaster"]["mae"] != plain["models"]["forecaster"]["mae"]

@@ -40,14 +40,13 @@ which for the three fully flat zones is their one constant value.
 from __future__ import annotations
 
 import csv
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from carbonsched.providers.grid.series import FLAT_RUN_HOURS, RECURRING_RUNS, flat_fill_mask
+
 SOURCE_FILE = "carbon_intensity/electricitymaps_2022_hourly_lca_123zones.csv"
-FLAT_RUN_HOURS = 6
-RECURRING_RUNS = 3
 MIN_SAMPLES = 5
 STATS = ("mean", "p10", "p90")
 RETRIEVED = "2026-11-27"
@@ -73,25 +72,6 @@ def load_hourly(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarr
     if not (hour == np.tile(np.arange(24), 365)).all():
         raise ValueError(f"{path}: rows are not consecutive hours from 00:00 UTC")
     return header[1:], np.array(rows, dtype=float), month, hour
-
-
-def flat_fill_mask(x: np.ndarray) -> np.ndarray:
-    """True where an hour belongs to a flat run judged to be gap fill (see module doc)."""
-    runs = []  # (start, length, value)
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and x[j + 1] == x[i]:
-            j += 1
-        if j - i + 1 >= FLAT_RUN_HOURS:
-            runs.append((i, j - i + 1, x[i]))
-        i = j + 1
-    recurring = Counter(v for _, _, v in runs)
-    mask = np.zeros(len(x), dtype=bool)
-    for start, length, value in runs:
-        if recurring[value] < RECURRING_RUNS:
-            mask[start:start + length] = True
-    return mask
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
