@@ -13,8 +13,9 @@ import os
 import re
 from typing import Mapping
 
-SECRET_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY|ACCESS_KEY|SESSION_KEY)",
-                        re.IGNORECASE)
+_SECRET_WORDS = r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY"
+SECRET_NAME = re.compile(f"({_SECRET_WORDS})", re.IGNORECASE)  # names a job file's env may not use
+SECRET_ENV = re.compile(f"({_SECRET_WORDS}|ACCESS_KEY|SESSION_KEY)", re.IGNORECASE)  # also the cloud SDKs' keys
 BASIC_PAIRS = (("WATTTIME_USERNAME", "WATTTIME_PASSWORD"),)
 MIN_SECRET_LEN = 6
 

@@ -85,28 +85,28 @@ class ChainedSource:
                 and np.isfinite(cached.window(start, hours)).any():
             return cached
         if self.down is not None:  # it already failed in this plan: do not make every region wait for it
-            exc = self.down
-            if cached is None:
-                warnings.append(f"{live.name} skipped for {region.region_id}: it failed earlier in this plan ({exc})")
-                return None
-            warnings.append(f"{live.name} skipped for {region.region_id}: it failed earlier in this plan; using its "
-                            "cached forecast")
-            return cached
+            return self._without_live(cached, now, region, "skipped (it failed earlier in this plan)", self.down,
+                                      warnings)
         try:
             fresh = live.series(region, start, hours)
         except GridSourceError as exc:
             if isinstance(exc, (SourceUnavailableError, SourceQuotaError, SourceAuthError)):
                 self.down = str(exc)  # the service, not this region, is the problem
-            if cached is None:
-                warnings.append(f"{live.name} failed for {region.region_id} ({exc}); no cached forecast")
-                return None
-            age = (now - cached.fetched_at) / timedelta(hours=1) if cached.fetched_at else float("nan")
-            warnings.append(f"{live.name} failed for {region.region_id} ({exc}); using its cached forecast "
-                            f"fetched {age:.0f} h ago")
-            return cached
+            return self._without_live(cached, now, region, "failed", str(exc), warnings)
         if cache is not None:
             self._keep(cache, fresh, region, warnings)
         return fresh
+
+    def _without_live(self, cached: HourlySeries | None, now: datetime, region: Region, what: str, why: str,
+                      warnings: list[str]) -> HourlySeries | None:
+        """The cached forecast (or None) when the live source did not answer, and a warning saying so."""
+        name = self.live.name
+        if cached is None:
+            warnings.append(f"{name} {what} for {region.region_id} ({why}); no cached forecast")
+            return None
+        age = (now - cached.fetched_at) / timedelta(hours=1) if cached.fetched_at else float("nan")
+        warnings.append(f"{name} {what} for {region.region_id} ({why}); using its cached forecast fetched {age:.0f} h ago")
+        return cached
 
     def _history(self, region: Region, end: datetime, signal: str, warnings: list[str]) -> HourlySeries | None:
         live, cache = self.live, self.cache

@@ -105,11 +105,12 @@ def data_sources(offerings_source, forecasts: dict[str, Forecast], shown: set[st
 
 def price_warnings(flagged: dict, placements: list[Placement], limit: int = 3) -> list[str]:
     """Say when a shown placement's catalog price is in doubt (``providers.cloud.anomalies``)."""
-    doubtful = []
+    first: dict[tuple, str] = {}  # (region_id, instance, market) -> why; one entry per offering, in rank order
     for p in placements:
         why = flagged.get((p.provider, p.region, p.instance_type, p.market))
-        if why and (p.region_id, p.instance_type, p.market) not in {(d[0], d[1], d[2]) for d in doubtful}:
-            doubtful.append((p.region_id, p.instance_type, p.market, why))
+        if why:
+            first.setdefault((p.region_id, p.instance_type, p.market), why)
+    doubtful = [(*key, why) for key, why in first.items()]
     out = [f"the catalog price of {rid} {inst} ({market}) is in doubt ({why}); check it before trusting the ranking"
            for rid, inst, market, why in doubtful[:limit]]
     if len(doubtful) > limit:

@@ -13,9 +13,9 @@ import tomllib
 from pathlib import Path
 
 from carbonsched.errors import JobSpecError
+from carbonsched.redact import SECRET_NAME
 from carbonsched.units import parse_duration_hours, parse_utc
 
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY)", re.IGNORECASE)
 
 
 def number(value, where: str, *, positive: bool = False, allow_zero: bool = True) -> float:
