@@ -10,17 +10,20 @@ What is fetched (``refresh``):
     concurrently (compute.regions.get); ``max_instances = floor((limit - usage) / GPUs per VM)``;
     spot VMs use the preemptible quota when the region has one, else the on-demand quota (as GCP does).
 
-Prices: the Cloud Billing Catalog API is not queried; each offering takes the embedded snapshot's
-price for the same (region, zone, machine type), else the region's, and ``price_basis`` and the
-provenance say so. Offerings without a snapshot price are skipped (and counted).
+Prices: the Cloud Billing Catalog API (``gcp_prices``: the Compute Engine service's SKUs, on-demand
+and spot, priced per part: cores, memory and GPUs of the machine's family) when google-cloud-billing
+is installed and the API answers; any price it cannot give (the API denied or not enabled, a part
+without a SKU) comes from the embedded snapshot for the same (region, zone, machine type), else
+the region's, and ``price_basis`` and the notes say which. Offerings without any price are skipped
+(and counted).
 
 N1 + attachable GPU (T4, V100, P100, P4) offerings follow the embedded catalog's convention
 ``n1-standard-(8 x N)+NxGPU`` for N in 1, 2, 4, 8 up to the zone's maximum cards per instance.
 
 Credentials: ``google.auth.default()`` (``gcloud auth application-default login`` or
 GOOGLE_APPLICATION_CREDENTIALS); project from CARBONSCHED_GCP_PROJECT, GOOGLE_CLOUD_PROJECT or the
-credentials. CARBONSCHED_GCP_API_ENDPOINT points the clients elsewhere (a local server);
-CARBONSCHED_GCP_ANONYMOUS=1 sends no credentials (for such servers only).
+credentials. CARBONSCHED_GCP_API_ENDPOINT points the clients elsewhere (a local server),
+CARBONSCHED_GCP_BILLING_ENDPOINT the billing client alone; CARBONSCHED_GCP_ANONYMOUS=1 sends no credentials (for such servers only).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from carbonsched.errors import CloudAuthError, CloudCatalogError
+from carbonsched.providers.cloud import gcp_prices
 from carbonsched.providers.cloud.cache import RefreshResult, embedded_prices, for_each_region, max_instances
 from carbonsched.refdata import read_gpus
 
@@ -45,9 +49,12 @@ N1_ATTACHABLE = {"nvidia-tesla-t4", "nvidia-tesla-v100", "nvidia-tesla-p100", "n
 N1_COUNTS = (1, 2, 4, 8)
 MACHINE_FILTER = 'name eq "(a2|a3|a4|g2|g4|n1-standard)-.*"'
 PERMISSIONS = {"regions": "compute.regions.list", "accelerators": "compute.acceleratorTypes.list",
-               "machines": "compute.machineTypes.list", "quotas": "compute.regions.get"}
-SOURCE = "Google Compute Engine API: regions, acceleratorTypes, machineTypes (prices: embedded snapshot)"
-PRICES = "embedded snapshot (Cloud Billing Catalog API not queried)"
+               "machines": "compute.machineTypes.list", "quotas": "compute.regions.get",
+               "prices": "cloudbilling.googleapis.com services.skus.list"}
+SCOPES = ["https://www.googleapis.com/auth/compute.readonly", "https://www.googleapis.com/auth/cloud-billing.readonly"]
+SOURCE = "Google Compute Engine API: regions, acceleratorTypes, machineTypes; prices: Cloud Billing Catalog API"
+SNAPSHOT = "embedded snapshot price"
+LIVE = "gcp billing catalog"
 
 
 # -- parsers (pure; inputs are the REST JSON shapes, or proto-plus objects converted to them) ------
@@ -118,12 +125,26 @@ def _zone_offerings(machines: dict[str, dict], accelerators: dict[str, int]) -> 
     return sorted(out)
 
 
+def _price(live: gcp_prices.SkuPrices | None, snapshot: tuple[str, str], region: str, itype: str, m: dict,
+           acc: str) -> tuple[str, str, str]:
+    """(on-demand, spot, basis) for one machine: the live parts' sum where every part has a SKU,
+    else the snapshot's (strings as in the CSV; "" = none)."""
+    out, bases = [], []
+    for i, market in enumerate(("on-demand", "spot")):
+        usd = None if live is None else gcp_prices.price_machine(
+            live, region, itype, m["vcpus"], m["memory_gib"], acc, m["count"], market)
+        out.append(repr(usd) if usd is not None else snapshot[i])
+        bases.append(LIVE if usd is not None else SNAPSHOT if snapshot[i] else "none")
+    basis = bases[0] if bases[0] == bases[1] else f"{bases[0]}; spot: {bases[1]}"
+    return out[0], out[1], basis
+
+
 def _rows(regions: list[str], machines: dict, accelerators: dict, quotas: dict[str, dict | None],
-          notes: list[str]) -> list[dict]:
-    """Per-zone rows (cache.ROW_FIELDS) for ``regions``, priced from the embedded snapshot."""
+          notes: list[str], live: gcp_prices.SkuPrices | None = None) -> list[dict]:
+    """Per-zone rows (cache.ROW_FIELDS) for ``regions``, priced from ``live`` SKUs, else the snapshot."""
     gpus = read_gpus()
     by_zone, by_region = embedded_prices("gcp")
-    rows, unpriced = [], set()
+    rows, unpriced, from_snapshot = [], set(), set()
     wanted = set(regions)
     for zone in sorted(set(machines) | set(accelerators)):
         region = _region_of_zone(zone)
@@ -131,19 +152,48 @@ def _rows(regions: list[str], machines: dict, accelerators: dict, quotas: dict[s
             continue
         for itype, acc, m in _zone_offerings(machines.get(zone, {}), accelerators.get(zone, {})):
             gpu = ACCELERATORS[acc][0]
-            od, spot = by_zone.get((region, zone, itype)) or by_region.get((region, itype), ("", ""))
+            snapshot = by_zone.get((region, zone, itype)) or by_region.get((region, itype), ("", ""))
+            od, spot, basis = _price(live, snapshot, region, itype, m, acc)
             if not od:
                 unpriced.add(f"{region}/{itype}")
                 continue
+            if live is not None and SNAPSHOT in basis:
+                from_snapshot.add(f"{region}/{itype}")
             rows.append({"provider": "gcp", "region": region, "zone": zone, "instance_type": itype, "gpu": gpu,
                          "gpu_count": str(m["count"]), "vcpus": str(m["vcpus"]), "memory_gib": f"{m['memory_gib']:g}",
                          "gpu_memory_gib": f"{gpus[gpu].memory_gb:g}", "price_usd_per_hour": od,
-                         "spot_price_usd_per_hour": spot, "price_basis": "embedded snapshot price",
+                         "spot_price_usd_per_hour": spot, "price_basis": basis,
                          **_quota_for(quotas.get(region), acc, m["count"])})
     if unpriced:
-        notes.append(f"{len(unpriced)} machine types have no price in the embedded snapshot and were skipped "
-                     f"(e.g. {', '.join(sorted(unpriced)[:3])})")
+        notes.append(f"{len(unpriced)} machine types have no price (no SKU for every part, none in the embedded "
+                     f"snapshot) and were skipped (e.g. {', '.join(sorted(unpriced)[:3])})")
+    if from_snapshot:
+        series: dict[str, set[str]] = {}
+        for item in from_snapshot:
+            region, itype = item.split("/")
+            series.setdefault(region, set()).add("-".join(itype.split("+")[0].split("-")[:2]))
+        where = "; ".join(f"{r}: {', '.join(sorted(s))}" for r, s in sorted(series.items()))
+        notes.append(f"{len(from_snapshot)} machine types took a price from the embedded snapshot (the billing "
+                     f"catalog has no SKU for one of their parts): {where}")
     return rows
+
+
+def get_prices(client, regions: list[str], notes: list[str], page_size: int = 5000) -> gcp_prices.SkuPrices | None:
+    """The billing catalog's part prices for ``regions``, or None (and a note) when it cannot be read."""
+    if client is None:
+        notes.append("prices: embedded snapshot (google-cloud-billing is not installed: pip install 'carbonsched[gcp]')")
+        return None
+    try:
+        skus = _call("prices", lambda: gcp_prices.get_skus(client, page_size))
+    except CloudCatalogError as exc:
+        notes.append(f"prices: embedded snapshot (the Cloud Billing Catalog API failed: {exc}; enable "
+                     "cloudbilling.googleapis.com in the project to get live prices)")
+        return None
+    live = gcp_prices.parse_skus(skus, set(regions))
+    conflicts = f", {live.conflicts} conflicting part prices (the higher kept)" if live.conflicts else ""
+    notes.append(f"prices: {gcp_prices.SOURCE}: {live.read} SKUs read, {len(live.prices)} part prices "
+                 f"in these regions{conflicts}")
+    return live
 
 
 # -- network ---------------------------------------------------------------------------------------
@@ -165,7 +215,7 @@ def gcp_clients(env: Mapping[str, str] | None = None) -> tuple[dict, str]:
         from google.auth.exceptions import DefaultCredentialsError
 
         try:
-            creds, detected = google.auth.default(scopes=["https://www.googleapis.com/auth/compute.readonly"])
+            creds, detected = google.auth.default(scopes=SCOPES)
         except DefaultCredentialsError:
             raise CloudAuthError("no Google Cloud credentials found: run `gcloud auth application-default login` "
                                  "or set GOOGLE_APPLICATION_CREDENTIALS; plans use the embedded snapshot meanwhile", "gcp") from None
@@ -175,8 +225,16 @@ def gcp_clients(env: Mapping[str, str] | None = None) -> tuple[dict, str]:
     kw = {"transport": "rest", "credentials": creds}
     if env.get("CARBONSCHED_GCP_API_ENDPOINT"):
         kw["client_options"] = {"api_endpoint": env["CARBONSCHED_GCP_API_ENDPOINT"]}
-    return {"regions": compute_v1.RegionsClient(**kw), "accelerators": compute_v1.AcceleratorTypesClient(**kw),
-            "machines": compute_v1.MachineTypesClient(**kw)}, project
+    clients = {"regions": compute_v1.RegionsClient(**kw), "accelerators": compute_v1.AcceleratorTypesClient(**kw),
+               "machines": compute_v1.MachineTypesClient(**kw), "billing": None}
+    try:
+        from google.cloud import billing_v1
+    except ImportError:
+        return clients, project
+    billing = env.get("CARBONSCHED_GCP_BILLING_ENDPOINT") or env.get("CARBONSCHED_GCP_API_ENDPOINT")
+    clients["billing"] = billing_v1.CloudCatalogClient(
+        **{**kw, "client_options": {"api_endpoint": billing}} if billing else kw)
+    return clients, project
 
 
 def _google_error(exc: Exception, what: str, where: str = "") -> CloudCatalogError | None:
@@ -184,6 +242,8 @@ def _google_error(exc: Exception, what: str, where: str = "") -> CloudCatalogErr
 
     perm = PERMISSIONS[what]
     at = f" in {where}" if where else ""
+    if what == "prices" and isinstance(exc, (gex.Forbidden, gex.PermissionDenied)):
+        return CloudAuthError(f"Google Cloud refused the Cloud Billing Catalog API ({exc.message})", "gcp")
     if isinstance(exc, (gex.Forbidden, gex.PermissionDenied)):
         return CloudAuthError(f"Google Cloud denied {perm}{at} ({exc.message}): grant it (e.g. role "
                               "roles/compute.viewer) to your account or service account", "gcp", perm)
@@ -227,7 +287,7 @@ def refresh(regions: list[str] | None = None, *, clients: dict | None = None, pr
     now = now or datetime.now(timezone.utc)
     if clients is None:
         clients, project = gcp_clients(env)
-    result = RefreshResult("gcp", now, SOURCE, prices=PRICES)
+    result = RefreshResult("gcp", now, SOURCE, prices=gcp_prices.SOURCE)
     all_regions = _call("regions", lambda: [r.name for r in clients["regions"].list(
         request={"project": project, "max_results": page_size}) if r.status in ("", "UP")])
     if regions:
@@ -254,8 +314,10 @@ def refresh(regions: list[str] | None = None, *, clients: dict | None = None, pr
         else:
             quotas[region] = res
     result.regions = list(todo)
-    result.rows = _rows(todo, machines, accelerators, quotas, result.notes)
-    result.notes.append("prices: " + PRICES)
+    live = get_prices(clients.get("billing"), todo, result.notes)
+    if live is None:
+        result.prices = "embedded snapshot (Cloud Billing Catalog API not read: see notes)"
+    result.rows = _rows(todo, machines, accelerators, quotas, result.notes, live)
     return result
 
 
@@ -275,4 +337,4 @@ class GcpLiveSource:
     def describe(self) -> dict:
         r = self._result
         return {"name": "offerings", "source": SOURCE, "as_of": r.fetched_at.isoformat() if r else None,
-                "note": "prices: " + PRICES}
+                "note": f"prices: {r.prices if r else gcp_prices.SOURCE}"}

@@ -40,7 +40,9 @@ permissions (read-only):
        ec2:DescribeSpotPriceHistory, pricing:GetProducts, servicequotas:GetServiceQuota
        (missing pricing/spot/quota permissions: snapshot prices / unknown quota, said in the output)
   gcp: compute.regions.list, compute.regions.get, compute.acceleratorTypes.list,
-       compute.machineTypes.list (roles/compute.viewer has them); prices come from the snapshot
+       compute.machineTypes.list (roles/compute.viewer has them); prices from the Cloud Billing
+       Catalog API (enable cloudbilling.googleapis.com; any credentials may read it; without it,
+       or for a machine whose parts have no SKU, the snapshot's price, said in the output)
 
 exit status: 0 when at least one provider was refreshed, 1 when none could be, 2 for bad flags.
 """

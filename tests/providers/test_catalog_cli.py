@@ -7,7 +7,7 @@ import os
 
 import pytest
 from test_cloud_aws import EC2Proxy, JsonApiFake, PriceTable, aws_env, gpu_vcpus, moto_url  # noqa: F401 (fixtures)
-from test_cloud_gcp import PROJECT, ComputeFake, gcp_rows
+from test_cloud_gcp import DATA, PROJECT, ComputeFake, gcp_rows
 
 from conftest import NOW_ISO
 
@@ -129,3 +129,18 @@ def test_a_corrupt_cache_never_blocks_a_plan_and_refresh_replaces_it(cli, tmp_pa
 
     store_results(cache, [RefreshResult(provider="aws", fetched_at=datetime.now(timezone.utc), source="test", prices="x")])
     assert set(read_cache(cache)["providers"]) == {"aws"}
+
+
+def test_gcp_refresh_prices_from_the_billing_catalog(cli, tmp_path):
+    skus = json.loads((DATA / "gcp_billing_skus.json").read_text())["skus"]
+    with ComputeFake(gcp_rows({"us-central1", "europe-west4"}), skus=skus) as compute:
+        env = {"CARBONSCHED_GCP_API_ENDPOINT": compute.url, "CARBONSCHED_GCP_ANONYMOUS": "1", "CARBONSCHED_GCP_PROJECT": PROJECT}
+        r = cli("catalog", "refresh", "--provider", "gcp", "--regions", "us-central1", "europe-west4", extra_env=env)
+        assert r.returncode == 0, r.stderr
+    assert "Cloud Billing Catalog API" in r.stdout and "took a price from the embedded snapshot" in r.stdout
+    plan = _plan(cli, env, "--provider", "gcp", "--region", "gcp:us-central1", "--top", "0")
+    by = {(p["instance_type"], p["market"]): p for p in plan["placements"]}
+    # 96 vCPU x 0.031611 + 680 GiB x 0.004237 + 8 x 2.933908 (the billing SKUs), not the snapshot's 29.38708
+    assert by[("a2-highgpu-8g", "on-demand")]["price_usd_per_hour"] == pytest.approx(29.387080, abs=1e-6)
+    assert by[("a2-ultragpu-8g", "on-demand")]["price_usd_per_hour"] == pytest.approx(
+        96 * 0.031611 + 1360 * 0.004237 + 8 * 3.9265, abs=1e-6)

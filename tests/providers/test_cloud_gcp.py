@@ -27,6 +27,8 @@ from carbonsched.providers.cloud.catalog import parse_offerings  # noqa: E402
 from conftest import REPO
 
 DATA = REPO / "tests" / "data" / "cloud"
+SKUS_ROUTE = "GET /v1/services/6F81-5844-456A/skus"
+SKU_PAGE = 20
 PROJECT = "carbonsched-test"
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 GPU_ACCEL = {"A100": "nvidia-tesla-a100", "A100-80GB": "nvidia-a100-80gb", "L4": "nvidia-l4", "T4": "nvidia-tesla-t4",
@@ -49,15 +51,17 @@ def _machine_name(itype: str) -> str:
 class ComputeFake:
     """A local Compute Engine REST API for the given embedded rows' zones (context manager)."""
 
-    def __init__(self, rows: list[dict], extra_regions=("us-east1",)):
+    def __init__(self, rows: list[dict], extra_regions=("us-east1",), skus: list[dict] | None = None):
         self.rows = rows
+        self.skus = skus  # Cloud Billing Catalog SKUs; None: the billing API answers 404 (Google's error shape)
         self.deny: dict[str, dict] = {}  # route -> error body
         self.latency_s = 0.0  # added to every answer (benchmarks)
         zones: dict[str, dict] = {}
         for r in rows:
             z = zones.setdefault(r["zone"], {"machines": {}, "accels": {}})
-            acc = GPU_ACCEL.get(r["gpu"]) or next(k for k, v in gcp.ACCELERATORS.items() if v[0] == r["gpu"])
             name = _machine_name(r["instance_type"])
+            acc = ("nvidia-h100-mega-80gb" if name.startswith("a3-megagpu") else  # as the Compute API names it
+                   GPU_ACCEL.get(r["gpu"]) or next(k for k, v in gcp.ACCELERATORS.items() if v[0] == r["gpu"]))
             count = int(r["gpu_count"])
             m = {"kind": "compute#machineType", "name": name, "guestCpus": int(r["vcpus"]),
                  "memoryMb": int(float(r["memory_gib"]) * 1024), "zone": r["zone"], "isSharedCpu": False}
@@ -78,6 +82,7 @@ class ComputeFake:
                   f"{base}/aggregated/machineTypes": self.machines}
         for region in self.regions:
             routes[f"{base}/regions/{region}"] = self.region_get
+        routes[SKUS_ROUTE] = self.sku_list
         self.server = GridServer(routes)
 
     def __enter__(self):
@@ -129,6 +134,18 @@ class ComputeFake:
         return self._two_pages(rec, "acceleratorTypes", {z: [{"kind": "compute#acceleratorType", "name": a, "description": a,
                                                               "maximumCardsPerInstance": n} for a, n in sorted(d["accels"].items())]
                                                          for z, d in self.zones.items()})
+
+    def sku_list(self, rec):
+        """services.skus.list: SKU_PAGE per page whatever pageSize asks (the API may return fewer)."""
+        if (err := self._denied(rec)) is not None:
+            return err
+        if self.skus is None:
+            return 404, {}, {"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}
+        start = int(rec.query.get("pageToken") or 0)
+        body = {"skus": self.skus[start:start + SKU_PAGE], "nextPageToken": ""}
+        if start + SKU_PAGE < len(self.skus):
+            body["nextPageToken"] = str(start + SKU_PAGE)
+        return 200, {}, body
 
     def machines(self, rec):
         return self._two_pages(rec, "machineTypes", {z: list(d["machines"].values()) for z, d in self.zones.items()})
