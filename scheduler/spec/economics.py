@@ -16,23 +16,32 @@ Two job tables feed ``carbonsched.planning.estimate`` (the maths is documented t
     egress_usd_per_gb = 0.09            # optional override of the table below (all destinations)
     transfer_kwh_per_gb = 0.0053        # optional override of the network energy factor
 
-Defaults and their sources (override them when you know better):
+Defaults and their sources (re-checked 2026-11-29; override them when you know better):
 
 * ``DEFAULT_PREEMPTION_RATE_PER_HOUR = 0.05`` (one preemption per 20 running hours) is an
-  **assumption**, not a measurement. Neither provider publishes hourly rates: the AWS Spot
-  Instance Advisor gives monthly "frequency of interruption" buckets (<5 % ... >20 %) per
-  instance type and region, GPU families are often in the top bucket; GCP documents that Spot VMs
-  may be preempted at any time (30 s notice). 0.05/h is deliberately pessimistic for scarce GPU
-  capacity; use ``preemption_rates`` with your own observed rates.
+  **assumption**, not a measurement. Neither provider publishes hourly rates. AWS's Spot Instance
+  Advisor (https://aws.amazon.com/ec2/spot/instance-advisor/, data behind it at
+  https://spot-bid-advisor.s3.amazonaws.com/spot-advisor-data.json) gives, per instance type and
+  region, the share of Spot capacity reclaimed over the trailing month in buckets <5 %, 5-10 %,
+  10-15 %, 15-20 % and >20 %; GPU families often sit in the top bucket. Google documents that
+  Spot VMs may be preempted at any time with 30 s notice
+  (https://cloud.google.com/compute/docs/instances/spot) and reports a per-interval preemption
+  rate (preempted / stopped Spot VMs) in the Compute API's capacity history, not a rate per hour.
+  At 0.05/h an 8-hour run is interrupted at least once with probability 1 - e^-0.4 = 33 %, i.e.
+  the advisor's top bucket for runs of that length: pessimistic for most capacity, about right
+  for scarce GPUs. Put your own observed rates in ``preemption_rates``.
 * ``DEFAULT_CHECKPOINT_INTERVAL_H = 1.0`` and ``DEFAULT_RESTART_OVERHEAD_H = 0.25``: assumptions
   typical of hourly checkpointing and a ~15 min re-acquire + checkpoint load.
-* Egress list prices, first pricing tier, as published on the providers' pricing pages in 2024
-  (AWS "EC2 On-Demand pricing > Data Transfer": internet egress $0.09/GB for the first 10 TB a
-  month, to another AWS region $0.02/GB from US/EU regions; Google Cloud "Network pricing":
-  Premium Tier internet egress $0.12/GB for the first TiB, between regions on one continent
-  $0.02/GB). The **home** provider charges (egress is billed by the source); moving to another
-  provider is internet egress; ingress is free on both. Verify current prices; override with
-  ``egress_usd_per_gb``.
+* Egress list prices, first paid tier, unchanged at the re-check: AWS "EC2 On-Demand pricing >
+  Data Transfer" (https://aws.amazon.com/ec2/pricing/on-demand/): internet egress $0.09/GB up to
+  10 TB a month after the first 100 GB free (aggregated across services and ignored here), to
+  another AWS region $0.02/GB from US/EU regions; Google Cloud "Network pricing"
+  (https://cloud.google.com/vpc/network-pricing, https://cloud.google.com/network-tiers/pricing):
+  Premium Tier internet egress $0.12/GB for the first TiB (Standard Tier $0.085/GB), between
+  regions on one continent $0.02/GB. Google is moving Premium Tier to prices by source and
+  destination; $0.12 is its first-tier rate for most pairs. The **home** provider charges (egress
+  is billed by the source); moving to another provider is internet egress; ingress is free on both.
+  Override with ``egress_usd_per_gb``.
 * ``DEFAULT_TRANSFER_KWH_PER_GB = 0.0053``: Aslan, Mayers, Koomey & France (2018), "Electricity
   Intensity of Internet Data Transmission", J. Industrial Ecology 22(4):785-798, give 0.06 kWh/GB
   for 2015, halving about every two years; extrapolated with their own trend to 2022:

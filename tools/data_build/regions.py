@@ -140,6 +140,16 @@ def load_yearly_2024(shared: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
+# AWS's own figure (re-checked 2026-11-29): "In 2025, our data centers reported an average global PUE
+# of 1.14 which is an improvement compared to 1.15 reported in 2024" (sustainability.aboutamazon.com,
+# The Cloud > Power usage effectiveness). AWS names its best sites per continent (Europe 1.04,
+# Americas 1.05, Asia Pacific 1.07 in 2024) but no per-region table in a source this build can
+# read, so every AWS region takes the global figure, said in pue_source.
+AWS_PUBLISHED_PUE = (1.14, "AWS-published global PUE for 2025 (1.15 for 2024), "
+                           "https://sustainability.aboutamazon.com/environment/the-cloud; AWS publishes no per-region "
+                           "PUE here, so every AWS region takes the global figure")
+
+
 def load_pue(shared: Path) -> tuple[dict[str, tuple[float, str]], dict[str, tuple[float, str]]]:
     """(per-region GCP PUE, provider defaults), each value (pue, source text)."""
     cr = shared / "cloud_regions"
@@ -203,7 +213,10 @@ def build_rows(shared: Path) -> tuple[list[dict], list[dict]]:
         else:
             profile_zone, yearly = "", y24[zone][1]
             ybasis = "Electricity Maps 2024 LCA yearly (Green-Algorithms CI-electricitymap-yearly_2024); zone has no valid 2022 hourly series"
-        pue, pue_src = pue_region[region] if provider == "gcp" and region in pue_region else pue_default[provider]
+        if provider == "aws":
+            pue, pue_src = AWS_PUBLISHED_PUE
+        else:
+            pue, pue_src = pue_region[region] if region in pue_region else pue_default[provider]
         published, pbasis, pyear, cfe = "", "", "", ""
         if provider == "gcp":
             if region not in g24:
@@ -341,7 +354,7 @@ def build(shared: Path, out: Path) -> list[dict]:
         dict(common, source="Green-Algorithms-data: default-PUE_2024.csv and DC-cloud_2023.csv; mlco2/impact impact.csv (GCP PUE)",
              licence="CC-BY-4.0 (Green-Algorithms-data); MIT (mlco2/impact)",
              attribution="Lannelongue et al., Green Algorithms; Lacoste et al., ML CO2 Impact",
-             notes="pue: Google per-data-centre PUE (google.com/about/datacenters/efficiency, as of 2020) where listed, else provider default (AWS 1.2, GCP 1.12 as cited in default-PUE_2024). The shared README gives no explicit licence for the PUE files ('see Green-Algorithms-data'): CC-BY-4.0 assumed as for that project's GPU table - verify."),
+             notes="pue: Google per-data-centre PUE (google.com/about/datacenters/efficiency, as of 2020) where listed, else GCP's default (1.12 as cited in default-PUE_2024); AWS: AWS's own global PUE for 2025 (1.14, sustainability.aboutamazon.com), no per-region figure published in a readable source. The shared README gives no explicit licence for the PUE files ('see Green-Algorithms-data'): CC-BY-4.0 assumed as for that project's GPU table - verify."),
         {"file": "REGIONS_CHECK.md", "source": "derived by tools/data_build/regions.py from the sources of regions.csv",
          "retrieved": RETRIEVED, "licence": "ODbL-1.0 (contains Electricity Maps-derived values)",
          "attribution": "Electricity Maps; Google LLC; Cloud Carbon Footprint",
