@@ -1,4 +1,4 @@
-"""Batch assignment: many jobs, one placement each, under shared hourly GPU capacity.
+"""Batch assignment: many jobs, at most one placement each, under shared hourly GPU capacity.
 
 Data (all arrays, index ``c`` over candidates of all jobs, ``j`` over jobs, ``p`` over
 resources = (region, GPU type) pairs, ``h`` over hour slots)::
@@ -8,46 +8,74 @@ resources = (region, GPU type) pairs, ``h`` over hour slots)::
     resource[c]   p;  demand[c] = GPUs it holds;  it holds them during the hour slots
                   first_hour[c] .. first_hour[c] + n_hours[c] - 1 (a partly used hour counts whole)
     capacity[p]   GPUs of type p available in each hour (np.inf = unlimited)
+    weight[j]     the job's priority, a whole number >= 1 (default 1)
 
-Integer programme (x[c] = 1 iff job[c] runs as candidate c)::
+Integer programme, "place what fits" (x[c] = 1 iff job[c] runs as candidate c; u[j] = 1 iff job j
+is left unplaced)::
 
-    min  sum_c cost[c] x[c]
-    s.t. sum_{c: job[c]=j} x[c] = 1                                   for every job j
+    min  sum_c cost[c] x[c]  +  M sum_j weight[j] u[j]
+    s.t. sum_{c: job[c]=j} x[c] + u[j] = 1                                 for every job j
          sum_{c: resource[c]=p, h in hours(c)} demand[c] x[c] <= capacity[p]   for binding (p, h)
-         x[c] in {0, 1}
+         x, u in {0, 1}
+
+With ``M > sum_j (max_c cost - min_c cost)`` and whole weights, one more unit of placed weight
+outweighs any change of cost: the optimum places the largest priority-weighted set of jobs and,
+among those, the cheapest. All-or-nothing planning is the same solve, failing when any u is 1.
 
 Reductions before solving (each keeps an optimal solution of the original problem):
 
 1. A candidate with ``demand > capacity`` can never run: dropped.
 2. Row (p, h) *can bind* only if ``sum_j max_{c in j, c uses (p,h)} demand[c] > capacity[p]``
-   (each job picks one candidate, so this is the most the row can ever carry). Other rows are
+   (each job picks at most one candidate, so this is the most the row can carry). Other rows are
    left out of the model.
 3. Dominance: a candidate of job j that uses no binding row is *free*. If ``f_j`` is the cost of
    j's cheapest free candidate, every candidate of j costing ``>= f_j`` (other than that one) is
-   dropped: in any feasible assignment j can switch to it without breaking a row (its rows cannot
-   overflow) and without raising the cost. A job whose cheapest candidate is free is fixed there
-   and leaves the model. 2 and 3 are repeated until nothing changes (dropping candidates makes
-   more rows non-binding).
+   dropped: j can always switch to it without breaking a row. A job whose cheapest candidate is
+   free is fixed there and leaves the model. 2 and 3 repeat until little changes.
+4. Decomposition: jobs that share no binding row (directly or through other jobs) are independent
+   problems (connected components of the job-row graph, ``scipy.sparse.csgraph``), solved one
+   after the other; their bounds and costs add up.
 
-Solve: the LP relaxation (``scipy.optimize.linprog``, HiGHS) first; when its optimum is integral
-(often, for assignment-like structure) it is optimal for the integer programme and used as is.
-Otherwise ``scipy.optimize.milp`` (HiGHS branch and cut) runs with a time limit and relative gap;
-the reported gap is HiGHS's ``(primal - dual bound) / |primal|`` and ``gap_vs_lp`` the same against
-the LP bound (never smaller). ``greedy`` is the comparison rule "jobs in submission order, each takes
-its cheapest candidate that still fits", and ``min_unplaced`` explains infeasibility with the slack
-model ``sum x = 1 - u_j``, minimising ``sum_j u_j``.
+Each component (``_Master``: HiGHS through highspy, kept between rounds so every re-solve starts
+from the previous basis):
+
+* LP by column generation: each job's ``init_per_job`` cheapest candidates plus greedy's choice
+  and the slack u[j]; candidates whose reduced cost ``cost - pi_j + demand * sum of |capacity
+  duals| over its hours`` (O(N) with prefix sums) is negative are added, ``add_per_job`` per job,
+  primal simplex from the last basis, until none is left or the Lagrangian bound
+  ``z_RMP + sum_j min(0, min_c rc)`` (valid at every round) is within ``colgen_tol``.
+* Unplaced weight: when the LP leaves ``U > 0`` weight unplaced, every integer solution leaves at
+  least ``ceil(U)`` (whole weights), so the row ``sum_j weight[j] u[j] >= ceil(U)`` is added and
+  generation resumes. The bound then reads ``M ceil(U) + B``: no assignment places more weight, and
+  one that places that much costs at least B.
+* Integer: the LP when integral; else the best of greedy's assignment, LP diving (fix the jobs'
+  largest LP values that still fit, a quarter of the fractional jobs at a time, dual simplex from
+  the last basis) and, when neither is within ``mip_rel_gap`` of the cost bound, HiGHS's MILP over
+  the generated columns, started from that best assignment, for at most as long as the component
+  took so far (>= MILP_MIN_S) and within the time limit (status ``time_limit`` when it stops early).
+
+Reported: ``unplaced_weight`` against ``unplaced_bound`` (equal: the placement count is proven
+maximal) and ``gap_vs_lp = (cost - B) / |cost|`` (NaN when it is not proven maximal).
+``greedy`` is the comparison rule "jobs in submission order, each takes its cheapest candidate
+that still fits"; it never places more weight nor costs less than ``solve``'s result at the same
+placed weight, because its assignment is one of those ``solve`` compares.
 """
 from __future__ import annotations
 
+import math
+import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+from scipy.sparse.csgraph import connected_components
 
 INTEGRAL_TOL = 1e-6
+MILP_MIN_S = 1.0
+STATUS_ORDER = ("trivial", "lp_integral", "greedy", "lp_dive", "optimal", "time_limit")  # best to worst
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,10 +88,15 @@ class BatchProblem:
     demand: np.ndarray  # (N,) float, GPUs
     capacity: np.ndarray  # (P,) float, GPUs per hour (inf = unlimited)
     n_jobs: int
+    weight: np.ndarray | None = None  # (n_jobs,) whole numbers >= 1; None = all 1
 
     @cached_property
     def n_slots(self) -> int:
         return int((self.first_hour + self.n_hours).max()) if len(self.job) else 0
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        return np.ones(self.n_jobs) if self.weight is None else np.asarray(self.weight, dtype=float)
 
     def row_keys(self, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(candidate, row key ``resource * n_slots + hour``) for every hour each candidate holds."""
@@ -75,14 +108,18 @@ class BatchProblem:
 
 @dataclass(frozen=True, eq=False)
 class BatchSolution:
-    choice: np.ndarray  # (n_jobs,) chosen candidate per job (-1: unplaced, only from greedy)
-    objective: float
-    status: str  # "trivial", "lp_integral", "greedy", "lp_round", "lp_dive", "lp_fix", "optimal" or "time_limit" (best found)
-    gap: float  # relative optimality gap reported by the solver (0 when proven optimal)
-    gap_vs_lp: float  # (objective - LP bound) / |objective|
+    choice: np.ndarray  # (n_jobs,) chosen candidate per job, -1 = unplaced
+    objective: float  # cost of the placed candidates
+    status: str  # one of STATUS_ORDER: how the worst component was solved
+    gap: float  # HiGHS's MILP gap where the MILP ran (NaN otherwise)
+    gap_vs_lp: float  # (objective - cost bound) / |objective|; NaN when the placement is not proven maximal
     lp_integral: bool
     seconds: float
-    stats: dict
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def unplaced(self) -> np.ndarray:
+        return np.flatnonzero(self.choice < 0)
 
 
 def prune_top_k(job: np.ndarray, cost: np.ndarray, k: int | None) -> np.ndarray:
@@ -172,259 +209,398 @@ def reduce(p: BatchProblem, max_rounds: int = 8) -> tuple[np.ndarray, np.ndarray
     return alive, binding, fixed
 
 
-def _model(p: BatchProblem, cols: np.ndarray, row_id: np.ndarray, jobs: np.ndarray, n_rows: int):
-    """Sparse (A_eq, A_ub) over candidate columns ``cols``; ``row_id`` maps a flat (p, h) key to a
-    binding row number or -1; ``jobs`` lists the jobs of the equality rows (sorted)."""
-    A_eq = sparse.csr_array((np.ones(len(cols)), (np.searchsorted(jobs, p.job[cols]), np.arange(len(cols)))),
-                            shape=(len(jobs), len(cols)))
-    kc, kr = p.row_keys(cols)
-    col_of = np.repeat(np.arange(len(cols)), p.n_hours[cols])
+def _components(p: BatchProblem, cand: np.ndarray, row_id: np.ndarray, n_rows: int,
+                jobs: np.ndarray) -> list[np.ndarray]:
+    """``jobs`` grouped into independent problems: connected through the binding rows their
+    candidates ``cand`` use (reduction 4)."""
+    kc, kr = p.row_keys(cand)
     r = row_id[kr]
     on = r >= 0
-    A_ub = sparse.csr_array((p.demand[kc[on]], (r[on], col_of[on])), shape=(n_rows, len(cols)))
-    return A_eq, A_ub
+    J = p.n_jobs
+    graph = sparse.coo_array((np.ones(int(on.sum())), (p.job[kc[on]], J + r[on])), shape=(J + n_rows, J + n_rows))
+    _, label = connected_components(graph, directed=False)
+    lab = label[jobs]
+    order = np.argsort(lab, kind="stable")
+    cuts = np.flatnonzero(np.diff(lab[order])) + 1
+    return np.split(jobs[order], cuts)
 
 
-def _lp(cost, A_eq, A_ub, b_ub):
-    return linprog(cost, A_ub=A_ub if A_ub.shape[0] else None, b_ub=b_ub if A_ub.shape[0] else None,
-                   A_eq=A_eq, b_eq=np.ones(A_eq.shape[0]), bounds=(0, None), method="highs-ds",
-                   options={"presolve": False})  # presolve costs more than it saves on these LPs
+_BANNER_SHOWN = False
 
 
-def _milp(cost, A_eq, A_ub, b_ub, time_limit_s, gap):
-    A = sparse.vstack([A_eq, A_ub]).tocsr()
-    lb = np.concatenate([np.ones(A_eq.shape[0]), np.full(A_ub.shape[0], -np.inf)])
-    ub = np.concatenate([np.ones(A_eq.shape[0]), b_ub])
-    return milp(cost, constraints=LinearConstraint(A, lb, ub), integrality=np.ones(len(cost)), bounds=Bounds(0, 1),
-                options={"time_limit": max(time_limit_s, 0.1), "mip_rel_gap": gap})
+def _highs():
+    """A silent HiGHS instance. HiGHS prints a banner to stdout on its first construction in a
+    process; stdout may be carrying ``--json`` output, so that one construction writes to /dev/null."""
+    global _BANNER_SHOWN
+    import highspy
+
+    if _BANNER_SHOWN:
+        h = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+            h = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(null)
+        _BANNER_SHOWN = True
+    h.setOptionValue("output_flag", False)
+    return h
 
 
-def _column_generation(p: BatchProblem, cand: np.ndarray, in_set: np.ndarray, open_jobs: np.ndarray,
-                       row_id: np.ndarray, rows: np.ndarray, b_full: np.ndarray, big_m: float,
-                       colgen_tol: float, add_per_job: int):
-    """The restricted LP over the columns in ``in_set`` (updated in place), grown with the
-    candidates whose reduced cost is negative until none is left or the Lagrangian bound is
-    within ``colgen_tol`` (see ``solve``). Returns (the last LP result, its columns, the
-    Lagrangian bound, iterations)."""
+class _Master:
+    """One component's restricted master problem in HiGHS: rows = its jobs' convexity rows, then
+    its binding capacity rows; columns = the slacks u[j], then the candidates added so far."""
+
+    def __init__(self, p: BatchProblem, jobs: np.ndarray, rows: np.ndarray, row_id: np.ndarray, big_m: float):
+        import highspy
+
+        self.p, self.jobs, self.big_m = p, jobs, big_m
+        self.inf = highspy.kHighsInf
+        self.job_row = np.full(p.n_jobs, -1)
+        self.job_row[jobs] = np.arange(len(jobs))
+        self.local = np.full(len(row_id), -1)  # flat (p, h) key -> this master's row
+        self.local[rows] = len(jobs) + np.arange(len(rows))
+        self.rows = rows
+        self.w = p.weights[jobs]
+        self.h = h = _highs()
+        h.setOptionValue("simplex_strategy", 4)  # primal: new columns keep the last basis primal feasible
+        nj, cap = len(jobs), p.capacity[rows // p.n_slots]
+        empty_i, empty_v = np.zeros(0, dtype=np.int32), np.zeros(0)
+        h.addRows(nj + len(rows), np.concatenate([np.ones(nj), np.full(len(rows), -self.inf)]),
+                  np.concatenate([np.ones(nj), cap]), 0, empty_i, empty_i, empty_v)
+        ar = np.arange(nj, dtype=np.int32)
+        h.addCols(nj, big_m * self.w, np.zeros(nj), np.ones(nj), nj, ar, ar, np.ones(nj))
+        self.cols = np.zeros(0, dtype=np.int64)
+        self.in_model = np.zeros(len(p.job), dtype=bool)
+        self.model_col = np.full(len(p.job), -1)  # candidate -> its column in HiGHS
+
+    def add(self, cands: np.ndarray) -> None:
+        cands = np.unique(cands[~self.in_model[cands]])
+        if not len(cands):
+            return
+        p = self.p
+        kc, kr = p.row_keys(cands)
+        r = self.local[kr]
+        on = r >= 0
+        pos = np.repeat(np.arange(len(cands)), p.n_hours[cands])[on]
+        ri = np.concatenate([self.job_row[p.job[cands]], r[on]])
+        ci = np.concatenate([np.arange(len(cands)), pos])
+        v = np.concatenate([np.ones(len(cands)), p.demand[kc[on]]])
+        a = sparse.csc_array((v, (ri, ci)), shape=(len(self.jobs) + len(self.rows), len(cands)))
+        self.h.addCols(len(cands), p.cost[cands], np.zeros(len(cands)), np.full(len(cands), self.inf), a.nnz,
+                       a.indptr[:-1].astype(np.int32), a.indices.astype(np.int32), a.data)
+        self.model_col[cands] = len(self.jobs) + len(self.cols) + np.arange(len(cands))
+        self.cols = np.concatenate([self.cols, cands])
+        self.in_model[cands] = True
+
+    def add_cut(self, unplaced_at_least: float) -> None:
+        """sum_j weight[j] u[j] >= unplaced_at_least (a row over the slack columns)."""
+        nj = len(self.jobs)
+        self.h.addRow(unplaced_at_least, self.inf, nj, np.arange(nj, dtype=np.int32), self.w)
+
+    def run(self) -> bool:
+        import highspy
+
+        self.h.run()
+        return self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x of ``cols``, u of ``jobs``)."""
+        x = np.asarray(self.h.getSolution().col_value)
+        nj = len(self.jobs)
+        return x[nj:], x[:nj]
+
+    def objective(self) -> float:
+        return float(self.h.getInfo().objective_function_value)
+
+    def duals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(pi per job (n_jobs,), capacity duals per flat (p, h) key)."""
+        d = np.asarray(self.h.getSolution().row_dual)
+        nj = len(self.jobs)
+        pi = np.zeros(self.p.n_jobs)
+        pi[self.jobs] = d[:nj]
+        y = np.zeros(len(self.local))
+        y[self.rows] = d[nj:nj + len(self.rows)]
+        return pi, y
+
+    def set_bounds(self, model_cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        self.h.changeColsBounds(len(model_cols), model_cols.astype(np.int32), lower, upper)
+
+
+def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int) -> tuple[float, int]:
+    """Column generation on ``m`` over the candidates ``cand`` (see the module docstring):
+    (Lagrangian lower bound on the LP, rounds)."""
+    p = m.p
     P, S = p.capacity.size, p.n_slots
-    iterations = 0
+    rounds = 0
     while True:
-        iterations += 1
-        cols = np.flatnonzero(in_set)
-        A_eq, A_ub = _model(p, cols, row_id, open_jobs, len(rows))
-        art = sparse.eye_array(len(open_jobs), format="csr")
-        A_eq_a = sparse.hstack([A_eq, art]).tocsr()
-        A_ub_a = sparse.hstack([A_ub, sparse.csr_array((len(rows), len(open_jobs)))]).tocsr()
-        lp = _lp(np.concatenate([p.cost[cols], np.full(len(open_jobs), big_m)]), A_eq_a, A_ub_a, b_full)
-        if lp.status != 0:
-            raise RuntimeError(f"LP relaxation failed: {lp.message}")
-        u = np.zeros(p.n_jobs)
-        u[open_jobs] = lp.eqlin.marginals
-        y = np.zeros(P * S)
-        if len(rows):
-            y[rows] = lp.ineqlin.marginals
-        rc = p.cost[cand] - u[p.job[cand]] - p.demand[cand] * _span_sum(_prefix(y.reshape(P, S)), p, cand)
-        neg = (rc < -1e-9 * (1.0 + np.abs(p.cost[cand]))) & ~in_set[cand]
-        # Lagrangian bound: every job's convexity row gives z* >= z_RMP + sum_j min(0, min_c rc)
+        rounds += 1
+        if not m.run():
+            raise RuntimeError(f"HiGHS could not solve the batch LP: {m.h.getModelStatus()}")
+        pi, y = m.duals()
+        rc = p.cost[cand] - pi[p.job[cand]] - p.demand[cand] * _span_sum(_prefix(y.reshape(P, S)), p, cand)
+        neg = (rc < -1e-9 * (1.0 + np.abs(p.cost[cand]))) & ~m.in_model[cand]
         lowest = np.zeros(p.n_jobs)
         np.minimum.at(lowest, p.job[cand], rc)
-        lagrange = float(lp.fun) + float(lowest.sum())
-        if not neg.any() or (lp.x[len(cols):].max(initial=0) <= 1e-7
-                             and float(lp.fun) - lagrange <= colgen_tol * abs(float(lp.fun))):
-            return lp, cols, lagrange, iterations
+        z = m.objective()
+        lagrange = z + float(lowest.sum())
+        _, u = m.values()
+        cost_part = abs(z - m.big_m * float(m.w @ u))
+        if not neg.any():
+            return z, rounds
+        if z - lagrange <= colgen_tol * max(cost_part, 1e-12):
+            return lagrange, rounds
         pick = prune_top_k(p.job[cand[neg]], rc[neg], add_per_job)
-        in_set[cand[neg][pick]] = True
+        m.add(cand[neg][pick])
+
+
+def _dive(m: _Master, share: float = 0.25) -> tuple[np.ndarray, np.ndarray] | None:
+    """LP diving from the master's LP optimum: per round, a ``share`` of the fractional jobs (largest
+    LP value first) is fixed to its largest-valued candidate that still fits the capacity, or to
+    its slack when the slack carries more; then the dual simplex re-solves from the last basis.
+    Returns (chosen candidates, unplaced jobs) or None; the master's bounds are restored either way."""
+    p, nj = m.p, len(m.jobs)
+    changed = []
+    m.h.setOptionValue("simplex_strategy", 1)
+    try:
+        while True:
+            x, u = m.values()
+            jx = p.job[m.cols]
+            whole = x > 1 - INTEGRAL_TOL
+            frac_x = (x > INTEGRAL_TOL) & ~whole
+            frac_u = (u > INTEGRAL_TOL) & (u < 1 - INTEGRAL_TOL)
+            frac_jobs = np.union1d(jx[frac_x], m.jobs[frac_u])
+            if not len(frac_jobs):
+                return m.cols[whole], m.jobs[u > 0.5]
+            load = usage(p, m.cols[whole])
+            uv = np.zeros(p.n_jobs)
+            uv[m.jobs] = u
+            order = np.lexsort((-x[frac_x], jx[frac_x]))  # per job, its largest x first
+            fc, fj = m.cols[frac_x][order], jx[frac_x][order]
+            starts = np.searchsorted(fj, frac_jobs)
+            ends = np.searchsorted(fj, frac_jobs, side="right")
+            top = np.array([max(x[m.model_col[fc[a]] - nj] if a < b else 0.0, uv[j])
+                            for j, a, b in zip(frac_jobs, starts, ends)])
+            fix, deferred = [], []
+            for i in np.argsort(-top, kind="stable")[:max(1, int(share * len(frac_jobs)))]:
+                j, a, b = frac_jobs[i], starts[i], ends[i]
+                if a < b and x[m.model_col[fc[a]] - nj] < uv[j]:
+                    fix.append(int(m.job_row[j]))  # the slack carries more: leave j unplaced
+                    continue
+                for c in fc[a:b]:
+                    r, h0, h1 = p.resource[c], p.first_hour[c], p.first_hour[c] + p.n_hours[c]
+                    if load[r, h0:h1].max() + p.demand[c] <= p.capacity[r] + 1e-9:
+                        load[r, h0:h1] += p.demand[c]
+                        fix.append(int(m.model_col[c]))
+                        break
+                else:
+                    deferred.append(int(m.job_row[j]))
+            if not fix:
+                fix = deferred[:1]  # nothing of the largest fits: its job stays unplaced
+            idx = np.array(fix, dtype=np.int64)
+            changed.append(idx)
+            m.set_bounds(idx, np.ones(len(idx)), np.where(idx < nj, 1.0, m.inf))
+            if not m.run():
+                return None
+    finally:
+        m.h.setOptionValue("simplex_strategy", 4)
+        if changed:
+            idx = np.unique(np.concatenate(changed))
+            m.set_bounds(idx, np.zeros(len(idx)), np.where(idx < nj, 1.0, m.inf))
+
+
+def _fill(p: BatchProblem, chosen: np.ndarray, unplaced: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Place what still fits: each unplaced job (highest weight first) takes its cheapest
+    candidate among ``cand`` that fits the capacity ``chosen`` leaves."""
+    if not len(unplaced):
+        return chosen, unplaced
+    load = usage(p, chosen)
+    mine = cand[np.isin(p.job[cand], unplaced)]
+    mine = mine[np.lexsort((p.cost[mine], p.job[mine]))]
+    bounds = np.searchsorted(p.job[mine], unplaced)
+    ends = np.searchsorted(p.job[mine], unplaced, side="right")
+    placed, left = [], []
+    for i in np.argsort(-p.weights[unplaced], kind="stable"):
+        for c in mine[bounds[i]:ends[i]]:
+            r, h0, h1 = p.resource[c], p.first_hour[c], p.first_hour[c] + p.n_hours[c]
+            if load[r, h0:h1].max() + p.demand[c] <= p.capacity[r] + 1e-9:
+                load[r, h0:h1] += p.demand[c]
+                placed.append(c)
+                break
+        else:
+            left.append(unplaced[i])
+    return np.concatenate([chosen, np.array(placed, dtype=np.int64)]), np.sort(np.array(left, dtype=np.int64))
+
+
+def _milp(m: _Master, start: tuple[np.ndarray, np.ndarray] | None, time_limit_s: float, abs_gap: float):
+    """HiGHS's MILP over the master's columns from the assignment ``start``: (chosen, unplaced,
+    mip gap, proven optimal) or None when it found nothing."""
+    import highspy
+
+    h, nj = m.h, len(m.jobs)
+    n = nj + len(m.cols)
+    h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.full(n, highspy.HighsVarType.kInteger))
+    h.setOptionValue("time_limit", max(time_limit_s, 0.05))
+    h.setOptionValue("mip_rel_gap", 0.0)
+    h.setOptionValue("mip_abs_gap", max(abs_gap, 1e-9))
+    if start is not None:
+        sol = highspy.HighsSolution()
+        x = np.zeros(n)
+        x[nj + np.flatnonzero(np.isin(m.cols, start[0]))] = 1.0
+        x[m.job_row[start[1]]] = 1.0
+        sol.col_value = list(x)
+        sol.value_valid = True
+        h.setSolution(sol)
+    h.run()
+    info = h.getInfo()
+    if info.primal_solution_status != 2:  # kSolutionStatusFeasible
+        return None
+    x = np.asarray(h.getSolution().col_value)
+    proven = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    return m.cols[x[nj:] > 0.5], m.jobs[x[:nj] > 0.5], float(info.mip_gap), proven
+
+
+@dataclass
+class _Result:
+    chosen: np.ndarray
+    unplaced: np.ndarray
+    status: str
+    cost_bound: float
+    unplaced_bound: float
+    mip_gap: float = float("nan")
+    lp_integral: bool = False
+    stats: dict = field(default_factory=dict)
+
+
+def _solve_component(p: BatchProblem, jobs: np.ndarray, cand: np.ndarray, rows: np.ndarray, row_id: np.ndarray,
+                     seed: np.ndarray, deadline: float, gap: float, init_per_job: int, add_per_job: int,
+                     colgen_tol: float) -> _Result:
+    """One independent component: LP by column generation, then an integer assignment."""
+    started = time.perf_counter()
+    spread = np.zeros(p.n_jobs)
+    np.maximum.at(spread, p.job[cand], p.cost[cand])
+    low = np.full(p.n_jobs, np.inf)
+    np.minimum.at(low, p.job[cand], p.cost[cand])
+    big_m = 2.0 * float(np.sum((spread - np.minimum(low, 0.0))[jobs])) + 1.0
+    m = _Master(p, jobs, rows, row_id, big_m)
+    m.add(np.concatenate([cand[prune_top_k(p.job[cand], p.cost[cand], init_per_job)], seed[seed >= 0]]))
+    bound, rounds = _generate(m, cand, colgen_tol, add_per_job)
+    _, u = m.values()
+    lp_unplaced = float(m.w @ u)
+    unplaced_bound = 0.0
+    if lp_unplaced > INTEGRAL_TOL:
+        unplaced_bound = float(math.ceil(lp_unplaced - INTEGRAL_TOL))
+        m.add_cut(unplaced_bound)
+        bound, more = _generate(m, cand, colgen_tol, add_per_job)
+        rounds += more
+    cost_bound = bound - big_m * unplaced_bound
+    stats = {"variables": int(len(m.cols)), "colgen_iterations": rounds}
+    x, u = m.values()
+    if np.all(np.minimum(x, 1 - x) <= INTEGRAL_TOL) and np.all(np.minimum(u, 1 - u) <= INTEGRAL_TOL):
+        return _Result(m.cols[x > 0.5], jobs[u > 0.5], "lp_integral", cost_bound, unplaced_bound,
+                       lp_integral=True, stats=stats)
+    stats["fractional_jobs"] = int(len(np.union1d(p.job[m.cols[(x > INTEGRAL_TOL) & (x < 1 - INTEGRAL_TOL)]],
+                                                  jobs[(u > INTEGRAL_TOL) & (u < 1 - INTEGRAL_TOL)])))
+    best: list = []
+
+    def consider(chosen, unplaced, status, mip_gap=float("nan")) -> bool:
+        obj = (float(p.weights[unplaced].sum()), float(p.cost[chosen].sum()))
+        if not best or obj < best[0]:
+            best[:] = [obj, chosen, unplaced, status, mip_gap]
+        w, c = best[0]
+        return w <= unplaced_bound + 1e-9 and c - cost_bound <= gap * max(abs(c), 1e-12)
+
+    done = consider(seed[seed >= 0], jobs[seed < 0], "greedy")
+    if not done:
+        dove = _dive(m)
+        if dove is not None:
+            done = consider(*_fill(p, dove[0], dove[1], cand), "lp_dive")
+    now = time.perf_counter()
+    if not done and now < deadline:
+        # the MILP may take as long as everything before it (at least MILP_MIN_S), within the deadline
+        budget = min(deadline - now, max(MILP_MIN_S, now - started))
+        res = _milp(m, (best[1], best[2]), budget, gap * max(abs(cost_bound), 1e-9))
+        if res is not None:
+            consider(res[0], res[1], "optimal" if res[3] else "time_limit", res[2])
+            if not res[3] and best[3] != "time_limit":
+                best[3] = "time_limit"
+            if res[3] and m.in_model[cand].all():  # every candidate in the MILP: its proof is global
+                unplaced_bound = float(p.weights[res[1]].sum())
+                cost_bound = float(m.h.getInfo().mip_dual_bound) - big_m * unplaced_bound
+    _, chosen, unplaced, status, mip_gap = best
+    return _Result(chosen, unplaced, status, cost_bound, unplaced_bound, mip_gap, False, stats)
 
 
 def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 1e-3,
-          init_per_job: int = 4, add_per_job: int = 10, colgen_tol: float | None = None) -> BatchSolution | None:
-    """Optimal (within ``mip_rel_gap`` of the LP bound, else the best found in ``time_limit_s``)
-    assignment, or None when the capacity rows make the batch infeasible.
-
-    LP by column generation: start from each job's ``init_per_job`` cheapest candidates and its
-    free one, plus an artificial "unplaced" column of cost M per job (so every restricted LP is
-    feasible); price all candidates with the duals (reduced cost ``cost - u_j + demand * sum of
-    |capacity duals| over its hours``, O(N) with prefix sums) and add up to ``add_per_job``
-    negative ones per job until none is left: the restricted optimum is then the LP optimum over
-    every candidate. The greedy assignment seeds the columns (a feasible restricted LP from the
-    start), and generation stops early once the Lagrangian bound ``z_RMP + sum_j min(0, min_c rc)``
-    is within ``colgen_tol`` (default ``mip_rel_gap / 10``) of ``z_RMP``; that bound is then the
-    reported LP bound (still a valid lower bound). Integral -> done. Fractional -> fix the jobs the LP placed integrally and
-    solve the MILP for the others with the capacity left (LP-and-fix); when that is not within
-    ``mip_rel_gap`` of the LP bound (or is infeasible), the MILP over all generated columns.
-    """
+          init_per_job: int = 4, add_per_job: int = 3, colgen_tol: float | None = None) -> BatchSolution:
+    """The assignment placing the most priority-weighted jobs and, among those, the cheapest
+    (within ``mip_rel_gap`` of the cost bound, else the best found in ``time_limit_s``); see the
+    module docstring. Jobs left out have ``choice == -1``."""
     t = time.perf_counter()
+    deadline = t + time_limit_s
     colgen_tol = mip_rel_gap / 10 if colgen_tol is None else colgen_tol
     if len(np.unique(p.job)) != p.n_jobs:
         raise ValueError("every job needs at least one candidate")
+    w = p.weights
+    if len(w) != p.n_jobs or np.any(w < 1) or np.any(w != np.round(w)):
+        raise ValueError("job weights must be whole numbers >= 1")
     alive, binding, fixed = reduce(p)
     choice = fixed.copy()
     S, P = p.n_slots, p.capacity.size
     rows = np.flatnonzero(binding.ravel())
     row_id = np.full(P * S, -1)
     row_id[rows] = np.arange(len(rows))
-    b_full = p.capacity[rows // S]
     open_jobs = np.flatnonzero(fixed < 0)
-    stats = {"candidates": int(len(p.job)), "jobs": p.n_jobs, "fixed_jobs": int(p.n_jobs - len(open_jobs)),
-             "alive": int(np.count_nonzero(alive)), "capacity_rows": int(len(rows))}
-    if len(np.unique(p.job[alive])) < len(open_jobs):
-        return None  # some job has no candidate that fits at all
-    const = float(p.cost[fixed[fixed >= 0]].sum())
-    if not len(open_jobs):
-        stats.update(variables=0, lp_bound=const)
-        return BatchSolution(choice, const, "trivial", 0.0, 0.0, True, time.perf_counter() - t, stats)
-
-    cand = np.flatnonzero(alive)
-    by_job = prune_top_k(p.job[cand], p.cost[cand], init_per_job)
-    in_set = np.zeros(len(p.job), dtype=bool)
-    in_set[cand[by_job]] = True
-    seed = greedy(p, open_jobs, alive)[open_jobs]  # a feasible start makes the first duals useful
-    in_set[seed[seed >= 0]] = True
-    stats["greedy_placed"] = int(np.count_nonzero(seed >= 0))
-    big_m = 10.0 * (float(np.abs(p.cost[alive]).max()) + 1.0) * max(len(open_jobs), 1)
-    lp, cols, lagrange, iterations = _column_generation(p, cand, in_set, open_jobs, row_id, rows, b_full, big_m,
-                                                        colgen_tol, add_per_job)
-    x, art_x = lp.x[:len(cols)], lp.x[len(cols):]
-    stats.update(variables=int(len(cols)), colgen_iterations=iterations)
-    if art_x.max(initial=0) > 1e-7:  # big-M LP still needs an artificial: confirm on the full model
-        A_eq, A_ub = _model(p, cand, row_id, open_jobs, len(rows))
-        if _lp(p.cost[cand], A_eq, A_ub, b_full).status == 2:
-            return None
-        raise RuntimeError("column generation stalled with an artificial column in the basis; raise big_m")
-    lp_bound = lagrange + const  # == the LP optimum when no column prices out
-    stats["lp_bound"] = lp_bound
-    integral = bool(np.all(np.minimum(x, np.abs(1 - x)) <= INTEGRAL_TOL))
-    if integral:
-        chosen, status, mip_gap = cols[x > 0.5], "lp_integral", 0.0
-    else:
-        chosen, status, mip_gap = _round(p, cand, cols, x, open_jobs, row_id, rows, b_full, const, lp_bound,
-                                         t + time_limit_s, mip_rel_gap, stats, seed)
-        if chosen is None:
-            return None
-    choice[p.job[chosen]] = chosen
-    obj = float(p.cost[choice].sum())
-    gap_vs_lp = max((obj - lp_bound) / abs(obj), 0.0) if obj else 0.0
-    return BatchSolution(choice, obj, status, mip_gap, gap_vs_lp, integral, time.perf_counter() - t, stats)
-
-
-def _repair(p: BatchProblem, cand: np.ndarray, fixed_cols: np.ndarray, jobs: np.ndarray, pref: np.ndarray) -> np.ndarray | None:
-    """Place ``jobs`` one by one (fewest alternatives first) into the capacity ``fixed_cols``
-    leave, each taking its first fitting candidate by (-LP value ``pref``, cost). None if one cannot."""
-    used = usage(p, np.asarray(fixed_cols))
-    sub = cand[np.isin(p.job[cand], jobs)]
-    order = np.lexsort((p.cost[sub], -pref[sub], p.job[sub]))
-    sub = sub[order]
-    bounds = np.searchsorted(p.job[sub], jobs)
-    ends = np.append(bounds[1:], len(sub))
-    out = []
-    for j in np.argsort(ends - bounds, kind="stable"):
-        for c in sub[bounds[j]:ends[j]]:
-            r, h0, h1, d = p.resource[c], p.first_hour[c], p.first_hour[c] + p.n_hours[c], p.demand[c]
-            if used[r, h0:h1].max() + d <= p.capacity[r] + 1e-9:
-                used[r, h0:h1] += d
-                out.append(c)
-                break
-        else:
-            return None
-    return np.concatenate([fixed_cols, np.array(out, dtype=np.int64)])
-
-
-def _load(p: BatchProblem, cols: np.ndarray, row_id: np.ndarray, n_rows: int) -> np.ndarray:
-    """GPUs the candidates ``cols`` put on each binding row."""
-    kc, kr = p.row_keys(np.asarray(cols, dtype=np.int64))
-    r = row_id[kr]
-    return np.bincount(r[r >= 0], weights=p.demand[kc[r >= 0]], minlength=n_rows)
-
-
-def _dive(p, cand, fixed_cols, jobs, row_id, rows, b_full, share: float = 0.25):
-    """LP diving: fix the jobs the LP places integrally and the ``share`` of the fractional ones
-    with the largest LP value, re-solve the LP of the rest with the capacity left; repeat.
-    None when a re-solve turns infeasible."""
-    chosen = [np.asarray(fixed_cols, dtype=np.int64)]
-    left = b_full - _load(p, chosen[0], row_id, len(rows))
-    remaining = np.asarray(jobs)
-    while len(remaining):
-        sub = cand[np.isin(p.job[cand], remaining)]
-        A_eq, A_ub = _model(p, sub, row_id, remaining, len(rows))
-        lp = _lp(p.cost[sub], A_eq, A_ub, left)
-        if lp.status != 0:
-            return None
-        x = lp.x
-        fix = sub[x > 1 - INTEGRAL_TOL]
-        frac = np.setdiff1d(remaining, p.job[fix])
-        if len(frac):
-            m = np.isin(p.job[sub], frac)
-            order = np.lexsort((-x[m], p.job[sub][m]))  # per fractional job, its largest x first
-            js = p.job[sub][m][order]
-            head = np.ones(len(js), dtype=bool)
-            head[1:] = js[1:] != js[:-1]
-            tops, vals = sub[m][order][head], x[m][order][head]
-            left = left - _load(p, fix, row_id, len(rows))
-            extra = []
-            for c in tops[np.argsort(-vals, kind="stable")[:max(1, int(share * len(tops)))]]:
-                need = _load(p, [c], row_id, len(rows))
-                if np.all(need <= left + 1e-9):  # rounding x up must not overflow a row
-                    extra.append(c)
-                    left = left - need
-            if not extra and not len(fix):
-                return None
-            fix = np.concatenate([fix, np.array(extra, dtype=np.int64)])
-        else:
-            left = left - _load(p, fix, row_id, len(rows))
-        chosen.append(fix)
-        remaining = np.setdiff1d(remaining, p.job[fix])
-    return np.concatenate(chosen)
-
-
-def _round(p, cand, cols, x, open_jobs, row_id, rows, b_full, const, lp_bound, deadline, gap, stats, seed=None):
-    """Integer assignment from a fractional LP optimum: (chosen candidates, status, solver gap).
-
-    0. the greedy seed, when it placed every job;
-    1. repair: keep the jobs the LP placed integrally, place the others by LP value (cheap);
-    1b. LP diving (``_dive``);
-    2. LP-and-fix: MILP over the fractional jobs only, with the capacity the others leave;
-    3. MILP over every generated column (and the fractional jobs' candidates).
-    Stops at the first stage within ``gap`` of the LP bound; otherwise returns the best found.
-    """
-    whole = x > 1 - INTEGRAL_TOL
-    frac_jobs = np.setdiff1d(open_jobs, p.job[cols[whole]])
-    stats["fractional_jobs"] = int(len(frac_jobs))
-    pref = np.zeros(len(p.job))
-    pref[cols] = x
-    best, best_status, best_gap = None, "", float("nan")
-
-    def consider(trial, status, solver_gap):
-        nonlocal best, best_status, best_gap
-        if trial is not None and (best is None or p.cost[trial].sum() < p.cost[best].sum() - 1e-12):
-            best, best_status, best_gap = trial, status, solver_gap
-        return best is not None and p.cost[best].sum() + const - lp_bound <= gap * abs(lp_bound)
-
-    if seed is not None and np.all(seed >= 0):
-        consider(seed, "greedy", float("nan"))
-    if consider(_repair(p, cand, cols[whole], frac_jobs, pref), "lp_round", float("nan")):
-        return best, best_status, best_gap
-    if consider(_dive(p, cand, cols[whole], frac_jobs, row_id, rows, b_full), "lp_dive", float("nan")):
-        return best, best_status, best_gap
-    sub = cand[np.isin(p.job[cand], frac_jobs)]
-    left = b_full - _load(p, cols[whole], row_id, len(rows))
-    A_eq, A_ub = _model(p, sub, row_id, frac_jobs, len(rows))
-    res = _milp(p.cost[sub], A_eq, A_ub, left, (deadline - time.perf_counter()) / 3, gap / 2)
-    trial = np.concatenate([cols[whole], sub[res.x > 0.5]]) if res.x is not None else None
-    if consider(trial, "lp_fix", float(res.mip_gap or 0.0) if res.x is not None else float("nan")):
-        return best, best_status, best_gap
-    full_cols = np.union1d(cols, sub)
-    A_eq, A_ub = _model(p, full_cols, row_id, open_jobs, len(rows))
-    res = _milp(p.cost[full_cols], A_eq, A_ub, b_full, deadline - time.perf_counter(), gap)
-    if res.x is None and res.status == 2:
-        return None, "infeasible", float("nan")
-    if res.x is not None:
-        consider(full_cols[res.x > 0.5], "optimal" if res.status == 0 else "time_limit",
-                 float(res.mip_gap) if res.mip_gap is not None else float("nan"))
-    if best is None:
-        raise RuntimeError(f"no integer assignment found within the time limit: {res.message}")
-    if best_status != "optimal":
-        best_status = "time_limit" if res.status == 1 else best_status
-    return best, best_status, best_gap
+    has_cand = np.bincount(p.job[alive], minlength=p.n_jobs) > 0
+    hopeless = open_jobs[~has_cand[open_jobs]]  # no candidate fits even an empty capacity
+    open_jobs = open_jobs[has_cand[open_jobs]]
+    stats = {"candidates": int(len(p.job)), "jobs": p.n_jobs, "fixed_jobs": int(np.count_nonzero(fixed >= 0)),
+             "alive": int(np.count_nonzero(alive)), "capacity_rows": int(len(rows)), "components": 0,
+             "variables": 0, "colgen_iterations": 0, "fractional_jobs": 0}
+    cost_bound = float(p.cost[fixed[fixed >= 0]].sum())
+    unplaced_bound = float(w[hopeless].sum())
+    statuses, mip_gaps, integral = ["trivial"], [], True
+    if len(open_jobs):
+        cand = np.flatnonzero(alive & (fixed[p.job] < 0))
+        seed_all = greedy(p, open_jobs, alive)
+        stats["greedy_placed"] = int(np.count_nonzero(seed_all[open_jobs] >= 0))
+        comps = _components(p, cand, row_id, len(rows), open_jobs)
+        stats["components"] = len(comps)
+        comp_of = np.full(p.n_jobs, -1)
+        for i, jobs in enumerate(comps):
+            comp_of[jobs] = i
+        cand_by = np.argsort(comp_of[p.job[cand]], kind="stable")
+        bounds = np.searchsorted(comp_of[p.job[cand]][cand_by], np.arange(len(comps) + 1))
+        kc, kr = p.row_keys(cand)
+        row_comp = np.full(len(rows), -1)
+        on = row_id[kr] >= 0
+        row_comp[row_id[kr][on]] = comp_of[p.job[kc[on]]]
+        for i, jobs in enumerate(comps):
+            now = time.perf_counter()
+            share = now + (deadline - now) / (len(comps) - i)  # this component's part of the time left
+            res = _solve_component(p, jobs, cand[cand_by[bounds[i]:bounds[i + 1]]], rows[row_comp == i], row_id,
+                                   seed_all[jobs], share, mip_rel_gap, init_per_job, add_per_job, colgen_tol)
+            choice[p.job[res.chosen]] = res.chosen
+            cost_bound += res.cost_bound
+            unplaced_bound += res.unplaced_bound
+            statuses.append(res.status)
+            integral &= res.lp_integral
+            if not math.isnan(res.mip_gap):
+                mip_gaps.append(res.mip_gap)
+            for k, v in res.stats.items():
+                stats[k] += v
+    objective = float(p.cost[choice[choice >= 0]].sum())
+    unplaced_weight = float(w[choice < 0].sum())
+    proven_max = unplaced_weight <= unplaced_bound + 1e-9
+    gap_vs_lp = (max((objective - cost_bound) / abs(objective), 0.0) if objective else 0.0) if proven_max else float("nan")
+    stats.update(lp_bound=cost_bound, unplaced_weight=unplaced_weight, unplaced_bound=unplaced_bound)
+    status = max(statuses, key=STATUS_ORDER.index)
+    return BatchSolution(choice, objective, status, max(mip_gaps) if mip_gaps else float("nan"), gap_vs_lp,
+                         integral, time.perf_counter() - t, stats)
 
 
 def usage(p: BatchProblem, choice: np.ndarray) -> np.ndarray:
@@ -444,32 +620,12 @@ def greedy(p: BatchProblem, order: np.ndarray | None = None, alive: np.ndarray |
         by_job = by_job[alive[by_job]]
     bounds = np.searchsorted(p.job[by_job], np.arange(p.n_jobs + 1))
     choice = np.full(p.n_jobs, -1)
+    res, first, last, dem, cap = p.resource, p.first_hour, p.first_hour + p.n_hours, p.demand, p.capacity
     for j in (range(p.n_jobs) if order is None else order):
         for c in by_job[bounds[j]:bounds[j + 1]]:
-            r, h0, h1, d = p.resource[c], p.first_hour[c], p.first_hour[c] + p.n_hours[c], p.demand[c]
-            if used[r, h0:h1].max() + d <= p.capacity[r] + 1e-9:
+            r, h0, h1, d = res[c], first[c], last[c], dem[c]
+            if used[r, h0:h1].max() + d <= cap[r] + 1e-9:
                 used[r, h0:h1] += d
                 choice[j] = c
                 break
     return choice
-
-
-def min_unplaced(p: BatchProblem, *, time_limit_s: float = 30.0) -> np.ndarray:
-    """Jobs left out by an assignment placing as many jobs as possible (slack model)."""
-    alive = p.demand <= p.capacity[p.resource] + 1e-9
-    cands = np.flatnonzero(alive)
-    P, S = p.capacity.size, p.n_slots
-    rows = np.flatnonzero((max_load(p, alive) > p.capacity[:, None] + 1e-9).ravel())
-    row_id = np.full(P * S, -1)
-    row_id[rows] = np.arange(len(rows))
-    J, n = p.n_jobs, len(cands)
-    A_eq, A_ub = _model(p, cands, row_id, np.arange(J), len(rows))
-    A = sparse.vstack([sparse.hstack([A_eq, sparse.eye_array(J)]),
-                       sparse.hstack([A_ub, sparse.csr_array((len(rows), J))])]).tocsr()
-    lb = np.concatenate([np.ones(J), np.full(len(rows), -np.inf)])
-    ub = np.concatenate([np.ones(J), p.capacity[rows // S]])
-    res = milp(np.concatenate([np.zeros(n), np.ones(J)]), constraints=LinearConstraint(A, lb, ub),
-               integrality=np.ones(n + J), bounds=Bounds(0, 1), options={"time_limit": time_limit_s})
-    if res.x is None:
-        return np.arange(J)
-    return np.flatnonzero(res.x[n:] > 0.5)

@@ -40,6 +40,15 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
                    help="plan many jobs jointly under shared capacity (see carbonsched.spec.batch_file for the format)")
     p.add_argument("--capacity", type=float, metavar="GPUS",
                    help="with --batch: GPUs per hour per (region, GPU type) where the batch file sets none")
+    p.add_argument("--top-k", type=int, default=200, metavar="K",
+                   help="with --batch: candidates (offering x start) kept per job, best first (default 200; "
+                        "0 = all): more finds room under contention, fewer solves faster")
+    p.add_argument("--time-limit", type=float, default=30.0, metavar="S",
+                   help="with --batch: seconds the integer search may take before it returns its best, "
+                        "with the gap it proved (default 30)")
+    p.add_argument("--strict", action="store_true",
+                   help="with --batch: fail (exit 2, like any infeasible plan) unless every job fits, instead of placing what fits and "
+                        "listing the rest (highest priority placed first)")
     g = p.add_argument_group("job (override the file)")
     g.add_argument("--gpu", help="reference GPU the runtime is for, e.g. A100, H100, L4")
     g.add_argument("--gpus", type=int, help="GPUs per instance, e.g. 8")

@@ -48,6 +48,8 @@ def plan_batch(a: argparse.Namespace) -> int:
 
     if a.job:
         raise UserInputError("give either a job file or --batch, not both")
+    if a.top_k < 0 or not a.time_limit > 0:
+        raise UserInputError("--top-k must be >= 0 (0 keeps every candidate) and --time-limit > 0")
     jobs, capacity, default = read_batch(a.batch)
     if a.capacity is not None:
         default = a.capacity
@@ -55,7 +57,8 @@ def plan_batch(a: argparse.Namespace) -> int:
     progress = Progress("building candidates (jobs)", quiet=a.json)
     try:
         result = plan_batch(jobs, now=now_from(a), capacity=capacity or None, default_capacity=default,
-                            settings=settings, forecast_source=source, objective=a.objective, progress=progress)
+                            settings=settings, forecast_source=source, objective=a.objective, progress=progress,
+                            strict=a.strict, top_k=a.top_k or None, time_limit_s=a.time_limit)
     finally:
         progress.close()
     from carbonsched.cli.render import render_batch

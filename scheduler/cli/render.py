@@ -195,26 +195,40 @@ def render_forecast(f) -> str:
 
 
 def render_batch(doc: dict) -> str:
-    """The joint placement of a batch (from ``BatchPlan.to_dict()``), with totals vs greedy and baseline."""
+    """The joint placement of a batch (from ``BatchPlan.to_dict()``), with totals vs greedy and
+    baseline, and the jobs that did not fit."""
     from datetime import datetime
 
     now = datetime.fromisoformat(doc["now"].replace("Z", "+00:00"))
     rows = []
     for j in doc["jobs"]:
         p = j["placement"]
+        if p is None:
+            continue
         start = datetime.fromisoformat(p["start"].replace("Z", "+00:00"))
         rows.append([j["name"], p["region_id"], p["instance_type"], f"{p['gpu_count']}x{p['gpu']}", when(start, now),
                      _num(p["runtime_hours"]), _num(p["kg_co2e"]), _num(p["cost_usd"], 0),
                      "-" if j["baseline"] is None else _num(j["baseline"]["kg_co2e"])])
     t, g, b, s = doc["totals"], doc["greedy"], doc["baseline"], doc["solver"]
-    out = [f"Batch plan: {len(doc['jobs'])} jobs, objective {doc['objective']}, now {now:%Y-%m-%d %H:%M} UTC", "",
-           table(["job", "region", "instance", "GPUs", "start (UTC)", "hours", "kgCO2e", "USD", "baseline kg"], rows,
-                 right={5, 6, 7, 8}), "",
+    head = f"Batch plan: {t['jobs']} of {len(doc['jobs'])} jobs placed, objective {doc['objective']}, " \
+           f"now {now:%Y-%m-%d %H:%M} UTC"
+    gap = "not proven (placement count not proven maximal)" if s.get("gap") is None else f"{100 * s['gap']:.2f} %"
+    out = [head, "", table(["job", "region", "instance", "GPUs", "start (UTC)", "hours", "kgCO2e", "USD", "baseline kg"],
+                           rows, right={5, 6, 7, 8}), "",
            f"total: {_num(t['kg_co2e'])} kgCO2e, ${_num(t['cost_usd'], 0)}; greedy in submission order: "
-           f"{_num(g['kg_co2e'])} kgCO2e" + (f" with {len(g['unplaced'])} job(s) unplaced" if g["unplaced"] else "")
-           + f"; run now in the default region: {_num(b['kg_co2e'])} kgCO2e",
-           f"solver: {s.get('status')}, optimality gap {100 * (s.get('gap') or 0):.2f} % "
-           f"({_num(s.get('seconds') or 0, 2)} s)"]
+           f"{_num(g['kg_co2e'])} kgCO2e with {g['jobs']} job(s) placed; run now in the default region: "
+           f"{_num(b['kg_co2e'])} kgCO2e",
+           f"solver: {s.get('status')}, optimality gap {gap} ({_num(s.get('seconds') or 0, 2)} s)"]
+    if doc.get("unplaced"):
+        urows = []
+        for u in doc["unplaced"]:
+            cells = ", ".join(f"{c['region_id']} {c['gpu']} {c['hour'][5:16].replace('T', ' ')} "
+                              f"({c['in_use']:g}/{c['capacity']:g})" for c in u["full_cells"]) or "-"
+            room = "-" if not u["earliest_start_with_room"] else \
+                f"{u['earliest_start_with_room'][:16].replace('T', ' ')} in {u['earliest_region_id']}"
+            urows.append([u["name"], str(u["priority"]), cells, room])
+        out += ["", f"not placed ({len(doc['unplaced'])}):",
+                table(["job", "priority", "full capacity cells (in use/capacity)", "room from (window widened)"], urows)]
     out += [f"warning: {w}" for w in doc["warnings"]]
     return "\n".join(out)
 

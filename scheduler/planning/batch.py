@@ -2,9 +2,16 @@
 
 ``plan_batch(jobs, now=..., capacity=...)`` builds each job's candidates exactly as ``plan``
 does (``candidates.job_candidates``: offerings passing its constraints x start hours, estimates,
-feasibility mask incl. deadline), keeps each job's ``top_k`` feasible candidates by the
-objective, and assigns one candidate per job with ``carbonsched.policies.assignment.solve`` (LP/MILP,
+feasibility mask incl. deadline; one ``PlanInputs`` shares the catalog, constraint masks and
+forecasts between the jobs), keeps each job's ``top_k`` feasible candidates by the objective, and
+assigns at most one candidate per job with ``carbonsched.policies.assignment.solve`` (LP/MILP,
 HiGHS) so that, for every (region, GPU type, UTC hour), the GPUs in use stay within capacity.
+
+When capacity is short the plan places what fits: the largest priority-weighted set of jobs
+(``priority`` in the job file, default 1), then the lowest objective among those; each job left
+out is listed (``unplaced``) with the full capacity cells its candidates needed and the earliest
+start, given the placed jobs, at which one of its offerings would find room if its window were
+widened. ``strict=True`` keeps the all-or-nothing behaviour: InfeasibleError naming the jobs.
 
 Capacity (GPUs of one type available in one region, per hour; hours are UTC hour slots from the
 hour containing ``now``; a run holds its GPUs in every slot it touches, partial hours included):
@@ -27,6 +34,7 @@ baseline, "default region, start now", which ignores capacity.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +45,7 @@ import numpy as np
 from carbonsched.errors import InfeasibleError, UserInputError
 from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
 from carbonsched.policies import Policy
-from carbonsched.policies.assignment import BatchProblem, greedy, min_unplaced, solve
+from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, solve
 from carbonsched.providers.cloud import choose_offering_source
 from carbonsched.providers.grid import build_forecast_source
 from carbonsched.settings import Settings, resolve_settings
@@ -46,18 +54,27 @@ from carbonsched.units import iso_utc
 from carbonsched.planning.assemble import price_warnings, with_saving
 from carbonsched.planning.candidates import JobCandidates, job_candidates
 from carbonsched.planning.infeasible import infeasible_error
+from carbonsched.planning.inputs import PlanInputs
+from carbonsched.planning.unplaced import Unplaced, why_unplaced
+
+
+# Each job keeps its best candidates by the objective. Pruning harder (50) cut a 500-job contended
+# queue's solve time little but left jobs without room that a wider set places, and raised kgCO2e
+# 3.5 % (benchmarks/batch_queue.py): contention needs the second-best hours and regions too.
+DEFAULT_TOP_K = 200
 
 
 @dataclass(frozen=True, eq=False)
 class BatchPlan:
     now: datetime
     names: tuple[str, ...]
-    placements: tuple[Placement, ...]  # one per job, in submission order
+    placements: tuple[Placement | None, ...]  # one per job, in submission order; None: left out
     baselines: tuple[Placement | None, ...]
     greedy: tuple[Placement | None, ...]  # None: greedy found no slot for the job
     objective: str
     solver: dict
     warnings: tuple[str, ...] = ()
+    unplaced: tuple[Unplaced, ...] = ()
 
     @staticmethod
     def _totals(ps) -> dict:
@@ -70,23 +87,25 @@ class BatchPlan:
 
     def to_dict(self) -> dict:
         totals = self.totals()
+        totals["unplaced"] = [u.name for u in self.unplaced]
         greedy_tot = self._totals(self.greedy)
         greedy_tot["unplaced"] = [n for n, g in zip(self.names, self.greedy) if g is None]
-        placed = [p for p, g in zip(self.placements, self.greedy) if g is not None]
-        greedy_tot["kg_saved_by_batch"] = greedy_tot["kg_co2e"] - sum(p.kg_co2e for p in placed)
+        both = [(p, g) for p, g in zip(self.placements, self.greedy) if g is not None and p is not None]
+        greedy_tot["kg_saved_by_batch"] = sum(g.kg_co2e for _, g in both) - sum(p.kg_co2e for p, _ in both)
         base_tot = self._totals(self.baselines)
         base_tot["jobs_without_baseline"] = [n for n, b in zip(self.names, self.baselines) if b is None]
-        with_base = [p for p, b in zip(self.placements, self.baselines) if b is not None]
-        base_tot["kg_saved_by_batch"] = base_tot["kg_co2e"] - sum(p.kg_co2e for p in with_base)
+        with_base = [(p, b) for p, b in zip(self.placements, self.baselines) if b is not None and p is not None]
+        base_tot["kg_saved_by_batch"] = sum(b.kg_co2e for _, b in with_base) - sum(p.kg_co2e for p, _ in with_base)
         return {
             "schema_version": SCHEMA_VERSION,
             "now": iso_utc(self.now),
             "objective": self.objective,
-            "jobs": [{"name": n, "placement": placement_to_dict(p),
+            "jobs": [{"name": n, "placement": placement_to_dict(p) if p else None,
                       "baseline": placement_to_dict(b) if b else None,
                       "greedy": placement_to_dict(g) if g else None}
                      for n, p, b, g in zip(self.names, self.placements, self.baselines, self.greedy)],
             "totals": totals, "greedy": greedy_tot, "baseline": base_tot,
+            "unplaced": [u.to_dict() for u in self.unplaced],
             "solver": dict(self.solver), "warnings": list(self.warnings),
         }
 
@@ -149,61 +168,69 @@ def _short_reason(exc: InfeasibleError, eliminated: dict[str, int]) -> str:
 
 
 def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_capacity: float | None = None,
-               settings: Settings | None = None, top_k: int | None = 50, objective=None,
+               settings: Settings | None = None, top_k: int | None = DEFAULT_TOP_K, objective=None,
                offerings_source=None, forecast_source=None, time_limit_s: float = 30.0,
-               mip_rel_gap: float = 1e-3, progress: Callable[[int, int], None] | None = None) -> BatchPlan:
-    """Jointly place ``jobs`` under capacity (see the module docstring); InfeasibleError, naming
-    the jobs and the constraint, when no joint placement exists. ``progress(done, total)`` is
-    called as each job's candidates are built (the slow part before the solver)."""
+               mip_rel_gap: float = 1e-3, progress: Callable[[int, int], None] | None = None,
+               strict: bool = False) -> BatchPlan:
+    """Jointly place ``jobs`` under capacity (see the module docstring). InfeasibleError when a job
+    has no feasible placement even on its own, when no job fits the capacity at all, and, with
+    ``strict``, when not all jobs fit together. ``progress(done, total)`` is called as each job's candidates are built."""
     if not jobs:
         raise UserInputError("plan_batch needs at least one job")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise UserInputError(f"top_k must be a whole number >= 1 (or None for all), got {top_k!r}")
+    started = time.perf_counter()
     settings = settings or resolve_settings()
-    offerings_source = offerings_source or choose_offering_source(settings)  # as plan(): cache and quotas
-    forecast_source = forecast_source or build_forecast_source(settings)
+    inputs = PlanInputs(offerings_source or choose_offering_source(settings),  # as plan(): cache and quotas
+                        forecast_source or build_forecast_source(settings), settings.exclude_flagged_prices)
     name, weights = _objective(objective)
     names = _unique_names(jobs)
-    jcs = _all_candidates(jobs, names, progress, now=now, settings=settings, offerings_source=offerings_source,
-                          forecast_source=forecast_source)
+    jcs = _all_candidates(jobs, names, progress, now=now, settings=settings, inputs=inputs)
     scores = _scores(jcs, weights, scale_free=name == "weighted")
     cap_of = capacity_lookup(capacity, default_capacity)
+    timings = {"candidates_s": time.perf_counter() - started}
 
+    t = time.perf_counter()
     warnings = []
     batch = build_problem(jcs, scores, cap_of, top_k)
     sol = solve(batch.problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
-    if sol is None and batch.pruned:
-        wider = None if top_k is None else top_k * 4
-        batch = build_problem(jcs, scores, cap_of, wider)
-        sol = solve(batch.problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
-        if sol is not None:
-            warnings.append(f"capacity left no joint placement among each job's top {top_k} candidates; "
-                            f"searched the top {wider or 'all'}")
-    if sol is None:
-        raise _capacity_error(batch.problem, batch.resources, names, top_k if batch.pruned else None)
+    timings["solve_s"] = time.perf_counter() - t
+    if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all
+        raise _capacity_error(batch, sol, names)
     if sol.status == "time_limit":
-        warnings.append(f"the solver stopped at its {time_limit_s:g} s time limit: the placement is within "
-                        f"{100 * sol.gap_vs_lp:.2f} % of the best possible, not proven optimal")
+        gap = "" if math.isnan(sol.gap_vs_lp) else f" within {100 * sol.gap_vs_lp:.2f} % of the best possible,"
+        warnings.append(f"the solver stopped at its time limit:{gap} not proven optimal")
 
+    t = time.perf_counter()
     baselines = [jc.baseline() for jc in jcs]
-    chosen = [batch.placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
+    chosen = [batch.placement(jc, c, b) if c >= 0 else None for jc, c, b in zip(jcs, sol.choice, baselines)]
     g = greedy(batch.problem)
     greedy_ps = [batch.placement(jc, c, b) if c >= 0 else None for jc, c, b in zip(jcs, g, baselines)]
+    unplaced = tuple(why_unplaced(batch, sol, jcs, names)) if len(sol.unplaced) else ()
+    if unplaced:
+        warnings.append(f"capacity: {len(unplaced)} of {len(jobs)} jobs do not fit and are left out (see unplaced; "
+                        "raise capacity, widen their windows, or give the important ones a higher priority)")
     if (g < 0).any():
         warnings.append(f"greedy (submission order) could not place {int((g < 0).sum())} job(s) within capacity")
+    seen = set(warnings)
     for jc in jcs:
         for w in jc.warnings:
-            if w not in warnings:
+            if w not in seen:
+                seen.add(w)
                 warnings.append(w)
-    for w in price_warnings(jcs[0].flagged_prices, chosen):  # one catalog for the whole batch
+    for w in price_warnings(jcs[0].flagged_prices, [p for p in chosen if p is not None]):  # one catalog for the batch
         warnings.append(w)
-    solver = {"status": sol.status, "gap": sol.gap_vs_lp, "mip_gap": None if math.isnan(sol.gap) else sol.gap,
-              "seconds": sol.seconds, "lp_integral": sol.lp_integral, "objective_value": sol.objective,
-              "lp_bound": sol.stats.get("lp_bound"), "top_k": top_k,
-              **{k: v for k, v in sol.stats.items() if k != "lp_bound"}}
+    timings["assemble_s"] = time.perf_counter() - t
+    st = sol.stats
+    solver = {"status": sol.status, "gap": None if math.isnan(sol.gap_vs_lp) else sol.gap_vs_lp,
+              "mip_gap": None if math.isnan(sol.gap) else sol.gap, "seconds": sol.seconds,
+              "lp_integral": sol.lp_integral, "objective_value": sol.objective, "lp_bound": st.get("lp_bound"),
+              "top_k": top_k, "placed": int(np.count_nonzero(sol.choice >= 0)),
+              "placement_proven_maximal": st["unplaced_weight"] <= st["unplaced_bound"] + 1e-9,
+              **{k: v for k, v in st.items() if k != "lp_bound"}, "timings": timings}
     return BatchPlan(now=now, names=tuple(names), placements=tuple(chosen), baselines=tuple(baselines),
                      greedy=tuple(greedy_ps), objective=name if name != "weighted" else f"weighted {weights}",
-                     solver=solver, warnings=tuple(warnings))
+                     solver=solver, warnings=tuple(warnings), unplaced=unplaced)
 
 
 def _unique_names(jobs: list[JobSpec]) -> list[str]:
@@ -269,8 +296,9 @@ class BatchColumns:
 
 def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None) -> BatchColumns:
     """The adapter from candidates to the solver's arrays: each job's ``k`` best feasible candidates
-    by score (all when ``k`` is None) become columns holding ``gpu_count`` GPUs of one
-    (region, GPU type) resource over the UTC hour slots ``[floor(start), ceil(end))``."""
+    by score (all when ``k`` is None) become columns holding
+    ``gpu_count`` GPUs of one (region, GPU type) resource over the UTC hour slots
+    ``[floor(start), ceil(end))``; job weights are the jobs' priorities."""
     cols = {key: [] for key in ("job", "cost", "res", "first", "hours", "demand", "o", "k")}
     resources: dict[tuple[str, str], int] = {}
     pruned = False
@@ -285,9 +313,11 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None)
         first = np.floor(start + 1e-9).astype(np.int64)
         cols["hours"].append(np.maximum(np.ceil(end - 1e-9).astype(np.int64) - first, 1))
         cols["first"].append(first)
-        cols["res"].append(np.array([resources.setdefault((jc.offerings[i].region_id, jc.offerings[i].gpu), len(resources))
-                                     for i in o], dtype=np.int64))
-        cols["demand"].append(np.array([jc.offerings[i].gpu_count for i in o], dtype=float))
+        uniq, inv = np.unique(o, return_inverse=True)
+        res = np.array([resources.setdefault((jc.offerings[i].region_id, jc.offerings[i].gpu), len(resources))
+                        for i in uniq], dtype=np.int64)
+        cols["res"].append(res[inv])
+        cols["demand"].append(np.array([jc.offerings[i].gpu_count for i in uniq], dtype=float)[inv])
         cols["job"].append(np.full(len(o), j))
         cols["cost"].append(np.asarray(score).ravel()[keep] if np.ndim(score) else np.zeros(len(o)))
         cols["o"].append(o)
@@ -295,18 +325,20 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None)
     cat = {key: np.concatenate(v) for key, v in cols.items()}
     caps = np.array([cap_of(r, g) for r, g in resources], dtype=float)
     prob = BatchProblem(job=cat["job"], cost=cat["cost"], resource=cat["res"], first_hour=cat["first"],
-                        n_hours=cat["hours"], demand=cat["demand"], capacity=caps, n_jobs=len(jcs))
+                        n_hours=cat["hours"], demand=cat["demand"], capacity=caps, n_jobs=len(jcs),
+                        weight=np.array([jc.job.priority for jc in jcs], dtype=float))
     return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned)
 
 
-def _capacity_error(prob: BatchProblem, resources: list[tuple[str, str]], names: list[str], top_k) -> InfeasibleError:
+def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str]) -> InfeasibleError:
     """Which jobs cannot be placed together, and on which (region, GPU) capacity they compete."""
-    out = min_unplaced(prob)
+    prob, out = batch.problem, sol.unplaced
     left = [names[j] for j in out]
     tally = Counter(int(r) for r in prob.resource[np.isin(prob.job, out)])
-    where = ", ".join(f"{resources[r][0]} {resources[r][1]} ({prob.capacity[r]:g} GPUs/h)" for r, _ in tally.most_common(3))
-    scope = f" among each job's top {top_k} candidates" if top_k else ""
+    where = ", ".join(f"{batch.resources[r][0]} {batch.resources[r][1]} ({prob.capacity[r]:g} GPUs/h)"
+                      for r, _ in tally.most_common(3))
     return InfeasibleError(
-        f"batch infeasible: capacity: at most {prob.n_jobs - len(out)} of {prob.n_jobs} jobs fit together{scope}; "
+        f"batch infeasible: capacity: at most {prob.n_jobs - len(out)} of {prob.n_jobs} jobs fit together; "
         f"cannot place {', '.join(map(repr, left))} (their candidates need {where}); raise those capacities, "
-        "or widen these jobs' windows or regions", {"capacity": len(out)})
+        "or widen these jobs' windows or regions (or plan without --strict to place what fits)",
+        {"capacity": len(out)})

@@ -11,9 +11,7 @@ only the first instant).
 """
 from __future__ import annotations
 
-import fnmatch
 import math
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,16 +21,15 @@ from carbonsched.errors import DataError, InfeasibleError, JobSpecError, Unknown
 from carbonsched.models import Forecast, Gpu, Offering, Placement, Region
 from carbonsched.policies import Candidates, Limits, Policy, feasibility
 from carbonsched.providers.cloud import choose_offering_source
-from carbonsched.providers.cloud.anomalies import check_offerings, offering_key
-from carbonsched.providers.cloud.cache import quota_warnings
 from carbonsched.providers.grid import build_forecast_source
-from carbonsched.refdata import read_gpus, read_regions, resolve_region
+from carbonsched.refdata import resolve_region
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec, resolve_job
 from carbonsched.units import hours_between, iso_utc
 from carbonsched.planning.assemble import placement_at, with_saving
 from carbonsched.planning.estimate import OfferingArrays, estimate, runtime_hours, spot_expected_runtime
 from carbonsched.planning.infeasible import infeasible_message
+from carbonsched.planning.inputs import PlanInputs, OfferingTable, accepted_gpu_types
 
 MAX_WINDOW_HOURS = 24 * 90
 
@@ -88,39 +85,6 @@ def candidate_window(job: JobSpec, now: datetime) -> tuple[Window, list[str]]:
     return Window(earliest, latest, job.deadline, tuple(starts)), warnings
 
 
-# GPUs whose instances have ARM (Graviton) hosts: x86 software does not run there unchanged
-ARM_HOST_GPUS = frozenset({"T4G"})
-
-
-def accepted_gpu_types(job: JobSpec, gpus: dict[str, Gpu]) -> set[str]:
-    """The job's GPU types: as listed, else every GPU with at least the reference GPU's memory
-    (and, unless the reference is one, none on ARM hosts)."""
-    if job.gpu_types:
-        return set(job.gpu_types)
-    ref = gpus[job.gpu]
-    return {name for name, g in gpus.items() if g.memory_gb >= ref.memory_gb
-            and (name not in ARM_HOST_GPUS or job.gpu in ARM_HOST_GPUS)}
-
-
-def _categorical_masks(offerings: list[Offering], job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, np.ndarray]:
-    types = accepted_gpu_types(job, gpus)
-    counts = set(job.gpu_counts or (job.gpus,))
-    ids = [o.region_id for o in offerings]
-    masks = {
-        "gpu_type": np.array([o.gpu in types for o in offerings]),
-        "gpu_count": np.array([o.gpu_count in counts for o in offerings]),
-    }
-    if job.providers:
-        masks["provider"] = np.array([o.provider in job.providers for o in offerings])
-    if job.regions:
-        masks["region"] = np.array([any(fnmatch.fnmatchcase(i, p) for p in job.regions) for i in ids])
-    if job.exclude_regions:
-        masks["exclude_regions"] = np.array([not any(fnmatch.fnmatchcase(i, p) for p in job.exclude_regions) for i in ids])
-    if any(o.max_instances is not None for o in offerings):  # quotas known (refreshed catalog): one instance needed
-        masks["quota"] = np.array([o.max_instances is None or o.max_instances >= 1 for o in offerings])
-    return masks
-
-
 def _speeds(job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, float]:
     """Throughput per GPU type in one unit: measured where the job gives it, else datasheet-scaled."""
     ref = gpus[job.gpu]
@@ -129,9 +93,12 @@ def _speeds(job: JobSpec, gpus: dict[str, Gpu]) -> dict[str, float]:
     return {name: measured.get(name, ref_speed * g.training_tflops / ref.training_tflops) for name, g in gpus.items()}
 
 
-def _offering_arrays(offerings: list[Offering], regions: dict[str, Region], gpus: dict[str, Gpu],
-                     speeds: dict[str, float], region_rows: dict[str, int], job: JobSpec | None = None) -> OfferingArrays:
-    """Per-offering arrays; with ``job``, also its spot preemption rates and dataset transfer."""
+def _offering_arrays(t: OfferingTable, idx: np.ndarray, speeds: dict[str, float], region_rows: np.ndarray,
+                     regions: dict[str, Region], job: JobSpec | None = None) -> OfferingArrays:
+    """Per-offering arrays of the table rows ``idx``; with ``job``, also its spot preemption rates
+    and dataset transfer."""
+    offerings = [t.offerings[i] for i in idx]
+
     def arr(f, dtype=float):
         return np.array([f(o) for o in offerings], dtype=dtype)
 
@@ -147,29 +114,10 @@ def _offering_arrays(offerings: list[Offering], regions: dict[str, Region], gpus
         econ["transfer_g_per_kwh"] = arr(lambda o: (regions[o.region_id].yearly_intensity_g_per_kwh
                                                     + (home.yearly_intensity_g_per_kwh if home else
                                                        regions[o.region_id].yearly_intensity_g_per_kwh)) / 2)
-    return OfferingArrays(**econ,
-        gpu_count=arr(lambda o: o.gpu_count),
-        speed=arr(lambda o: speeds[o.gpu]),
-        tdp_w=arr(lambda o: gpus[o.gpu].tdp_w),
-        vcpus=arr(lambda o: o.vcpus),
-        memory_gib=arr(lambda o: o.memory_gib),
-        pue=arr(lambda o: regions[o.region_id].pue),
-        embodied_kg_per_gpu=arr(lambda o: gpus[o.gpu].embodied_kg_co2e),
-        usd_per_hour=arr(lambda o: o.price_usd_per_hour),
-        region_index=arr(lambda o: region_rows[o.region_id], dtype=np.int64),
-    )
-
-
-def _forecasts(source, regions: list[Region], start: datetime, hours: int) -> dict[str, Forecast]:
-    """One forecast per region; regions are fetched concurrently when a live source is involved
-    (network-bound), sequentially otherwise (embedded data: threads would only add overhead)."""
-    if getattr(source, "live", None) is None or len(regions) < 2:
-        return {r.region_id: source.forecast(r, start, hours) for r in regions}
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(8, len(regions))) as pool:
-        results = list(pool.map(lambda r: source.forecast(r, start, hours), regions))
-    return {r.region_id: f for r, f in zip(regions, results)}
+    return OfferingArrays(**econ, gpu_count=t.gpu_count[idx], speed=t.by_gpu(speeds)[idx], tdp_w=t.tdp_w[idx],
+                          vcpus=t.vcpus[idx], memory_gib=t.memory_gib[idx], pue=t.pue[idx],
+                          embodied_kg_per_gpu=t.embodied_kg_per_gpu[idx], usd_per_hour=t.price_usd_per_hour[idx],
+                          region_index=region_rows)
 
 
 def _p90(f: Forecast) -> np.ndarray:
@@ -217,6 +165,7 @@ class JobCandidates:
     offset_h: float  # hours from t0 to now
     offerings_source: object
     flagged_prices: dict = field(default_factory=dict)  # offering_key -> why its price is in doubt
+    offering_rows: np.ndarray | None = None  # each offering's row in the PlanInputs table (batch sharing)
 
     def baseline(self) -> Placement | None:
         """"Default region, start now" (None when the default region has no matching offering)."""
@@ -234,13 +183,16 @@ class JobCandidates:
 
 
 def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
-                   offerings_source=None, forecast_source=None, horizon_until: datetime | None = None) -> JobCandidates:
+                   offerings_source=None, forecast_source=None, horizon_until: datetime | None = None,
+                   inputs: PlanInputs | None = None) -> JobCandidates:
     """Everything ``plan`` computes before ranking: offerings passing the job's per-offering
     constraints, candidate starts, forecasts, vectorised estimates and the feasibility mask.
 
     Raises InfeasibleError when no offering passes the per-offering constraints; an empty
     ``feasible`` mask is left to the caller (``infeasible_error`` explains it).
     ``horizon_until`` extends the forecasts to at least that instant (interruptible plans).
+    ``inputs`` shares the catalog, masks and forecasts between the jobs of one batch (it must
+    have been made for the same sources and settings).
     """
     if now.tzinfo is None:
         raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
@@ -248,18 +200,20 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
     if policy is not None:
         job = job.with_policy(policy)
     settings = settings or resolve_settings()
-    offerings_source = offerings_source or choose_offering_source(settings)
-    forecast_source = forecast_source or build_forecast_source(settings)
-    regions, gpus = read_regions(), read_gpus()
+    if inputs is None:
+        inputs = PlanInputs(offerings_source or choose_offering_source(settings),
+                            forecast_source or build_forecast_source(settings), settings.exclude_flagged_prices)
+    regions, gpus = inputs.regions, inputs.gpus
     window, warnings = candidate_window(job, now)
     K = len(window.starts)
 
-    usable, flagged = _usable_offerings(offerings_source, job, regions, gpus, warnings,
-                                        exclude_flagged=settings.exclude_flagged_prices)
+    table, said = inputs.usable(job.spot)
+    warnings.extend(said)
     speeds = _speeds(job, gpus)
-    offerings, eliminated = _allowed_offerings(usable, job, gpus, K, speeds)
+    idx, eliminated = _allowed_offerings(table, inputs.categorical(job), job, gpus, K, speeds)
+    offerings = [table.offerings[i] for i in idx]
     baseline_region = _baseline_region(job, settings, regions)
-    base_offering = _baseline_offering(job, usable, baseline_region, gpus)
+    base_offering, base_row = inputs.baseline(job, baseline_region)
     if base_offering is None:
         warnings.append(f"baseline: {baseline_region.region_id} offers no {job.gpus}x{job.gpu} (nor another accepted "
                         "GPU) on demand; savings are not computed; choose another default region with --baseline-region")
@@ -269,64 +223,26 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
     t0 = now.replace(minute=0, second=0, microsecond=0)
     offset = hours_between(t0, now)
     start_h = np.array([hours_between(now, s) for s in window.starts])
-    everything = offerings + ([base_offering] if base_offering else [])
-    region_ids = sorted({o.region_id for o in everything})
-    arrays = _offering_arrays(everything, regions, gpus, speeds, {r: i for i, r in enumerate(region_ids)}, job)
+    rows = idx if base_offering is None else np.append(idx, base_row)
+    region_ids, region_rows = np.unique(table.region_id[rows].astype(str), return_inverse=True)
+    arrays = _offering_arrays(table, rows, speeds, region_rows.astype(np.int64), regions, job)
     horizon = _horizon_hours(job, arrays, speeds, offset + start_h[-1], t0, horizon_until)
-    forecasts = _forecasts(forecast_source, [regions[r] for r in region_ids], t0, horizon)
+    forecasts = inputs.forecasts([regions[r] for r in region_ids], t0, horizon)
     est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=speeds[job.gpu], power=job.power,
                    start_h=np.concatenate([[offset], start_h + offset]),
                    intensity_cum=_intensity_cum([forecasts[r].intensity_g_per_kwh for r in region_ids]),
                    intensity_cum_p90=_intensity_cum([_p90(forecasts[r]) for r in region_ids]),
                    loss_per_preemption_h=job.spot_model.loss_per_preemption_hours)
-    cands = _candidates(job, est, offerings, arrays, gpus, start_h)
+    cands = _candidates(job, est, len(idx), arrays, table.gpu_memory_gb[idx], start_h)
     limits = _limits(job, window, now)
     feasible, numeric_elim = feasibility(cands, limits)
     return JobCandidates(
         job=job, policy=job.policy, now=now, window=window, offerings=offerings, base_offering=base_offering,
         baseline_region=baseline_region, regions=regions, gpus=gpus, est=est, cands=cands, limits=limits,
-        feasible=feasible, numeric_elim=numeric_elim, eliminated=eliminated, n_total=len(usable) * K,
+        feasible=feasible, numeric_elim=numeric_elim, eliminated=eliminated, n_total=len(table.offerings) * K,
         n_remaining=len(offerings) * K, forecasts=forecasts, warnings=warnings, t0=t0, offset_h=offset,
-        offerings_source=offerings_source, flagged_prices=flagged,
+        offerings_source=inputs.offerings_source, flagged_prices=inputs.flagged, offering_rows=idx,
     )
-
-
-def _usable_offerings(offerings_source, job: JobSpec, regions: dict[str, Region], gpus: dict[str, Gpu],
-                      warnings: list[str], exclude_flagged: bool = False) -> tuple[list[Offering], dict]:
-    """The source's offerings in known regions with known GPUs (spot only when the job allows it),
-    and the prices the catalog check puts in doubt (left out with ``exclude_flagged``); what the
-    source and the skipped rows say is appended to ``warnings``."""
-    all_offerings = offerings_source.list_offerings()
-    warnings.extend(getattr(offerings_source, "warnings", ()))  # e.g. which catalog (cache or snapshot), its age
-    flagged = _flagged_prices(offerings_source, all_offerings)
-    usable = [o for o in all_offerings if o.region_id in regions and o.gpu in gpus and (job.spot or o.market != "spot")]
-    if exclude_flagged:
-        dropped = sum(1 for o in usable if offering_key(o) in flagged)
-        usable = [o for o in usable if offering_key(o) not in flagged]
-        if dropped:
-            warnings.append(f"{dropped} offerings left out: their catalog price is in doubt (exclude_flagged_prices; "
-                            "`carbonsched catalog check` says why)")
-    skipped = sum(1 for o in all_offerings if o.region_id not in regions or o.gpu not in gpus)
-    if skipped:
-        warnings.append(f"{skipped} offerings skipped: their region or GPU is not in the embedded reference data")
-    warnings.extend(quota_warnings(usable))
-    return usable, flagged
-
-
-_FLAGGED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _flagged_prices(offerings_source, offerings: list[Offering]) -> dict:
-    """The catalog check's doubtful prices, computed once per offerings source (a batch plans every
-    job against one source: checking it per job would cost milliseconds a job)."""
-    try:
-        cached = _FLAGGED.get(offerings_source)
-    except TypeError:  # a source that cannot be weakly referenced: check every time
-        return check_offerings(offerings).flagged
-    if cached is None or cached[0] != len(offerings):
-        cached = (len(offerings), check_offerings(offerings).flagged)
-        _FLAGGED[offerings_source] = cached
-    return cached[1]
 
 
 def _baseline_region(job: JobSpec, settings: Settings, regions: dict[str, Region]) -> Region:
@@ -351,14 +267,12 @@ def _horizon_hours(job: JobSpec, arrays: OfferingArrays, speeds: dict[str, float
     return horizon
 
 
-def _candidates(job: JobSpec, est, offerings: list[Offering], arrays: OfferingArrays, gpus: dict[str, Gpu],
+def _candidates(job: JobSpec, est, O: int, arrays: OfferingArrays, gpu_memory_gb: np.ndarray,
                 start_h: np.ndarray) -> Candidates:
     """The policy's view of the ``O x K`` candidates (the baseline row and column dropped)."""
-    O = len(offerings)
     carbon = est.kg_co2e_p90 if job.policy.risk == "p90" else est.kg_co2e
     return Candidates(kg_co2e=carbon[:O, 1:], cost_usd=est.cost_usd[:O], start_h=start_h,
-                      runtime_h=est.runtime_h[:O], usd_per_hour=arrays.usd_per_hour[:O],
-                      gpu_memory_gb=np.array([gpus[o.gpu].memory_gb for o in offerings]))
+                      runtime_h=est.runtime_h[:O], usd_per_hour=arrays.usd_per_hour[:O], gpu_memory_gb=gpu_memory_gb)
 
 
 def _limits(job: JobSpec, window: Window, now: datetime) -> Limits:
@@ -370,38 +284,29 @@ def _limits(job: JobSpec, window: Window, now: datetime) -> Limits:
     )
 
 
-def _allowed_offerings(usable: list[Offering], job: JobSpec, gpus: dict[str, Gpu], K: int,
-                       speeds: dict[str, float]) -> tuple[list[Offering], dict[str, int]]:
-    """The offerings passing the per-offering constraints, and what each constraint rejected
+def _allowed_offerings(t: OfferingTable, categorical: dict[str, np.ndarray], job: JobSpec, gpus: dict[str, Gpu],
+                       K: int, speeds: dict[str, float]) -> tuple[np.ndarray, dict[str, int]]:
+    """The table rows passing the per-offering constraints, and what each constraint rejected
     (in candidates, i.e. offerings x K starts). InfeasibleError when none is left.
 
     Besides the job's constraints, offerings whose estimated runtime exceeds MAX_RUNTIME_HOURS
     are dropped (``max_runtime``): a GPU hundreds of times slower than the reference is no
     placement, and its run would outgrow any forecast."""
-    masks = _categorical_masks(usable, job, gpus)
-    runtime = runtime_hours(job.hours, job.gpus, speeds[job.gpu], np.array([o.gpu_count for o in usable], dtype=float),
-                            np.array([speeds[o.gpu] for o in usable]), job.power.gpu_scaling_efficiency)
+    masks = dict(categorical)
+    runtime = runtime_hours(job.hours, job.gpus, speeds[job.gpu], t.gpu_count, t.by_gpu(speeds),
+                            job.power.gpu_scaling_efficiency)
     masks["max_runtime"] = runtime <= MAX_RUNTIME_HOURS
     eliminated = {name: int(np.count_nonzero(~m)) * K for name, m in masks.items()}
     keep = np.logical_and.reduce(list(masks.values()))
     if keep.any():
-        return [o for o, k in zip(usable, keep) if k], eliminated
+        return np.flatnonzero(keep), eliminated
 
     def allowed_without(name: str) -> np.ndarray:
         others = [m for n, m in masks.items() if n != name]
-        return np.logical_and.reduce(others) if others else np.ones(len(usable), dtype=bool)
+        return np.logical_and.reduce(others) if others else np.ones(len(t.offerings), dtype=bool)
 
     gains = {name: int(np.count_nonzero(allowed_without(name))) * K for name in masks}
-    counts = sorted({o.gpu_count for o in usable if o.gpu in accepted_gpu_types(job, gpus)})
-    facts = {"gpu_count": "offered counts: " + ", ".join(map(str, counts))}
-    raise InfeasibleError(infeasible_message(eliminated, len(usable) * K, facts, gains), eliminated)
-
-
-def _baseline_offering(job: JobSpec, usable: list[Offering], region: Region, gpus: dict[str, Gpu]) -> Offering | None:
-    """"Default region, start now": the cheapest on-demand offering there of the job's GPU type and
-    count, else of any accepted type with that count (None when there is none)."""
-    here = [o for o in usable if o.region_id == region.region_id and o.market == "on-demand" and o.gpu_count == job.gpus]
     types = accepted_gpu_types(job, gpus)
-    pick = [o for o in here if o.gpu == job.gpu] or [o for o in here if o.gpu in types]
-    return min(pick, key=lambda x: (x.price_usd_per_hour, x.instance_type)) if pick else None
-
+    counts = sorted({o.gpu_count for o in t.offerings if o.gpu in types})
+    facts = {"gpu_count": "offered counts: " + ", ".join(map(str, counts))}
+    raise InfeasibleError(infeasible_message(eliminated, len(t.offerings) * K, facts, gains), eliminated)

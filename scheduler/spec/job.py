@@ -11,6 +11,7 @@ A job file (every key documented; unknown keys are errors with a suggestion)::
     gpu = "A100"                    # reference GPU: the type your runtime estimate is for
     gpus = 8                        # GPUs per instance (reference run and candidates)
     hours = 12                      # runtime on gpus x gpu, hours (or "90m", "2d")
+    priority = 1                    # batch planning: when capacity is short, higher (1-1000) is placed first
 
     [window]                        # when the job may run (UTC; ISO 8601)
     earliest_start = "2026-11-28T00:00:00Z"   # default: now
@@ -96,9 +97,11 @@ from carbonsched.units import iso_utc
 
 PROVIDERS = ("aws", "gcp")
 MAX_JOB_HOURS = 8760.0
+MAX_PRIORITY = 1000
 
 SCHEMA: dict[str, object] = {
     "name": str, "command": str, "image": str, "env": "strmap", "gpu": str, "gpus": int, "hours": "duration",
+    "priority": int,
     "window": {"earliest_start": "time", "deadline": "time", "max_delay": "duration"},
     "constraints": {
         "gpu_types": "strlist", "gpu_counts": "intlist", "min_gpu_memory_gb": "number",
@@ -170,6 +173,7 @@ class JobSpec:
     interruptible: InterruptibleSpec | None = None
     spot_model: SpotModel = field(default_factory=SpotModel)
     data: DataSpec | None = None
+    priority: int = 1  # batch planning: when capacity is short, higher priorities are placed first
 
     def __post_init__(self):
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
@@ -181,6 +185,9 @@ class JobSpec:
             raise JobSpecError(f"hours must be at most {MAX_JOB_HOURS:.0f} (a year); split longer training into jobs")
         if self.gpus > 1024:
             raise JobSpecError(f"gpus must be at most 1024 per instance, got {self.gpus}")
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not 1 <= self.priority <= MAX_PRIORITY:
+            raise JobSpecError(f"priority must be a whole number from 1 to {MAX_PRIORITY} (higher: placed first when "
+                               f"a batch does not fit), got {self.priority!r}")
         for name in ("max_delay_hours", "min_gpu_memory_gb", "max_usd_per_hour", "max_total_usd", "carbon_budget_kg"):
             value = getattr(self, name)
             if value is not None:
@@ -193,7 +200,7 @@ class JobSpec:
         """A JSON-friendly echo of the job (as in the plan's ``job`` field)."""
         return {
             "name": self.name, "command": self.command, "image": self.image, "env": dict(self.env) if self.env else None,
-            "gpu": self.gpu, "gpus": self.gpus, "hours": self.hours,
+            "gpu": self.gpu, "gpus": self.gpus, "hours": self.hours, "priority": self.priority,
             "window": {
                 "earliest_start": iso_utc(self.earliest_start) if self.earliest_start else None,
                 "deadline": iso_utc(self.deadline) if self.deadline else None,
@@ -315,6 +322,7 @@ def job_from_dict(raw: dict) -> JobSpec:
         policy=Policy(**policy_kwargs),
         baseline_region=flat.get("baseline.region"),
         interruptible=_interruptible(flat), spot_model=_spot_model(flat), data=_data(flat),
+        priority=flat.get("priority", 1),
     )
     return resolve_job(job)
 

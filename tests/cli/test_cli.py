@@ -277,12 +277,18 @@ def test_plan_batch_from_the_console(cli, tmp_path):
     if a["region_id"] == b["region_id"] == "aws:eu-north-1":
         assert a["end"] <= b["start"] or b["end"] <= a["start"]
     text = cli("plan", "--batch", REPO / "examples" / "batch.toml", "--now", NOW_ISO)
-    assert text.returncode == 0 and "Batch plan: 4 jobs" in text.stdout and "greedy in submission order" in text.stdout
+    assert text.returncode == 0 and "Batch plan: 4 of 4 jobs placed" in text.stdout and "greedy in submission order" in text.stdout
     bad = tmp_path / "b.toml"
     bad.write_text('[[job]]\nname = "x"\ngpu = "A100"\ngpus = 8\nhours = 1\n[[job]]\nname = "x"\ngpu = "A100"\ngpus = 8\nhours = 1\n')
     assert "unique" in _error(cli("plan", "--batch", bad))
     bad.write_text('[capacity]\n"aws:eu-north-1" = { H100 = 0 }\ndefault = 0\n[[job]]\nname = "x"\ngpu = "H100"\ngpus = 8\nhours = 1\n')
-    assert "capacity" in _error(cli("plan", "--batch", bad, "--now", NOW_ISO))
+    assert "capacity" in _error(cli("plan", "--batch", bad, "--now", NOW_ISO))  # nothing fits at all
+    bad.write_text('[capacity]\ndefault = 8\n' + "".join(f'[[job]]\nname = "j{i}"\ngpu = "H100"\ngpus = 8\nhours = 6\n'
+                                                      '[job.constraints]\nregions = ["aws:eu-north-1"]\n'
+                                                      'gpu_types = ["H100"]\n' for i in range(2)))
+    assert "at most 1 of 2 jobs fit" in _error(cli("plan", "--batch", bad, "--now", NOW_ISO, "--strict"))
+    r = cli("plan", "--batch", bad, "--now", NOW_ISO, "--json")
+    assert r.returncode == 0 and len(json.loads(r.stdout)["unplaced"]) == 1  # two equal jobs, one slot
 
 
 def test_policy_check_and_schema_from_the_console(cli, tmp_path):

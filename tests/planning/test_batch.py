@@ -11,54 +11,74 @@ import pytest
 from carbonsched.planning.batch import capacity_lookup, plan_batch
 from carbonsched.errors import InfeasibleError, UserInputError
 from carbonsched.spec.job import job_from_dict
-from carbonsched.policies.assignment import BatchProblem, greedy, min_unplaced, prune_top_k, solve, usage
+from hypothesis import given, settings as hsettings, strategies as st
+
+from carbonsched.policies.assignment import BatchProblem, greedy, prune_top_k, solve, usage
 from carbonsched.settings import Settings
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 SETTINGS = Settings()
 
 
-def random_problem(rng, n_jobs, per_job, n_res=2, slots=6):
+def random_problem(rng, n_jobs, per_job, n_res=2, slots=6, weights=False):
     job = np.repeat(np.arange(n_jobs), per_job)
     n = len(job)
     return BatchProblem(job=job, cost=rng.integers(1, 20, n).astype(float), resource=rng.integers(0, n_res, n),
                         first_hour=rng.integers(0, slots - 1, n), n_hours=rng.integers(1, 3, n),
-                        demand=rng.choice([1.0, 2.0, 4.0], n), capacity=rng.choice([2.0, 4.0, 8.0], n_res), n_jobs=n_jobs)
+                        demand=rng.choice([1.0, 2.0, 4.0], n), capacity=rng.choice([2.0, 4.0, 8.0], n_res), n_jobs=n_jobs,
+                        weight=rng.integers(1, 4, n_jobs).astype(float) if weights else None)
 
 
 def brute_force(p):
-    """(best objective or None, most jobs placeable together) by enumerating every assignment."""
+    """(least unplaced weight, least cost at that weight, most jobs placeable) over every
+    assignment (each job: one of its candidates or none)."""
     by_job = [list(np.flatnonzero(p.job == j)) + [-1] for j in range(p.n_jobs)]
     best, most = None, 0
     for combo in itertools.product(*by_job):
         ch = np.array(combo)
         if (usage(p, ch) <= p.capacity[:, None] + 1e-9).all():
-            placed = int((ch >= 0).sum())
-            most = max(most, placed)
-            if placed == p.n_jobs and (best is None or p.cost[ch].sum() < best):
-                best = float(p.cost[ch].sum())
-    return best, most
+            most = max(most, int((ch >= 0).sum()))
+            key = (float(p.weights[ch < 0].sum()), float(p.cost[ch[ch >= 0]].sum()))
+            if best is None or key < best:
+                best = key
+    return best[0], best[1], most
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_solver_matches_brute_force_and_respects_capacity(seed):
     rng = np.random.default_rng(seed)
     for _ in range(40):
-        p = random_problem(rng, int(rng.integers(1, 6)), int(rng.integers(1, 4)))
-        best, most = brute_force(p)
+        p = random_problem(rng, int(rng.integers(1, 6)), int(rng.integers(1, 4)), weights=seed % 2 == 1)
+        unplaced_w, cost, most = brute_force(p)
         sol = solve(p, mip_rel_gap=0.0)
-        if best is None:
-            assert sol is None
-            assert len(min_unplaced(p)) == p.n_jobs - most  # the slack model places as many as possible
-            continue
-        assert sol is not None and sol.objective == pytest.approx(best)
-        assert set(p.job[sol.choice]) == set(range(p.n_jobs)) and (p.job[sol.choice] == np.arange(p.n_jobs)).all()
         assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
-        assert sol.gap_vs_lp >= 0 and sol.stats["lp_bound"] <= best + 1e-9
+        assert (p.job[sol.choice[sol.choice >= 0]] == np.flatnonzero(sol.choice >= 0)).all()
+        # the most priority-weighted jobs, then the cheapest; the bound never claims more than is true
+        assert float(p.weights[sol.unplaced].sum()) == unplaced_w >= sol.stats["unplaced_bound"]
+        assert sol.objective == pytest.approx(cost)
+        assert sol.gap_vs_lp >= 0 and sol.stats["lp_bound"] <= cost + 1e-9
+        if seed % 2 == 0:
+            assert len(sol.unplaced) == p.n_jobs - most
         g = greedy(p)
         assert (usage(p, g) <= p.capacity[:, None] + 1e-9).all()
         if (g >= 0).all():
-            assert p.cost[g].sum() >= best - 1e-9
+            assert p.cost[g].sum() >= cost - 1e-9
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_jobs=st.integers(1, 30), per_job=st.integers(1, 6),
+       n_res=st.integers(1, 3), slots=st.integers(2, 10), weights=st.booleans())
+def test_place_what_fits_never_worse_than_greedy(seed, n_jobs, per_job, n_res, slots, weights):
+    """Against greedy on the same input: never less placed weight, and at equal placed weight never
+    more cost (the lexicographic objective greedy's assignment is one candidate of)."""
+    p = random_problem(np.random.default_rng(seed), n_jobs, per_job, n_res, slots, weights)
+    sol, g = solve(p), greedy(p)
+    assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
+    ours, theirs = float(p.weights[sol.choice < 0].sum()), float(p.weights[g < 0].sum())
+    assert ours <= theirs
+    if ours == theirs:
+        assert sol.objective <= p.cost[g[g >= 0]].sum() + 1e-9
+    assert sol.stats["unplaced_bound"] <= ours + 1e-9
 
 
 def test_greedy_in_submission_order_versus_optimum():
@@ -149,7 +169,25 @@ def test_plan_batch_explains_infeasible_jobs_and_capacity():
         plan_batch([ok, late], now=NOW, settings=SETTINGS)
     now_only = [h100_job(f"n{i}", ["aws:eu-north-1"]) for i in range(3)]
     with pytest.raises(InfeasibleError) as info:
-        plan_batch(now_only, now=NOW, settings=SETTINGS, capacity=8)
+        plan_batch(now_only, now=NOW, settings=SETTINGS, capacity=8, strict=True)
     msg = str(info.value)
     assert "capacity" in msg and "at most 1 of 3 jobs fit" in msg and "aws:eu-north-1 H100 (8 GPUs/h)" in msg
     assert "\n" not in msg
+
+
+def test_plan_batch_places_what_fits_by_priority_and_says_why():
+    jobs = [h100_job(f"n{i}", ["aws:eu-north-1"]) for i in range(3)]
+    jobs[2] = job_from_dict({"name": "urgent", "gpu": "H100", "gpus": 8, "hours": 6, "priority": 7,
+                             "constraints": {"gpu_types": ["H100"], "gpu_counts": [8], "regions": ["aws:eu-north-1"]}})
+    bp = plan_batch(jobs, now=NOW, settings=SETTINGS, capacity=8)
+    assert [p is not None for p in bp.placements] == [False, False, True]  # the high priority one runs
+    d = bp.to_dict()
+    assert d["totals"]["jobs"] == 1 and d["totals"]["unplaced"] == ["n0", "n1"]
+    assert d["solver"]["placement_proven_maximal"] and d["solver"]["placed"] == 1
+    u = d["unplaced"][0]
+    assert u["name"] == "n0" and u["priority"] == 1
+    assert u["full_cells"][0]["region_id"] == "aws:eu-north-1" and u["full_cells"][0]["in_use"] == 8
+    # the placed 6-hour run starts at 10:30 and ends at 16:30: it holds the hour slots 10:00-17:00
+    assert u["earliest_start_with_room"] == "2026-11-27T17:00:00Z" and u["earliest_region_id"] == "aws:eu-north-1"
+    assert any("2 of 3 jobs do not fit" in w for w in d["warnings"])
+    assert d["greedy"]["unplaced"] == ["n1", "urgent"]  # submission order ignores priority
