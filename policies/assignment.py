@@ -50,9 +50,11 @@ from the previous basis):
   one that places that much costs at least B.
 * Integer: the LP when integral; else the best of greedy's assignment, LP diving (fix the jobs'
   largest LP values that still fit, a quarter of the fractional jobs at a time, dual simplex from
-  the last basis) and, when neither is within ``mip_rel_gap`` of the cost bound, HiGHS's MILP over
-  the generated columns, started from that best assignment, for at most as long as the component
-  took so far (>= MILP_MIN_S) and within the time limit (status ``time_limit`` when it stops early).
+  the last basis) and, while none is within ``mip_rel_gap`` of the cost bound, HiGHS's MILP over
+  the generated columns with the jobs the LP placed whole held there ("LP-and-fix"), then over all
+  of them, each started from the best assignment so far, each for at most as long as the
+  component took before the first (>= MILP_MIN_S) and within the time limit (status
+  ``time_limit`` when the last one stops early).
 
 Reported: ``unplaced_weight`` against ``unplaced_bound`` (equal: the placement count is proven
 maximal) and ``gap_vs_lp = (cost - B) / |cost|`` (NaN when it is not proven maximal).
@@ -75,7 +77,9 @@ from scipy.sparse.csgraph import connected_components
 
 INTEGRAL_TOL = 1e-6
 MILP_MIN_S = 1.0
-STATUS_ORDER = ("trivial", "lp_integral", "greedy", "lp_dive", "optimal", "time_limit")  # best to worst
+RELOCATE_JOBS = 20  # unplaced jobs the ejection pass tries (Python loops: keep it a finishing touch)
+RELOCATE_CANDIDATES = 50  # of each, its cheapest candidates
+STATUS_ORDER = ("trivial", "lp_integral", "greedy", "lp_dive", "lp_fix", "optimal", "time_limit")  # best to worst
 
 
 @dataclass(frozen=True, eq=False)
@@ -436,14 +440,81 @@ def _fill(p: BatchProblem, chosen: np.ndarray, unplaced: np.ndarray, cand: np.nd
     return np.concatenate([chosen, np.array(placed, dtype=np.int64)]), np.sort(np.array(left, dtype=np.int64))
 
 
-def _milp(m: _Master, start: tuple[np.ndarray, np.ndarray] | None, time_limit_s: float, abs_gap: float):
-    """HiGHS's MILP over the master's columns from the assignment ``start``: (chosen, unplaced,
-    mip gap, proven optimal) or None when it found nothing."""
+def _relocate(p: BatchProblem, chosen: np.ndarray, unplaced: np.ndarray, cand: np.ndarray,
+              max_jobs: int = RELOCATE_JOBS) -> tuple[np.ndarray, np.ndarray]:
+    """One-step ejection: an unplaced job takes candidate c (cheapest first) when a single placed
+    job blocking c can move to another of its candidates that still fits. Each success places one
+    more job (at most ``max_jobs`` tries, highest weight first)."""
+    if not len(unplaced):
+        return chosen, unplaced
+    load = usage(p, chosen)
+    srt = cand[np.lexsort((p.cost[cand], p.job[cand]))]
+    lo, hi = np.searchsorted(p.job[srt], np.arange(p.n_jobs)), np.searchsorted(p.job[srt], np.arange(p.n_jobs), side="right")
+    placed = {int(p.job[c]): int(c) for c in chosen}
+    on_res: dict[int, set[int]] = {}
+    for c in chosen:
+        on_res.setdefault(int(p.resource[c]), set()).add(int(c))
+
+    def span(c):
+        return int(p.resource[c]), int(p.first_hour[c]), int(p.first_hour[c] + p.n_hours[c]), float(p.demand[c])
+
+    def fits(c):
+        r, h0, h1, d = span(c)
+        return load[r, h0:h1].max() + d <= p.capacity[r] + 1e-9
+
+    def move(c, sign):
+        r, h0, h1, d = span(c)
+        load[r, h0:h1] += sign * d
+        (on_res.setdefault(r, set()).add if sign > 0 else on_res[r].discard)(c)
+
+    left = []
+    for i, j in enumerate(unplaced[np.argsort(-p.weights[unplaced], kind="stable")]):
+        done = False
+        for c in (srt[lo[j]:min(hi[j], lo[j] + RELOCATE_CANDIDATES)] if i < max_jobs else ()):
+            r, h0, h1, _ = span(c)
+            for k in [k for k in on_res.get(r, ()) if p.first_hour[k] < h1 and p.first_hour[k] + p.n_hours[k] > h0]:
+                move(k, -1)
+                if fits(c):
+                    move(c, +1)
+                    alt = next((a for a in srt[lo[p.job[k]]:hi[p.job[k]]] if a != k and fits(a)), None)
+                    if alt is not None:
+                        move(int(alt), +1)
+                        placed[int(p.job[k])], placed[int(j)] = int(alt), int(c)
+                        done = True
+                        break
+                    move(c, -1)
+                move(k, +1)
+            if done:
+                break
+        if not done:
+            left.append(j)
+    return np.array(sorted(placed.values()), dtype=np.int64), np.sort(np.array(left, dtype=np.int64))
+
+
+def _milp(m: _Master, start: tuple[np.ndarray, np.ndarray] | None, time_limit_s: float, abs_gap: float,
+          fix: np.ndarray | None = None):
+    """HiGHS's MILP over the master's columns from the assignment ``start`` (with the candidates
+    ``fix`` held at 1, if given: "LP-and-fix"): (chosen, unplaced, mip gap, proven optimal) or None
+    when it found nothing. The bounds of ``fix`` are restored afterwards."""
     import highspy
 
     h, nj = m.h, len(m.jobs)
     n = nj + len(m.cols)
     h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.full(n, highspy.HighsVarType.kInteger))
+    if fix is not None and len(fix):
+        m.set_bounds(m.model_col[fix], np.ones(len(fix)), np.full(len(fix), m.inf))
+    try:
+        return _run_milp(m, start, time_limit_s, abs_gap)
+    finally:
+        if fix is not None and len(fix):
+            m.set_bounds(m.model_col[fix], np.zeros(len(fix)), np.full(len(fix), m.inf))
+
+
+def _run_milp(m: _Master, start, time_limit_s: float, abs_gap: float):
+    import highspy
+
+    h, nj = m.h, len(m.jobs)
+    n = nj + len(m.cols)
     h.setOptionValue("time_limit", max(time_limit_s, 0.05))
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", max(abs_gap, 1e-9))
@@ -514,19 +585,29 @@ def _solve_component(p: BatchProblem, jobs: np.ndarray, cand: np.ndarray, rows: 
         w, c = best[0]
         return w <= unplaced_bound + 1e-9 and c - cost_bound <= gap * max(abs(c), 1e-12)
 
-    done = consider(seed[seed >= 0], jobs[seed < 0], "greedy")
+    done = consider(*_relocate(p, seed[seed >= 0], jobs[seed < 0], cand, max_jobs=RELOCATE_JOBS), "greedy")
     if not done:
         dove = _dive(m)
         if dove is not None:
-            done = consider(*_fill(p, dove[0], dove[1], cand), "lp_dive")
-    now = time.perf_counter()
-    if not done and now < deadline:
-        # the MILP may take as long as everything before it (at least MILP_MIN_S), within the deadline
-        budget = min(deadline - now, max(MILP_MIN_S, now - started))
-        res = _milp(m, (best[1], best[2]), budget, gap * max(abs(cost_bound), 1e-9))
+            done = consider(*_relocate(p, *_fill(p, dove[0], dove[1], cand), cand, max_jobs=RELOCATE_JOBS), "lp_dive")
+    # LP-and-fix: the MILP over the jobs the LP left fractional, the others held where the LP put
+    # them; then the MILP over everything generated. Each may take as long as everything before
+    # the first (at least MILP_MIN_S), within the deadline.
+    abs_gap = gap * max(abs(cost_bound), 1e-9)
+    budget = max(MILP_MIN_S, time.perf_counter() - started)
+    whole = m.cols[x > 1 - INTEGRAL_TOL]  # what the LP placed whole
+    if not done:
+        m.add(best[1])  # the fill pass may have used candidates the LP never generated: the MILP starts there
+    if not done and time.perf_counter() < deadline:
+        res = _milp(m, (best[1], best[2]), min(budget, deadline - time.perf_counter()), abs_gap,
+                    fix=whole)
+        if res is not None:
+            done = consider(res[0], res[1], "lp_fix", res[2])
+    if not done and time.perf_counter() < deadline:
+        res = _milp(m, (best[1], best[2]), min(budget, deadline - time.perf_counter()), abs_gap)
         if res is not None:
             consider(res[0], res[1], "optimal" if res[3] else "time_limit", res[2])
-            if not res[3] and best[3] != "time_limit":
+            if not res[3]:
                 best[3] = "time_limit"
             if res[3] and m.in_model[cand].all():  # every candidate in the MILP: its proof is global
                 unplaced_bound = float(p.weights[res[1]].sum())

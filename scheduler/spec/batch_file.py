@@ -9,6 +9,7 @@ Either one TOML file::
 
     [[job]]                        # each table is a job file's content (see carbonsched.spec.job)
     name = "a"
+    priority = 10                  # placed before priority-1 jobs when not all fit (default 1)
     gpu = "A100"
     gpus = 8
     hours = 12
