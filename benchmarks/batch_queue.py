@@ -10,11 +10,12 @@ intensity profiles, objective carbon. Capacity: the same number of GPUs per hour
 (region, GPU type) per 500 jobs, scaled with the batch -- 48 = contended, 16 = tight (not every job fits: place-what-fits queues
 the rest; with --strict the run fails instead, as it did before).
 
-Each row is one process (`carbonsched plan --batch FILE --json`), timed from outside; the stage
+Each row is one process (`carbonsched plan --batch FILE --json --time-limit S`), timed from outside; the stage
 times come from the plan's own ``timings`` (candidates: building every job's candidates;
 solve: reductions, column generation, rounding/MILP; greedy). Columns: jobs placed, gap against
-the LP bound, kgCO2e of the plan vs greedy (submission order, same candidates) vs each job's
-run-now baseline, peak resident memory of the process.
+the LP bound ("-" when the number placed is not proven maximal), kgCO2e of the plan vs greedy
+(submission order, same candidates; "N fit" when greedy placed fewer jobs) vs each job's run-now
+baseline, peak resident memory of the process.
 """
 from __future__ import annotations
 
@@ -48,10 +49,11 @@ def batch_toml(n_jobs: int, capacity: float, seed: int) -> str:
     return "\n".join(out)
 
 
-def run(path: Path, strict: bool) -> dict:
+def run(path: Path, strict: bool, time_limit: float) -> dict:
     rss = path.with_suffix(".rss")
     cmd = ["/usr/bin/time", "-f", "%M", "-o", str(rss),
-           sys.executable, "-m", "carbonsched", "plan", "--batch", str(path), "--json", "--now", NOW]
+           sys.executable, "-m", "carbonsched", "plan", "--batch", str(path), "--json", "--now", NOW,
+           "--time-limit", str(time_limit)]
     if strict:
         cmd.append("--strict")
     t = time.perf_counter()
@@ -69,6 +71,7 @@ def main() -> None:
     ap.add_argument("--capacity", type=float, nargs="+", default=[48, 16])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--strict", action="store_true", help="all-or-nothing (fails when not every job fits)")
+    ap.add_argument("--time-limit", type=float, default=30.0, help="plan --batch --time-limit (default 30 s)")
     ap.add_argument("--write-only", metavar="DIR", help="write the batch files and stop")
     a = ap.parse_args()
     tmp = Path(a.write_only or tempfile.mkdtemp(prefix="carbonsched-bench-"))
@@ -81,19 +84,20 @@ def main() -> None:
             path.write_text(batch_toml(n, cap * n / 500, a.seed))
             if a.write_only:
                 continue
-            r = run(path, a.strict)
+            r = run(path, a.strict, a.time_limit)
             if "error" in r:
                 print(f"{n:>6} {cap:>4g} {r['wall']:>9.2f}  failed: {r['error']}")
                 continue
             d = r["doc"]
             t = d["solver"].get("timings", {})
             placed = d["totals"]["jobs"]
+            gap = "-" if d["solver"]["gap"] is None else f"{100 * d['solver']['gap']:.3f}"  # "-": count not proven max
             kg, g = d["totals"]["kg_co2e"], d["greedy"]
             base = d["baseline"]
             vs_g = f"{100 * (kg - g['kg_co2e']) / g['kg_co2e']:+.1f} %" if g["jobs"] == placed else f"{g['jobs']} fit"
             vs_b = f"{-100 * base['kg_saved_by_batch'] / base['kg_co2e']:+.1f} %" if base["kg_co2e"] else "-"
             print(f"{n:>6} {cap:>4g} {r['wall']:>9.2f} {t.get('candidates_s', float('nan')):>7.2f} "
-                  f"{t.get('solve_s', d['solver']['seconds']):>7.2f} {placed:>5}/{n:<5} {100 * (d['solver']['gap'] or 0):>6.3f} "
+                  f"{t.get('solve_s', d['solver']['seconds']):>7.2f} {placed:>5}/{n:<5} {gap:>6} "
                   f"{kg:>10.0f} {vs_g:>9} {vs_b:>10} {r['rss_mib']:>6.0f}")
     if a.write_only:
         print(f"batch files in {tmp}")

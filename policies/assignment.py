@@ -43,7 +43,9 @@ from the previous basis):
   and the slack u[j]; candidates whose reduced cost ``cost - pi_j + demand * sum of |capacity
   duals| over its hours`` (O(N) with prefix sums) is negative are added, ``add_per_job`` per job,
   primal simplex from the last basis, until none is left or the Lagrangian bound
-  ``z_RMP + sum_j min(0, min_c rc)`` (valid at every round) is within ``colgen_tol``.
+  ``z_RMP + sum_j min(0, min_c rc)`` (valid at every round) is within ``colgen_tol``, or the
+  component has used LP_SHARE of its time (then the Lagrangian bound is what is reported, no
+  unplaced-weight bound is claimed, and the status is ``time_limit``).
 * Unplaced weight: when the LP leaves ``U > 0`` weight unplaced, every integer solution leaves at
   least ``ceil(U)`` (whole weights), so the row ``sum_j weight[j] u[j] >= ceil(U)`` is added and
   generation resumes. The bound then reads ``M ceil(U) + B``: no assignment places more weight, and
@@ -54,7 +56,11 @@ from the previous basis):
   the generated columns with the jobs the LP placed whole held there ("LP-and-fix"), then over all
   of them, each started from the best assignment so far, each for at most as long as the
   component took before the first (>= MILP_MIN_S) and within the time limit (status
-  ``time_limit`` when the last one stops early).
+  ``time_limit`` when the last one stops early). The dive stops at DIVE_SHARE of the time and
+  hands what it fixed to the fill and ejection passes.
+
+Time: ``time_limit_s`` bounds the whole solve (components share what is left in turn), not only
+the MILP; a large, tight batch returns its best assignment at the limit with the gap it proved.
 
 Reported: ``unplaced_weight`` against ``unplaced_bound`` (equal: the placement count is proven
 maximal) and ``gap_vs_lp = (cost - B) / |cost|`` (NaN when it is not proven maximal).
@@ -77,6 +83,7 @@ from scipy.sparse.csgraph import connected_components
 
 INTEGRAL_TOL = 1e-6
 MILP_MIN_S = 1.0
+LP_SHARE, DIVE_SHARE = 0.6, 0.8  # of a component's time: the LP stops by the first, the dive by the second
 RELOCATE_JOBS = 20  # unplaced jobs the ejection pass tries (Python loops: keep it a finishing touch)
 RELOCATE_CANDIDATES = 50  # of each, its cheapest candidates
 STATUS_ORDER = ("trivial", "lp_integral", "greedy", "lp_dive", "lp_fix", "optimal", "time_limit")  # best to worst
@@ -242,14 +249,19 @@ def _highs():
         h = highspy.Highs()
     else:
         sys.stdout.flush()
-        saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(null, 1)
+            saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+        except OSError:  # no stdout to protect
+            saved = null = None
+        try:
+            if null is not None:
+                os.dup2(null, 1)
             h = highspy.Highs()
         finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-            os.close(null)
+            if null is not None:
+                os.dup2(saved, 1)
+                os.close(saved)
+                os.close(null)
         _BANNER_SHOWN = True
     h.setOptionValue("output_flag", False)
     return h
@@ -335,9 +347,11 @@ class _Master:
         self.h.changeColsBounds(len(model_cols), model_cols.astype(np.int32), lower, upper)
 
 
-def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int) -> tuple[float, int]:
+def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
+              deadline: float = math.inf) -> tuple[float, int, bool]:
     """Column generation on ``m`` over the candidates ``cand`` (see the module docstring):
-    (Lagrangian lower bound on the LP, rounds)."""
+    (Lagrangian lower bound on the LP, rounds, converged). Past ``deadline`` it stops with the
+    bound it has (valid, maybe weak) and ``converged`` False."""
     p = m.p
     P, S = p.capacity.size, p.n_slots
     rounds = 0
@@ -355,18 +369,21 @@ def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int)
         _, u = m.values()
         cost_part = abs(z - m.big_m * float(m.w @ u))
         if not neg.any():
-            return z, rounds
+            return z, rounds, True
         if z - lagrange <= colgen_tol * max(cost_part, 1e-12):
-            return lagrange, rounds
+            return lagrange, rounds, True
+        if time.perf_counter() > deadline:
+            return lagrange, rounds, False
         pick = prune_top_k(p.job[cand[neg]], rc[neg], add_per_job)
         m.add(cand[neg][pick])
 
 
-def _dive(m: _Master, share: float = 0.25) -> tuple[np.ndarray, np.ndarray] | None:
+def _dive(m: _Master, share: float = 0.25, deadline: float = math.inf) -> tuple[np.ndarray, np.ndarray] | None:
     """LP diving from the master's LP optimum: per round, a ``share`` of the fractional jobs (largest
     LP value first) is fixed to its largest-valued candidate that still fits the capacity, or to
     its slack when the slack carries more; then the dual simplex re-solves from the last basis.
-    Returns (chosen candidates, unplaced jobs) or None; the master's bounds are restored either way."""
+    Returns (chosen candidates, unplaced jobs) or None; the master's bounds are restored either way.
+    Past ``deadline`` it returns what is whole so far, the fractional jobs unplaced (for ``_fill``)."""
     p, nj = m.p, len(m.jobs)
     changed = []
     m.h.setOptionValue("simplex_strategy", 1)
@@ -378,8 +395,8 @@ def _dive(m: _Master, share: float = 0.25) -> tuple[np.ndarray, np.ndarray] | No
             frac_x = (x > INTEGRAL_TOL) & ~whole
             frac_u = (u > INTEGRAL_TOL) & (u < 1 - INTEGRAL_TOL)
             frac_jobs = np.union1d(jx[frac_x], m.jobs[frac_u])
-            if not len(frac_jobs):
-                return m.cols[whole], m.jobs[u > 0.5]
+            if not len(frac_jobs) or time.perf_counter() > deadline:
+                return m.cols[whole], np.setdiff1d(m.jobs, p.job[m.cols[whole]])
             load = usage(p, m.cols[whole])
             uv = np.zeros(p.n_jobs)
             uv[m.jobs] = u
@@ -559,19 +576,20 @@ def _solve_component(p: BatchProblem, jobs: np.ndarray, cand: np.ndarray, rows: 
     big_m = 2.0 * float(np.sum((spread - np.minimum(low, 0.0))[jobs])) + 1.0
     m = _Master(p, jobs, rows, row_id, big_m)
     m.add(np.concatenate([cand[prune_top_k(p.job[cand], p.cost[cand], init_per_job)], seed[seed >= 0]]))
-    bound, rounds = _generate(m, cand, colgen_tol, add_per_job)
+    lp_deadline = started + LP_SHARE * (deadline - started)
+    bound, rounds, converged = _generate(m, cand, colgen_tol, add_per_job, lp_deadline)
     _, u = m.values()
     lp_unplaced = float(m.w @ u)
     unplaced_bound = 0.0
-    if lp_unplaced > INTEGRAL_TOL:
+    if converged and lp_unplaced > INTEGRAL_TOL:  # only the full LP's unplaced weight bounds every assignment
         unplaced_bound = float(math.ceil(lp_unplaced - INTEGRAL_TOL))
         m.add_cut(unplaced_bound)
-        bound, more = _generate(m, cand, colgen_tol, add_per_job)
+        bound, more, converged = _generate(m, cand, colgen_tol, add_per_job, lp_deadline)
         rounds += more
     cost_bound = bound - big_m * unplaced_bound
-    stats = {"variables": int(len(m.cols)), "colgen_iterations": rounds}
+    stats = {"variables": int(len(m.cols)), "colgen_iterations": rounds, "lp_stopped_early": int(not converged)}
     x, u = m.values()
-    if np.all(np.minimum(x, 1 - x) <= INTEGRAL_TOL) and np.all(np.minimum(u, 1 - u) <= INTEGRAL_TOL):
+    if converged and np.all(np.minimum(x, 1 - x) <= INTEGRAL_TOL) and np.all(np.minimum(u, 1 - u) <= INTEGRAL_TOL):
         return _Result(m.cols[x > 0.5], jobs[u > 0.5], "lp_integral", cost_bound, unplaced_bound,
                        lp_integral=True, stats=stats)
     stats["fractional_jobs"] = int(len(np.union1d(p.job[m.cols[(x > INTEGRAL_TOL) & (x < 1 - INTEGRAL_TOL)]],
@@ -587,7 +605,7 @@ def _solve_component(p: BatchProblem, jobs: np.ndarray, cand: np.ndarray, rows: 
 
     done = consider(*_relocate(p, seed[seed >= 0], jobs[seed < 0], cand, max_jobs=RELOCATE_JOBS), "greedy")
     if not done:
-        dove = _dive(m)
+        dove = _dive(m, deadline=started + DIVE_SHARE * (deadline - started))
         if dove is not None:
             done = consider(*_relocate(p, *_fill(p, dove[0], dove[1], cand), cand, max_jobs=RELOCATE_JOBS), "lp_dive")
     # LP-and-fix: the MILP over the jobs the LP left fractional, the others held where the LP put
@@ -613,6 +631,8 @@ def _solve_component(p: BatchProblem, jobs: np.ndarray, cand: np.ndarray, rows: 
                 unplaced_bound = float(p.weights[res[1]].sum())
                 cost_bound = float(m.h.getInfo().mip_dual_bound) - big_m * unplaced_bound
     _, chosen, unplaced, status, mip_gap = best
+    if not converged:
+        status = "time_limit"  # the LP itself was cut short: the bound is Lagrangian, maybe weak
     return _Result(chosen, unplaced, status, cost_bound, unplaced_bound, mip_gap, False, stats)
 
 
@@ -641,7 +661,7 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 1
     open_jobs = open_jobs[has_cand[open_jobs]]
     stats = {"candidates": int(len(p.job)), "jobs": p.n_jobs, "fixed_jobs": int(np.count_nonzero(fixed >= 0)),
              "alive": int(np.count_nonzero(alive)), "capacity_rows": int(len(rows)), "components": 0,
-             "variables": 0, "colgen_iterations": 0, "fractional_jobs": 0}
+             "variables": 0, "colgen_iterations": 0, "fractional_jobs": 0, "lp_stopped_early": 0}
     cost_bound = float(p.cost[fixed[fixed >= 0]].sum())
     unplaced_bound = float(w[hopeless].sum())
     statuses, mip_gaps, integral = ["trivial"], [], True

@@ -82,11 +82,18 @@ def test_batch_file_edges(cli, tmp_path):
         "job list of strings": 'job = ["a", "b"]\n',
         "capacity for an unknown region": '[capacity]\n"aws:mars-1" = { H100 = 8 }\n[[job]]\n' + BASE,
         "capacity for an unknown gpu": '[capacity]\n"aws:eu-north-1" = { H1000 = 8 }\n[[job]]\n' + BASE,
+        "priority zero": '[[job]]\npriority = 0\n' + BASE,
+        "priority a string": '[[job]]\npriority = "high"\n' + BASE,
+        "priority too large": '[[job]]\npriority = 100000\n' + BASE,
     }
     for name, text in cases.items():
         f = tmp_path / "batch.toml"
         f.write_text(text)
         _refused(cli("plan", "--batch", f, "--now", "2026-11-27T10:30Z", extra_env={"CARBONSCHED_HOME": str(home)}), home)
+    f = tmp_path / "batch.toml"
+    f.write_text("[[job]]\n" + BASE)
+    for flags in (["--top-k", "-1"], ["--time-limit", "0"], ["--time-limit", "nan"]):
+        _refused(cli("plan", "--batch", f, *flags, extra_env={"CARBONSCHED_HOME": str(home)}), home)
 
 
 # -- fuzzing -------------------------------------------------------------------------------------
