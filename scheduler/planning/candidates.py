@@ -165,7 +165,6 @@ class JobCandidates:
     offset_h: float  # hours from t0 to now
     offerings_source: object
     flagged_prices: dict = field(default_factory=dict)  # offering_key -> why its price is in doubt
-    offering_rows: np.ndarray | None = None  # each offering's row in the PlanInputs table (batch sharing)
 
     def baseline(self) -> Placement | None:
         """"Default region, start now" (None when the default region has no matching offering)."""
@@ -241,7 +240,7 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
         baseline_region=baseline_region, regions=regions, gpus=gpus, est=est, cands=cands, limits=limits,
         feasible=feasible, numeric_elim=numeric_elim, eliminated=eliminated, n_total=len(table.offerings) * K,
         n_remaining=len(offerings) * K, forecasts=forecasts, warnings=warnings, t0=t0, offset_h=offset,
-        offerings_source=inputs.offerings_source, flagged_prices=inputs.flagged, offering_rows=idx,
+        offerings_source=inputs.offerings_source, flagged_prices=inputs.flagged,
     )
 
 
