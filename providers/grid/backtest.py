@@ -303,7 +303,8 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
 
     ``values`` is one float per UTC hour from ``start`` to the last hour present (NaN = gap).
     ``info``: zone, signal (average-lca / average-direct / as labelled), format, column, rows,
-    hours, missing_hours, duplicate_rows, estimated_hours (portal export only).
+    hours, missing_hours, duplicate_rows, resolution_minutes (median spacing of the timestamps;
+    points closer than an hour are averaged into their UTC hour), estimated_hours (portal export only).
     Raises ``UserInputError`` for unreadable files, wrong columns and unknown zones.
     """
     path = Path(path)
@@ -371,6 +372,10 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
     _check_plausible(times, vals, path, header[v_i])
     series = to_hourly(times, vals, zone=zone_name, signal=info["signal"], source="file", kind="history")
     hours = [t.replace(minute=0, second=0, microsecond=0) for t in times]
+    distinct = sorted(set(times))
+    if len(distinct) > 1:  # the typical spacing: 60 for hourly files, 15 or 30 for sub-hourly ones
+        gaps = np.diff([t.timestamp() for t in distinct]) / 60.0
+        info["resolution_minutes"] = float(np.median(gaps))
     info.update(zone=zone_name, rows=len(body), hours=series.hours,
                 missing_hours=int(np.isnan(series.values_g_per_kwh).sum()),
                 duplicate_rows=len(hours) - len(set(hours)),

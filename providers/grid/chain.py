@@ -144,6 +144,7 @@ class ChainedSource:
         signal = head.signal if head is not None else self.profile.signal
         fetched_at = head.fetched_at if head is not None else None
         if head is not None:
+            warnings.extend(w for w in head.warnings if w not in warnings)
             part = head.window(start, hours)
             have = np.isfinite(part)
             values[have] = p10[have] = p90[have] = part[have]  # live forecasts carry no spread
@@ -187,6 +188,7 @@ class ChainedSource:
         hist = self._history(region, first_gap, signal, warnings)
         if hist is None:
             return
+        warnings.extend(w for w in hist.warnings if w not in warnings)
         # forecast from the end of the valid history up to the end of the window
         valid = np.flatnonzero(np.isfinite(hist.values_g_per_kwh))
         if valid.size < MIN_HISTORY_HOURS:

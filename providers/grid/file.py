@@ -9,7 +9,9 @@ the file of its grid zone serves:
   handy for evaluating plans on past days), NaN elsewhere;
 * ``history``: the values before a point in time, for the forecaster.
 
-The signal is stated, never guessed: ``signal="lca"`` (lifecycle) or ``"direct"``.
+The signal is stated, never guessed: ``signal="lca"`` (lifecycle) or ``"direct"``. Files with
+points closer than an hour (15- or 30-minute data) are averaged into UTC hours, and the series
+carries a warning that says so (plans repeat it).
 """
 from __future__ import annotations
 
@@ -95,8 +97,13 @@ class FileSource:
                 raise
             if label is None and (info.get("format") == "simple" or info.get("zone") != zone):
                 continue  # a single-series file needs ZONE=PATH; an export of another zone
+            said = ()
+            step = info.get("resolution_minutes", 60.0)
+            if step < 59.5:
+                said = (f"{path.name}: its {step:g}-minute values were averaged into UTC hours; plans and "
+                        "backtests see hourly means, not the swings within an hour",)
             return HourlySeries(zone=zone, start=start, values_g_per_kwh=values, signal=self.signal,
-                                source=f"file:{path.name}", kind="history", note=str(path))
+                                source=f"file:{path.name}", kind="history", note=str(path), warnings=said)
         raise SourceNotFoundError(f"no intensity history file covers zone {zone}; add --intensity-file {zone}=PATH",
                                   source=self.name)
 

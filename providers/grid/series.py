@@ -27,6 +27,7 @@ class HourlySeries:
     kind: str  # history | forecast | latest
     fetched_at: datetime | None = None
     note: str = ""
+    warnings: tuple[str, ...] = ()  # what the source did to the data that a plan should say (e.g. averaging)
 
     def __post_init__(self):
         if self.start.tzinfo is None or self.start.utcoffset() != timedelta(0):

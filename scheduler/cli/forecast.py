@@ -55,11 +55,16 @@ def backtest_cmd(a: argparse.Namespace) -> int:
         flat = f", {doc['masked_flat_hours']} flat gap-fill hours not scored" if a.mask_flat_runs else ""
         return (f"Backtest of {doc['zone'] or a.history}: {doc['origins']} rolling origins, horizon {a.horizon} h, "
                 f"signal {info.get('signal')}{flat}\n"
-                + table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3}))
+                + table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3})
+                + "".join(f"\nwarning: {w}" for w in doc["warnings"]))
 
     doc = result.to_dict()
     if a.mask_flat_runs:
         doc["masked_flat_hours"] = masked
+    step = info.get("resolution_minutes", 60.0)
+    doc["resolution_minutes"] = step
+    doc["warnings"] = [f"the file's {step:g}-minute values were averaged into UTC hours: the scores are for "
+                       "hourly means"] if step < 59.5 else []
     return emit(a, doc, to_dict=lambda d: d, render=render)
 
 

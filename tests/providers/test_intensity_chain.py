@@ -94,6 +94,23 @@ def test_profile_tail_is_scaled_to_a_direct_signal(tmp_path):
     assert 0.5 < ratio < 1.5  # level-matched to the direct replay, not left at the LCA level
 
 
+def test_sub_hourly_files_are_averaged_and_said(tmp_path):
+    """15-minute points become hourly means, and the forecast (so the plan) says so; hourly files say nothing."""
+    quarter = tmp_path / "ie_15min.csv"
+    rows = [f"2026-01-01T{h:02d}:{m:02d}:00Z,{100 + 10 * h + m}" for h in range(4) for m in (0, 15, 30, 45)]
+    quarter.write_text("datetime_utc,carbon_intensity_g_per_kwh\n" + "\n".join(rows) + "\n")
+    region = read_regions()["aws:eu-west-1"]
+    got = FileSource([f"IE={quarter}"]).series(region, datetime(2026, 1, 1, tzinfo=UTC), 4)
+    np.testing.assert_allclose(got.values_g_per_kwh, [100 + 10 * h + 22.5 for h in range(4)])
+    chain = ChainedSource(FileSource([f"IE={quarter}"]), None, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    f = chain.forecast(region, datetime(2026, 1, 1, tzinfo=UTC), 4)
+    assert any("15-minute values were averaged into UTC hours" in w for w in f.warnings)
+    hourly = tmp_path / "ie_hourly.csv"
+    hourly.write_text("datetime_utc,carbon_intensity_g_per_kwh\n" + "\n".join(
+        f"2026-01-01T{h:02d}:00:00Z,{100 + h}" for h in range(4)) + "\n")
+    assert FileSource([f"IE={hourly}"]).series(region, datetime(2026, 1, 1, tzinfo=UTC), 4).warnings == ()
+
+
 def test_file_source_errors(tmp_path):
     with pytest.raises(UserInputError, match="does not exist"):
         FileSource([str(tmp_path / "none.csv")])
