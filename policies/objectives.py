@@ -8,8 +8,14 @@ Terms, all "lower is better", for candidate ``(o, k)``:
 
 Objectives:
 
-* ``carbon`` / ``cost`` / ``time``: minimise that term; ties go to the other terms in the order
-  carbon, cost, time (so "cost" picks the greenest window among equally priced ones).
+* ``carbon`` / ``cost`` / ``time``: minimise that term. Values within ``min_gain_pct`` of each
+  other (default 0: only float noise, a relative 1e-9) are ties, and ties go to the earliest start,
+  then to the lower cost (then carbon, then finish time): a plan waits, or moves to another
+  region, only for a gain larger than that. Per offering, "carbon" takes the earliest start
+  whose carbon is within ``min_gain_pct`` of its greenest; "cost", which does not change with
+  the start, takes the earliest start (for the greenest window at the lowest price, use
+  ``lexicographic`` with ``order = ["cost", "carbon"]``). Across offerings the term is compared in
+  buckets of that width from its minimum, ``floor((x - min) / (tol * |min|))``.
 * ``weighted``: minimise ``sum_t w_t * (x_t - min_t) / (max_t - min_t)`` where min/max are taken
   over the feasible candidates (min-max normalisation makes kg, USD and hours commensurable; a
   term with zero range contributes 0). Weights must be >= 0 and not all zero.
@@ -37,6 +43,7 @@ from carbonsched.policies.candidates import Candidates
 TERMS = ("carbon", "cost", "time")
 OBJECTIVES = ("carbon", "cost", "time", "weighted", "lexicographic", "pareto")
 RISKS = ("mean", "p90")
+TIE_REL = 1e-9  # float noise: values this close (relative) are the same value
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Policy:
     order: tuple[str, ...] = ("carbon", "cost", "time")
     tolerance_pct: float = 1.0
     risk: str = "mean"  # "p90": the carbon term uses the forecast's upper decile (the planner supplies it)
+    min_gain_pct: float = 0.0  # single-term objectives: smaller gains than this do not justify waiting or moving
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -66,6 +74,15 @@ class Policy:
         tol = self.tolerance_pct
         if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not math.isfinite(tol) or tol < 0:
             raise UserInputError(f"tolerance_pct must be a finite number >= 0, got {tol!r}")
+        g = self.min_gain_pct
+        if not isinstance(g, (int, float)) or isinstance(g, bool) or not math.isfinite(g) or not 0 <= g < 100:
+            raise UserInputError(f"min_gain_pct must be a number from 0 to below 100 (percent of the objective a "
+                                 f"later start or another region must save), got {g!r}")
+
+    @property
+    def tie_fraction(self) -> float:
+        """The relative difference below which single-term objective values tie."""
+        return max(self.min_gain_pct / 100.0, TIE_REL)
 
     @property
     def key_order(self) -> tuple[str, ...]:
@@ -112,6 +129,12 @@ def weighted_score(c: Candidates, policy: Policy, feasible: np.ndarray) -> np.nd
         if hi > lo:
             score += (term_natural(c, term) - lo) * (w / (hi - lo))
     return score
+
+
+def within_buckets(x: np.ndarray, fraction: float) -> np.ndarray:
+    """Tie buckets of a 1-D term: ``floor((x - min) / (fraction * |min|))``."""
+    lo = float(x.min()) if len(x) else 0.0
+    return np.floor((x - lo) / (fraction * max(abs(lo), 1e-12)))
 
 
 def bucketed(x: np.ndarray, feasible: np.ndarray, tolerance_pct: float) -> np.ndarray:

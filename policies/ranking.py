@@ -3,10 +3,11 @@
 For one job the search is exact enumeration over all ``(o, k)`` candidates, vectorised:
 
 1. Per offering ``o``, the best start ``k*(o)`` minimises the objective's primary array over
-   feasible ``k`` (``np.argmin`` returns the first minimum, so exact ties go to the earliest
-   start). Cost does not depend on ``k`` and finish time grows with ``k``, so the per-row choice
-   only needs the carbon, weighted or bucketed arrays.
-2. Offerings are sorted (``np.lexsort``) by the objective's keys at their best start.
+   feasible ``k``, ties to the earliest start (for the carbon objective, ties within
+   ``min_gain_pct``; cost does not depend on ``k`` and finish time grows with it, so "cost" and
+   "time" take the earliest feasible start).
+2. Offerings are sorted (``np.lexsort``) by the objective's keys at their best start; for the
+   single-term objectives the term in tie buckets first, then the start, then the other terms.
 
 Pareto mode keeps every non-dominated candidate: within a row cost is constant and time grows
 with ``k``, so only starts whose carbon is strictly below every earlier feasible start's can be
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from carbonsched.policies.candidates import Candidates
-from carbonsched.policies.objectives import Policy, bucketed, weighted_score
+from carbonsched.policies.objectives import Policy, bucketed, weighted_score, within_buckets
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +38,15 @@ def _row_argmin(x: np.ndarray, feasible: np.ndarray) -> tuple[np.ndarray, np.nda
     cols = np.argmin(masked, axis=1)
     rows = np.flatnonzero(feasible[np.arange(len(cols)), cols])  # a row's argmin is feasible iff any is
     return rows, cols[rows]
+
+
+def _row_earliest_within(x: np.ndarray, feasible: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row with a feasible candidate, the first feasible column within ``fraction`` (relative)
+    of the row's feasible minimum."""
+    rows = np.flatnonzero(feasible.any(axis=1))
+    masked = np.where(feasible[rows], x[rows], np.inf)
+    best = masked.min(axis=1, keepdims=True)
+    return rows, np.argmax(masked <= best + fraction * np.abs(best), axis=1)
 
 
 def _row_lexmin(keys: list[np.ndarray], feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,12 +101,19 @@ def rank(c: Candidates, feasible: np.ndarray, policy: Policy) -> Ranking:
         keys = [arrays[policy.key_order[-1]][rows, ks]] + [bucket[t][rows, ks] for t in reversed(policy.key_order[:-1])]
         score = arrays[policy.key_order[0]][rows, ks]
     else:
-        # single term; per row the choice is by carbon (cost is constant in k; for "time" the
-        # earliest feasible start is also the earliest finish, and argmin of time finds it)
-        per_row = c.end_h if policy.objective == "time" else c.kg_co2e
-        rows, ks = _row_argmin(per_row, feasible)
+        # single term (objectives.py): per row, "carbon" takes the earliest start within the tie
+        # fraction of the row's greenest; "cost" (constant in k) and "time" the earliest feasible start
+        if policy.objective == "carbon":
+            rows, ks = _row_earliest_within(c.kg_co2e, feasible, policy.tie_fraction)
+        else:
+            rows, ks = _row_argmin(np.broadcast_to(c.start_h, c.shape), feasible)
         values = {"carbon": c.kg_co2e[rows, ks], "cost": c.cost_usd[rows], "time": c.start_h[ks] + c.runtime_h[rows]}
-        keys = [values[t] for t in reversed(policy.key_order)]
         score = values[policy.objective]
+        if policy.objective == "time":
+            keys = [values[t] for t in reversed(policy.key_order)]
+        else:  # ties (within the fraction) go to the earliest start, then the lower cost
+            rest = [t for t in ("cost", "carbon", "time") if t != policy.objective]
+            keys = [values["time"], score] + [values[t] for t in reversed(rest)] + \
+                [c.start_h[ks], within_buckets(score, policy.tie_fraction)]
     order = np.lexsort(keys)
     return Ranking(rows[order], ks[order], score[order], n_feasible)

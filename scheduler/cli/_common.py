@@ -76,6 +76,9 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--tolerance-pct", type=float, metavar="PCT", help="for lexicographic: differences below this tie")
     o.add_argument("--weights", type=parse_weights, metavar="T=W,...", help="for weighted: carbon=1,cost=0.5,time=0")
     o.add_argument("--risk", choices=["mean", "p90"], help="rank carbon by the mean forecast or its p90 (risk-averse)")
+    o.add_argument("--min-gain", type=float, metavar="PCT", dest="min_gain_pct",
+                   help="carbon/cost/time objectives: wait for a later start or move region only when that saves "
+                        "more than PCT %% (smaller gains tie, and ties go to the earliest start; default 0)")
     o.add_argument("--intensity-source", choices=SOURCE_CHOICES,
                    help="where intensities come from (default: settings, 'auto': a live source when its credentials are set)")
     o.add_argument("--intensity-file", action="append", metavar="[ZONE=]PATH",
@@ -135,6 +138,7 @@ def overrides(a: argparse.Namespace) -> dict:
     put("policy.risk", a.risk)
     put("policy.order", a.order)
     put("policy.tolerance_pct", a.tolerance_pct)
+    put("policy.min_gain_pct", a.min_gain_pct)
     put("power.utilisation_factor", a.utilisation_factor)
     put("baseline.region", a.baseline_region)
     return raw

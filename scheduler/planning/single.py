@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
+
 from carbonsched.errors import JobSpecError, UserInputError
 from carbonsched.models import Plan
 from carbonsched.policies import Policy, rank
@@ -15,6 +17,7 @@ from carbonsched.settings import Settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.planning.assemble import (assemble_plan, intensity_warnings, price_warnings, shown_regions,
                                            speed_warnings, with_saving)
+from carbonsched.units import iso_utc
 from carbonsched.planning.candidates import job_candidates
 from carbonsched.planning.infeasible import infeasible_error
 
@@ -47,7 +50,30 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
     warnings.extend(intensity_warnings(jc.forecasts, shown_regions(placements, baseline)))
     warnings.extend(speed_warnings(jc.job, placements, jc.gpus))
     warnings.extend(price_warnings(jc.flagged_prices, placements))
+    warnings.extend(tie_warnings(jc, ranking))
     if n_show < len(ranking.offering):
         what = "Pareto-optimal candidates" if jc.policy.objective == "pareto" else "ranked offerings"
         warnings.append(f"showing {n_show} of {len(ranking.offering)} {what} (--top 0 shows all)")
     return assemble_plan(jc, placements, baseline, warnings)
+
+
+def tie_warnings(jc, ranking) -> list[str]:
+    """Say when the best placement starts earlier than its offering's greenest start because the
+    gain was within ``min_gain_pct`` (carbon), or because the cost objective does not wait."""
+    policy = jc.policy
+    if policy.objective not in ("carbon", "cost") or not len(ranking.offering):
+        return []
+    o, k = int(ranking.offering[0]), int(ranking.start[0])
+    row = np.where(jc.feasible[o], jc.cands.kg_co2e[o], np.inf)
+    greenest = int(np.argmin(row))
+    if row[greenest] >= row[k] or greenest == k:
+        return []
+    less = 100.0 * (row[k] - row[greenest]) / row[k]
+    if less < 0.1:  # not worth a line
+        return []
+    at = iso_utc(jc.window.starts[greenest])
+    if policy.objective == "cost":
+        return [f"start: the cost objective starts as soon as it can; starting at {at} would emit {less:.1f} % less "
+                "at the same price (objective lexicographic with order cost, carbon prefers that)"]
+    return [f"start: {at} would emit {less:.1f} % less, within min_gain_pct ({policy.min_gain_pct:g} %): "
+            "the earlier start was chosen"]

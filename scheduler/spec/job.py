@@ -39,6 +39,7 @@ A job file (every key documented; unknown keys are errors with a suggestion)::
     order = ["carbon", "cost", "time"]                   # for "lexicographic"
     tolerance_pct = 1.0             # lexicographic: differences below this count as ties
     risk = "mean"                   # "p90": rank carbon by the forecast's upper decile (risk-averse)
+    min_gain_pct = 0.0              # carbon/cost/time: wait or move region only to save more than this %
 
     [power]                         # the estimation model, see carbonsched.planning.estimate
     utilisation_factor = 0.84       # mean GPU power / TDP while training
@@ -109,7 +110,8 @@ SCHEMA: dict[str, object] = {
         "max_usd_per_hour": "number", "max_total_usd": "number", "carbon_budget_kg": "number",
         "spot": bool,
     },
-    "policy": {"objective": str, "weights": "numbermap", "order": "strlist", "tolerance_pct": "number", "risk": str},
+    "policy": {"objective": str, "weights": "numbermap", "order": "strlist", "tolerance_pct": "number", "risk": str,
+               "min_gain_pct": "number"},
     "power": {"utilisation_factor": "number", "host_w_per_vcpu": "number", "host_w_per_gib": "number",
               "gpu_scaling_efficiency": "number"},
     "throughput": "numbermap",
@@ -218,6 +220,7 @@ class JobSpec:
             },
             "policy": {"objective": self.policy.objective, "weights": dict(self.policy.weights),
                        "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct,
+                       "min_gain_pct": self.policy.min_gain_pct,
                        "risk": self.policy.risk},
             "power": self.power.to_dict(),
             "throughput": dict(self.throughput) if self.throughput else None,
@@ -291,7 +294,8 @@ def job_from_dict(raw: dict) -> JobSpec:
         )
     policy_kwargs = {}
     for key, attr in (("policy.objective", "objective"), ("policy.weights", "weights"),
-                      ("policy.order", "order"), ("policy.tolerance_pct", "tolerance_pct"), ("policy.risk", "risk")):
+                      ("policy.order", "order"), ("policy.tolerance_pct", "tolerance_pct"), ("policy.risk", "risk"),
+                      ("policy.min_gain_pct", "min_gain_pct")):
         if key in flat:
             policy_kwargs[attr] = flat[key]
     if "weights" in policy_kwargs:

@@ -50,11 +50,28 @@ def test_carbon_objective_hand():
     assert r.n_feasible == 12
 
 
-def test_cost_objective_hand_ties_go_to_carbon():
-    # cost: o1 = o2 = 20 < o0 = 30; o1 vs o2 tie -> carbon at their greenest start: 2 < 4
+def test_cost_objective_hand_starts_now_and_ties_go_to_carbon():
+    # cost does not change with the start, so every offering starts at its first feasible start;
+    # o1 = o2 = 20 < o0 = 30; o1 vs o2: same start, same cost -> carbon at k0: o2 4 < o1 6
     r = rank(HAND, all_feasible(HAND), Policy("cost"))
-    assert ranked(r) == [(1, 2), (2, 0), (0, 1)]
+    assert ranked(r) == [(2, 0), (1, 0), (0, 0)]
     np.testing.assert_allclose(r.score, [20, 20, 30])
+
+
+def test_min_gain_makes_small_gains_ties_that_go_to_the_earliest_start():
+    # per offering, the earliest start within min_gain of its greenest: o0 [5,3,4,3] -> k1 (5 is
+    # not within 50 % of 3), o1 [6,6,2,7] -> k2, o2 [4,4,4,4] -> k0
+    r = rank(HAND, all_feasible(HAND), Policy("carbon", min_gain_pct=50))
+    assert ranked(r) == [(1, 2), (0, 1), (2, 0)]
+    np.testing.assert_allclose(r.score, [2, 3, 4])
+    # at 60 % o1's 2 kg and o0's 3 kg tie (buckets of 1.2 kg from 2): o0 starts an hour earlier and leads
+    r = rank(HAND, all_feasible(HAND), Policy("carbon", min_gain_pct=60))
+    assert ranked(r) == [(0, 1), (1, 2), (2, 0)]
+    # float noise is never a reason to wait: 1 + 1e-12 ties with 1
+    c = make(kg=[[1.0 + 1e-12, 1.0]], cost=[10], start=[0, 13], runtime=[2])
+    assert ranked(rank(c, all_feasible(c), Policy("carbon"))) == [(0, 0)]
+    with pytest.raises(UserInputError):
+        Policy("carbon", min_gain_pct=100)
 
 
 def test_time_objective_hand():
@@ -182,7 +199,7 @@ def instances(draw, max_o=6, max_k=6):
 
 def terms_of(c, o, k) -> dict[str, float]:
     return {"carbon": float(c.kg_co2e[o, k]), "cost": float(c.cost_usd[o]),
-            "time": float(c.start_h[k]) + float(c.runtime_h[o])}
+            "time": float(c.start_h[k]) + float(c.runtime_h[o]), "start": float(c.start_h[k])}
 
 
 def feasible_pairs(feas):
@@ -190,7 +207,7 @@ def feasible_pairs(feas):
     return [(o, k) for o in range(O) for k in range(K) if feas[o, k]]
 
 
-SINGLE_ORDER = {"carbon": ("carbon", "cost", "time"), "cost": ("cost", "carbon", "time"),
+SINGLE_ORDER = {"carbon": ("carbon", "start", "cost", "time"), "cost": ("cost", "start", "carbon", "time"),
                 "time": ("time", "carbon", "cost")}
 
 
