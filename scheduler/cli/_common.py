@@ -44,7 +44,7 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
                    help="with --batch: candidates (offering x start) kept per job, best first (default 200; "
                         "0 = all): more finds room under contention, fewer solves faster")
     p.add_argument("--time-limit", type=float, default=30.0, metavar="S",
-                   help="with --batch: seconds the integer search may take before it returns its best, "
+                   help="with --batch: seconds the solver (LP and integer search) may take before it returns its best, "
                         "with the gap it proved (default 30)")
     p.add_argument("--strict", action="store_true",
                    help="with --batch: fail (exit 2, like any infeasible plan) unless every job fits, instead of placing what fits and "

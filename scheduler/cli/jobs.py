@@ -63,6 +63,9 @@ def cmd_submit(a: argparse.Namespace) -> int:
 
     if a.dry_run:
         return cmd_plan(a)
+    if a.batch:
+        raise UserInputError("submit takes one job; plan a queue with `carbonsched plan --batch` and submit its "
+                             "jobs one by one (submitting a batch is not supported yet)")
     raw = read_job_file(a.job) if a.job else {}
     job = job_from_dict(merge(raw, overrides(a)))
     if not job.command:

@@ -26,6 +26,8 @@ def cmd_plan(a: argparse.Namespace) -> int:
         raise UserInputError("--top must be >= 0 (0 shows all)")
     if getattr(a, "batch", None):
         return plan_batch(a)
+    if a.strict or a.capacity is not None:
+        raise UserInputError("--strict and --capacity plan a queue: use them with --batch JOBS.toml")
     raw = read_job_file(a.job) if a.job else {}
     job = job_from_dict(merge(raw, overrides(a)))
     top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)

@@ -67,6 +67,9 @@ FLAG_CASES = [
     ["agent", "--once", "--interval", "nan"],
     ["agent", "--once", "--stale-after", "-5"],
     ["submit", EXAMPLE_JOB, "--launcher", "gcp", "--provider", "aws", "--yes"],
+    ["submit", EXAMPLE_JOB, "--batch", EXAMPLE_JOB, "--yes"],  # a queue is planned, not submitted
+    ["plan", EXAMPLE_JOB, "--strict"],  # queue-only flags without --batch
+    ["plan", EXAMPLE_JOB, "--capacity", "8"],
 ]
 
 
