@@ -210,11 +210,12 @@ def cmd_agent(a: argparse.Namespace) -> int:
     settings, store = _store(a)
     if a.stale_after is None:
         a.stale_after = settings.lease_seconds
+    troubles: list = []
     launched = run_agent(store, _factory(settings), _now, once=a.once, interval_s=a.interval,
-                         stale_after_s=a.stale_after, log=lambda line: print(line, flush=True))
+                         stale_after_s=a.stale_after, log=lambda line: print(line, flush=True), troubles=troubles)
     if a.once:
-        print(f"{launched} job(s) launched")
-    return 0
+        print(f"{launched} job(s) launched" + (f", {len(troubles)} failed or erred (see above)" if troubles else ""))
+    return 1 if troubles else 0  # --once in cron or CI: a job that could not launch must not pass silently
 
 
 def register(sub, common) -> None:

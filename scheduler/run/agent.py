@@ -63,12 +63,15 @@ def _guarded(store: Store, job: Job, clock, out: list, fn) -> None:
 
 def run_agent(store: Store, launcher_factory, clock: Callable[[], datetime], *, once: bool = False,
               interval_s: float = 60.0, stale_after_s: float = DEFAULT_LEASE_S, log=print,
-              sleep: Callable[[float], None] = time.sleep) -> int:
-    """Loop ``agent_pass`` every ``interval_s`` (``once``: a single pass). Returns jobs launched."""
+              sleep: Callable[[float], None] = time.sleep, troubles: list | None = None) -> int:
+    """Loop ``agent_pass`` every ``interval_s`` (``once``: a single pass). Returns jobs launched;
+    outcomes that failed or erred are appended to ``troubles`` when given."""
     launched = 0
     while True:
         for o in agent_pass(store, launcher_factory, clock(), stale_after_s=stale_after_s, clock=clock):
             launched += o.state == "running"
+            if troubles is not None and o.state in ("failed", "error"):
+                troubles.append(o)
             where = f" in {o.placement.get('region_id')} ({o.placement.get('instance_type')})" if o.placement else ""
             log(f"{iso_utc(clock())} job {o.job_id}: {o.state}{where}{': ' + o.message if o.message else ''}")
         if once:

@@ -147,7 +147,15 @@ def _launch_claimed(store: Store, job: Job, launchers, now: datetime, worker: st
         if not (attempts and n < len(attempts)):
             store.begin_attempt(job.id, attempt=n, rank=placement.get("rank"), launcher=launcher.name,
                                 placement=placement, token=token, now=now)
-        existing = launcher.find(job, n, token)
+        try:
+            existing = launcher.find(job, n, token)
+        except LaunchError as exc:
+            if exc.retryable:
+                raise  # the cloud is unreachable: the lease runs out and a later pass resumes this attempt
+            # no credentials, a denied permission: no later pass can do better until a person acts
+            store.finish_attempt(job.id, n, outcome="error", now=now, error_code=exc.code, message=str(exc))
+            store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": str(exc)})
+            return LaunchOutcome(job.id, "failed", placement=placement, message=str(exc))
         if existing:
             store.finish_attempt(job.id, n, outcome="reconciled", now=now, resource_id=existing)
             return _running(store, job, placement, existing, now, launchers)

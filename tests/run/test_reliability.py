@@ -218,3 +218,26 @@ def test_error_texts_are_redacted_before_they_are_stored(tmp_path, monkeypatch):
     store.add_event(stored.id, clock(), "agent-error", {"message": echoed})
     text = json.dumps(store.events(stored.id))
     assert "s3cret-pass" not in text and "YWxpY2U6czNjcmV0LXBhc3M=" not in text and "***" in text
+
+
+def test_a_launch_without_credentials_fails_the_job_and_the_agent_says_so(cli, tmp_path):
+    """Issue 13's reproduction: submit --launcher aws without credentials left the job in
+    `launching`, and every `agent --once` retried it and exited 0. The real boto3 client, no
+    credentials anywhere (nothing reaches the network: the instance-metadata lookup is off)."""
+    from conftest import EXAMPLE_JOB
+
+    home = tmp_path / "home"
+    env = {"CARBONSCHED_HOME": str(home), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true",
+           "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_DEFAULT_REGION": "us-east-1"}
+    # planned as of a past instant, so its start is already due for the agent
+    r = cli("submit", EXAMPLE_JOB, "--launcher", "aws", "--yes", "--now", "2026-01-05T10:00Z", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    (stored,) = Store(home / "jobs.sqlite").jobs()
+    r = cli("agent", "--once", extra_env=env)
+    assert r.returncode == 1 and "no credentials" in r.stdout and "1 failed or erred" in r.stdout, r.stdout + r.stderr
+    store = Store(home / "jobs.sqlite")
+    done = store.get(stored.id)
+    assert done.state == "failed" and [a.outcome for a in store.attempts(done.id)] == ["error"]
+    r = cli("agent", "--once", extra_env=env)  # nothing left to retry
+    assert r.returncode == 0 and "0 job(s) launched" in r.stdout and "no credentials" not in r.stdout
