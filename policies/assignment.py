@@ -65,8 +65,9 @@ the MILP; a large, tight batch returns its best assignment at the limit with the
 Reported: ``unplaced_weight`` against ``unplaced_bound`` (equal: the placement count is proven
 maximal) and ``gap_vs_lp = (cost - B) / |cost|`` (NaN when it is not proven maximal).
 ``greedy`` is the comparison rule "jobs in submission order, each takes its cheapest candidate
-that still fits"; it never places more weight nor costs less than ``solve``'s result at the same
-placed weight, because its assignment is one of those ``solve`` compares.
+that still fits". Greedy over the reduced candidates seeds every component and is one of the
+assignments ``solve`` compares, so ``solve`` does not do worse on (placed weight, cost); a
+hypothesis test checks it against ``greedy`` over all candidates.
 """
 from __future__ import annotations
 
