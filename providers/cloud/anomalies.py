@@ -27,6 +27,12 @@ from datetime import date
 from carbonsched.models import Offering
 
 RATIO = 2.0
+NOISE = 1e-9  # relative: prices this close compare as equal, so a change of currency unit flips nothing
+
+
+def _above(a: float, b: float) -> bool:
+    """``a > b`` by more than float noise."""
+    return a > b * (1 + NOISE)
 
 OfferingKey = tuple[str, str, str, str]  # provider, region, instance type, market
 
@@ -99,7 +105,7 @@ def spot_above_on_demand(offerings: list[Offering]) -> list[Anomaly]:
     out = []
     for o in offerings:
         od = on_demand.get((o.provider, o.region, o.instance_type))
-        if o.market == "spot" and od is not None and o.price_usd_per_hour >= od:
+        if o.market == "spot" and od is not None and not _above(od, o.price_usd_per_hour):
             out.append(Anomaly("spot_above_on_demand", o.provider, o.region, o.instance_type, "spot",
                                f"spot ${o.price_usd_per_hour:.2f}/h >= on-demand ${od:.2f}/h"))
     return out
@@ -112,7 +118,7 @@ def regional_outliers(offerings: list[Offering], medians: dict[tuple[str, str], 
         if o.market != "on-demand" or not median or o.price_usd_per_hour <= 0:
             continue
         ratio = o.price_usd_per_hour / median
-        if ratio > RATIO or ratio < 1 / RATIO:
+        if _above(o.price_usd_per_hour, RATIO * median) or _above(median, RATIO * o.price_usd_per_hour):
             out.append(Anomaly("regional_outlier", o.provider, o.region, o.instance_type, "on-demand",
                                f"${per_gpu_hour(o):.2f} per {o.gpu}-hour is {ratio:.2f}x the median of "
                                f"{o.instance_type} across {o.provider} regions (${median / max(o.gpu_count, 1):.2f})"))
@@ -130,7 +136,7 @@ def variant_spreads(offerings: list[Offering], medians: dict[tuple[str, str], fl
         for i, a in enumerate(group):
             for b in group[i + 1:]:
                 similar_host = max(a.vcpus, b.vcpus) <= 1.5 * max(min(a.vcpus, b.vcpus), 1)
-                if not similar_host or b.price_usd_per_hour <= RATIO * a.price_usd_per_hour:
+                if not similar_host or not _above(b.price_usd_per_hour, RATIO * a.price_usd_per_hour):
                     continue
                 worse, other = (a, b) if _off_median(a, medians) > _off_median(b, medians) else (b, a)
                 if worse.instance_type in seen:
