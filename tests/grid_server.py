@@ -187,3 +187,21 @@ class GridServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ServedFake:
+    """Base of the fake cloud APIs built on a GridServer (``self.server``): a context manager that
+    starts and stops it, with its ``url``."""
+
+    server: GridServer
+
+    def __enter__(self):
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url

@@ -16,13 +16,12 @@ import math
 import os
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import parse_qs
 from xml.etree import ElementTree as ET
 
 import pytest
 import requests
-from grid_server import GridServer
+from grid_server import GridServer, ServedFake
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -86,7 +85,7 @@ class PriceTable:
         return round(0.35 * self.od(region, itype) + 0.01 * (ord(zone[-1]) - ord("a")), 4)
 
 
-class EC2Proxy:
+class EC2Proxy(ServedFake):
     """Forwards EC2 Query requests to moto; pages, prices spot, and injects errors on demand."""
 
     PAGED = {"DescribeInstanceTypes": "instanceTypeSet", "DescribeInstanceTypeOfferings": "instanceTypeOfferingSet"}
@@ -97,17 +96,6 @@ class EC2Proxy:
         self.deny: set[str] = set()
         self.latency_s = 0.0  # added to every answer (benchmarks: a remote region's round trip)
         self.server = GridServer({"POST /": self.handle})
-
-    def __enter__(self):
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     def actions(self, name: str, region: str | None = None) -> list[dict]:
         out = []
@@ -168,7 +156,7 @@ class EC2Proxy:
         return _xml("DescribeSpotPriceHistory", f"<spotPriceHistorySet>{''.join(items)}</spotPriceHistorySet><nextToken/>")
 
 
-class JsonApiFake:
+class JsonApiFake(ServedFake):
     """AWS Pricing (AWSPriceListService) and Service Quotas (ServiceQuotasV20190624), JSON 1.1."""
 
     def __init__(self, prices: PriceTable):
@@ -179,17 +167,6 @@ class JsonApiFake:
         self.no_such: set[tuple[str, str]] = set()  # (region, code) never set by the account
         self.latency_s = 0.0
         self.server = GridServer({"POST /": self.handle})
-
-    def __enter__(self):
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     def calls(self, op: str) -> list[dict]:
         return [json.loads(r.body or b"{}") for r in self.server.requests if r.headers.get("x-amz-target", "").endswith("." + op)]

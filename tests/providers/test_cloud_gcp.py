@@ -13,16 +13,14 @@ import json
 import os
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
-from grid_server import GridServer
+from grid_server import GridServer, ServedFake
 
 pytest.importorskip("google.cloud.compute_v1")
 
 from carbonsched.errors import CloudAuthError  # noqa: E402
 from carbonsched.providers.cloud import gcp  # noqa: E402
-from carbonsched.providers.cloud.cache import offerings_from_rows  # noqa: E402
 from carbonsched.providers.cloud.catalog import parse_offerings  # noqa: E402
 from conftest import REPO
 
@@ -48,7 +46,7 @@ def _machine_name(itype: str) -> str:
     return itype.split("+")[0]
 
 
-class ComputeFake:
+class ComputeFake(ServedFake):
     """A local Compute Engine REST API for the given embedded rows' zones (context manager)."""
 
     def __init__(self, rows: list[dict], extra_regions=("us-east1",), skus: list[dict] | None = None):
@@ -84,17 +82,6 @@ class ComputeFake:
             routes[f"{base}/regions/{region}"] = self.region_get
         routes[SKUS_ROUTE] = self.sku_list
         self.server = GridServer(routes)
-
-    def __enter__(self):
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     def _denied(self, rec):
         time.sleep(self.latency_s)

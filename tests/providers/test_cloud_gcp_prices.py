@@ -15,7 +15,7 @@ pytest.importorskip("google.cloud.compute_v1")
 pytest.importorskip("google.cloud.billing_v1")
 
 from carbonsched.providers.cloud import gcp, gcp_prices  # noqa: E402
-from test_cloud_gcp import DATA, NOW, PROJECT, SKUS_ROUTE, ComputeFake, gcp_clients_for, gcp_rows  # noqa: E402
+from test_cloud_gcp import DATA, NOW, SKUS_ROUTE, ComputeFake, gcp_clients_for, gcp_rows  # noqa: E402
 
 SKUS = json.loads((DATA / "gcp_billing_skus.json").read_text())["skus"]
 REGIONS = ["us-central1", "europe-west4"]

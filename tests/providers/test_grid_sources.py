@@ -9,7 +9,6 @@ import json
 import socket
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np

@@ -4,7 +4,6 @@ so exactly-once rests on the tag lookup)."""
 from __future__ import annotations
 
 import base64
-import os
 import signal
 import time
 import urllib.request
