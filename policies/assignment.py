@@ -414,9 +414,8 @@ def _dive(m: _Master, share: float = 0.25, deadline: float = math.inf) -> tuple[
                     fix.append(int(m.job_row[j]))  # the slack carries more: leave j unplaced
                     continue
                 for c in fc[a:b]:
-                    r, h0, h1 = p.resource[c], p.first_hour[c], p.first_hour[c] + p.n_hours[c]
-                    if load[r, h0:h1].max() + p.demand[c] <= p.capacity[r] + 1e-9:
-                        load[r, h0:h1] += p.demand[c]
+                    if _fits(p, load, c):
+                        _hold(p, load, c)
                         fix.append(int(m.model_col[c]))
                         break
                 else:
@@ -436,26 +435,15 @@ def _dive(m: _Master, share: float = 0.25, deadline: float = math.inf) -> tuple[
 
 
 def _fill(p: BatchProblem, chosen: np.ndarray, unplaced: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Place what still fits: each unplaced job (highest weight first) takes its cheapest
-    candidate among ``cand`` that fits the capacity ``chosen`` leaves."""
+    """Place what still fits: greedy over the unplaced jobs (highest weight first), each taking its
+    cheapest candidate among ``cand`` that fits the capacity ``chosen`` leaves."""
     if not len(unplaced):
         return chosen, unplaced
-    load = usage(p, chosen)
-    mine = cand[np.isin(p.job[cand], unplaced)]
-    mine = mine[np.lexsort((p.cost[mine], p.job[mine]))]
-    bounds = np.searchsorted(p.job[mine], unplaced)
-    ends = np.searchsorted(p.job[mine], unplaced, side="right")
-    placed, left = [], []
-    for i in np.argsort(-p.weights[unplaced], kind="stable"):
-        for c in mine[bounds[i]:ends[i]]:
-            r, h0, h1 = p.resource[c], p.first_hour[c], p.first_hour[c] + p.n_hours[c]
-            if load[r, h0:h1].max() + p.demand[c] <= p.capacity[r] + 1e-9:
-                load[r, h0:h1] += p.demand[c]
-                placed.append(c)
-                break
-        else:
-            left.append(unplaced[i])
-    return np.concatenate([chosen, np.array(placed, dtype=np.int64)]), np.sort(np.array(left, dtype=np.int64))
+    mine = np.zeros(len(p.job), dtype=bool)
+    mine[cand[np.isin(p.job[cand], unplaced)]] = True
+    order = unplaced[np.argsort(-p.weights[unplaced], kind="stable")]
+    got = greedy(p, order, mine, used=usage(p, chosen))[order]
+    return np.concatenate([chosen, got[got >= 0]]), np.sort(order[got < 0])
 
 
 def _relocate(p: BatchProblem, chosen: np.ndarray, unplaced: np.ndarray, cand: np.ndarray,
@@ -473,23 +461,19 @@ def _relocate(p: BatchProblem, chosen: np.ndarray, unplaced: np.ndarray, cand: n
     for c in chosen:
         on_res.setdefault(int(p.resource[c]), set()).add(int(c))
 
-    def span(c):
-        return int(p.resource[c]), int(p.first_hour[c]), int(p.first_hour[c] + p.n_hours[c]), float(p.demand[c])
-
     def fits(c):
-        r, h0, h1, d = span(c)
-        return load[r, h0:h1].max() + d <= p.capacity[r] + 1e-9
+        return _fits(p, load, c)
 
     def move(c, sign):
-        r, h0, h1, d = span(c)
-        load[r, h0:h1] += sign * d
+        _hold(p, load, c, sign)
+        r = int(p.resource[c])
         (on_res.setdefault(r, set()).add if sign > 0 else on_res[r].discard)(c)
 
     left = []
     for i, j in enumerate(unplaced[np.argsort(-p.weights[unplaced], kind="stable")]):
         done = False
         for c in (srt[lo[j]:min(hi[j], lo[j] + RELOCATE_CANDIDATES)] if i < max_jobs else ()):
-            r, h0, h1, _ = span(c)
+            r, h0, h1 = int(p.resource[c]), int(p.first_hour[c]), int(p.first_hour[c] + p.n_hours[c])
             for k in [k for k in on_res.get(r, ()) if p.first_hour[k] < h1 and p.first_hour[k] + p.n_hours[k] > h0]:
                 move(k, -1)
                 if fits(c):
@@ -705,6 +689,18 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 1
                          integral, time.perf_counter() - t, stats)
 
 
+def _fits(p: BatchProblem, load: np.ndarray, c) -> bool:
+    """Does candidate ``c`` fit the capacity that ``load`` ((P, S) GPUs in use) leaves?"""
+    r, h0 = p.resource[c], p.first_hour[c]
+    return load[r, h0:h0 + p.n_hours[c]].max() + p.demand[c] <= p.capacity[r] + 1e-9
+
+
+def _hold(p: BatchProblem, load: np.ndarray, c, sign: float = 1.0) -> None:
+    """Add (``sign`` -1: remove) candidate ``c``'s GPUs to ``load`` over its hours."""
+    r, h0 = p.resource[c], p.first_hour[c]
+    load[r, h0:h0 + p.n_hours[c]] += sign * p.demand[c]
+
+
 def usage(p: BatchProblem, choice: np.ndarray) -> np.ndarray:
     """(P, n_slots) GPUs in use per resource and hour under ``choice`` (-1 entries ignored)."""
     chosen = choice[choice >= 0]
@@ -713,21 +709,20 @@ def usage(p: BatchProblem, choice: np.ndarray) -> np.ndarray:
     return flat.reshape(p.capacity.size, p.n_slots)
 
 
-def greedy(p: BatchProblem, order: np.ndarray | None = None, alive: np.ndarray | None = None) -> np.ndarray:
+def greedy(p: BatchProblem, order: np.ndarray | None = None, alive: np.ndarray | None = None,
+           used: np.ndarray | None = None) -> np.ndarray:
     """Jobs in ``order`` (default: submission order 0..J-1) each take their cheapest candidate
-    (among ``alive``, default all) that fits the capacity left; -1 where none fits."""
-    used = np.zeros((p.capacity.size, p.n_slots))
-    by_job = prune_top_k(p.job, p.cost, None)
-    if alive is not None:
-        by_job = by_job[alive[by_job]]
-    bounds = np.searchsorted(p.job[by_job], np.arange(p.n_jobs + 1))
+    (among ``alive``, default all) that fits the capacity left (after ``used``, default none);
+    -1 where none fits."""
+    used = np.zeros((p.capacity.size, p.n_slots)) if used is None else used.copy()
+    pool = np.arange(len(p.job)) if alive is None else np.flatnonzero(alive)
+    pool = pool[np.lexsort((pool, p.cost[pool], p.job[pool]))]
+    bounds = np.searchsorted(p.job[pool], np.arange(p.n_jobs + 1))
     choice = np.full(p.n_jobs, -1)
-    res, first, last, dem, cap = p.resource, p.first_hour, p.first_hour + p.n_hours, p.demand, p.capacity
     for j in (range(p.n_jobs) if order is None else order):
-        for c in by_job[bounds[j]:bounds[j + 1]]:
-            r, h0, h1, d = res[c], first[c], last[c], dem[c]
-            if used[r, h0:h1].max() + d <= cap[r] + 1e-9:
-                used[r, h0:h1] += d
+        for c in pool[bounds[j]:bounds[j + 1]]:
+            if _fits(p, used, c):
+                _hold(p, used, c)
                 choice[j] = c
                 break
     return choice
