@@ -131,12 +131,6 @@ def weighted_score(c: Candidates, policy: Policy, feasible: np.ndarray) -> np.nd
     return score
 
 
-def within_buckets(x: np.ndarray, fraction: float) -> np.ndarray:
-    """Tie buckets of a 1-D term: ``floor((x - min) / (fraction * |min|))``."""
-    lo = float(x.min()) if len(x) else 0.0
-    return np.floor((x - lo) / (fraction * max(abs(lo), 1e-12)))
-
-
 def bucketed(x: np.ndarray, feasible: np.ndarray, tolerance_pct: float) -> np.ndarray:
     """Tolerance buckets of a term: ``floor((x - min) / (tol * |min|))`` (x itself when tol == 0)."""
     if tolerance_pct <= 0:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from carbonsched.policies.candidates import Candidates
-from carbonsched.policies.objectives import Policy, bucketed, weighted_score, within_buckets
+from carbonsched.policies.objectives import Policy, bucketed, weighted_score
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +114,6 @@ def rank(c: Candidates, feasible: np.ndarray, policy: Policy) -> Ranking:
         else:  # ties (within the fraction) go to the earliest start, then the lower cost
             rest = [t for t in ("cost", "carbon", "time") if t != policy.objective]
             keys = [values["time"], score] + [values[t] for t in reversed(rest)] + \
-                [c.start_h[ks], within_buckets(score, policy.tie_fraction)]
+                [c.start_h[ks], bucketed(score, np.ones(score.shape, dtype=bool), 100 * policy.tie_fraction)]
     order = np.lexsort(keys)
     return Ranking(rows[order], ks[order], score[order], n_feasible)

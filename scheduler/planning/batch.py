@@ -46,8 +46,6 @@ from carbonsched.errors import InfeasibleError, UserInputError
 from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
 from carbonsched.policies import Policy
 from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, solve
-from carbonsched.providers.cloud import choose_offering_source
-from carbonsched.providers.grid import build_forecast_source
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc
@@ -181,8 +179,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
         raise UserInputError(f"top_k must be a whole number >= 1 (or None for all), got {top_k!r}")
     started = time.perf_counter()
     settings = settings or resolve_settings()
-    inputs = PlanInputs(offerings_source or choose_offering_source(settings),  # as plan(): cache and quotas
-                        forecast_source or build_forecast_source(settings), settings.exclude_flagged_prices)
+    inputs = PlanInputs.for_settings(settings, offerings_source, forecast_source)  # as plan(): cache and quotas
     name, weights = _objective(objective)
     names = _unique_names(jobs)
     jcs = _all_candidates(jobs, names, progress, now=now, settings=settings, inputs=inputs)

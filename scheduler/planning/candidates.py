@@ -20,8 +20,6 @@ import numpy as np
 from carbonsched.errors import DataError, InfeasibleError, JobSpecError, UnknownNameError
 from carbonsched.models import Forecast, Gpu, Offering, Placement, Region
 from carbonsched.policies import Candidates, Limits, Policy, feasibility
-from carbonsched.providers.cloud import choose_offering_source
-from carbonsched.providers.grid import build_forecast_source
 from carbonsched.refdata import resolve_region
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec, resolve_job
@@ -200,8 +198,7 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
         job = job.with_policy(policy)
     settings = settings or resolve_settings()
     if inputs is None:
-        inputs = PlanInputs(offerings_source or choose_offering_source(settings),
-                            forecast_source or build_forecast_source(settings), settings.exclude_flagged_prices)
+        inputs = PlanInputs.for_settings(settings, offerings_source, forecast_source)
     regions, gpus = inputs.regions, inputs.gpus
     window, warnings = candidate_window(job, now)
     K = len(window.starts)

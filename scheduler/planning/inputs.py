@@ -25,9 +25,12 @@ from datetime import datetime
 import numpy as np
 
 from carbonsched.models import Forecast, Gpu, Offering, Region
+from carbonsched.providers.cloud import choose_offering_source
 from carbonsched.providers.cloud.anomalies import check_offerings, offering_key
 from carbonsched.providers.cloud.cache import quota_warnings
+from carbonsched.providers.grid import build_forecast_source
 from carbonsched.refdata import read_gpus, read_regions
+from carbonsched.settings import Settings
 from carbonsched.spec.job import JobSpec
 
 # GPUs whose instances have ARM (Graviton) hosts: x86 software does not run there unchanged
@@ -124,6 +127,13 @@ class PlanInputs:
         self._masks: dict[tuple, dict[str, np.ndarray]] = {}
         self._baseline: dict[tuple, tuple[Offering | None, int]] = {}
         self._forecasts: dict[tuple, Forecast] = {}
+
+    @classmethod
+    def for_settings(cls, settings: Settings, offerings_source=None, forecast_source=None) -> "PlanInputs":
+        """The inputs a plan uses under ``settings``: the given sources, else those the settings
+        choose (the catalog cache with quotas, the configured intensity chain)."""
+        return cls(offerings_source or choose_offering_source(settings),
+                   forecast_source or build_forecast_source(settings), settings.exclude_flagged_prices)
 
     def _list(self) -> tuple[list[Offering], dict, tuple[str, ...]]:
         if self._listed is None:
