@@ -193,7 +193,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     sol = solve(batch.problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
     timings["solve_s"] = time.perf_counter() - t
     if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all
-        raise _capacity_error(batch, sol, names)
+        raise _capacity_error(batch, sol, names, top_k)
     if sol.status == "time_limit":
         gap = "" if math.isnan(sol.gap_vs_lp) else f" within {100 * sol.gap_vs_lp:.2f} % of the best possible,"
         warnings.append(f"the solver stopped at its time limit:{gap} not proven optimal")
@@ -284,7 +284,7 @@ class BatchColumns:
     offering: np.ndarray  # row of the job's JobCandidates
     start: np.ndarray  # index into the job's window.starts
     resources: list[tuple[str, str]]  # (region_id, gpu) per resource index
-    pruned: bool  # some job kept fewer than all its feasible candidates
+    pruned: bool  # some job kept fewer than all its feasible candidates (bounds hold over the kept ones)
 
     def placement(self, jc: JobCandidates, column: int, baseline: Placement | None) -> Placement:
         p = jc.placement(int(self.offering[column]), int(self.start[column]))
@@ -327,15 +327,21 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None)
     return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned)
 
 
-def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str]) -> InfeasibleError:
-    """Which jobs cannot be placed together, and on which (region, GPU) capacity they compete."""
+def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str], top_k: int | None) -> InfeasibleError:
+    """Which jobs cannot be placed together, and on which (region, GPU) capacity they compete.
+    "At most" only when the solver proved it, and only over the candidates it was given."""
     prob, out = batch.problem, sol.unplaced
+    scope = f" among each job's top {top_k} candidates (--top-k 0 searches all)" if batch.pruned else ""
+    placed = f"{prob.n_jobs - len(out)} of {prob.n_jobs} jobs"
+    head = (f"at most {placed} fit together{scope}"
+            if sol.stats["unplaced_weight"] <= sol.stats["unplaced_bound"] + 1e-9
+            else f"only {placed} could be placed together{scope} (not proven the most possible)")
     left = [names[j] for j in out]
     tally = Counter(int(r) for r in prob.resource[np.isin(prob.job, out)])
     where = ", ".join(f"{batch.resources[r][0]} {batch.resources[r][1]} ({prob.capacity[r]:g} GPUs/h)"
                       for r, _ in tally.most_common(3))
     return InfeasibleError(
-        f"batch infeasible: capacity: at most {prob.n_jobs - len(out)} of {prob.n_jobs} jobs fit together; "
+        f"batch infeasible: capacity: {head}; "
         f"cannot place {', '.join(map(repr, left))} (their candidates need {where}); raise those capacities, "
         "or widen these jobs' windows or regions (or plan without --strict to place what fits)",
         {"capacity": len(out)})

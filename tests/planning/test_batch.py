@@ -172,7 +172,11 @@ def test_plan_batch_explains_infeasible_jobs_and_capacity():
         plan_batch(now_only, now=NOW, settings=SETTINGS, capacity=8, strict=True)
     msg = str(info.value)
     assert "capacity" in msg and "at most 1 of 3 jobs fit" in msg and "aws:eu-north-1 H100 (8 GPUs/h)" in msg
-    assert "\n" not in msg
+    assert "\n" not in msg and "top" not in msg  # every candidate was searched
+    # pruned to each job's best start: the claim is scoped to what was searched
+    waiting = [h100_job(f"w{i}", ["aws:eu-north-1"], max_delay="2h") for i in range(3)]
+    with pytest.raises(InfeasibleError, match=r"at most 1 of 3 jobs fit together among each job's top 1 candidates"):
+        plan_batch(waiting, now=NOW, settings=SETTINGS, capacity=8, strict=True, top_k=1)
 
 
 def test_plan_batch_places_what_fits_by_priority_and_says_why():
