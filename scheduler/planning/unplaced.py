@@ -61,12 +61,11 @@ def _cells(batch: BatchColumns, used: np.ndarray, j: int, t0: datetime, limit: i
     return tuple(out)
 
 
-def _room(batch: BatchColumns, used: np.ndarray, jc: JobCandidates, first_hour: int,
-          search_hours: int = 24 * 14) -> tuple[float, str] | None:
+def _room(batch: BatchColumns, index: dict[tuple[str, str], int], used: np.ndarray, jc: JobCandidates,
+          first_hour: int, search_hours: int = 24 * 14) -> tuple[float, str] | None:
     """(earliest hour from t0, region id) at which one of the job's feasible offerings finds room
-    for its whole run, given ``used``; resources the batch did not model are free."""
+    for its whole run, given ``used``; resources the batch did not model (not in ``index``) are free."""
     p = batch.problem
-    index = {key: r for r, key in enumerate(batch.resources)}
     best = None
     for o in np.unique(np.nonzero(jc.feasible)[0]):
         off = jc.offerings[o]
@@ -90,11 +89,12 @@ def _room(batch: BatchColumns, used: np.ndarray, jc: JobCandidates, first_hour: 
 def why_unplaced(batch: BatchColumns, sol: BatchSolution, jcs: list[JobCandidates], names: list[str]) -> list[Unplaced]:
     """An ``Unplaced`` for every job ``sol`` leaves out."""
     used = usage(batch.problem, sol.choice)
+    index = {key: r for r, key in enumerate(batch.resources)}
     out = []
     for j in sol.unplaced:
         jc = jcs[j]
         first = int(math.floor(jc.offset_h + float(jc.cands.start_h[0]) + 1e-9))
-        room = _room(batch, used, jc, first)
+        room = _room(batch, index, used, jc, first)
         start = None if room is None else max(jc.t0 + timedelta(hours=room[0]), jc.window.starts[0])
         out.append(Unplaced(names[j], jc.job.priority, _cells(batch, used, j, jc.t0), start,
                             None if room is None else room[1]))
