@@ -153,9 +153,7 @@ def _launch_claimed(store: Store, job: Job, launchers, now: datetime, worker: st
             if exc.retryable:
                 raise  # the cloud is unreachable: the lease runs out and a later pass resumes this attempt
             # no credentials, a denied permission: no later pass can do better until a person acts
-            store.finish_attempt(job.id, n, outcome="error", now=now, error_code=exc.code, message=str(exc))
-            store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": str(exc)})
-            return LaunchOutcome(job.id, "failed", placement=placement, message=str(exc))
+            return _attempt_failed(store, job, n, placement, exc, now)
         if existing:
             store.finish_attempt(job.id, n, outcome="reconciled", now=now, resource_id=existing)
             return _running(store, job, placement, existing, now, launchers)
@@ -176,9 +174,7 @@ def _launch_claimed(store: Store, job: Job, launchers, now: datetime, worker: st
                 store.finish_attempt(job.id, n, outcome="reconciled", now=now, resource_id=found,
                                      error_code=exc.code, message=str(exc))
                 return _running(store, job, placement, found, now, launchers)
-            store.finish_attempt(job.id, n, outcome="error", now=now, error_code=exc.code, message=str(exc))
-            store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": str(exc)})
-            return LaunchOutcome(job.id, "failed", placement=placement, message=str(exc))
+            return _attempt_failed(store, job, n, placement, exc, now)
         _fault_point("after-launch")
         store.finish_attempt(job.id, n, outcome="launched", now=now, resource_id=resource)
         return _running(store, job, placement, resource, now, launchers)
@@ -186,6 +182,13 @@ def _launch_claimed(store: Store, job: Job, launchers, now: datetime, worker: st
               if n else "the plan has no placements to launch")
     store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": reason})
     return LaunchOutcome(job.id, "failed", message=reason)
+
+
+def _attempt_failed(store: Store, job: Job, n: int, placement: dict, exc: LaunchError, now: datetime) -> LaunchOutcome:
+    """Record attempt ``n`` as an error and fail the job with its reason."""
+    store.finish_attempt(job.id, n, outcome="error", now=now, error_code=exc.code, message=str(exc))
+    store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": str(exc)})
+    return LaunchOutcome(job.id, "failed", placement=placement, message=str(exc))
 
 
 def _fault_point(name: str) -> None:
