@@ -10,14 +10,17 @@ Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config
     electricitymaps_emission_factor = "lifecycle"   # or "direct" (stack emissions only)
     lease_seconds = 120.0                 # how long a launch claim holds without a heartbeat
     exclude_flagged_prices = false        # rank without offerings whose catalog price is in doubt
+    database_url = "postgresql://carbonsched@db.internal/carbonsched"   # a team's job store (default: SQLite under home)
 
 Fetched live forecasts are cached under ``<home>/cache`` when a home is set (``home`` or
 ``CARBONSCHED_HOME``), else under ``$XDG_CACHE_HOME/carbonsched`` (``~/.cache/carbonsched``):
 the cache is disposable, the state under home is not (``Settings.cache_dir``).
 
 Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``, ``CARBONSCHED_INTENSITY_SOURCE``,
-``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``, ``CARBONSCHED_LEASE_SECONDS``, ``CARBONSCHED_EXCLUDE_FLAGGED_PRICES`` (1/true). Credentials stay in their vendors' variables
-(``ELECTRICITYMAPS_TOKEN``, ``WATTTIME_USERNAME``/``WATTTIME_PASSWORD``) and are never stored.
+``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``, ``CARBONSCHED_LEASE_SECONDS``,
+``CARBONSCHED_EXCLUDE_FLAGGED_PRICES`` (1/true), ``CARBONSCHED_DATABASE_URL``. Credentials stay in their
+vendors' variables (``ELECTRICITYMAPS_TOKEN``, ``WATTTIME_USERNAME``/``WATTTIME_PASSWORD``; a database
+password in ``PGPASSWORD`` or ``~/.pgpass`` rather than in the URL) and are never stored.
 """
 from __future__ import annotations
 
@@ -52,6 +55,7 @@ class Settings:
     electricitymaps_emission_factor: str = "lifecycle"
     lease_seconds: float = 120.0
     exclude_flagged_prices: bool = False
+    database_url: str | None = None  # postgresql://...: the job store is this database, not <home>/jobs.sqlite
     config_path: Path | None = None  # the file that was read, if any
     cache_dir: Path | None = None  # disposable caches (fetched forecasts); None: <home>/cache
 
@@ -74,7 +78,8 @@ def _read_config(path: Path, explicit: bool) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is malformed TOML: {exc}") from None
     allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float,
-               "electricitymaps_emission_factor": str, "lease_seconds": float, "exclude_flagged_prices": bool}
+               "electricitymaps_emission_factor": str, "lease_seconds": float, "exclude_flagged_prices": bool,
+               "database_url": str}
     for key in raw:
         if key not in allowed:
             hint = did_you_mean(key, sorted(allowed), n=1) or f"; allowed: {', '.join(sorted(allowed))}"
@@ -120,6 +125,11 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
         values["lease_seconds"] = env["CARBONSCHED_LEASE_SECONDS"]
     if env.get("CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR"):
         values["electricitymaps_emission_factor"] = env["CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR"]
+    if env.get("CARBONSCHED_DATABASE_URL"):
+        values["database_url"] = env["CARBONSCHED_DATABASE_URL"]
+    if values.get("database_url") and not str(values["database_url"]).startswith(("postgresql://", "postgres://")):
+        raise ConfigError("database_url (CARBONSCHED_DATABASE_URL) must be a postgresql://USER@HOST[:PORT]/DATABASE "
+                          "URL; leave it unset for the SQLite store under home")
     if values.get("electricitymaps_emission_factor", "lifecycle") not in ("lifecycle", "direct"):
         raise ConfigError(f"electricitymaps_emission_factor must be 'lifecycle' or 'direct', "
                           f"got {values['electricitymaps_emission_factor']!r}")

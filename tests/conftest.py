@@ -45,3 +45,29 @@ def cli(tmp_path):
 @pytest.fixture
 def now():
     return NOW
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (tests/pgserver.py). Without the binaries the
+    tests that need it skip locally; under CI (``CI`` set) they fail, so a missing install step
+    cannot hide behind a skip."""
+    from pgserver import PostgresServer, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL store tests: {reason}")
+        pytest.skip(reason)
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request, tmp_path):
+    """Where a test's job store lives, once per backend: a SQLite file path, or a URL on a fresh
+    schema of the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return tmp_path / "store" / "jobs.sqlite"
+    return request.getfixturevalue("postgres").url()

@@ -17,6 +17,8 @@ def _store(a, create: bool = True):
     from carbonsched.settings import resolve_settings
 
     settings = resolve_settings()
+    if settings.database_url:  # a team's database: it exists or says why not
+        return settings, _store_for(settings)
     path = Store.path_for(settings)
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():

@@ -4,7 +4,9 @@ record how running jobs end.
 One pass (``agent_pass``): jobs in *launching* whose lease expired are reclaimed (atomically, the
 expiry checked again) and resumed with reconciliation first; due *scheduled* jobs are claimed and
 launched; *running* jobs are polled. Every claim is stamped with the clock at the claim (not at the
-start of the pass) and holds a lease of ``lease_s`` renewed while the launch runs. One job's
+start of the pass) and holds a lease of ``lease_s`` renewed while the launch runs. Due jobs are
+claimed one at a time (``Store.claim_next``), each just before its launch, so agents sharing a
+PostgreSQL store split the queue between them and no claim waits behind another job's launch. One job's
 failure never stops the agent: a carbonsched error is recorded on the job; any other exception
 (a bug, a poison input) fails that job with the error's type and text, and the pass goes on.
 """
@@ -23,10 +25,11 @@ from carbonsched.units import iso_utc
 
 def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: datetime, *,
                worker: str | None = None, stale_after_s: float = DEFAULT_LEASE_S,
-               clock: Callable[[], datetime] | None = None) -> list[LaunchOutcome]:
+               clock: Callable[[], datetime] | None = None, max_launches: int = 100) -> list[LaunchOutcome]:
     """One pass of the agent (see the module docstring). ``stale_after_s`` is the lease this agent
     takes on the jobs it claims (and how old a lease-less legacy claim must be to be resumed);
-    ``clock`` stamps each claim (default: ``now`` for every job of the pass)."""
+    ``clock`` stamps each claim (default: ``now`` for every job of the pass); at most
+    ``max_launches`` due jobs are claimed per pass, so running jobs are polled in between."""
     worker = worker or worker_id()
     clock = clock or (lambda: now)
     out: list[LaunchOutcome] = []
@@ -34,9 +37,12 @@ def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: d
 
     for job in store.stale_launching(clock(), stale_after_s):
         if store.reclaim(job.id, worker, clock(), job.claimed_by, lease_s=stale_after_s, older_than_s=stale_after_s):
-            _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), resume=True, **lease))
-    for job in store.due(clock()):
-        _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), **lease))
+            _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), claimed=True, **lease))
+    for _ in range(max_launches):
+        job = store.claim_next(worker, clock(), stale_after_s)
+        if job is None:
+            break
+        _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), claimed=True, **lease))
     for job in store.jobs(("running",)):
         _guarded(store, job, clock, out, lambda: refresh_status(store, job, launcher_factory, clock()))
     return [o for o in out if o.state != "skipped"]

@@ -1,7 +1,7 @@
 """The heartbeat that keeps a launch lease alive while a cloud call runs.
 
 A claim (``Store.claim``) holds a job until ``lease_expires_at``. ``Lease`` renews it every
-``lease_s / 4`` from a thread with its own store connection, so a launch that takes longer than
+``lease_s / 4`` from a thread with its own connection to the store (``Store.reopen``), so a launch that takes longer than
 the lease (a slow EC2 API, a retried request) is never mistaken for a dead agent. When a renewal
 finds the lease gone (another agent reclaimed an expired one, or the job was cancelled), ``lost``
 turns true and the owner stops before its next cloud call.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Callable
 
 from carbonsched.errors import CarbonschedError
@@ -18,8 +17,8 @@ from carbonsched.run.store import MIN_LEASE_S, Store
 
 
 class Lease:
-    def __init__(self, store_path: Path, job_id: str, worker: str, lease_s: float, clock: Callable[[], datetime]):
-        self.store_path, self.job_id, self.worker = Path(store_path), job_id, worker
+    def __init__(self, store: Store, job_id: str, worker: str, lease_s: float, clock: Callable[[], datetime]):
+        self.store, self.job_id, self.worker = store, job_id, worker
         self.lease_s, self.clock = lease_s, clock
         self.every_s = max(lease_s, MIN_LEASE_S) / 4
         self.lost = False
@@ -38,7 +37,7 @@ class Lease:
 
     def _run(self) -> None:
         try:
-            store = Store(self.store_path)
+            store = self.store.reopen()
         except CarbonschedError:
             self.lost = True
             return

@@ -111,10 +111,10 @@ def launcher_name(job: Job, placement: dict) -> str:
 
 
 def launch_job(store: Store, job_id: str, launchers: Callable[[str], Launcher], *, now: datetime,
-               worker: str | None = None, resume: bool = False, lease_s: float = DEFAULT_LEASE_S,
+               worker: str | None = None, claimed: bool = False, lease_s: float = DEFAULT_LEASE_S,
                clock: Callable[[], datetime] | None = None) -> LaunchOutcome:
-    """Claim and launch one job (see the module docstring). ``resume`` continues a launch whose
-    lease this worker has just reclaimed.
+    """Claim and launch one job (see the module docstring). ``claimed``: this worker already holds
+    the job's lease (it claimed it with ``claim_next``, or reclaimed a launch whose lease expired).
 
     ``launchers(name)`` gives the launcher for a name; with the job's launcher ``auto`` each
     placement goes to its own cloud, so failover can cross providers. The lease lasts ``lease_s``
@@ -123,9 +123,9 @@ def launch_job(store: Store, job_id: str, launchers: Callable[[str], Launcher], 
     worker = worker or worker_id()
     clock = clock or (lambda: datetime.now(timezone.utc))
     job = store.get(job_id)
-    if not resume and not store.claim(job.id, worker, now, lease_s):
+    if not claimed and not store.claim(job.id, worker, now, lease_s):
         return LaunchOutcome(job.id, "skipped", message="claimed by another agent or no longer scheduled")
-    with Lease(store.path, job.id, worker, lease_s, clock) as lease:
+    with Lease(store, job.id, worker, lease_s, clock) as lease:
         return _launch_claimed(store, job, launchers, now, worker, lease)
 
 

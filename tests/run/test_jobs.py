@@ -1,4 +1,5 @@
-"""Job store, local launcher, submit/agent: real SQLite files, real subprocesses, a real kill -9."""
+"""Job store, local launcher, submit/agent: real SQLite files and a real PostgreSQL server, real
+subprocesses, a real kill -9."""
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def wait_done(store, job_id, launcher, timeout=30):
 
 
 @pytest.fixture
-def env(tmp_path):
-    settings = Settings(home=tmp_path / "home")
+def env(tmp_path, store_target):
+    """Settings, store and local launcher; every test using it runs on SQLite and on PostgreSQL."""
+    url = store_target if isinstance(store_target, str) else None
+    settings = Settings(home=tmp_path / "home", database_url=url)
     store = Store.for_settings(settings)
     yield settings, store, LocalLauncher(settings.home)
     store.close()
@@ -49,13 +52,13 @@ def env(tmp_path):
 
 def test_store_schema_claim_and_events(env, tmp_path):
     settings, store, _ = env
-    assert store.journal_mode == "wal"
+    assert store.journal_mode == ("wal" if store.path else None)
     j = store.add_job(name="a", spec={}, plan={"placements": []}, start_at=NOW, launcher="local", now=NOW)
     assert store.get(j.id[:6]).id == j.id  # prefix lookup
     with pytest.raises(UnknownJobError):
         store.get("zzzz")
     assert [x.id for x in store.due(NOW)] == [j.id] and store.due(NOW - timedelta(minutes=1)) == []
-    other = Store(store.path)  # a second agent on the same file
+    other = store.reopen()  # a second agent on the same store
     results = []
     barrier = threading.Barrier(2)
 

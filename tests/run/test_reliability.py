@@ -1,6 +1,6 @@
 """Reliability of the run side (issue 11): leases between agents, cancel after a crashed launch,
-a fixed launcher's provider, poison jobs, phantom runs, image injection. Real SQLite stores, real
-local runner processes; the one seam is a wrapper that makes the local launcher's call slow, as a
+a fixed launcher's provider, poison jobs, phantom runs, image injection. Real SQLite stores and a
+real PostgreSQL server (the store tests run on both), real local runner processes; the one seam is a wrapper that makes the local launcher's call slow, as a
 slow cloud API would be."""
 from __future__ import annotations
 
@@ -66,12 +66,11 @@ def wait_for(predicate, timeout=20.0):
     return False
 
 
-def test_a_slow_launch_is_not_reclaimed_by_an_impatient_agent(tmp_path):
+def test_a_slow_launch_is_not_reclaimed_by_an_impatient_agent(tmp_path, store_target):
     """Agent A takes 4.5 s to launch under a 2 s lease it renews; agent B, told that 0.5 s makes a
     launch stale, runs after A's first lease would have run out: before leases B reclaimed the job
     and launched it a second time."""
-    path = tmp_path / "jobs.sqlite"
-    store_a, store_b = Store(path), Store(path)
+    store_a, store_b = Store(store_target), Store(store_target)
     slow = Slow(LocalLauncher(tmp_path), delay_s=4.5)
     stored = add(store_a, f"{PY} -c pass")
     results = {}
@@ -88,8 +87,8 @@ def test_a_slow_launch_is_not_reclaimed_by_an_impatient_agent(tmp_path):
     assert "reclaimed" not in [e["kind"] for e in store_a.events(stored.id)]
 
 
-def test_an_expired_lease_is_resumed_with_the_same_token(tmp_path):
-    store = Store(tmp_path / "jobs.sqlite")
+def test_an_expired_lease_is_resumed_with_the_same_token(store_target, tmp_path):
+    store = Store(store_target)
     launcher = LocalLauncher(tmp_path)
     stored = add(store, f"{PY} -c pass")
     t0 = clock() - timedelta(minutes=5)
@@ -101,8 +100,8 @@ def test_an_expired_lease_is_resumed_with_the_same_token(tmp_path):
     assert kinds.count("reclaimed") == 1 and store.get(stored.id).claimed_by == "B"
 
 
-def test_cancel_after_a_crashed_launch_terminates_what_it_started(tmp_path):
-    store = Store(tmp_path / "jobs.sqlite")
+def test_cancel_after_a_crashed_launch_terminates_what_it_started(store_target, tmp_path):
+    store = Store(store_target)
     launcher = LocalLauncher(tmp_path)
     child_pid = tmp_path / "child.pid"
     stored = add(store, f"{PY} -c 'import os, time; open(\"{child_pid}\", \"w\").write(str(os.getpid())); time.sleep(60)'")
@@ -122,9 +121,9 @@ def test_cancel_after_a_crashed_launch_terminates_what_it_started(tmp_path):
     assert any(e["kind"] == "terminated" and e["resources"] == [rid] for e in store.events(stored.id))
 
 
-def test_a_fixed_cloud_launcher_only_gets_its_own_placements(tmp_path):
+def test_a_fixed_cloud_launcher_only_gets_its_own_placements(store_target, tmp_path):
     settings = Settings(home=tmp_path)
-    store = Store(tmp_path / "jobs.sqlite")
+    store = Store(store_target)
     j = job(f"{PY} -c pass")
     now = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
     everywhere = make_plan(j, now=now, settings=settings)
@@ -138,8 +137,8 @@ def test_a_fixed_cloud_launcher_only_gets_its_own_placements(tmp_path):
         restrict_to_launcher(job(f"{PY} -c pass", constraints={"providers": ["gcp"]}), "aws")
 
 
-def test_a_poison_job_fails_alone_and_the_agent_goes_on(tmp_path):
-    store = Store(tmp_path / "jobs.sqlite")
+def test_a_poison_job_fails_alone_and_the_agent_goes_on(store_target, tmp_path):
+    store = Store(store_target)
     launcher = LocalLauncher(tmp_path)
     poison = add(store, f"{PY} -c pass\x00oops", placements=1)  # stored before validation existed
     good = add(store, f"{PY} -c pass", placements=1)
@@ -209,10 +208,10 @@ def test_store_runs_and_logs_are_private(tmp_path):
     assert (run / "log.txt").stat().st_mode & 0o777 == 0o600
 
 
-def test_error_texts_are_redacted_before_they_are_stored(tmp_path, monkeypatch):
+def test_error_texts_are_redacted_before_they_are_stored(store_target, tmp_path, monkeypatch):
     monkeypatch.setenv("WATTTIME_USERNAME", "alice")
     monkeypatch.setenv("WATTTIME_PASSWORD", "s3cret-pass")
-    store = Store(tmp_path / "jobs.sqlite")
+    store = Store(store_target)
     stored = add(store, "true", placements=1)
     echoed = "server said: Authorization: Basic YWxpY2U6czNjcmV0LXBhc3M= (user alice, pass s3cret-pass)"
     store.add_event(stored.id, clock(), "agent-error", {"message": echoed})
