@@ -11,7 +11,8 @@
   one row).
 
 Both turn their drivers' errors into ``StoreError`` with what to do, name the database without its
-password, and migrate the schema forward on open (``schema.py``).
+password, and migrate the schema forward on open (``schema.py``; ``found_version`` is what the
+store had before).
 """
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ class SQLiteBackend:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
     def _migrate(self) -> None:
-        version = self.schema_version()
+        version = self.found_version = self.schema_version()
         _check_version(self.location, version, self.read_only)
         for v in range(version + 1, SCHEMA_VERSION + 1):
             with self.tx():
@@ -235,12 +236,13 @@ class PostgresBackend:
         return row["version"] if row else 0
 
     def _migrate(self) -> None:
-        if self.schema_version() == SCHEMA_VERSION:
+        self.found_version = self.schema_version()
+        if self.found_version == SCHEMA_VERSION:
             return  # the common case takes no lock
         with self.db.transaction():
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
             self.db.execute("CREATE TABLE IF NOT EXISTS carbonsched_schema (version INTEGER NOT NULL)")
-            version = self.schema_version()  # again, under the lock: another agent may have migrated
+            version = self.found_version = self.schema_version()  # again, under the lock: another agent may have migrated
             _check_version(self.location, version, False)
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in statements(v, self.dialect):
