@@ -5,9 +5,13 @@ start, so ``find`` sees the attempt at once), ``pid`` (``PID START``: the proces
 /proc, so a recycled pid is not mistaken for the run), ``log.txt`` (0600) and ``exit.json`` written
 by ``carbonsched/runner.py`` when the command ends. The resource id is ``local:<that directory>``.
 
-A token without a pid older than ``STARTUP_GRACE_S`` is a launch that crashed before the process
-started: ``find`` does not count it (the attempt is launched again) and ``status`` reads it as
-failed, so no job stays "running" without a process.
+A token without a pid is a launch that stopped before the process started (the launcher writes the
+pid itself as soon as ``Popen`` returns, and the runner writes it first thing): ``find`` does not
+count it, so the attempt is launched again with the same token. ``find`` is asked only by an agent
+that holds the job's lease (its previous owner's expired: that agent is gone), or by ``cancel``,
+whose state change stops a launch still under way. ``status`` gives a token without a pid
+``STARTUP_GRACE_S`` to become a process, then reads it as failed, so no job stays "running"
+without one.
 
 The job's process gets the job's own ``env`` on top of an allow-list of the launching process's
 environment (``PASSED_ENV``: paths, locale, terminal, GPU selection), never the rest: an agent's
@@ -82,7 +86,7 @@ class LocalLauncher:
                 return None
         except FileNotFoundError:
             return None
-        if not (d / "pid").exists() and _age_s(d / "token") > STARTUP_GRACE_S:
+        if not (d / "pid").exists():
             return None  # the launch died between the token and the process: launch it again
         return f"local:{d}"
 

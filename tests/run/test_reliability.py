@@ -159,11 +159,13 @@ def test_a_launch_that_died_before_its_process_started_is_not_a_run(tmp_path):
     d = tmp_path / "runs" / "phantom" / "attempt-0"
     d.mkdir(parents=True)
     (d / "token").write_text(token)  # the crash fell here
-    assert launcher.find(stored_job, 0, token) == f"local:{d}"  # young: it may still be starting
+    assert launcher.find(stored_job, 0, token) is None  # no process: the agent launches it again
+    assert launcher.status(f"local:{d}") == ("running", None)  # a runner may still be starting ...
     old = time.time() - STARTUP_GRACE_S - 5
     os.utime(d / "token", (old, old))
-    assert launcher.find(stored_job, 0, token) is None  # so the agent launches it again
-    assert launcher.status(f"local:{d}") == ("failed", None)  # and a stored "running" job ends
+    assert launcher.status(f"local:{d}") == ("failed", None)  # ... but not for ever: a stored "running" job ends
+    (d / "pid").write_text("1")
+    assert launcher.find(stored_job, 0, token) == f"local:{d}"  # a started run is found
 
 
 def test_a_recycled_pid_is_not_the_run(tmp_path):
