@@ -45,7 +45,7 @@ def _open(a: argparse.Namespace, create: bool = False):
 def _info(store) -> dict:
     from carbonsched.run.schema import SCHEMA_VERSION
 
-    counts = {r["state"]: r["n"] for r in store._read("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}
+    counts = store.count_by_state()
     return {"database": store.location, "backend": store.backend.dialect, "schema_version": store.schema_version(),
             "found_version": store.backend.found_version, "latest_version": SCHEMA_VERSION,
             "jobs": sum(counts.values()), "jobs_by_state": dict(sorted(counts.items()))}

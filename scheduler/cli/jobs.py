@@ -109,19 +109,9 @@ def cmd_submit(a: argparse.Namespace) -> int:
 
 
 def _job_doc(store, job) -> dict:
-    from dataclasses import asdict
+    from carbonsched.run.views import job_to_dict
 
-    from carbonsched.units import iso_utc
-
-    attempts = [{k: (iso_utc(v) if isinstance(v, datetime) else v) for k, v in asdict(x).items()} for x in store.attempts(job.id)]
-    best = (job.plan.get("placements") or [None])[0]
-    return {
-        "schema_version": 1, "id": job.id, "name": job.name, "state": job.state, "launcher": job.launcher,
-        "created_at": iso_utc(job.created_at), "updated_at": iso_utc(job.updated_at), "start_at": iso_utc(job.start_at),
-        "resource_id": job.resource_id, "region_id": job.region_id, "instance_type": job.instance_type,
-        "exit_code": job.exit_code, "planned": best, "baseline": job.plan.get("baseline"),
-        "attempts": attempts, "events": store.events(job.id),
-    }
+    return job_to_dict(store, job)
 
 
 def cmd_status(a: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ places they differ (``render``): an auto-numbered key (SQLite's ``INTEGER PRIMAR
 AUTOINCREMENT``, PostgreSQL's identity column). Times are ISO-8601 UTC text (``units.iso_utc``),
 which sorts as time on both, and documents (spec, plan, event details, measurements) are JSON text,
 so an export from one database imports into the other byte for byte (``run/transfer.py``).
+Jobs belong to a team (``''`` for a person's own store); API tokens (``run/tokens.py``) are kept
+as SHA-256 digests of their secret, never the secret.
 
 Versions only go forward. SQLite keeps its version in ``PRAGMA user_version`` (as it always has);
 PostgreSQL in the one-row table ``carbonsched_schema``, changed under an advisory lock so agents
@@ -73,6 +75,20 @@ MIGRATIONS: dict[int, str] = {
     4: """
     CREATE INDEX jobs_created ON jobs (created_at, id);
     """,
+    5: """
+    ALTER TABLE jobs ADD COLUMN team TEXT NOT NULL DEFAULT '';
+    CREATE INDEX jobs_team ON jobs (team, created_at, id);
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        team TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -82,7 +98,7 @@ _TOKENS = {
 }
 
 # the tables in the order an export writes them and an import loads them (parents first)
-TABLES = ("jobs", "attempts", "events", "measurements")
+TABLES = ("jobs", "attempts", "events", "measurements", "tokens")
 
 
 def statements(version: int, dialect: str) -> list[str]:

@@ -62,6 +62,7 @@ class Job:
     instance_type: str | None
     exit_code: int | None
     max_attempts: int
+    team: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _job(row) -> Job:
                updated_at=parse_utc(row["updated_at"]), start_at=parse_utc(row["start_at"]), launcher=row["launcher"],
                spec=json.loads(row["spec_json"]), plan=json.loads(row["plan_json"]), claimed_by=row["claimed_by"],
                resource_id=row["resource_id"], region_id=row["region_id"], instance_type=row["instance_type"],
-               exit_code=row["exit_code"], max_attempts=row["max_attempts"])
+               exit_code=row["exit_code"], max_attempts=row["max_attempts"], team=row["team"])
 
 
 def _attempt(row) -> Attempt:
@@ -153,23 +154,26 @@ class Store:
 
     # -- jobs -------------------------------------------------------------------------
     def add_job(self, *, name: str, spec: dict, plan: dict, start_at: datetime, launcher: str, now: datetime,
-                max_attempts: int = 3, job_id: str | None = None) -> Job:
+                max_attempts: int = 3, job_id: str | None = None, team: str = "") -> Job:
         job_id = job_id or uuid.uuid4().hex[:12]
         with self._tx():
             self._exec(
                 "INSERT INTO jobs (id, name, state, created_at, updated_at, start_at, launcher, spec_json, plan_json,"
-                " max_attempts) VALUES (?, ?, 'scheduled', ?, ?, ?, ?, ?, ?, ?)",
+                " max_attempts, team) VALUES (?, ?, 'scheduled', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, name, iso_utc(now), iso_utc(now), iso_utc(start_at), launcher, json.dumps(spec),
-                 json.dumps(plan), max_attempts))
+                 json.dumps(plan), max_attempts, team))
             self._event(job_id, now, "scheduled", {"start_at": iso_utc(start_at), "launcher": launcher})
         return self.get(job_id)
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, team: str | None = None) -> Job:
+        """The job with this id or unique id prefix; with ``team``, only that team's jobs exist
+        (another team's id reads as unknown, not as forbidden)."""
         if not job_id or not job_id.strip():
             raise UnknownJobError("no job id given; list jobs with `carbonsched list`")
         prefix = job_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._read("SELECT * FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id",
-                          (job_id, prefix + "%"))
+        scope, params = ("", ()) if team is None else (" AND team = ?", (team,))
+        rows = self._read(f"SELECT * FROM jobs WHERE (id = ? OR id LIKE ? ESCAPE '\\'){scope} ORDER BY id LIMIT 6",
+                          (job_id, prefix + "%") + params)
         exact = [r for r in rows if r["id"] == job_id]
         if exact:
             return _job(exact[0])
@@ -179,11 +183,30 @@ class Store:
             raise UnknownJobError(f"no job {job_id!r}; list jobs with `carbonsched list`")
         raise UnknownJobError(f"job id prefix {job_id!r} is ambiguous ({', '.join(r['id'] for r in rows[:5])}); type more of it")
 
-    def jobs(self, states: tuple[str, ...] | None = None) -> list[Job]:
+    def jobs(self, states: tuple[str, ...] | None = None, *, team: str | None = None, limit: int | None = None,
+             after: tuple[str, str] | None = None) -> list[Job]:
+        """Jobs oldest first; filtered by ``states`` and ``team``; at most ``limit`` of them, after the
+        ``(created_at, id)`` cursor of the last job of the previous page."""
+        where, params = [], []
         if states:
-            q = f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY created_at, id"
-            return [_job(r) for r in self._read(q, states)]
-        return [_job(r) for r in self._read("SELECT * FROM jobs ORDER BY created_at, id")]
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            params += list(states)
+        if team is not None:
+            where.append("team = ?")
+            params.append(team)
+        if after is not None:
+            where.append("(created_at > ? OR (created_at = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        q = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created_at, id"
+        if limit is not None:
+            q += " LIMIT ?"
+            params.append(limit)
+        return [_job(r) for r in self._read(q, params)]
+
+    def count_by_state(self, team: str | None = None) -> dict[str, int]:
+        scope, params = ("", ()) if team is None else (" WHERE team = ?", (team,))
+        rows = self._read(f"SELECT state, COUNT(*) AS n FROM jobs{scope} GROUP BY state", params)
+        return {r["state"]: int(r["n"]) for r in rows}
 
     def due(self, now: datetime, limit: int = 100) -> list[Job]:
         rows = self._read("SELECT * FROM jobs WHERE state = 'scheduled' AND start_at <= ? ORDER BY start_at, id LIMIT ?",

@@ -2,7 +2,7 @@
 
 The format: a header line ``{"format": "carbonsched-store", "schema_version": N, "tables": [...]}``,
 then one line per row, ``{"table": "jobs", "row": {column: value, ...}}``, tables in parent-first
-order (jobs, attempts, events, measurements), events in their original order. Values are the
+order (jobs, attempts, events, measurements, tokens: digests only), events in their original order. Values are the
 stored ones (ISO-8601 text times, JSON text documents), so a SQLite store exported and imported
 into PostgreSQL (or back) reads the same: same ids, states, attempts with their idempotency tokens,
 events and measurements. Event sequence numbers are not carried: the target numbers them anew in
@@ -22,7 +22,8 @@ from carbonsched.run.schema import SCHEMA_VERSION, TABLES
 from carbonsched.run.store import Store
 
 FORMAT = "carbonsched-store"
-_ORDER = {"jobs": "created_at, id", "attempts": "job_id, attempt", "events": "seq", "measurements": "job_id"}
+_ORDER = {"jobs": "created_at, id", "attempts": "job_id, attempt", "events": "seq", "measurements": "job_id",
+          "tokens": "created_at, id"}
 _SKIP = {"events": {"seq"}}  # numbered anew by the target
 
 

@@ -1,0 +1,36 @@
+"""A stored job as the JSON document ``status --json``, ``list --json`` and the server's
+``/v1/jobs`` share (one contract, schema_version 1)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+
+from carbonsched.run.store import Job, Store
+from carbonsched.units import iso_utc
+
+JOB_SCHEMA_VERSION = 1
+
+
+def job_to_dict(store: Store, job: Job, *, events: bool = True) -> dict:
+    """The job, its best planned placement and baseline, every attempt and (``events``) its story."""
+    attempts = [{k: (iso_utc(v) if isinstance(v, datetime) else v) for k, v in asdict(x).items()}
+                for x in store.attempts(job.id)]
+    best = (job.plan.get("placements") or [None])[0]
+    doc = {
+        "schema_version": JOB_SCHEMA_VERSION, "id": job.id, "name": job.name, "state": job.state,
+        "launcher": job.launcher, "team": job.team,
+        "created_at": iso_utc(job.created_at), "updated_at": iso_utc(job.updated_at), "start_at": iso_utc(job.start_at),
+        "resource_id": job.resource_id, "region_id": job.region_id, "instance_type": job.instance_type,
+        "exit_code": job.exit_code, "planned": best, "baseline": job.plan.get("baseline"),
+        "attempts": attempts,
+    }
+    if events:
+        doc["events"] = store.events(job.id)
+    return doc
+
+
+def jobs_to_dict(store: Store, jobs: list[Job], *, next_cursor: str | None = None) -> dict:
+    doc = {"schema_version": JOB_SCHEMA_VERSION, "jobs": [job_to_dict(store, j) for j in jobs]}
+    if next_cursor is not None:
+        doc["next_cursor"] = next_cursor
+    return doc
