@@ -9,6 +9,7 @@ Layers, lowest first; a module may import its own layer and those below, never a
     planning   carbonsched.planning          candidates -> estimates -> ranking -> Plan
     run        carbonsched.run               store, submit, agent, waiting for a window
     measure    carbonsched.measure           energy, tracker, ledger, report
+    server     carbonsched.server            the HTTP API over all of the above
     cli        carbonsched.cli, __main__     nothing imports it
 
 Checked on the source (AST), so a violation fails here even if no test happens to import the
@@ -41,6 +42,7 @@ LAYERS = [
     ("planning", ("carbonsched.planning",)),
     ("run", ("carbonsched.run",)),
     ("measure", ("carbonsched.measure",)),
+    ("server", ("carbonsched.server",)),
     ("cli", ("carbonsched.cli", "carbonsched.__main__")),
 ]
 

@@ -87,8 +87,9 @@ class _SpecOnly:
 
 
 def submit(job, *, now: datetime, settings, store: Store, launcher: str, plan=None, launch: bool = True,
-           launcher_factory: Callable[[str], Launcher] | None = None, max_attempts: int = 3) -> tuple[Job, LaunchOutcome | None]:
-    """Plan (unless ``plan`` is given), store, and launch now if the best start is due."""
+           launcher_factory: Callable[[str], Launcher] | None = None, max_attempts: int = 3,
+           team: str = "") -> tuple[Job, LaunchOutcome | None]:
+    """Plan (unless ``plan`` is given), store (as ``team``'s job), and launch now if the best start is due."""
     job = restrict_to_launcher(job, launcher)
     plan = plan or make_plan(job, now=now, settings=settings, top=max(max_attempts, 10))
     check_launchable(job, plan, launcher)
@@ -97,7 +98,7 @@ def submit(job, *, now: datetime, settings, store: Store, launcher: str, plan=No
     # the store keeps the forecasts the decision used, so a report can compare them with what happened
     doc["forecasts"] = {rid: forecast_to_dict(f) for rid, f in sorted(plan.forecasts.items())}
     stored = store.add_job(name=job.name, spec=job.to_dict(), plan=doc, start_at=plan.best.start,
-                           launcher=launcher, now=now, max_attempts=max_attempts)
+                           launcher=launcher, now=now, max_attempts=max_attempts, team=team)
     if launch and plan.best.start <= now + START_TOLERANCE:
         factory = launcher_factory or (lambda name: get_launcher(name, settings))
         return stored, launch_job(store, stored.id, factory, now=now,

@@ -67,21 +67,29 @@ def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
         capacity, default = _capacity(cap, str(cap_file))
         return jobs, capacity, default
     raw = read_toml(path, "batch file", hint="pass a batch TOML file or a directory of job files")
+    return batch_from_dict(raw, str(path))
+
+
+def batch_from_dict(raw: dict, where: str = "batch") -> tuple[list[JobSpec], dict, float | None]:
+    """(jobs, capacity, default capacity) from a batch file's content (``[[job]]`` -> ``job``, a list
+    of job tables; ``capacity``): the TOML file and the server's JSON body share this."""
+    if not isinstance(raw, dict):
+        raise JobSpecError(f"{where}: expected a table with [capacity] and [[job]]")
     unknown = set(raw) - {"job", "capacity"}
     if unknown:
-        raise JobSpecError(f"{path}: unknown top-level key(s) {sorted(unknown)}; a batch file has [capacity] and [[job]] tables")
+        raise JobSpecError(f"{where}: unknown top-level key(s) {sorted(unknown)}; a batch file has [capacity] and [[job]] tables")
     entries = raw.get("job")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise JobSpecError(f"{path}: no [[job]] tables; write one [[job]] table per job")
+        raise JobSpecError(f"{where}: no [[job]] tables; write one [[job]] table per job")
     jobs = []
     for i, entry in enumerate(entries, 1):
         try:
             jobs.append(job_from_dict(entry))
         except JobSpecError as exc:
-            raise JobSpecError(f"{path}: job {i} ({entry.get('name', 'unnamed')}): {exc}") from None
+            raise JobSpecError(f"{where}: job {i} ({entry.get('name', 'unnamed')}): {exc}") from None
     names = [j.name for j in jobs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise JobSpecError(f"{path}: job names must be unique within a batch; repeated: {', '.join(dupes)}")
-    capacity, default = _capacity(raw.get("capacity"), str(path))
+        raise JobSpecError(f"{where}: job names must be unique within a batch; repeated: {', '.join(dupes)}")
+    capacity, default = _capacity(raw.get("capacity"), where)
     return jobs, capacity, default

@@ -1,0 +1,82 @@
+"""The cross-job ledger: planned, measured and baseline emissions summed over a store's jobs.
+
+Per job (optionally one team's, created since an instant):
+
+* planned kgCO2e: the stored plan's best placement (``placements[0].kg_co2e``), the estimate the
+  decision was made on; baseline kgCO2e: the plan's own "default region, start now" baseline.
+* measured kgCO2e: where the job has a measurement (``carbonsched track --job`` or a measured
+  launch), the report's ledger (``measure/ledger.build_ledger``): metered energy x the grid's
+  intensity in the hours it ran; its counterfactual baseline is the same energy in the default
+  region at the same hours.
+
+Totals: planned and baseline over every job with a plan, the planned saving
+``(baseline - planned) / baseline``; measured and its baseline over measured jobs, the measured
+saving the same way; and how many of the jobs that ran were measured. A job whose measurement
+cannot be turned into kgCO2e (a record from an unknown region, say) counts as unmeasured, with a
+warning naming it.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from carbonsched.errors import CarbonschedError
+from carbonsched.measure.ledger import build_ledger
+from carbonsched.run.store import Store, UnknownJobError
+from carbonsched.units import iso_utc
+
+RAN = ("running", "succeeded", "failed")
+
+
+def _pct(base: float, value: float) -> float | None:
+    return round(100 * (base - value) / base, 2) if base > 0 else None
+
+
+def job_ledger_row(store: Store, job, *, source, baseline_region: str | None) -> tuple[dict, str | None]:
+    """One job's row and a warning (or None)."""
+    best = (job.plan.get("placements") or [None])[0] or {}
+    base = job.plan.get("baseline") or {}
+    row = {"id": job.id, "name": job.name, "team": job.team, "state": job.state, "created_at": iso_utc(job.created_at),
+           "region_id": job.region_id or best.get("region_id"), "planned_kg_co2e": best.get("kg_co2e"),
+           "baseline_kg_co2e": base.get("kg_co2e"), "measured_kg_co2e": None, "measured_baseline_kg_co2e": None,
+           "measured_energy_kwh": None}
+    try:
+        record = store.load_measurement(job.id)
+    except UnknownJobError:
+        return row, None
+    try:
+        ledger = build_ledger(record, source=source, region=job.region_id or best.get("region_id"), plan=job.plan,
+                              baseline_region=baseline_region)
+    except CarbonschedError as exc:
+        return row, f"job {job.id}: its measurement could not be costed ({exc})"
+    row.update(measured_kg_co2e=round(ledger.kg_co2e, 6), measured_energy_kwh=round(ledger.facility_energy_kwh, 6),
+               measured_baseline_kg_co2e=round(ledger.baseline["kg_co2e"], 6) if ledger.baseline else None)
+    return row, None
+
+
+def team_ledger(store: Store, *, source, team: str | None = None, since: datetime | None = None,
+                baseline_region: str | None = None) -> dict:
+    """The ledger document (module docstring): ``jobs`` rows and ``totals``."""
+    jobs = [j for j in store.jobs(team=team) if since is None or j.created_at >= since]
+    rows, warnings = [], []
+    for job in jobs:
+        row, warning = job_ledger_row(store, job, source=source, baseline_region=baseline_region)
+        rows.append(row)
+        if warning:
+            warnings.append(warning)
+    planned = [r for r in rows if r["planned_kg_co2e"] is not None and r["baseline_kg_co2e"] is not None]
+    measured = [r for r in rows if r["measured_kg_co2e"] is not None]
+    m_based = [r for r in measured if r["measured_baseline_kg_co2e"] is not None]
+    ran = [r for r in rows if r["state"] in RAN]
+    p_kg, p_base = sum(r["planned_kg_co2e"] for r in planned), sum(r["baseline_kg_co2e"] for r in planned)
+    m_kg, m_base = sum(r["measured_kg_co2e"] for r in m_based), sum(r["measured_baseline_kg_co2e"] for r in m_based)
+    totals = {
+        "jobs": len(rows), "jobs_ran": len(ran), "jobs_measured": len(measured),
+        "measured_share_of_ran_pct": round(100 * len([r for r in measured if r["state"] in RAN]) / len(ran), 1) if ran else None,
+        "planned_kg_co2e": round(p_kg, 6), "baseline_kg_co2e": round(p_base, 6),
+        "planned_saving_kg_co2e": round(p_base - p_kg, 6), "planned_saving_pct": _pct(p_base, p_kg),
+        "measured_kg_co2e": round(sum(r["measured_kg_co2e"] for r in measured), 6),
+        "measured_baseline_kg_co2e": round(m_base, 6), "measured_saving_kg_co2e": round(m_base - m_kg, 6),
+        "measured_saving_pct": _pct(m_base, m_kg),
+    }
+    return {"schema_version": 1, "team": team, "since": iso_utc(since) if since else None, "totals": totals,
+            "jobs": rows, "warnings": warnings}
