@@ -211,3 +211,16 @@ def emit(a: argparse.Namespace, value, *, to_dict, render, plot=None) -> int:
         if wants_plot:
             print(f"plot written to {a.plot}")
     return 0
+
+
+def jsonable(value):
+    """A job file's content as JSON (TOML datetimes as ISO 8601 text, which job files accept too)."""
+    from carbonsched.units import iso_utc
+
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return iso_utc(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    return value

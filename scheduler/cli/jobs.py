@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import add_plan_args, intensity_options, now_from, overrides
+from carbonsched.cli._common import add_plan_args, intensity_options, jsonable as _jsonable, now_from, overrides
 
 
 def _store(a, create: bool = True):
@@ -36,6 +36,13 @@ def _store_for(settings):
     from carbonsched.run.store import Store
 
     return Store.for_settings(settings)
+
+
+def _remote():
+    """The server client when CARBONSCHED_SERVER is set (the command then goes through the API)."""
+    from carbonsched.server.client import remote_from_env
+
+    return remote_from_env()
 
 
 def _factory(settings):
@@ -69,7 +76,8 @@ def cmd_submit(a: argparse.Namespace) -> int:
         raise UserInputError("submit takes one job; plan a queue with `carbonsched plan --batch` and submit its "
                              "jobs one by one (submitting a batch is not supported yet)")
     raw = read_job_file(a.job) if a.job else {}
-    job = job_from_dict(merge(raw, overrides(a)))
+    merged = merge(raw, overrides(a))
+    job = job_from_dict(merged)
     if not job.command:
         raise UserInputError("submit needs a command to run: add command = \"python train.py\" to the job file")
     if a.max_attempts < 1:
@@ -77,6 +85,9 @@ def cmd_submit(a: argparse.Namespace) -> int:
     launcher = a.launcher
     if launcher != "auto" and launcher not in LAUNCHERS:
         raise UserInputError(f"unknown launcher {launcher!r}; choose auto, {', '.join(LAUNCHERS)}")
+    remote = _remote()
+    if remote is not None:
+        return _submit_remote(a, remote, job, _jsonable(merged), launcher)
     job = restrict_to_launcher(job, launcher)
     settings, source = intensity_options(a, a.intensity_source)
     now = now_from(a)
@@ -108,6 +119,29 @@ def cmd_submit(a: argparse.Namespace) -> int:
     return 0 if job_now.state in ("scheduled", "running", "succeeded") else 1
 
 
+def _submit_remote(a, remote, job, spec: dict, launcher: str) -> int:
+    """submit through the server: preview its plan, confirm, submit (the server plans again, as of its clock)."""
+    if getattr(a, "intensity_file", None):
+        raise UserInputError("--intensity-file is local data: the server plans with its own intensity source; "
+                             "unset CARBONSCHED_SERVER to plan with a file")
+    if not a.yes:
+        if not sys.stdin.isatty():
+            raise UserInputError("submit asks for confirmation; pass --yes to submit without a terminal")
+        best = remote.plan(spec, now=a.now, top=1)["placements"][0]
+        answer = input(f"Submit {job.name!r} via {remote.base} ({best['region_id']}, start {best['start']})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not submitted")
+            return 1
+    doc = remote.submit(spec, launcher=launcher, max_attempts=a.max_attempts, now=a.now)
+    if a.json:
+        print(json.dumps(doc, indent=2))
+    elif doc["state"] == "scheduled":
+        print(f"job {doc['id']} scheduled for {doc['start_at']} on {remote.base}; its agents launch it then")
+    else:
+        print(f"job {doc['id']}: {doc['state']}" + (f" ({doc['resource_id']})" if doc.get("resource_id") else ""))
+    return 0 if doc["state"] in ("scheduled", "running", "succeeded") else 1
+
+
 def _job_doc(store, job) -> dict:
     from carbonsched.run.views import job_to_dict
 
@@ -117,23 +151,29 @@ def _job_doc(store, job) -> dict:
 def cmd_status(a: argparse.Namespace) -> int:
     from carbonsched.run.submit import refresh_status
 
-    settings, store = _store(a, create=False)
-    if store is None:  # no store yet, and no job id asked for: an empty listing
-        return cmd_list(a)
-    jobs = [store.get(a.job_id)] if a.job_id else store.jobs()
-    factory = _factory(settings)
-    jobs = [refresh_status(store, j, factory, _now()) if j.state == "running" else j for j in jobs]
+    remote = _remote()
+    if remote is not None:
+        docs = [remote.job(a.job_id)] if a.job_id else remote.jobs()
+    else:
+        settings, store = _store(a, create=False)
+        if store is None:  # no store yet, and no job id asked for: an empty listing
+            return cmd_list(a)
+        jobs = [store.get(a.job_id)] if a.job_id else store.jobs()
+        factory = _factory(settings)
+        docs = [_job_doc(store, refresh_status(store, j, factory, _now()) if j.state == "running" else j) for j in jobs]
     if a.json:
-        doc = _job_doc(store, jobs[0]) if a.job_id else {"schema_version": 1, "jobs": [_job_doc(store, j) for j in jobs]}
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(docs[0] if a.job_id else {"schema_version": 1, "jobs": docs}, indent=2))
         return 0
     if not a.job_id:
-        return _print_list(jobs)
-    job = jobs[0]
-    d = _job_doc(store, job)
-    print(f"job {job.id} ({job.name}): {job.state}, launcher {job.launcher}")
-    print(f"  planned start {d['start_at']}" + (f"; resource {job.resource_id}" if job.resource_id else "")
-          + (f"; exit code {job.exit_code}" if job.exit_code is not None else ""))
+        return _print_list(docs)
+    _print_status(docs[0])
+    return 0
+
+
+def _print_status(d: dict) -> None:
+    print(f"job {d['id']} ({d['name']}): {d['state']}, launcher {d['launcher']}")
+    print(f"  planned start {d['start_at']}" + (f"; resource {d['resource_id']}" if d["resource_id"] else "")
+          + (f"; exit code {d['exit_code']}" if d["exit_code"] is not None else ""))
     if d["planned"]:
         p = d["planned"]
         print(f"  plan: {p['region_id']} {p['instance_type']} {p['gpu_count']}x{p['gpu']}, {p['kg_co2e']:.3g} kgCO2e, "
@@ -144,32 +184,42 @@ def cmd_status(a: argparse.Namespace) -> int:
     for e in d["events"]:
         why = e.get("reason") or e.get("message")
         print(f"  {e['at']} {e['kind']}" + (f": {why}" if why else ""))
-    return 0
 
 
-def _print_list(jobs) -> int:
+def _print_list(docs: list[dict]) -> int:
     from carbonsched.cli.render import table
 
-    if not jobs:
+    if not docs:
         print("no jobs; submit one with `carbonsched submit JOB.toml`")
         return 0
-    rows = [[j.id, j.name, j.state, j.start_at.strftime("%Y-%m-%d %H:%M"), j.region_id or "-", j.launcher] for j in jobs]
+    rows = [[d["id"], d["name"], d["state"], d["start_at"][:16].replace("T", " "), d["region_id"] or "-", d["launcher"]]
+            for d in docs]
     print(table(["id", "name", "state", "start (UTC)", "region", "launcher"], rows))
     return 0
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    _, store = _store(a, create=False)
-    jobs = store.jobs(tuple(getattr(a, "state", None) or ()) or None) if store is not None else []
+    states = tuple(getattr(a, "state", None) or ()) or None
+    remote = _remote()
+    if remote is not None:
+        docs = remote.jobs(states)
+    else:
+        _, store = _store(a, create=False)
+        docs = [_job_doc(store, j) for j in store.jobs(states)] if store is not None else []
     if a.json:
-        print(json.dumps({"schema_version": 1, "jobs": [_job_doc(store, j) for j in jobs]}, indent=2))
+        print(json.dumps({"schema_version": 1, "jobs": docs}, indent=2))
         return 0
-    return _print_list(jobs)
+    return _print_list(docs)
 
 
 def cmd_cancel(a: argparse.Namespace) -> int:
     from carbonsched.run.submit import cancel
 
+    remote = _remote()
+    if remote is not None:
+        doc = remote.cancel(a.job_id)
+        print(f"job {doc['id']}: {doc['state']}")
+        return 0
     settings, store = _store(a, create=False)
     job = cancel(store, a.job_id, _factory(settings), _now())
     print(f"job {job.id}: {job.state}")
@@ -177,6 +227,10 @@ def cmd_cancel(a: argparse.Namespace) -> int:
 
 
 def cmd_logs(a: argparse.Namespace) -> int:
+    remote = _remote()
+    if remote is not None:
+        sys.stdout.write(remote.logs(a.job_id))
+        return 0
     settings, store = _store(a, create=False)
     job = store.get(a.job_id)
     if not job.resource_id:

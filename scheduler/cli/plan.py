@@ -28,14 +28,48 @@ def cmd_plan(a: argparse.Namespace) -> int:
         return plan_batch(a)
     if a.strict or a.capacity is not None:
         raise UserInputError("--strict and --capacity plan a queue: use them with --batch JOBS.toml")
-    raw = read_job_file(a.job) if a.job else {}
-    job = job_from_dict(merge(raw, overrides(a)))
+    raw = merge(read_job_file(a.job) if a.job else {}, overrides(a))
+    job = job_from_dict(raw)
     top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)
+    if getattr(a, "server", False):  # `submit --dry-run` comes here without the flag
+        return _plan_remote(a, raw, top)
     settings, source = intensity_options(a, a.intensity_source)
     result = plan(job, now=now_from(a), top=top or None, settings=settings, forecast_source=source)
     from carbonsched.cli.render import render_plan
 
     return emit(a, result, to_dict=lambda p: p.to_dict(), render=render_plan, plot=_plot)
+
+
+def _plan_remote(a: argparse.Namespace, raw: dict, top: int) -> int:
+    """``plan --server``: the server plans (its intensity source and catalog), the CLI prints."""
+    import json
+
+    from carbonsched.cli._common import jsonable
+    from carbonsched.server.client import remote_from_env
+
+    if a.plot or getattr(a, "intensity_file", None):
+        raise UserInputError("--plot and --intensity-file need a local plan; drop --server")
+    remote = remote_from_env()
+    if remote is None:
+        raise UserInputError("--server plans on the server named by CARBONSCHED_SERVER (with CARBONSCHED_TOKEN); "
+                             "set them, or drop --server to plan here")
+    doc = remote.plan(jsonable(raw), now=a.now, top=top)
+    if a.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    from carbonsched.cli.render import table
+
+    base = doc.get("baseline") or {}
+    print(f"plan from {remote.base} for {doc['job']['name']!r} as of {doc['now']}"
+          + (f"; baseline {base['region_id']} now: {base['kg_co2e']:.3g} kgCO2e" if base else ""))
+    print(table(["#", "region", "instance", "market", "start (UTC)", "kgCO2e", "cost $", "saving %"],
+                [[str(p["rank"]), p["region_id"], p["instance_type"], p["market"], p["start"][:16].replace("T", " "),
+                  f"{p['kg_co2e']:.3g}", f"{p['cost_usd']:.0f}",
+                  "-" if p.get("saving_vs_baseline_pct") is None else f"{p['saving_vs_baseline_pct']:.0f}"]
+                 for p in doc["placements"]]))
+    for w in doc.get("warnings") or []:
+        print(f"warning: {w}")
+    return 0
 
 
 def _plot(result, path: str) -> None:
@@ -74,4 +108,6 @@ def register(sub, common) -> None:
                                    "with the baseline 'default region, start now'.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_PLAN)
     add_plan_args(p)
+    p.add_argument("--server", action="store_true",
+                   help="plan on the carbonsched server named by CARBONSCHED_SERVER (default: plan here)")
     p.set_defaults(func=cmd_plan)

@@ -116,6 +116,15 @@ def cmd_report(a: argparse.Namespace) -> int:
 
     if bool(a.job) == bool(a.measurement):
         raise UserInputError("give a job id or --measurement FILE (one of them)")
+    if a.job and not a.measurement:
+        from carbonsched.server.client import remote_from_env
+
+        remote = remote_from_env()
+        if remote is not None:  # the server's store has the job and its measurement
+            if a.plot or a.plan or a.region or a.gpu or a.baseline_region:
+                raise UserInputError("with CARBONSCHED_SERVER set the report comes from the server as it is; "
+                                     "--plot/--plan/--region/--gpu/--baseline-region need the local store")
+            return _write_report(render(remote.report(a.job), a.format), a)
     settings = resolve_settings({"intensity_source": a.intensity_source})
     store = open_store(settings) if a.job else None
     record = read_record(a.measurement) if a.measurement else load_job_record(a.job, settings, store)
@@ -138,13 +147,18 @@ def cmd_report(a: argparse.Namespace) -> int:
         from carbonsched.cli.plots import plot_report
 
         plot_report(ledger, a.plot)
+    _write_report(text, a)
+    if a.plot and a.format != "json":
+        print(f"plot written to {a.plot}", file=sys.stderr)
+    return 0
+
+
+def _write_report(text: str, a: argparse.Namespace) -> int:
     if a.output:
         with open(a.output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         sys.stdout.write(text)
-    if a.plot and a.format != "json":
-        print(f"plot written to {a.plot}", file=sys.stderr)
     return 0
 
 
