@@ -160,7 +160,10 @@ def cmd_status(a: argparse.Namespace) -> int:
             return cmd_list(a)
         jobs = [store.get(a.job_id)] if a.job_id else store.jobs()
         factory = _factory(settings)
-        docs = [_job_doc(store, refresh_status(store, j, factory, _now()) if j.state == "running" else j) for j in jobs]
+        jobs = [refresh_status(store, j, factory, _now()) if j.state == "running" else j for j in jobs]
+        from carbonsched.run.views import jobs_to_dict
+
+        docs = jobs_to_dict(store, jobs)["jobs"] if jobs else []
     if a.json:
         print(json.dumps(docs[0] if a.job_id else {"schema_version": 1, "jobs": docs}, indent=2))
         return 0
@@ -199,13 +202,21 @@ def _print_list(docs: list[dict]) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
+    from carbonsched.units import iso_utc
+
     states = tuple(getattr(a, "state", None) or ()) or None
     remote = _remote()
     if remote is not None:
         docs = remote.jobs(states)
     else:
         _, store = _store(a, create=False)
-        docs = [_job_doc(store, j) for j in store.jobs(states)] if store is not None else []
+        jobs = store.jobs(states) if store is not None else []
+        if not a.json:  # the table needs no attempts or events
+            return _print_list([{"id": j.id, "name": j.name, "state": j.state, "start_at": iso_utc(j.start_at),
+                                 "region_id": j.region_id, "launcher": j.launcher} for j in jobs])
+        from carbonsched.run.views import jobs_to_dict
+
+        docs = jobs_to_dict(store, jobs)["jobs"] if jobs else []
     if a.json:
         print(json.dumps({"schema_version": 1, "jobs": docs}, indent=2))
         return 0

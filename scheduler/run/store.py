@@ -322,6 +322,27 @@ class Store:
     def attempts(self, job_id: str) -> list[Attempt]:
         return [_attempt(r) for r in self._read("SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,))]
 
+    def attempts_of(self, job_ids: list[str]) -> dict[str, list[Attempt]]:
+        """Attempts of many jobs in a few queries (a listing page), by job id."""
+        out: dict[str, list[Attempt]] = {j: [] for j in job_ids}
+        for rows in self._chunked("SELECT * FROM attempts WHERE job_id IN ({}) ORDER BY job_id, attempt", job_ids):
+            for r in rows:
+                out[r["job_id"]].append(_attempt(r))
+        return out
+
+    def events_of(self, job_ids: list[str]) -> dict[str, list[dict]]:
+        """Events of many jobs in a few queries, by job id, each in its order."""
+        out: dict[str, list[dict]] = {j: [] for j in job_ids}
+        for rows in self._chunked("SELECT * FROM events WHERE job_id IN ({}) ORDER BY seq", job_ids):
+            for r in rows:
+                out[r["job_id"]].append({"at": r["at"], "kind": r["kind"], **json.loads(r["detail_json"])})
+        return out
+
+    def _chunked(self, sql: str, ids: list[str], size: int = 500):
+        for i in range(0, len(ids), size):
+            part = ids[i:i + size]
+            yield self._read(sql.format(",".join("?" * len(part))), part)
+
     def events(self, job_id: str) -> list[dict]:
         return [{"at": r["at"], "kind": r["kind"], **json.loads(r["detail_json"])}
                 for r in self._read("SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,))]
