@@ -1,7 +1,8 @@
 """The heartbeat that keeps a launch lease alive while a cloud call runs.
 
 A claim (``Store.claim``) holds a job until ``lease_expires_at``. ``Lease`` renews it every
-``lease_s / 4`` from a thread with its own connection to the store (``Store.reopen``), so a launch that takes longer than
+``lease_s / 4`` from a thread with its own connection to the store (``Store.companion``, opened
+once per store and reused by the next launch), so a launch that takes longer than
 the lease (a slow EC2 API, a retried request) is never mistaken for a dead agent. When a renewal
 finds the lease gone (another agent reclaimed an expired one, or the job was cancelled), ``lost``
 turns true and the owner stops before its next cloud call.
@@ -37,7 +38,7 @@ class Lease:
 
     def _run(self) -> None:
         try:
-            store = self.store.reopen()
+            store = self.store.companion()
         except CarbonschedError:
             self.lost = True
             return
@@ -48,5 +49,4 @@ class Lease:
                     return
         except CarbonschedError:  # the store went away or stayed locked: stop launching rather than risk it
             self.lost = True
-        finally:
-            store.close()
+            self.store.drop_companion()

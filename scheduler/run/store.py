@@ -126,8 +126,16 @@ class Store:
         return cls(cls.target_for(settings))
 
     def reopen(self) -> "Store":
-        """Another connection to the same database (the lease heartbeat's own)."""
+        """Another connection to the same database."""
         return Store._wrap(self.backend.reopen())
+
+    def companion(self) -> "Store":
+        """A second connection kept for the lease heartbeat (``run/lease.py``), opened once: on
+        PostgreSQL a new connection per launch would cost more than the launch's own queries."""
+        companion = getattr(self, "_companion", None)
+        if companion is None:
+            companion = self._companion = self.reopen()
+        return companion
 
     @classmethod
     def _wrap(cls, backend) -> "Store":
@@ -136,7 +144,17 @@ class Store:
         store.read_only, store.journal_mode = backend.read_only, backend.journal_mode
         return store
 
+    def drop_companion(self) -> None:
+        """Close the heartbeat's connection (after an error: the next launch opens a fresh one)."""
+        companion, self._companion = getattr(self, "_companion", None), None
+        if companion is not None:
+            try:
+                companion.close()
+            except Exception:  # noqa: BLE001 -- a broken connection may fail to close; it is dropped anyway
+                pass
+
     def close(self) -> None:
+        self.drop_companion()
         self.backend.close()
 
     def schema_version(self) -> int:
