@@ -202,18 +202,15 @@ def _print_list(docs: list[dict]) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from carbonsched.units import iso_utc
-
     states = tuple(getattr(a, "state", None) or ()) or None
     remote = _remote()
     if remote is not None:
         docs = remote.jobs(states)
     else:
         _, store = _store(a, create=False)
+        if not a.json:  # the table needs no specs, plans, attempts or events
+            return _print_list(store.summaries(states) if store is not None else [])
         jobs = store.jobs(states) if store is not None else []
-        if not a.json:  # the table needs no attempts or events
-            return _print_list([{"id": j.id, "name": j.name, "state": j.state, "start_at": iso_utc(j.start_at),
-                                 "region_id": j.region_id, "launcher": j.launcher} for j in jobs])
         from carbonsched.run.views import jobs_to_dict
 
         docs = jobs_to_dict(store, jobs)["jobs"] if jobs else []

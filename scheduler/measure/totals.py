@@ -48,8 +48,8 @@ def job_ledger_row(store: Store, job, *, source, baseline_region: str | None) ->
                               baseline_region=baseline_region)
     except CarbonschedError as exc:
         return row, f"job {job.id}: its measurement could not be costed ({exc})"
-    row.update(measured_kg_co2e=round(ledger.kg_co2e, 6), measured_energy_kwh=round(ledger.facility_energy_kwh, 6),
-               measured_baseline_kg_co2e=round(ledger.baseline["kg_co2e"], 6) if ledger.baseline else None)
+    row.update(measured_kg_co2e=ledger.kg_co2e, measured_energy_kwh=ledger.facility_energy_kwh,
+               measured_baseline_kg_co2e=ledger.baseline["kg_co2e"] if ledger.baseline else None)
     return row, None
 
 
@@ -72,10 +72,10 @@ def team_ledger(store: Store, *, source, team: str | None = None, since: datetim
     totals = {
         "jobs": len(rows), "jobs_ran": len(ran), "jobs_measured": len(measured),
         "measured_share_of_ran_pct": round(100 * len([r for r in measured if r["state"] in RAN]) / len(ran), 1) if ran else None,
-        "planned_kg_co2e": round(p_kg, 6), "baseline_kg_co2e": round(p_base, 6),
-        "planned_saving_kg_co2e": round(p_base - p_kg, 6), "planned_saving_pct": _pct(p_base, p_kg),
-        "measured_kg_co2e": round(sum(r["measured_kg_co2e"] for r in measured), 6),
-        "measured_baseline_kg_co2e": round(m_base, 6), "measured_saving_kg_co2e": round(m_base - m_kg, 6),
+        "planned_kg_co2e": p_kg, "baseline_kg_co2e": p_base,
+        "planned_saving_kg_co2e": p_base - p_kg, "planned_saving_pct": _pct(p_base, p_kg),
+        "measured_kg_co2e": sum(r["measured_kg_co2e"] for r in measured),
+        "measured_baseline_kg_co2e": m_base, "measured_saving_kg_co2e": m_base - m_kg,
         "measured_saving_pct": _pct(m_base, m_kg),
     }
     return {"schema_version": 1, "team": team, "since": iso_utc(since) if since else None, "totals": totals,

@@ -221,6 +221,13 @@ class Store:
             params.append(limit)
         return [_job(r) for r in self._read(q, params)]
 
+    def summaries(self, states: tuple[str, ...] | None = None) -> list[dict]:
+        """What a job table shows (id, name, state, start_at, region_id, launcher), oldest first,
+        without reading the specs and plans (``list`` over a large store)."""
+        where = f" WHERE state IN ({','.join('?' * len(states))})" if states else ""
+        return [dict(r) for r in self._read("SELECT id, name, state, start_at, region_id, launcher FROM jobs"
+                                            f"{where} ORDER BY created_at, id", states or ())]
+
     def count_by_state(self, team: str | None = None) -> dict[str, int]:
         scope, params = ("", ()) if team is None else (" WHERE team = ?", (team,))
         rows = self._read(f"SELECT state, COUNT(*) AS n FROM jobs{scope} GROUP BY state", params)

@@ -97,5 +97,8 @@ class ApiClient:
     def logs(self, job_id: str) -> str:
         return self._call("GET", f"/v1/jobs/{quote(job_id, safe='')}/logs", text=True)
 
+    def ledger(self, since: str | None = None) -> dict:
+        return self._call("GET", "/v1/ledger", params={"since": since} if since else None)
+
     def report(self, job_id: str) -> dict:
         return self._call("GET", f"/v1/reports/{quote(job_id, safe='')}")

@@ -1,0 +1,68 @@
+"""`carbonsched ledger` (measure/totals.py): planned, measured and baseline kgCO2e over the stored
+jobs, worked from the stored plans and a real `carbonsched track` measurement."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import pytest
+
+from carbonsched.measure.ledger import build_ledger
+from carbonsched.providers.grid import build_forecast_source
+from carbonsched.run.store import Store
+from carbonsched.planning import plan as make_plan
+from carbonsched.settings import Settings
+from carbonsched.spec.job import job_from_dict
+
+from conftest import NOW
+
+PY = sys.executable
+
+
+def plan(gpu: str) -> dict:
+    """A real plan's document (as submit stores it)."""
+    job = job_from_dict({"name": gpu, "command": "true", "gpu": gpu, "gpus": 1, "hours": 2})
+    return make_plan(job, now=NOW, settings=Settings(intensity_source="profile")).to_dict()
+
+
+def test_ledger_sums_plans_and_measurements(cli, tmp_path):
+    home = tmp_path / "home"
+    store = Store(home / "jobs.sqlite")
+    pa, pb = plan("A100"), plan("L4")
+    a = store.add_job(name="a", spec={}, plan=pa, start_at=NOW, launcher="local", now=NOW)
+    b = store.add_job(name="b", spec={}, plan=pb, start_at=NOW, launcher="local", now=NOW)
+    region = pa["placements"][0]["region_id"]
+    store.set_state(a.id, "succeeded", NOW, region_id=region)
+    kg = pa["placements"][0]["kg_co2e"] + pb["placements"][0]["kg_co2e"]
+    base = pa["baseline"]["kg_co2e"] + pb["baseline"]["kg_co2e"]
+    env = {"CARBONSCHED_HOME": str(home), "CARBONSCHED_INTENSITY_SOURCE": "profile"}
+    r = cli("track", "--job", a.id, "--quiet", "--", PY, "-c", "import time; time.sleep(0.2)", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    r = cli("ledger", "--json", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    t = doc["totals"]
+    assert (t["jobs"], t["jobs_ran"], t["jobs_measured"], t["measured_share_of_ran_pct"]) == (2, 1, 1, 100.0)
+    assert t["planned_kg_co2e"] == pytest.approx(kg, abs=1e-6) and t["baseline_kg_co2e"] == pytest.approx(base, abs=1e-6)
+    assert t["planned_saving_kg_co2e"] == pytest.approx(base - kg, abs=1e-5) and base > kg
+    assert t["planned_saving_pct"] == round(100 * (base - kg) / base, 2)
+    # the measured figure is the report's: metered energy x the grid in the hours it ran
+    settings = Settings(home=home, intensity_source="profile", cache_dir=tmp_path / "cache")
+    led = build_ledger(store.load_measurement(a.id), source=build_forecast_source(settings), region=region,
+                       plan=store.get(a.id).plan, baseline_region=settings.default_region)
+    assert t["measured_kg_co2e"] == pytest.approx(led.kg_co2e, abs=1e-6) and t["measured_kg_co2e"] > 0
+    assert t["measured_baseline_kg_co2e"] == pytest.approx(led.baseline["kg_co2e"], abs=1e-6)
+    row_b = next(j for j in doc["jobs"] if j["id"] == b.id)
+    assert row_b["measured_kg_co2e"] is None and row_b["planned_kg_co2e"] == pb["placements"][0]["kg_co2e"]
+    rows = list(csv.DictReader(io.StringIO(cli("ledger", "--csv", extra_env=env).stdout)))
+    assert [r["id"] for r in rows] == sorted([a.id, b.id])  # oldest first, then by id (both made at NOW)
+    assert next(r for r in rows if r["id"] == b.id)["measured_kg_co2e"] == ""
+    text = cli("ledger", extra_env=env).stdout
+    assert "2 job(s); 1 ran, 1 measured (100.0 % of those that ran)" in text
+    assert f"(saving {base - kg:.4g} kg, {100 * (base - kg) / base:.1f} %" in text
+    later = cli("ledger", "--json", "--since", "2027-01-01T00:00Z", extra_env=env)
+    assert json.loads(later.stdout)["totals"]["jobs"] == 0
+    r = cli("ledger", extra_env={"CARBONSCHED_HOME": str(tmp_path / "empty")})
+    assert r.returncode == 2 and "no job store" in r.stderr
