@@ -162,14 +162,24 @@ def _status(exc: Exception) -> int:
     return 502  # a cloud or grid source failed behind us
 
 
-def _request_body(schema_name: str | None, properties: dict, required: list[str]) -> dict:
-    """An OpenAPI requestBody whose ``job`` is the job file's JSON Schema (one schema source)."""
+def _schema(name: str) -> dict:
+    schema = get_schema(name)
+    schema.pop("$schema", None)
+    return schema
+
+
+def _request_body(schema_name: str | None, properties: dict, required: list[str], answer: str | None = None) -> dict:
+    """An OpenAPI requestBody whose ``job`` is the job file's JSON Schema, and (``answer``) a 200
+    response with the CLI's ``--json`` schema: one schema source (``carbonsched schema``)."""
     props = dict(properties)
     if schema_name:
-        props["job"] = get_schema(schema_name)
-        props["job"].pop("$schema", None)
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        props["job"] = _schema(schema_name)
+    doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "properties": props, "required": required, "additionalProperties": False}}}}}
+    if answer:
+        doc["responses"] = {"200": {"description": "the plan, as `carbonsched plan --json` prints it",
+                                    "content": {"application/json": {"schema": _schema(answer)}}}}
+    return doc
 
 
 def create_app(config: ServerConfig):
@@ -281,7 +291,7 @@ def create_app(config: ServerConfig):
     plan_props = {"now": {"type": "string"}, "top": {"type": "integer", "minimum": 0},
                   "intensity_source": {"type": "string"}}
 
-    @app.post("/v1/plan", openapi_extra=_request_body("job", plan_props, ["job"]))
+    @app.post("/v1/plan", openapi_extra=_request_body("job", plan_props, ["job"], answer="plan"))
     def plan_one(payload=Body(...), token=Depends(needs("plan"))):
         body = _fields(payload, {"job": dict, "now": str, "top": int, "intensity_source": str}, ("job",))
         job = _job(body["job"])

@@ -215,6 +215,8 @@ def test_metrics_health_openapi_and_rate_limit(tmp_path):
         want = get_schema("job")
         want.pop("$schema")
         assert job_schema["properties"]["job"] == want  # one schema source
+        answer = spec["paths"]["/v1/plan"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer["properties"].keys() == get_schema("plan")["properties"].keys()
     dead = "postgresql://nobody@127.0.0.1:1/none"
     with ApiServer(ServerConfig(store_target=dead, settings=settings)) as srv:
         r = httpx.get(f"{srv.url}/readyz", timeout=30)
