@@ -152,6 +152,13 @@ def _settings(config: ServerConfig, source: str | None) -> Settings:
     return replace(config.settings, intensity_source=source)
 
 
+def _answer(doc: dict, status: int = 200) -> Response:
+    """A document as JSON, encoded once (FastAPI's generic encoder would walk it again first: a plan
+    is ~17 KB of nested floats, and that walk cost as much as the HTTP round trip)."""
+    return Response(json.dumps(doc, separators=(",", ":")).encode(), status_code=status,
+                    media_type="application/json")
+
+
 def _status(exc: Exception) -> int:
     if isinstance(exc, UnknownJobError):
         return 404
@@ -302,7 +309,7 @@ def create_app(config: ServerConfig):
         result = make_plan(job, now=_now(body, config), top=top or None,
                            settings=_settings(config, body.get("intensity_source")))
         metrics.plan_seconds.labels("single").observe(time.perf_counter() - t0)
-        return result.to_dict()
+        return _answer(result.to_dict())
 
     batch_props = {"capacity": {"type": "object"}, "now": {"type": "string"}, "objective": {"type": "string"},
                    "strict": {"type": "boolean"}, "top_k": {"type": "integer"}, "time_limit_s": {"type": "number"},
@@ -322,7 +329,7 @@ def create_app(config: ServerConfig):
                             settings=_settings(config, body.get("intensity_source")), objective=body.get("objective"),
                             strict=body.get("strict", False), top_k=body.get("top_k") or None, time_limit_s=limit)
         metrics.plan_seconds.labels("batch").observe(time.perf_counter() - t0)
-        return result.to_dict()
+        return _answer(result.to_dict())
 
     @app.post("/v1/jobs", status_code=201, openapi_extra=_request_body("job", {
         "launcher": {"type": "string"}, "max_attempts": {"type": "integer", "minimum": 1},
@@ -348,7 +355,7 @@ def create_app(config: ServerConfig):
         store = stores.get()
         stored, _ = submit(job, now=now, settings=settings, store=store, launcher=launcher, plan=plan,
                            launcher_factory=launchers(), max_attempts=attempts, team=token.team)
-        return job_to_dict(store, store.get(stored.id, team=token.team))
+        return _answer(job_to_dict(store, store.get(stored.id, team=token.team)), 201)
 
     @app.get("/v1/jobs")
     def list_jobs(state: str | None = None, limit: int = 100, cursor: str | None = None, token=Depends(needs("read"))):
@@ -364,7 +371,7 @@ def create_app(config: ServerConfig):
         store = stores.get()
         jobs = store.jobs(states, team=token.team, limit=limit, after=after)
         nxt = f"{iso_utc(jobs[-1].created_at)}|{jobs[-1].id}" if len(jobs) == limit else None
-        return jobs_to_dict(store, jobs, next_cursor=nxt)
+        return _answer(jobs_to_dict(store, jobs, next_cursor=nxt))
 
     @app.get("/v1/jobs/{job_id}")
     def get_job(job_id: str, token=Depends(needs("read"))):
@@ -372,13 +379,13 @@ def create_app(config: ServerConfig):
         job = store.get(job_id, team=token.team)
         if job.state == "running":
             job = refresh_status(store, job, launchers(), config.clock())
-        return job_to_dict(store, job)
+        return _answer(job_to_dict(store, job))
 
     @app.post("/v1/jobs/{job_id}/cancel")
     def cancel_job(job_id: str, token=Depends(needs("submit"))):
         store = stores.get()
         job = store.get(job_id, team=token.team)
-        return job_to_dict(store, cancel(store, job.id, launchers(), config.clock()))
+        return _answer(job_to_dict(store, cancel(store, job.id, launchers(), config.clock())))
 
     @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
     def job_logs(job_id: str, token=Depends(needs("read"))):
@@ -392,12 +399,13 @@ def create_app(config: ServerConfig):
 
     @app.get("/v1/regions")
     def regions(gpu: str | None = None, provider: str | None = None, token=Depends(needs("read"))):
-        return {"schema_version": 1, "gpu": gpu, "provider": provider, "regions": list_regions(gpu=gpu, provider=provider)}
+        return _answer({"schema_version": 1, "gpu": gpu, "provider": provider,
+                        "regions": list_regions(gpu=gpu, provider=provider)})
 
     @app.get("/v1/forecast/{target}")
     def forecast(target: str, hours: int = 48, now: str | None = None, token=Depends(needs("read"))):
         when = parse_utc(now, "now") if now else config.clock()
-        return forecast_to_dict(forecast_intensity(target, now=when, hours=hours, settings=config.settings))
+        return _answer(forecast_to_dict(forecast_intensity(target, now=when, hours=hours, settings=config.settings)))
 
     @app.get("/v1/reports/{job_id}")
     def report(job_id: str, token=Depends(needs("read"))):
@@ -406,13 +414,13 @@ def create_app(config: ServerConfig):
         record = store.load_measurement(job.id)
         ledger = build_ledger(record, source=build_forecast_source(config.settings), region=job.region_id,
                               plan=job.plan, baseline_region=config.settings.default_region)
-        return disclosure(ledger, record)
+        return _answer(disclosure(ledger, record))
 
     @app.get("/v1/ledger")
     def ledger(since: str | None = None, token=Depends(needs("read"))):
-        return team_ledger(stores.get(), source=build_forecast_source(config.settings), team=token.team,
-                           since=parse_utc(since, "since") if since else None,
-                           baseline_region=config.settings.default_region)
+        return _answer(team_ledger(stores.get(), source=build_forecast_source(config.settings), team=token.team,
+                                   since=parse_utc(since, "since") if since else None,
+                                   baseline_region=config.settings.default_region))
 
     @app.get("/v1/tokens")
     def tokens(token=Depends(needs("admin"))):
