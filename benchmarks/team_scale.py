@@ -9,11 +9,12 @@ fsync on) and a SQLite file:
 2. plan latency: `carbonsched.plan` in-process (sequential, and 8 threads at once) vs POST
    /v1/plan to a `carbonsched server` process at 1, 8 and 32 concurrent clients: p50, p99,
    requests/s. The goal compares p99 through the API at 8 clients with p99 in-process at 8
-   threads (the same contention for 2 cores, so what remains is the API's own cost).
+   threads (the same contention for 2 cores, so what remains is the API's own cost), with the
+   server on 1 and 2 worker processes (`--workers`).
 3. listing: `carbonsched list` and `list --json` as processes, and GET /v1/jobs (one page of 100),
    with 100k jobs in the store.
 
-Run: python benchmarks/team_scale.py [--jobs 300] [--list-jobs 100000] [--requests 64]
+Run: python benchmarks/team_scale.py [--jobs 300] [--list-jobs 100000] [--requests 64] [--only latency]
 """
 from __future__ import annotations
 
@@ -133,10 +134,11 @@ def api_latency(url: str, token: str, n: int, clients: int) -> dict:
             "errors": len(errors)}
 
 
-def start_server(target, home: Path, port: int) -> subprocess.Popen:
+def start_server(target, home: Path, port: int, workers: int = 1) -> subprocess.Popen:
     import httpx
 
-    p = subprocess.Popen([CLI, "server", "--port", str(port), "--rate-limit", "0", "--log-level", "warning"],
+    p = subprocess.Popen([CLI, "server", "--port", str(port), "--rate-limit", "0", "--log-level", "warning",
+                          "--workers", str(workers)],
                          env=_env(target, home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -184,70 +186,85 @@ def timed(argv, env) -> float:
     return time.perf_counter() - t
 
 
+def launch_table(pg, tmp: Path, jobs: int) -> None:
+    print(f"## launch throughput ({jobs} due jobs, local launcher, `true`; {os.cpu_count()} cores)")
+    print(f"{'store':<12} {'agents':>6} {'jobs/s':>8} {'seconds':>8} {'duplicates':>10}")
+    for name in ("sqlite", "postgresql"):
+        for agents in (1, 3):
+            home = tmp / f"{name}-{agents}"
+            target = pg.url() if name == "postgresql" else home / "jobs.sqlite"
+            r = launch_throughput(target, home, jobs, agents)
+            print(f"{name:<12} {agents:>6} {r['jobs_per_s']:>8.1f} {r['seconds']:>8.1f} {r['duplicates']:>10}")
+
+
+def latency_table(pg, tmp: Path, requests: int) -> None:
+    print(f"\n## plan latency (examples/job.toml, {requests} plans per row)")
+    print(f"{'where':<34} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7}")
+    inproc = {k: in_process_latency(requests, k) for k in (1, 8)}
+    for k, r in inproc.items():
+        print(f"{f'in-process, {k} thread(s)':<34} {1000 * r['p50']:>8.0f} {1000 * r['p99']:>8.0f} {r['rps']:>7.1f}")
+    url = pg.url()
+    token, _ = create_token(Store(url), team="ml", scope="plan", name="bench", now=NOW)
+    port = 18000 + os.getpid() % 1000
+    api = {}
+    for workers in (1, 2):
+        server = start_server(url, tmp / "server", port, workers)
+        try:
+            for clients in (1, 8, 32):
+                r = api[workers, clients] = api_latency(f"http://127.0.0.1:{port}", token, max(requests, clients), clients)
+                print(f"{f'API, {workers} worker(s), {clients} client(s)':<34} {1000 * r['p50']:>8.0f} "
+                      f"{1000 * r['p99']:>8.0f} {r['rps']:>7.1f}" + (f"  ({r['errors']} errors)" if r["errors"] else ""))
+        finally:
+            server.kill()
+            server.wait()
+    for workers in (1, 2):
+        ratio = api[workers, 8]["p99"] / inproc[8]["p99"]
+        print(f"p99 API ({workers} worker(s), 8 clients) / p99 in-process (8 threads): {ratio:.2f}x (goal <= 1.5x)")
+
+
+def list_table(pg, tmp: Path, n: int) -> None:
+    import httpx
+
+    print(f"\n## listing with {n} jobs in the store")
+    print(f"{'store':<12} {'list s':>8} {'list --json s':>14} {'GET /v1/jobs (100) ms':>22}")
+    port = 19000 + os.getpid() % 1000
+    for name in ("sqlite", "postgresql"):
+        home = tmp / f"list-{name}"
+        target = pg.url() if name == "postgresql" else home / "jobs.sqlite"
+        fill(target, n)
+        env = _env(target, home)
+        t_list = timed([CLI, "list"], env)
+        t_json = timed([CLI, "list", "--json"], env)
+        token, _ = create_token(Store(target), team="ml", scope="read", name="bench", now=NOW)
+        server = start_server(target, home, port)
+        try:
+            with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
+                page = []
+                for _ in range(10):
+                    t = time.perf_counter()
+                    c.get(f"http://127.0.0.1:{port}/v1/jobs?limit=100")
+                    page.append(time.perf_counter() - t)
+        finally:
+            server.kill()
+            server.wait()
+        print(f"{name:<12} {t_list:>8.2f} {t_json:>14.2f} {1000 * statistics.median(page):>22.1f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=300, help="due jobs per launch-throughput run")
     ap.add_argument("--list-jobs", type=int, default=100_000)
     ap.add_argument("--requests", type=int, default=64, help="plans per latency row")
+    ap.add_argument("--only", action="append", choices=["launch", "latency", "list"], help="run only these tables")
     args = ap.parse_args()
+    only = set(args.only or ("launch", "latency", "list"))
     with PostgresServer(durable=True) as pg, tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        print(f"## launch throughput ({args.jobs} due jobs, local launcher, `true`; {os.cpu_count()} cores)")
-        print(f"{'store':<12} {'agents':>6} {'jobs/s':>8} {'seconds':>8} {'duplicates':>10}")
-        for name in ("sqlite", "postgresql"):
-            for agents in (1, 3):
-                home = tmp / f"{name}-{agents}"
-                target = pg.url() if name == "postgresql" else home / "jobs.sqlite"
-                r = launch_throughput(target, home, args.jobs, agents)
-                print(f"{name:<12} {agents:>6} {r['jobs_per_s']:>8.1f} {r['seconds']:>8.1f} {r['duplicates']:>10}")
-
-        print(f"\n## plan latency (examples/job.toml, {args.requests} plans per row)")
-        print(f"{'where':<28} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7}")
-        inproc = {k: in_process_latency(args.requests, k) for k in (1, 8)}
-        for k, r in inproc.items():
-            print(f"{f'in-process, {k} thread(s)':<28} {1000 * r['p50']:>8.0f} {1000 * r['p99']:>8.0f} {r['rps']:>7.1f}")
-        url = pg.url()
-        token, _ = create_token(Store(url), team="ml", scope="plan", name="bench", now=NOW)
-        port = 18000 + os.getpid() % 1000
-        server = start_server(url, tmp / "server", port)
-        try:
-            api = {}
-            for clients in (1, 8, 32):
-                r = api[clients] = api_latency(f"http://127.0.0.1:{port}", token, max(args.requests, clients), clients)
-                print(f"{f'API, {clients} client(s)':<28} {1000 * r['p50']:>8.0f} {1000 * r['p99']:>8.0f} "
-                      f"{r['rps']:>7.1f}" + (f"  ({r['errors']} errors)" if r["errors"] else ""))
-            ratio = api[8]["p99"] / inproc[8]["p99"]
-            print(f"p99 API (8 clients) / p99 in-process (8 threads): {ratio:.2f}x (goal <= 1.5x); "
-                  f"vs one sequential in-process plan: {api[8]['p99'] / inproc[1]['p99']:.1f}x")
-
-            print(f"\n## listing with {args.list_jobs} jobs in the store")
-            print(f"{'store':<12} {'list s':>8} {'list --json s':>14} {'GET /v1/jobs (100) ms':>22}")
-            for name in ("sqlite", "postgresql"):
-                home = tmp / f"list-{name}"
-                target = pg.url() if name == "postgresql" else home / "jobs.sqlite"
-                fill(target, args.list_jobs)
-                env = _env(target, home)
-                t_list = timed([CLI, "list"], env)
-                t_json = timed([CLI, "list", "--json"], env)
-                list_token, _ = create_token(Store(target), team="ml", scope="read", name="bench", now=NOW)
-                lport = port + 1 + (name == "postgresql")
-                lsrv = start_server(target, home, lport)
-                try:
-                    import httpx
-
-                    with httpx.Client(headers={"Authorization": f"Bearer {list_token}"}) as c:
-                        page = []
-                        for _ in range(10):
-                            t = time.perf_counter()
-                            c.get(f"http://127.0.0.1:{lport}/v1/jobs?limit=100")
-                            page.append(time.perf_counter() - t)
-                finally:
-                    lsrv.kill()
-                    lsrv.wait()
-                print(f"{name:<12} {t_list:>8.2f} {t_json:>14.2f} {1000 * statistics.median(page):>22.1f}")
-        finally:
-            server.kill()
-            server.wait()
+        if "launch" in only:
+            launch_table(pg, Path(tmp), args.jobs)
+        if "latency" in only:
+            latency_table(pg, Path(tmp), args.requests)
+        if "list" in only:
+            list_table(pg, Path(tmp), args.list_jobs)
     return 0
 
 

@@ -26,13 +26,16 @@ dumped as JSON is a valid ``job``; the OpenAPI document carries the same JSON Sc
 JSON, 401/403 auth, 404 unknown (or another team's) job, 413 body too large, 422 a body or job the
 planner refuses (unknown keys, impossible deadline, NaN), 429 rate, 503 store unreachable.
 Routes are plain functions: FastAPI runs them in its thread pool, each thread with its own store
-connection (``Stores``), so one slow plan or launch does not hold the others.
+connection (``Stores``), so one slow plan or launch does not hold the others. Planning is
+CPU-bound Python, so one process plans on one core at a time: ``carbonsched server --workers N``
+runs N processes (``app_from_env``) on one port; rate limits then apply per worker.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -65,7 +68,7 @@ from carbonsched.run.views import job_to_dict, jobs_to_dict
 from carbonsched.server.metrics import CONTENT_TYPE, Metrics
 from carbonsched.server.security import (ApiError, BodyLimit, RateLimiter, bearer, check_scope, rate_limited,
                                          unauthorized)
-from carbonsched.settings import Settings
+from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.batch_file import batch_from_dict
 from carbonsched.spec.job import job_from_dict
 from carbonsched.spec.schemas import get_schema
@@ -189,6 +192,25 @@ def _request_body(schema_name: str | None, properties: dict, required: list[str]
     return doc
 
 
+ENV_LIMITS = {"max_body_bytes": ("CARBONSCHED_API_MAX_BODY_BYTES", int),
+              "rate_per_s": ("CARBONSCHED_API_RATE_LIMIT", float), "burst": ("CARBONSCHED_API_BURST", float)}
+
+
+def app_from_env():
+    """The app for one of several uvicorn worker processes (``carbonsched server --workers N``):
+    settings and the store from the environment as every command reads them, the limits from the
+    ``CARBONSCHED_API_*`` variables the server command sets before it starts the workers."""
+    settings = resolve_settings()
+    limits = {k: kind(os.environ[name]) for k, (name, kind) in ENV_LIMITS.items() if os.environ.get(name)}
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(os.environ.get("CARBONSCHED_API_LOG_LEVEL", "info").upper())
+        log.propagate = False
+    return create_app(ServerConfig(store_target=Store.target_for(settings), settings=settings, **limits))
+
+
 def create_app(config: ServerConfig):
     """The ASGI application: the FastAPI routes behind the body-size limit."""
     stores = Stores(config.store_target)
@@ -281,7 +303,7 @@ def create_app(config: ServerConfig):
 
     @app.get("/healthz")
     def healthz():
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
     @app.get("/readyz")
     def readyz():
