@@ -56,8 +56,24 @@ def open_backend(target: str | Path, timeout_s: float = 10.0):
     return SQLiteBackend(Path(target), timeout_s)
 
 
-class SQLiteBackend:
+class _Backend:
+    """What both backends share: reads whose driver errors become ``StoreError`` with the
+    backend's own explanation (each backend has ``execute`` and ``_error``; ``driver_error`` is
+    its driver's base exception)."""
+
+    driver_error: type[Exception] = Exception
+
+    def read(self, sql: str, params=()) -> list:
+        """A query's rows (corrupt pages and dropped connections surface on reads too)."""
+        try:
+            return self.execute(sql, params).fetchall()
+        except self.driver_error as exc:
+            raise StoreError(self._error(exc)) from None
+
+
+class SQLiteBackend(_Backend):
     dialect = "sqlite"
+    driver_error = sqlite3.DatabaseError
     lock = ""  # BEGIN IMMEDIATE already holds the write lock
     skip_locked = ""
 
@@ -109,12 +125,6 @@ class SQLiteBackend:
                     "cancel` cannot reach them without the store, so note their ids from the copy)")
         return f"job store {self.path} cannot be used ({text}); check the file and its folder"
 
-    def read(self, sql: str, params=()) -> list:
-        try:
-            return self.db.execute(sql, params).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(self._error(exc)) from None
-
     def execute(self, sql: str, params=()):
         """Inside ``tx()``: errors end the transaction there."""
         return self.db.execute(sql, params)
@@ -154,7 +164,7 @@ class SQLiteBackend:
                 self.db.execute(f"PRAGMA user_version = {v}")
 
 
-class PostgresBackend:
+class PostgresBackend(_Backend):
     dialect = "postgresql"
     lock = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
@@ -170,7 +180,7 @@ class PostgresBackend:
             from psycopg.rows import dict_row
         except ImportError:
             raise ConfigError("a postgresql:// job store needs psycopg: pip install 'carbonsched[postgres]'") from None
-        self._psycopg = psycopg
+        self._psycopg, self.driver_error = psycopg, psycopg.Error
         try:
             self.db = psycopg.connect(url, autocommit=True, row_factory=dict_row,
                                       connect_timeout=max(1, int(timeout_s)), application_name="carbonsched")
@@ -205,12 +215,6 @@ class PostgresBackend:
         if out is None:
             out = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
         return out
-
-    def read(self, sql: str, params=()) -> list:
-        try:
-            return self.db.execute(self._convert(sql), params).fetchall()
-        except self._psycopg.Error as exc:
-            raise StoreError(self._error(exc)) from None
 
     def execute(self, sql: str, params=()):
         return self.db.execute(self._convert(sql), params)

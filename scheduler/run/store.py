@@ -14,8 +14,9 @@ and job specs may name internal paths.
 Concurrency: every write is a short transaction. Agents claim due jobs with ``claim_next``: the
 next due job is selected ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (several agents on several
 machines claim different jobs at once) and under SQLite's write lock on a file, then moved with a
-compare-and-set ``UPDATE ... WHERE state = 'scheduled'`` that also takes a lease: ``claimed_by`` (the worker), ``claimed_at`` (the clock at the claim, not at the start of the
-agent's pass) and ``lease_expires_at``. The owner renews the lease while it launches
+compare-and-set ``UPDATE ... WHERE state = 'scheduled'`` that also takes a lease: ``claimed_by``
+(the worker), ``claimed_at`` (the clock at the claim, not at the start of the agent's pass) and
+``lease_expires_at``. The owner renews the lease while it launches
 (``run/lease.py``); another agent may resume a launching job only once its lease has expired
 (``stale_launching``/``reclaim``, checked again inside the reclaiming transaction), so a slow
 cloud call is never launched twice. Job states::
@@ -107,10 +108,25 @@ class Store:
 
     def __init__(self, target: str | Path, timeout_s: float = 10.0):
         self.backend = open_backend(target, timeout_s)
-        self.path = self.backend.path  # the SQLite file; None for PostgreSQL
-        self.location = self.backend.location  # printable, without a password
-        self.read_only = self.backend.read_only
-        self.journal_mode = self.backend.journal_mode
+        self._companion: Store | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file; None for PostgreSQL."""
+        return self.backend.path
+
+    @property
+    def location(self) -> str:
+        """Where the store is, printable (a URL without its password)."""
+        return self.backend.location
+
+    @property
+    def read_only(self) -> bool:
+        return self.backend.read_only
+
+    @property
+    def journal_mode(self) -> str | None:
+        return self.backend.journal_mode
 
     @staticmethod
     def path_for(settings) -> Path:
@@ -132,21 +148,19 @@ class Store:
     def companion(self) -> "Store":
         """A second connection kept for the lease heartbeat (``run/lease.py``), opened once: on
         PostgreSQL a new connection per launch would cost more than the launch's own queries."""
-        companion = getattr(self, "_companion", None)
-        if companion is None:
-            companion = self._companion = self.reopen()
-        return companion
+        if self._companion is None:
+            self._companion = self.reopen()
+        return self._companion
 
     @classmethod
     def _wrap(cls, backend) -> "Store":
         store = cls.__new__(cls)
-        store.backend, store.path, store.location = backend, backend.path, backend.location
-        store.read_only, store.journal_mode = backend.read_only, backend.journal_mode
+        store.backend, store._companion = backend, None
         return store
 
     def drop_companion(self) -> None:
         """Close the heartbeat's connection (after an error: the next launch opens a fresh one)."""
-        companion, self._companion = getattr(self, "_companion", None), None
+        companion, self._companion = self._companion, None
         if companion is not None:
             try:
                 companion.close()
@@ -205,17 +219,8 @@ class Store:
              after: tuple[str, str] | None = None) -> list[Job]:
         """Jobs oldest first; filtered by ``states`` and ``team``; at most ``limit`` of them, after the
         ``(created_at, id)`` cursor of the last job of the previous page."""
-        where, params = [], []
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            params += list(states)
-        if team is not None:
-            where.append("team = ?")
-            params.append(team)
-        if after is not None:
-            where.append("(created_at > ? OR (created_at = ? AND id > ?))")
-            params += [after[0], after[0], after[1]]
-        q = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created_at, id"
+        where, params = _where(states, team, after)
+        q = f"SELECT * FROM jobs{where} ORDER BY created_at, id"
         if limit is not None:
             q += " LIMIT ?"
             params.append(limit)
@@ -224,13 +229,13 @@ class Store:
     def summaries(self, states: tuple[str, ...] | None = None) -> list[dict]:
         """What a job table shows (id, name, state, start_at, region_id, launcher), oldest first,
         without reading the specs and plans (``list`` over a large store)."""
-        where = f" WHERE state IN ({','.join('?' * len(states))})" if states else ""
+        where, params = _where(states)
         return [dict(r) for r in self._read("SELECT id, name, state, start_at, region_id, launcher FROM jobs"
-                                            f"{where} ORDER BY created_at, id", states or ())]
+                                            f"{where} ORDER BY created_at, id", params)]
 
     def count_by_state(self, team: str | None = None) -> dict[str, int]:
-        scope, params = ("", ()) if team is None else (" WHERE team = ?", (team,))
-        rows = self._read(f"SELECT state, COUNT(*) AS n FROM jobs{scope} GROUP BY state", params)
+        where, params = _where(team=team)
+        rows = self._read(f"SELECT state, COUNT(*) AS n FROM jobs{where} GROUP BY state", params)
         return {r["state"]: int(r["n"]) for r in rows}
 
     def due(self, now: datetime, limit: int = 100) -> list[Job]:
@@ -403,6 +408,22 @@ class Store:
         """Append to the job's story; error texts pass through ``redact`` (a server may echo a token)."""
         self._exec("INSERT INTO events (job_id, at, kind, detail_json) VALUES (?, ?, ?, ?)",
                         (job_id, iso_utc(now), kind, redact(json.dumps(detail, default=str))))
+
+
+def _where(states: tuple[str, ...] | None = None, team: str | None = None,
+           after: tuple[str, str] | None = None) -> tuple[str, list]:
+    """The ``WHERE`` clause (with its leading space, or empty) and parameters for a job listing."""
+    where, params = [], []
+    if states:
+        where.append(f"state IN ({','.join('?' * len(states))})")
+        params += list(states)
+    if team is not None:
+        where.append("team = ?")
+        params.append(team)
+    if after is not None:
+        where.append("(created_at > ? OR (created_at = ? AND id > ?))")
+        params += [after[0], after[0], after[1]]
+    return (f" WHERE {' AND '.join(where)}" if where else ""), params
 
 
 MIN_LEASE_S = 1.0  # a shorter lease would expire between two heartbeats
