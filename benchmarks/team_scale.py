@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from pgserver import PostgresServer  # noqa: E402
+from pgserver import PostgresServer, free_port  # noqa: E402
 
 from carbonsched.run.store import Store  # noqa: E402
 from carbonsched.run.tokens import create_token  # noqa: E402
@@ -205,7 +205,7 @@ def latency_table(pg, tmp: Path, requests: int) -> None:
         print(f"{f'in-process, {k} thread(s)':<34} {1000 * r['p50']:>8.0f} {1000 * r['p99']:>8.0f} {r['rps']:>7.1f}")
     url = pg.url()
     token, _ = create_token(Store(url), team="ml", scope="plan", name="bench", now=NOW)
-    port = 18000 + os.getpid() % 1000
+    port = free_port()
     api = {}
     for workers in (1, 2):
         server = start_server(url, tmp / "server", port, workers)
@@ -227,7 +227,7 @@ def list_table(pg, tmp: Path, n: int) -> None:
 
     print(f"\n## listing with {n} jobs in the store")
     print(f"{'store':<12} {'list s':>8} {'list --json s':>14} {'GET /v1/jobs (100) ms':>22}")
-    port = 19000 + os.getpid() % 1000
+    port = free_port()
     for name in ("sqlite", "postgresql"):
         home = tmp / f"list-{name}"
         target = pg.url() if name == "postgresql" else home / "jobs.sqlite"

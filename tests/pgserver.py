@@ -46,7 +46,7 @@ def missing_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -59,7 +59,7 @@ class PostgresServer:
             raise RuntimeError(reason)
         self.tmp = Path(tempfile.mkdtemp(prefix="carbonsched-pg-"))
         self.data = self.tmp / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as = []
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")

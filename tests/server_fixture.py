@@ -2,19 +2,13 @@
 benchmark: ``with ApiServer(config) as srv: httpx.get(srv.url + "/healthz")``."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import uvicorn
 
 from carbonsched.server.app import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pgserver import free_port
 
 
 class ApiServer:

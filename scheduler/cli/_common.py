@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from carbonsched.policies.objectives import OBJECTIVES
 from carbonsched.providers.grid import CHOICES as SOURCE_CHOICES
@@ -224,3 +225,22 @@ def jsonable(value):
     if isinstance(value, datetime):
         return iso_utc(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     return value
+
+
+def open_store(database: str | None = None, *, create: bool = False, settings=None):
+    """The job store ``database`` (a SQLite path or postgresql:// URL) names, else the configured
+    one. Without ``create`` a SQLite file that does not exist is an error, not a new empty store."""
+    from carbonsched.errors import UserInputError
+    from carbonsched.run.backends import is_database_url
+    from carbonsched.run.store import Store
+
+    if settings is None:
+        from carbonsched.settings import resolve_settings
+
+        settings = resolve_settings()
+    target = database or Store.target_for(settings)
+    if not create and not is_database_url(str(target)) and not Path(str(target)).exists():
+        raise UserInputError(f"no job store at {target}; check CARBONSCHED_HOME / CARBONSCHED_DATABASE_URL (or "
+                             "--database where a command has it); a store is created by the first submit, "
+                             "`db migrate` or `db import`")
+    return Store(target)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from carbonsched.cli._common import open_store
 
 DESCRIPTION = """The job store: a SQLite file under home (one person), or a team's PostgreSQL database
 (CARBONSCHED_DATABASE_URL=postgresql://USER@HOST/DB, or database_url in the config file).
@@ -25,21 +26,6 @@ move a SQLite store to PostgreSQL:
   carbonsched db export --database ~/.local/share/carbonsched/jobs.sqlite --output jobs.jsonl
   CARBONSCHED_DATABASE_URL=postgresql://carbonsched@db/carbonsched carbonsched db import jobs.jsonl
 """
-
-
-def _open(a: argparse.Namespace, create: bool = False):
-    """The store ``--database`` or the settings name. Reading actions (``create=False``) refuse a
-    SQLite file that does not exist rather than create an empty one."""
-    from carbonsched.errors import UserInputError
-    from carbonsched.run.backends import is_database_url
-    from carbonsched.run.store import Store
-    from carbonsched.settings import resolve_settings
-
-    target = a.database or Store.target_for(resolve_settings())
-    if not create and not is_database_url(str(target)) and not Path(target).exists():
-        raise UserInputError(f"no job store at {target}; check --database / CARBONSCHED_HOME "
-                             "(a store is created by the first submit, `db migrate` or `db import`)")
-    return Store(str(target) if is_database_url(str(target)) else Path(target))
 
 
 def _info(store) -> dict:
@@ -52,7 +38,7 @@ def _info(store) -> dict:
 
 
 def cmd_db_info(a: argparse.Namespace) -> int:
-    info = _info(_open(a))
+    info = _info(open_store(a.database))
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -63,7 +49,7 @@ def cmd_db_info(a: argparse.Namespace) -> int:
 
 
 def cmd_db_migrate(a: argparse.Namespace) -> int:
-    info = _info(_open(a, create=True))  # opening migrates forward, under a lock on PostgreSQL
+    info = _info(open_store(a.database, create=True))  # opening migrates forward, under a lock on PostgreSQL
     if a.json:
         print(json.dumps(info, indent=2))
     elif info["found_version"] == info["schema_version"]:
@@ -76,7 +62,7 @@ def cmd_db_migrate(a: argparse.Namespace) -> int:
 def cmd_db_export(a: argparse.Namespace) -> int:
     from carbonsched.run.transfer import write_export
 
-    store = _open(a)
+    store = open_store(a.database)
     if a.output in (None, "-"):
         counts = write_export(store, sys.stdout)
     else:  # written beside the target and renamed: never a half-written export
@@ -100,7 +86,7 @@ def cmd_db_import(a: argparse.Namespace) -> int:
         from carbonsched.errors import UserInputError
 
         raise UserInputError(f"no export file {a.file}; make one with `carbonsched db export --output FILE`")
-    store = _open(a, create=True)
+    store = open_store(a.database, create=True)
     if a.file == "-":
         counts = import_rows(store, sys.stdin)
     else:

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import add_plan_args, intensity_options, jsonable as _jsonable, now_from, overrides
+from carbonsched.cli._common import add_plan_args, intensity_options, jsonable, now_from, overrides
 
 
 def _store(a, create: bool = True):
@@ -87,7 +87,7 @@ def cmd_submit(a: argparse.Namespace) -> int:
         raise UserInputError(f"unknown launcher {launcher!r}; choose auto, {', '.join(LAUNCHERS)}")
     remote = _remote()
     if remote is not None:
-        return _submit_remote(a, remote, job, _jsonable(merged), launcher)
+        return _submit_remote(a, remote, job, jsonable(merged), launcher)
     job = restrict_to_launcher(job, launcher)
     settings, source = intensity_options(a, a.intensity_source)
     now = now_from(a)

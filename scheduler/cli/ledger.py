@@ -6,7 +6,6 @@ import csv
 import json
 import sys
 
-from carbonsched.errors import UserInputError
 
 COLUMNS = ["id", "name", "team", "state", "created_at", "region_id", "planned_kg_co2e", "baseline_kg_co2e",
            "measured_kg_co2e", "measured_baseline_kg_co2e", "measured_energy_kwh"]
@@ -21,16 +20,13 @@ def cmd_ledger(a: argparse.Namespace) -> int:
     if remote is not None:
         doc = remote.ledger(since=a.since)
     else:
+        from carbonsched.cli._common import open_store
         from carbonsched.measure.totals import team_ledger
         from carbonsched.providers.grid import build_forecast_source
-        from carbonsched.run.store import Store
         from carbonsched.settings import resolve_settings
 
         settings = resolve_settings({"intensity_source": a.intensity_source})
-        target = Store.target_for(settings)
-        if not settings.database_url and not Store.path_for(settings).exists():
-            raise UserInputError(f"no job store at {target}; submit a job first (or set CARBONSCHED_HOME)")
-        doc = team_ledger(Store(target), source=build_forecast_source(settings), since=since,
+        doc = team_ledger(open_store(settings=settings), source=build_forecast_source(settings), since=since,
                           baseline_region=settings.default_region)
     if a.json:
         print(json.dumps(doc, indent=2))

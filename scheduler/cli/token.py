@@ -10,6 +10,8 @@ import json
 import sys
 from datetime import datetime, timezone
 
+from carbonsched.cli._common import open_store
+
 EPILOG = """\
 scopes (each includes the ones before it):
   read    list and read the team's jobs, logs, reports; regions, forecasts, ledger
@@ -25,10 +27,7 @@ examples:
 
 
 def _store(a):
-    from carbonsched.run.store import Store
-    from carbonsched.settings import resolve_settings
-
-    return Store(a.database) if a.database else Store.for_settings(resolve_settings())
+    return open_store(a.database, create=True)
 
 
 def cmd_token_create(a: argparse.Namespace) -> int:
