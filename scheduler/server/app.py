@@ -62,7 +62,7 @@ from carbonsched.providers.grid import CHOICES, build_forecast_source
 from carbonsched.redact import redact
 from carbonsched.run.backends import StoreError
 from carbonsched.run.store import STATES, Store, UnknownJobError
-from carbonsched.run.submit import cancel, check_launchable, launcher_for_resource, refresh_status, restrict_to_launcher, submit
+from carbonsched.run.submit import cancel, launcher_for_resource, refresh_status, submit
 from carbonsched.run.tokens import list_tokens, revoke_token, verify_token
 from carbonsched.run.views import job_to_dict, jobs_to_dict
 from carbonsched.server.metrics import CONTENT_TYPE, Metrics
@@ -368,15 +368,10 @@ def create_app(config: ServerConfig):
         attempts = body.get("max_attempts", 3)
         if attempts < 1:
             raise UserInputError("max_attempts must be at least 1")
-        job = restrict_to_launcher(job, launcher)
-        settings, now = _settings(config, body.get("intensity_source")), _now(body, config)
-        t0 = time.perf_counter()
-        plan = make_plan(job, now=now, settings=settings, top=max(attempts, 10))
-        metrics.plan_seconds.labels("single").observe(time.perf_counter() - t0)
-        check_launchable(job, plan, launcher)
-        store = stores.get()
-        stored, _ = submit(job, now=now, settings=settings, store=store, launcher=launcher, plan=plan,
-                           launcher_factory=launchers(), max_attempts=attempts, team=token.team)
+        store = stores.get()  # submit() confines, plans and checks the plan is launchable, as for the CLI
+        stored, _ = submit(job, now=_now(body, config), settings=_settings(config, body.get("intensity_source")),
+                           store=store, launcher=launcher, launcher_factory=launchers(), max_attempts=attempts,
+                           team=token.team)
         return _answer(job_to_dict(store, store.get(stored.id, team=token.team)), 201)
 
     @app.get("/v1/jobs")
