@@ -42,6 +42,19 @@ def cli(tmp_path):
     return run
 
 
+def poll_status(cli, job_id: str, env: dict, until: str = "succeeded", timeout: float = 30.0) -> dict:
+    """`carbonsched status JOB --json` until the job reaches ``until`` (or the time is up): the last document."""
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = json.loads(cli("status", job_id, "--json", extra_env=env).stdout)
+        if doc["state"] == until or time.monotonic() > deadline:
+            return doc
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def now():
     return NOW

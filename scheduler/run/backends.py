@@ -63,6 +63,9 @@ class _Backend:
 
     driver_error: type[Exception] = Exception
 
+    def close(self) -> None:
+        self.db.close()
+
     def read(self, sql: str, params=()) -> list:
         """A query's rows (corrupt pages and dropped connections surface on reads too)."""
         try:
@@ -107,9 +110,6 @@ class SQLiteBackend(_Backend):
 
     def reopen(self) -> "SQLiteBackend":
         return SQLiteBackend(self.path, self.timeout_s)
-
-    def close(self) -> None:
-        self.db.close()
 
     def _error(self, exc: Exception) -> str:
         text = str(exc)
@@ -198,9 +198,6 @@ class PostgresBackend(_Backend):
 
     def reopen(self) -> "PostgresBackend":
         return PostgresBackend(self.url, self.timeout_s)
-
-    def close(self) -> None:
-        self.db.close()
 
     def _error(self, exc: Exception) -> str:
         text = " ".join(str(exc).split()).replace(self.url, self.location)

@@ -22,6 +22,8 @@ from carbonsched.run.store import Store, StoreError, UnknownJobError
 from carbonsched.run.agent import agent_pass
 from carbonsched.run.submit import cancel, launch_job, refresh_status, submit
 
+from conftest import poll_status
+
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 PY = sys.executable
 
@@ -240,12 +242,7 @@ def test_cli_submit_dry_run_confirmation_status_and_list(cli, tmp_path):
     doc = json.loads(r.stdout)
     assert doc["state"] == "running" and doc["attempts"][0]["outcome"] == "launched"
     job_id = doc["id"]
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        st = json.loads(cli("status", job_id, "--json", extra_env=env).stdout)
-        if st["state"] == "succeeded":
-            break
-        time.sleep(0.1)
+    st = poll_status(cli, job_id, env, timeout=20)
     assert st["state"] == "succeeded" and st["exit_code"] == 0
     assert [e["kind"] for e in st["events"]][:3] == ["scheduled", "claimed", "attempt"]
     assert cli("logs", job_id, extra_env=env).stdout == "42\n"

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 from carbonsched.run.store import Store
 from carbonsched.run.tokens import create_token
 from carbonsched.server.app import ServerConfig
 from carbonsched.settings import Settings
 
-from conftest import EXAMPLE_JOB, NOW, NOW_ISO
+from conftest import EXAMPLE_JOB, NOW, NOW_ISO, poll_status
 from server_fixture import ApiServer, free_port
 
 PY = sys.executable
@@ -39,12 +38,7 @@ def test_the_cli_goes_through_the_server(cli, tmp_path, postgres):
         r = cli("submit", job, "--launcher", "local", "--yes", "--max-delay", "0", extra_env=env)
         assert r.returncode == 0 and ": running" in r.stdout, r.stdout + r.stderr
         job_id = r.stdout.split()[1].rstrip(":")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            doc = json.loads(cli("status", job_id, "--json", extra_env=env).stdout)
-            if doc["state"] == "succeeded":
-                break
-            time.sleep(0.2)
+        doc = poll_status(cli, job_id, env)
         assert doc["state"] == "succeeded" and doc["team"] == "ml"
         r = cli("status", job_id, extra_env=env)
         assert f"job {job_id} (llama-7b-finetune): succeeded" in r.stdout
