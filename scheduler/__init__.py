@@ -37,6 +37,8 @@ _EXPORTS = {
     "JobSpecError": ("carbonsched.errors", "JobSpecError"),
     "UnknownNameError": ("carbonsched.errors", "UnknownNameError"),
     "PolicyFileError": ("carbonsched.errors", "PolicyFileError"),
+    "PolicyViolationError": ("carbonsched.errors", "PolicyViolationError"),
+    "enforce_policy": ("carbonsched.planning.policy_check", "enforce_policy"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -125,4 +125,15 @@ class CloudAuthError(CloudCatalogError):
 
 
 class PolicyFileError(UserInputError):
-    """A policy file (policy.toml) is malformed or contradicts the job it is applied to."""
+    """A policy file (policy.toml) is malformed, missing, or contradicts the job it is applied to."""
+
+
+class PolicyViolationError(PolicyFileError):
+    """A job, or every plan for it, breaks an organisation's policy: refused (exit 2), nothing stored.
+
+    ``rules`` names the policy keys that fail (``residency``, ``constraints.max_usd_per_hour``, ...);
+    the message says, for each, what would satisfy it."""
+
+    def __init__(self, message: str, rules: tuple[str, ...] | list[str] = ()):
+        super().__init__(message)
+        self.rules = tuple(rules)

@@ -292,13 +292,16 @@ class Plan:
     eliminated: dict[str, int] = field(default_factory=dict)  # per-offering constraints, out of n_candidates
     n_after_offering_filters: int = 0
     eliminated_after_filters: dict[str, int] = field(default_factory=dict)  # the rest, out of n_after_offering_filters
+    # the organisation policy the job was planned under (PolicyFile.provenance: name, version, path,
+    # sha256, changes); None: no policy, and then the document has no "policy_file" key
+    policy_file: dict | None = None
 
     @property
     def best(self) -> Placement:
         return self.placements[0]
 
     def to_dict(self) -> dict:
-        return {
+        doc = {
             "schema_version": SCHEMA_VERSION,
             "now": iso_utc(self.now),
             "job": self.job.to_dict(),
@@ -314,6 +317,10 @@ class Plan:
                       "after_offering_constraints": self.n_after_offering_filters,
                       "rejected_among_those": dict(self.eliminated_after_filters)},
         }
+        if self.policy_file is not None:  # after "policy" (the objective it ranked by)
+            head = {k: doc[k] for k in ("schema_version", "now", "job", "policy")}
+            doc = {**head, "policy_file": dict(self.policy_file), **doc}
+        return doc
 
     def to_dataframe(self):
         """The ranked placements as a pandas DataFrame (one row each, contract columns)."""

@@ -71,6 +71,11 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     c.add_argument("--carbon-budget-kg", type=float, metavar="KG")
     c.add_argument("--spot", action="store_true", default=None, help="also consider spot capacity")
     o = p.add_argument_group("policy and model")
+    o.add_argument("--policy", metavar="POLICY.toml",
+                   help="enforce this organisation policy file (default: the `policy` setting or CARBONSCHED_POLICY): "
+                        "the job is planned as the policy leaves it, --json records the file (policy_file), and a "
+                        "job or plan that breaks it is refused (exit 2) naming the rule; see "
+                        "`python -m pydoc carbonsched.spec.policy_file`")
     o.add_argument("--objective", choices=OBJECTIVES)
     o.add_argument("--order", metavar="T,T,...", type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
                    help="for lexicographic: term order, e.g. carbon,cost")
@@ -158,6 +163,33 @@ def intensity_options(a: argparse.Namespace, source_name: str | None):
 
     return settings, build_forecast_source(settings, name=source_name, files=a.intensity_file,
                                            file_signal=a.intensity_file_signal)
+
+
+def policy_option(a: argparse.Namespace, settings):
+    """The policy to enforce (a ``PolicyFile``) or None: ``--policy FILE``, else the settings'
+    (``policy`` in the config file, or ``CARBONSCHED_POLICY``). There is no flag to turn an
+    organisation's policy off; a missing or invalid file is an error naming it."""
+    from carbonsched.errors import PolicyFileError
+    from carbonsched.spec.policy_file import load_policy
+
+    if getattr(a, "policy", None):
+        return load_policy(a.policy)
+    if getattr(settings, "policy", None) is None:
+        return None
+    try:
+        return load_policy(settings.policy)
+    except PolicyFileError as exc:
+        where = f"`policy` in {settings.config_path} or " if settings.config_path else ""
+        raise PolicyFileError(f"{exc} (the organisation policy set by {where}CARBONSCHED_POLICY)") from None
+
+
+def no_local_policy(a: argparse.Namespace) -> None:
+    """With a server the server enforces its own policy: a local --policy would be silently unused."""
+    from carbonsched.errors import UserInputError
+
+    if getattr(a, "policy", None):
+        raise UserInputError("--policy applies to plans made here; the server enforces its own policy (its "
+                             "`policy` setting): drop --policy, or unset CARBONSCHED_SERVER / drop --server")
 
 
 def now_from(a: argparse.Namespace) -> datetime:

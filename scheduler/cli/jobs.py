@@ -7,7 +7,8 @@ import sys
 from datetime import datetime, timezone
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import add_plan_args, intensity_options, jsonable, now_from, overrides
+from carbonsched.cli._common import (add_plan_args, intensity_options, jsonable, no_local_policy, now_from, overrides,
+                                     policy_option)
 
 
 def _store(a, create: bool = True):
@@ -87,11 +88,19 @@ def cmd_submit(a: argparse.Namespace) -> int:
         raise UserInputError(f"unknown launcher {launcher!r}; choose auto, {', '.join(LAUNCHERS)}")
     remote = _remote()
     if remote is not None:
+        no_local_policy(a)  # the server enforces its own
         return _submit_remote(a, remote, job, jsonable(merged), launcher)
     job = restrict_to_launcher(job, launcher)
     settings, source = intensity_options(a, a.intensity_source)
     now = now_from(a)
-    plan = make_plan(job, now=now, settings=settings, top=max(a.max_attempts, 10), forecast_source=source)
+    pf = policy_option(a, settings)
+    if pf is None:
+        plan = make_plan(job, now=now, settings=settings, top=max(a.max_attempts, 10), forecast_source=source)
+    else:  # refused (exit 2) before anything is stored when the job or every plan breaks the policy
+        from carbonsched.planning.policy_check import enforce_policy
+
+        plan = enforce_policy(job, pf, now=now, settings=settings, top=max(a.max_attempts, 10), forecast_source=source)
+        job = plan.job  # stored as planned: under the policy
     check_launchable(job, plan, launcher)
     store = _store_for(settings)
     if not a.json:
@@ -305,4 +314,7 @@ def register(sub, common) -> None:
     ag.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
                     help="the lease this agent takes on a job it launches, renewed while the launch runs; another "
                          "agent resumes the launch only after it expired (default: lease_seconds setting, 120)")
+    ag.add_argument("--policy", dest="policy", metavar="POLICY.toml",
+                    help="organisation policy to check placements against before launching (default: the `policy` "
+                         "setting or CARBONSCHED_POLICY)")
     ag.set_defaults(func=cmd_agent)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import Progress, add_plan_args, emit, intensity_options, now_from, overrides
+from carbonsched.cli._common import (Progress, add_plan_args, emit, intensity_options, no_local_policy, now_from,
+                                     overrides, policy_option)
 
 EPILOG_PLAN = """\
 examples:
@@ -12,8 +13,10 @@ examples:
   carbonsched plan --gpu A100 --gpus 8 --hours 12 --max-delay 24h
   carbonsched plan job.toml --objective cost --top 5 --json
   carbonsched plan job.toml --region 'gcp:europe-*' --region 'aws:eu-*' --deadline 2026-12-01T00:00Z
+  carbonsched plan job.toml --policy examples/policy.toml
 
-Flags override the job file's keys. Times are UTC (ISO 8601). Without --max-delay or a
+Flags override the job file's keys; an organisation policy (--policy, or the `policy` setting)
+then overrides both where it is stricter, and a job it leaves no placement is refused (exit 2). Times are UTC (ISO 8601). Without --max-delay or a
 deadline only "start now" is considered. Job file keys: see `python -m pydoc carbonsched.spec.job`.
 """
 
@@ -30,14 +33,27 @@ def cmd_plan(a: argparse.Namespace) -> int:
         raise UserInputError("--strict and --capacity plan a queue: use them with --batch JOBS.toml")
     raw = merge(read_job_file(a.job) if a.job else {}, overrides(a))
     job = job_from_dict(raw)
-    top = a.top if a.top is not None else (0 if job.policy.objective == "pareto" else 10)
     if getattr(a, "server", False):  # `submit --dry-run` comes here without the flag
-        return _plan_remote(a, raw, top)
+        no_local_policy(a)
+        return _plan_remote(a, raw, _top(a, job, None))
     settings, source = intensity_options(a, a.intensity_source)
-    result = plan(job, now=now_from(a), top=top or None, settings=settings, forecast_source=source)
+    pf = policy_option(a, settings)
+    top = _top(a, job, pf)
+    if pf is None:
+        result = plan(job, now=now_from(a), top=top or None, settings=settings, forecast_source=source)
+    else:
+        from carbonsched.planning.policy_check import enforce_policy
+
+        result = enforce_policy(job, pf, now=now_from(a), top=top or None, settings=settings, forecast_source=source)
     from carbonsched.cli.render import render_plan
 
     return emit(a, result, to_dict=lambda p: p.to_dict(), render=render_plan, plot=_plot)
+
+
+def _top(a: argparse.Namespace, job, pf) -> int:
+    """--top, else 10, or 0 (all) for a Pareto front, whether the job or the policy asks for one."""
+    objective = (pf.get("objective") if pf is not None else None) or job.policy.objective
+    return a.top if a.top is not None else (0 if objective == "pareto" else 10)
 
 
 def _plan_remote(a: argparse.Namespace, raw: dict, top: int) -> int:
@@ -90,11 +106,18 @@ def plan_batch(a: argparse.Namespace) -> int:
     if a.capacity is not None:
         default = a.capacity
     settings, source = intensity_options(a, a.intensity_source)
+    pf = policy_option(a, settings)
     progress = Progress("building candidates (jobs)", quiet=a.json)
+    kw = dict(now=now_from(a), capacity=capacity or None, default_capacity=default, settings=settings,
+              forecast_source=source, objective=a.objective, progress=progress, strict=a.strict,
+              top_k=a.top_k or None, time_limit_s=a.time_limit)
     try:
-        result = plan_batch(jobs, now=now_from(a), capacity=capacity or None, default_capacity=default,
-                            settings=settings, forecast_source=source, objective=a.objective, progress=progress,
-                            strict=a.strict, top_k=a.top_k or None, time_limit_s=a.time_limit)
+        if pf is None:
+            result = plan_batch(jobs, **kw)
+        else:
+            from carbonsched.planning.policy_batch import enforce_policy_batch
+
+            result = enforce_policy_batch(jobs, pf, **kw)
     finally:
         progress.close()
     from carbonsched.cli.render import render_batch

@@ -49,6 +49,15 @@ def _saving_words(pct: float | None) -> str:
     return f"{pct:.0f}% less" if pct >= 0 else f"{-pct:.0f}% more"
 
 
+def policy_lines(record: dict | None) -> list[str]:
+    """The one line saying which organisation policy a plan was made under (none without one)."""
+    if not record:
+        return []
+    changes = record.get("changes") or []
+    n = sum(len(c) for c in changes.values()) if isinstance(changes, dict) else len(changes)  # batch: per job
+    return [f"policy: {record['name']} (version {record['version']}) applied: {n} change{'' if n == 1 else 's'}"]
+
+
 def render_plan(plan: Plan) -> str:
     job = plan.job
     head = (f"Plan for {job.name!r}: {job.gpus}x{job.gpu} for {job.hours:g} h (reference), "
@@ -76,7 +85,7 @@ def render_plan(plan: Plan) -> str:
     b = plan.baseline
     if b is not None:
         rows.append(row("base", b, "-"))
-    out = [head, "", table(headers, rows, right={0} | set(range(5, len(headers))))]
+    out = [head] + policy_lines(plan.policy_file) + ["", table(headers, rows, right={0} | set(range(5, len(headers))))]
     if merged:
         out.append(f"rows marked '+N SSD variant' join instance types that differ only in local SSD and give the "
                    f"same numbers ({merged} row{'s' if merged > 1 else ''} folded; --json lists each)")
@@ -213,8 +222,9 @@ def render_batch(doc: dict) -> str:
     head = f"Batch plan: {t['jobs']} of {len(doc['jobs'])} jobs placed, objective {doc['objective']}, " \
            f"now {now:%Y-%m-%d %H:%M} UTC"
     gap = "not proven (placement count not proven maximal)" if s.get("gap") is None else f"{100 * s['gap']:.2f} %"
-    out = [head, "", table(["job", "region", "instance", "GPUs", "start (UTC)", "hours", "kgCO2e", "USD", "baseline kg"],
-                           rows, right={5, 6, 7, 8}), "",
+    out = [head, *policy_lines(doc.get("policy_file")), "",
+           table(["job", "region", "instance", "GPUs", "start (UTC)", "hours", "kgCO2e", "USD", "baseline kg"],
+                 rows, right={5, 6, 7, 8}), "",
            f"total: {_num(t['kg_co2e'])} kgCO2e, ${_num(t['cost_usd'], 0)}; greedy in submission order: "
            f"{_num(g['kg_co2e'])} kgCO2e with {g['jobs']} job(s) placed; run now in the default region: "
            f"{_num(b['kg_co2e'])} kgCO2e",

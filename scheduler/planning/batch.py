@@ -73,6 +73,9 @@ class BatchPlan:
     solver: dict
     warnings: tuple[str, ...] = ()
     unplaced: tuple[Unplaced, ...] = ()
+    # the organisation policy the jobs were planned under (PolicyFile.provenance, with "changes" per
+    # job name); None: no policy, and no "policy_file" key in the document
+    policy_file: dict | None = None
 
     @staticmethod
     def _totals(ps) -> dict:
@@ -94,10 +97,12 @@ class BatchPlan:
         base_tot["jobs_without_baseline"] = [n for n, b in zip(self.names, self.baselines) if b is None]
         with_base = [(p, b) for p, b in zip(self.placements, self.baselines) if b is not None and p is not None]
         base_tot["kg_saved_by_batch"] = sum(b.kg_co2e for _, b in with_base) - sum(p.kg_co2e for p, _ in with_base)
+        policy = {"policy_file": dict(self.policy_file)} if self.policy_file is not None else {}
         return {
             "schema_version": SCHEMA_VERSION,
             "now": iso_utc(self.now),
             "objective": self.objective,
+            **policy,
             "jobs": [{"name": n, "placement": placement_to_dict(p) if p else None,
                       "baseline": placement_to_dict(b) if b else None,
                       "greedy": placement_to_dict(g) if g else None}

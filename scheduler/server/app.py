@@ -29,6 +29,12 @@ Routes are plain functions: FastAPI runs them in its thread pool, each thread wi
 connection (``Stores``), so one slow plan or launch does not hold the others. Planning is
 CPU-bound Python, so one process plans on one core at a time: ``carbonsched server --workers N``
 runs N processes (``app_from_env``) on one port; rate limits then apply per worker.
+
+An organisation policy in the server's settings (``policy``, ``CARBONSCHED_POLICY``) is read when
+the app is created (a missing or invalid file stops the server from starting; restart it to
+change the policy) and enforced on ``POST /v1/plan``, ``/v1/plan/batch`` and ``/v1/jobs``
+(``planning.policy_check.enforce_policy``): a job that breaks it is refused with 422 and the rule
+in the message, nothing stored; plans record it (``policy_file``).
 """
 from __future__ import annotations
 
@@ -53,8 +59,8 @@ from carbonsched.errors import CarbonschedError, InfeasibleError, UserInputError
 from carbonsched.measure.ledger import build_ledger
 from carbonsched.measure.report import disclosure
 from carbonsched.measure.totals import team_ledger
-from carbonsched.planning import plan as make_plan
-from carbonsched.planning.batch import plan_batch
+from carbonsched.planning.policy_batch import enforce_policy_batch
+from carbonsched.planning.policy_check import enforce_policy
 from carbonsched.planning.region_forecast import forecast_intensity, forecast_to_dict
 from carbonsched.planning.regions import list_regions
 from carbonsched.providers.cloud import LAUNCHERS, get_launcher
@@ -62,7 +68,7 @@ from carbonsched.providers.grid import CHOICES, build_forecast_source
 from carbonsched.redact import redact
 from carbonsched.run.backends import StoreError
 from carbonsched.run.store import STATES, Store, UnknownJobError
-from carbonsched.run.submit import cancel, launcher_for_resource, refresh_status, submit
+from carbonsched.run.submit import cancel, launcher_for_resource, refresh_status, restrict_to_launcher, submit
 from carbonsched.run.tokens import list_tokens, revoke_token, verify_token
 from carbonsched.run.views import job_to_dict, jobs_to_dict
 from carbonsched.server.metrics import CONTENT_TYPE, Metrics
@@ -71,6 +77,7 @@ from carbonsched.server.security import (ApiError, BodyLimit, RateLimiter, beare
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.batch_file import batch_from_dict
 from carbonsched.spec.job import job_from_dict
+from carbonsched.spec.policy_file import load_policy
 from carbonsched.spec.schemas import get_schema
 from carbonsched.units import iso_utc, parse_utc
 
@@ -220,6 +227,7 @@ def create_app(config: ServerConfig):
                   description="Carbon-aware placement and launch of ML training jobs, for a team. "
                               "Authenticate with `Authorization: Bearer <token>` (`carbonsched token create`).")
     app.state.stores = stores
+    policy = load_policy(config.settings.policy) if config.settings.policy is not None else None
 
     def launchers():
         if config.launcher_factory is not None:
@@ -328,8 +336,8 @@ def create_app(config: ServerConfig):
         if top < 0:
             raise UserInputError("top must be >= 0 (0 returns all)")
         t0 = time.perf_counter()
-        result = make_plan(job, now=_now(body, config), top=top or None,
-                           settings=_settings(config, body.get("intensity_source")))
+        result = enforce_policy(job, policy, now=_now(body, config), top=top or None,
+                                settings=_settings(config, body.get("intensity_source")))
         metrics.plan_seconds.labels("single").observe(time.perf_counter() - t0)
         return _answer(result.to_dict())
 
@@ -347,9 +355,10 @@ def create_app(config: ServerConfig):
         if not 0 < limit <= 120:
             raise UserInputError("time_limit_s must be in (0, 120]")
         t0 = time.perf_counter()
-        result = plan_batch(jobs, now=_now(body, config), capacity=capacity or None, default_capacity=default,
-                            settings=_settings(config, body.get("intensity_source")), objective=body.get("objective"),
-                            strict=body.get("strict", False), top_k=body.get("top_k") or None, time_limit_s=limit)
+        result = enforce_policy_batch(jobs, policy, now=_now(body, config), capacity=capacity or None,
+                                      default_capacity=default, settings=_settings(config, body.get("intensity_source")),
+                                      objective=body.get("objective"), strict=body.get("strict", False),
+                                      top_k=body.get("top_k") or None, time_limit_s=limit)
         metrics.plan_seconds.labels("batch").observe(time.perf_counter() - t0)
         return _answer(result.to_dict())
 
@@ -368,10 +377,15 @@ def create_app(config: ServerConfig):
         attempts = body.get("max_attempts", 3)
         if attempts < 1:
             raise UserInputError("max_attempts must be at least 1")
+        now, settings = _now(body, config), _settings(config, body.get("intensity_source"))
+        plan = None
+        if policy is not None:  # refused before anything is stored; the job is stored as planned, under it
+            plan = enforce_policy(restrict_to_launcher(job, launcher), policy, now=now, settings=settings,
+                                  top=max(attempts, 10))
+            job = plan.job
         store = stores.get()  # submit() confines, plans and checks the plan is launchable, as for the CLI
-        stored, _ = submit(job, now=_now(body, config), settings=_settings(config, body.get("intensity_source")),
-                           store=store, launcher=launcher, launcher_factory=launchers(), max_attempts=attempts,
-                           team=token.team)
+        stored, _ = submit(job, now=now, settings=settings, store=store, launcher=launcher, plan=plan,
+                           launcher_factory=launchers(), max_attempts=attempts, team=token.team)
         return _answer(job_to_dict(store, store.get(stored.id, team=token.team)), 201)
 
     @app.get("/v1/jobs")

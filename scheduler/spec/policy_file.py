@@ -31,17 +31,36 @@ constraints take the stricter of job and policy (lower maxima, higher minima, th
 of providers, GPU types and of the regions allowed by the job and by ``residency``, the union of
 excluded regions); ``max_delay`` caps the job's (or sets it when the job has none); ``spot``
 replaces the job's; ``[spot]`` rates fill in where the job gives none.
+
+Enforcement: ``carbonsched plan``, ``plan --batch`` and ``submit`` take ``--policy FILE``; without it
+they use the settings' ``policy = "PATH"`` (config file, relative to its folder) or
+``CARBONSCHED_POLICY``, and the server enforces its settings' policy on ``POST /v1/plan`` and
+``POST /v1/jobs``. There is no bypass flag: an organisation sets the policy once; ``--policy``
+can only name another file. The job is planned as ``apply_policy`` leaves it
+(``carbonsched.planning.policy_check.enforce_policy``) and the plan records the file
+(``policy_file``: name, version, path, sha256 of its bytes, the changes). Refused with
+``PolicyViolationError`` (exit 2; ``submit`` then stores nothing), naming the rule and what would
+satisfy it:
+
+* the job's own choices leave nothing under the policy: its regions outside ``residency``, its
+  providers or GPU types disjoint from the policy's;
+* no placement is feasible under the policy while the job alone has one: the rules that the
+  job's best placement without the policy breaks are named, with the value that would admit it.
+
+A job's ``spot = true`` only allows spot capacity, it never requires it: a policy with
+``spot = false`` narrows such a job to on-demand rather than refusing it.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from carbonsched.errors import JobSpecError, PolicyFileError
+from carbonsched.errors import JobSpecError, PolicyFileError, PolicyViolationError
 from carbonsched.spec.job import JobSpec
-from carbonsched.spec.tomlfile import read_toml, typed_value
+from carbonsched.spec.tomlfile import read_toml_bytes, typed_value
 from carbonsched.policies import Policy
 from carbonsched.refdata import read_regions
 from carbonsched.spec.job import resolve_job
@@ -61,14 +80,22 @@ _POLICY_KEYS = ("objective", "weights", "order", "tolerance_pct", "risk", "min_g
 
 @dataclass(frozen=True)
 class PolicyFile:
-    """A validated policy file: ``values`` maps dotted keys (``constraints.spot``) to typed values."""
+    """A validated policy file: ``values`` maps dotted keys (``constraints.spot``) to typed values;
+    ``path`` and ``sha256`` (of the file's bytes) when it was read from a file (``load_policy``)."""
 
     version: int
     name: str = "policy"
     values: dict = field(default_factory=dict)
+    path: str | None = None
+    sha256: str | None = None
 
     def get(self, key: str, default=None):
         return self.values.get(key, default)
+
+    def provenance(self, changes: list[str] | tuple[str, ...] = ()) -> dict:
+        """What a plan records about the policy it was made under (``policy_file`` in ``plan --json``)."""
+        return {"name": self.name, "version": self.version, "path": self.path, "sha256": self.sha256,
+                "changes": list(changes)}
 
     def to_dict(self) -> dict:
         out: dict = {"version": self.version, "name": self.name}
@@ -124,9 +151,13 @@ def policy_from_dict(raw: dict) -> PolicyFile:
 
 
 def load_policy(path: str | Path) -> PolicyFile:
-    """Read and validate a policy TOML file."""
-    raw = read_toml(path, "policy file", PolicyFileError, hint="pass a policy TOML file")
-    return policy_from_dict(raw)
+    """Read and validate a policy TOML file; PolicyFileError naming the file when it is missing or wrong."""
+    raw, data = read_toml_bytes(path, "policy file", PolicyFileError, hint="pass a policy TOML file")
+    try:
+        pf = policy_from_dict(raw)
+    except PolicyFileError as exc:
+        raise PolicyFileError(f"policy file {str(path)!r}: {str(exc).removeprefix('policy: ')}") from None
+    return replace(pf, path=str(Path(path).resolve()), sha256=hashlib.sha256(data).hexdigest())
 
 
 def _policy_kwargs(flat: dict, current) -> dict:
@@ -167,7 +198,11 @@ def apply_policy(job: JobSpec, pf: PolicyFile) -> tuple[JobSpec, list[str]]:
         theirs = tuple(t.lower() for t in theirs) if key == "providers" else theirs
         new = theirs if mine is None else tuple(x for x in mine if x in theirs)
         if not new:
-            raise PolicyFileError(f"the policy allows {key} {list(theirs)} but the job only {list(mine)}: nothing is left")
+            flag = "--provider" if key == "providers" else "--accept-gpu"
+            raise PolicyViolationError(
+                f"policy {pf.name!r}: rule constraints.{key} allows {', '.join(theirs)} but the job only "
+                f"{', '.join(mine)}: nothing is left; to satisfy it, allow one of {', '.join(theirs)} in the job "
+                f"(constraints.{key} / {flag})", rules=(f"constraints.{key}",))
         if new != mine:
             kw[key] = new
             changes.append(f"{key}: {_show(mine)} -> {_show(new)}")
@@ -187,8 +222,11 @@ def apply_policy(job: JobSpec, pf: PolicyFile) -> tuple[JobSpec, list[str]]:
             new = tuple(r for r in ids if any(fnmatch.fnmatchcase(r, p) for p in job.regions)
                         and any(fnmatch.fnmatchcase(r, p) for p in residency))
             if not new:
-                raise PolicyFileError(f"the policy's residency {list(residency)} and the job's regions "
-                                      f"{list(job.regions)} have no region in common")
+                raise PolicyViolationError(
+                    f"policy {pf.name!r}: rule residency allows regions matching {', '.join(residency)} but the "
+                    f"job's regions {', '.join(job.regions)} have no region in common with it; to satisfy it, allow "
+                    f"a region matching {' or '.join(residency)} in the job (constraints.regions / --region)",
+                    rules=("residency",))
         kw["regions"] = new
         changes.append(f"regions: {_show(job.regions)} -> {_show(new)} (residency)")
     if pf.get("max_delay") is not None:

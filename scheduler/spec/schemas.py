@@ -124,6 +124,12 @@ def plan_schema() -> dict:
             "job": {"type": "object", "required": ["name", "gpu", "gpus", "hours", "window", "constraints", "policy",
                                                    "interruptible", "spot_model", "data"]},
             "policy": {"type": "object", "required": ["objective", "weights", "order", "tolerance_pct", "risk"]},
+            "policy_file": {  # only when an organisation policy was enforced (--policy, the policy setting)
+                "type": "object", "required": ["name", "version", "path", "sha256", "changes"],
+                "properties": {"name": {"type": "string"}, "version": {"const": policy_file.POLICY_VERSION},
+                               "path": {"type": ["string", "null"]},
+                               "sha256": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-f]{64}$"}]},
+                               "changes": {"type": "array", "items": {"type": "string"}}}},
             "baseline": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/placement"}]},
             "placements": {"type": "array", "items": {"$ref": "#/$defs/placement"}},
             "warnings": {"type": "array", "items": {"type": "string"}},

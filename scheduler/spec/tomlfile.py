@@ -89,14 +89,22 @@ def typed_value(value, kind, where: str):
 
 def read_toml(path: str | Path, what: str = "job file", error=JobSpecError, hint: str = "pass a TOML file") -> dict:
     """Raw TOML of a job/policy/batch file; ``error`` (a UserInputError) with the position when malformed."""
+    return read_toml_bytes(path, what, error, hint)[0]
+
+
+def read_toml_bytes(path: str | Path, what: str = "job file", error=JobSpecError,
+                    hint: str = "pass a TOML file") -> tuple[dict, bytes]:
+    """``read_toml`` and the bytes it parsed (one read: a digest of them is a digest of what was used)."""
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        data = path.read_bytes()
+        return tomllib.loads(data.decode("utf-8")), data
     except FileNotFoundError:
         raise error(f"{what} {str(path)!r} not found; {hint}") from None
     except IsADirectoryError:
         raise error(f"{str(path)!r} is a directory; pass a {what}") from None
+    except PermissionError:
+        raise error(f"{what} {str(path)!r} cannot be read (permission denied); {hint}") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: malformed TOML: {exc}") from None
     except UnicodeDecodeError:
