@@ -84,7 +84,7 @@ def get_offering_source(name: str = "embedded") -> OfferingSource:
 def _local(settings, **kw) -> Launcher:
     from carbonsched.providers.cloud.local import LocalLauncher
 
-    return LocalLauncher(Path(settings.home), **kw)
+    return LocalLauncher(Path(settings.home), region_id=getattr(settings, "local_region", None), **kw)
 
 
 def _aws(settings, **kw) -> Launcher:

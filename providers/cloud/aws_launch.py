@@ -4,9 +4,10 @@
 
 * the AMI from a public SSM parameter (default: an AWS Deep Learning Base AMI with NVIDIA
   drivers; ``aws_ami_parameter`` in the settings, or ``ami_id`` to pin one);
-* user-data: a bash script that runs the job's command (each argument ``shlex.quote``-d, never
-  interpolated), logs to the console and ``/var/log/carbonsched-job.log``, prints
-  ``carbonsched-exit-code: N`` and powers off; ``InstanceInitiatedShutdownBehavior=terminate``
+* user-data: a bash script that runs the job's command under ``carbonsched track`` (each argument
+  ``shlex.quote``-d, never interpolated; ``launcher.shell_lines``), logs to the console and
+  ``/var/log/carbonsched-job.log``, prints the measurement as a marked line and
+  ``carbonsched-exit-code: N``, and powers off; ``InstanceInitiatedShutdownBehavior=terminate``
   so a finished job stops billing;
 * tags ``carbonsched:job-id``, ``carbonsched:attempt``, ``carbonsched:token`` (and ``Name``);
 * spot via ``InstanceMarketOptions`` when the placement's market is spot;
@@ -23,10 +24,11 @@ Minimal IAM permissions: ``ec2:RunInstances``, ``ec2:CreateTags`` (tag on create
 from __future__ import annotations
 
 import base64
+import os
 import re
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import shell_lines
+from carbonsched.providers.cloud.launcher import ConsoleRecord, shell_lines
 
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 CAPACITY_CODES = frozenset({
@@ -83,15 +85,27 @@ def _client_error(exc) -> tuple[str, str]:
     return err.get("Code", ""), err.get("Message", str(exc))
 
 
-class Ec2Launcher:
+class Ec2Launcher(ConsoleRecord):
     """EC2 launcher; ``client_factory(service, region)`` returns boto3 clients (injected in tests)."""
 
     name = "aws"
 
-    def __init__(self, client_factory=None, ami_parameter: str = DEFAULT_AMI_PARAMETER, ami_id: str | None = None):
+    def __init__(self, client_factory=None, ami_parameter: str = DEFAULT_AMI_PARAMETER, ami_id: str | None = None,
+                 install: str | None = None):
         self._factory = client_factory or _default_factory
+        self.install = install if install is not None else (os.environ.get("CARBONSCHED_REMOTE_INSTALL") or None)
         self.ami_parameter = ami_parameter
         self.ami_id = ami_id
+
+    def check(self) -> None:
+        """Before a job is stored: boto3 is installed and finds credentials (env, profile, role)."""
+        try:
+            import boto3
+        except ImportError:
+            raise LaunchError("the AWS launcher needs boto3: pip install 'carbonsched[aws]'") from None
+        if boto3.Session().get_credentials() is None:
+            raise LaunchError("no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                              "(or run where an instance role provides them)")
 
     def _ec2(self, region: str):
         return self._factory("ec2", region)
@@ -119,7 +133,7 @@ class Ec2Launcher:
                 {"Key": "carbonsched:token", "Value": token}, {"Key": "Name", "Value": f"carbonsched-{job.name}"[:255]}]
         kwargs = dict(
             ImageId=self._ami(region), InstanceType=placement["instance_type"], MinCount=1, MaxCount=1,
-            ClientToken=token, UserData=user_data(shell_lines(job), job.id),
+            ClientToken=token, UserData=user_data(shell_lines(job, placement, install=self.install), job.id),
             InstanceInitiatedShutdownBehavior="terminate",
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
         )

@@ -4,8 +4,9 @@
 GPUs; ``n1-standard-8+1xT4``-style offerings attach ``guestAccelerators``),
 ``onHostMaintenance=TERMINATE`` (GPUs cannot live-migrate), SPOT provisioning when the
 placement's market is spot, a Deep Learning VM image family (``CARBONSCHED_GCP_IMAGE``), the
-job's command as ``startup-script`` metadata (every argument ``shlex.quote``-d; it prints
-``carbonsched-exit-code: N`` and powers off), labels ``carbonsched-job-id`` /
+job's command as ``startup-script`` metadata (run under ``carbonsched track``, every argument
+``shlex.quote``-d; it prints the measurement as a marked line and ``carbonsched-exit-code: N`` and
+powers off), labels ``carbonsched-job-id`` /
 ``carbonsched-attempt``, and ``requestId`` = a UUID derived from the attempt's token, so a retried
 insert is idempotent. The zone operation is waited on; ZONE_RESOURCE_POOL_EXHAUSTED,
 QUOTA_EXCEEDED and friends become ``CapacityError`` (failover). ``find`` lists instances by label.
@@ -28,7 +29,7 @@ import re
 import uuid
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import shell_lines
+from carbonsched.providers.cloud.launcher import ConsoleRecord, shell_lines
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
 CAPACITY_CODES = frozenset({"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
@@ -90,16 +91,21 @@ def _google_errors(what: str):
     return guard()
 
 
-class GceLauncher:
+class GceLauncher(ConsoleRecord):
     name = "gcp"
 
     def __init__(self, instances_client=None, operations_client=None, project: str | None = None,
-                 image: str | None = None, timeout_s: float = 600.0):
+                 image: str | None = None, timeout_s: float = 600.0, install: str | None = None):
         self._client = instances_client
         self._ops = operations_client
         self.project = project or os.environ.get("CARBONSCHED_GCP_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
         self.image = image or os.environ.get("CARBONSCHED_GCP_IMAGE") or DEFAULT_IMAGE
         self.timeout_s = timeout_s
+        self.install = install if install is not None else (os.environ.get("CARBONSCHED_REMOTE_INSTALL") or None)
+
+    def check(self) -> None:
+        """Before a job is stored: the client library, credentials and a project are there."""
+        self.client()
 
     def client(self):
         if self._client is None:
@@ -127,7 +133,7 @@ class GceLauncher:
             network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default", access_configs=[
                 compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")])],
             metadata=compute_v1.Metadata(items=[compute_v1.Items(key="startup-script",
-                                                                 value=startup_script(shell_lines(job), job.id))]),
+                                                                 value=startup_script(shell_lines(job, placement, install=self.install), job.id))]),
             labels={"carbonsched-job-id": job.id, "carbonsched-attempt": str(attempt)},
         )
 

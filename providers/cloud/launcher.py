@@ -2,11 +2,18 @@
 
 A launcher has a ``name`` and::
 
-    launch(job, placement, attempt, token) -> str   # resource id; CapacityError -> failover
-    find(job, attempt, token) -> str | None          # a resource this attempt already started
+    launch(job, placement, attempt, token, segment=0) -> str   # resource id; CapacityError -> failover
+    find(job, attempt, token, segment=0) -> str | None          # a resource this attempt already started
     status(resource_id) -> (state, exit_code)        # running | succeeded | failed | unknown
     cancel(resource_id) -> None
     logs(resource_id) -> str | None
+    ran_on(placement) -> dict                        # where a run of the placement really happens
+    measurement(resource_id) -> dict | None          # the run's measurement record, once it ended
+    stop(resource_id, grace_s) -> bool               # optional: end one segment of an interruptible run
+
+Every launcher runs the job under ``carbonsched track`` (measured by default) and brings the
+record back through ``measurement``; ``segment`` > 0 is the k-th resume of an interruptible run
+(``run_env``). A launcher without ``stop`` runs an interruptible job start to end (the agent says so).
 
 ``token`` is derived from job id + attempt (``launch_token``), so a retried call is
 idempotent where the provider honours it (EC2 ClientToken, GCE requestId); ``find`` is the
@@ -27,6 +34,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from carbonsched.errors import LaunchError
+from carbonsched.record import decode_marked
 
 
 class Job(Protocol):
@@ -39,15 +47,19 @@ class Job(Protocol):
 class Launcher(Protocol):
     name: str
 
-    def launch(self, job: Job, placement: dict, attempt: int, token: str) -> str: ...
+    def launch(self, job: Job, placement: dict, attempt: int, token: str, segment: int = 0) -> str: ...
 
-    def find(self, job: Job, attempt: int, token: str) -> str | None: ...
+    def find(self, job: Job, attempt: int, token: str, segment: int = 0) -> str | None: ...
 
     def status(self, resource_id: str) -> tuple[str, int | None]: ...
 
     def cancel(self, resource_id: str) -> None: ...
 
     def logs(self, resource_id: str) -> str | None: ...
+
+    def ran_on(self, placement: dict) -> dict: ...
+
+    def measurement(self, resource_id: str) -> dict | None: ...
 
 
 def launch_token(job_id: str, attempt: int) -> str:
@@ -97,6 +109,16 @@ def job_env(job: Job) -> dict[str, str]:
     return dict(job.spec.get("env") or {})
 
 
+def run_env(job: Job, segment: int = 0) -> dict[str, str]:
+    """What every launcher tells the job about its run: its id, and for the segments of an
+    interruptible run the segment number and, from the second on, ``CARBONSCHED_RESUME=1``
+    (resume from the checkpoint in ``checkpoint_dir``; see the job file reference)."""
+    env = {"CARBONSCHED_JOB_ID": str(job.id)}
+    if segment:
+        env.update(CARBONSCHED_SEGMENT=str(segment), CARBONSCHED_RESUME="1")
+    return env
+
+
 def job_argv(job: Job) -> list[str]:
     """What to execute: the command, or ``docker run --gpus all`` of the job's image with it (the
     image checked against the reference grammar and placed after ``--``, so it cannot be an option)."""
@@ -111,8 +133,61 @@ def job_argv(job: Job) -> list[str]:
     return ["docker", "run", "--rm", "--gpus", "all", *env_flags, "--", image, *command]
 
 
-def shell_lines(job: Job) -> list[str]:
-    """Bash lines that set the job's environment and run it, every value ``shlex.quote``-d."""
-    lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted(job_env(job).items())]
-    lines.append(" ".join(shlex.quote(a) for a in job_argv(job)))
+RECORD_PATH = "/var/lib/carbonsched/measurement.json"
+UNMEASURED_MARK = "carbonsched-measurement-unavailable: "
+
+
+def shell_lines(job: Job, placement: dict | None = None, *, install: str | None = None,
+                record_path: str = RECORD_PATH) -> list[str]:
+    """Bash lines that set the job's environment and run it under ``carbonsched track``, every value
+    ``shlex.quote``-d. The tracker must be on the image (or ``install``, a pip requirement, puts it
+    there); it prints the record as a marked console line (``carbonsched.record``) and passes the
+    command's exit status through, which the lines leave in ``$?``. Without a tracker the command
+    runs unmeasured and a ``carbonsched-measurement-unavailable:`` line says why. The placement's
+    GPUs are what the tracker models when NVML cannot be read (they are on this instance)."""
+    env = {**job_env(job), **run_env(job)}
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
+    argv = " ".join(shlex.quote(a) for a in job_argv(job))
+    hw = ""
+    if placement and placement.get("gpu") and placement.get("gpu_count"):
+        hw = f" --gpu {shlex.quote(str(placement['gpu']))} --gpus {int(placement['gpu_count'])}"
+    if install:
+        lines.append("command -v carbonsched >/dev/null 2>&1 || python3 -m pip install --quiet "
+                     f"{shlex.quote(install)} >/dev/null 2>&1")
+    lines += [
+        f"mkdir -p {shlex.quote(record_path.rsplit('/', 1)[0])}",
+        "if command -v carbonsched >/dev/null 2>&1; then",
+        f"  carbonsched track --quiet --mark --out {shlex.quote(record_path)}{hw} -- {argv}",
+        "else",
+        f"  echo '{UNMEASURED_MARK}carbonsched is not installed on the image (install it there, or set "
+        "CARBONSCHED_REMOTE_INSTALL to a pip requirement)'",
+        f"  {argv}",
+        "fi",
+    ]
     return lines
+
+
+def unmeasured_reason(console: str | None) -> str | None:
+    """Why a cloud run was not measured, as its boot script said (None when it did not say)."""
+    for line in reversed((console or "").splitlines()):
+        at = line.find(UNMEASURED_MARK)
+        if at >= 0:
+            return line[at + len(UNMEASURED_MARK):].strip()
+    return None
+
+
+class ConsoleRecord:
+    """``ran_on`` and ``measurement`` for launchers whose runs report through a console (EC2, GCE):
+    the run is where the placement says (the cloud API started exactly that), and the record is
+    the last marked line of the console output (``shell_lines``)."""
+
+    name: str
+
+    def logs(self, resource_id: str) -> str | None: ...
+
+    def ran_on(self, placement: dict) -> dict:
+        return {"launcher": self.name, "where": "cloud", "region_id": placement.get("region_id"),
+                "instance_type": placement.get("instance_type"), "market": placement.get("market")}
+
+    def measurement(self, resource_id: str) -> dict | None:
+        return decode_marked(self.logs(resource_id))

@@ -13,9 +13,20 @@ whose state change stops a launch still under way. ``status`` gives a token with
 ``STARTUP_GRACE_S`` to become a process, then reads it as failed, so no job stays "running"
 without one.
 
+Every run is measured: the runner starts ``python -m carbonsched track --out <dir>/measurement.json
+-- CMD`` (this interpreter, so the tracker is the agent's own version), which passes the exit code
+and signals through; ``measurement`` reads the record back for the agent. No GPU is assumed: a
+machine without NVML-readable GPUs records none (the plan's GPUs were not here).
+
 The job's process gets the job's own ``env`` on top of an allow-list of the launching process's
 environment (``PASSED_ENV``: paths, locale, terminal, GPU selection), never the rest: an agent's
-cloud keys and grid tokens do not leak into every job.
+cloud keys and grid tokens do not leak into every job. It also gets ``CARBONSCHED_JOB_ID`` and,
+for the segments of an interruptible run, ``CARBONSCHED_SEGMENT`` (0, 1, ...) and
+``CARBONSCHED_RESUME=1`` from the second segment on (the job resumes from its checkpoint).
+
+Segments: segment 0 keeps ``attempt-<n>/``; segment k > 0 runs in ``attempt-<n>/segment-<k>/``.
+``stop`` ends a segment: SIGTERM to the runner (passed on to the tracker and the command, which
+saves its checkpoint), then SIGKILL to its process group after ``grace_s``.
 """
 from __future__ import annotations
 
@@ -28,7 +39,8 @@ import time
 from pathlib import Path
 
 from carbonsched.errors import LaunchError
-from carbonsched.providers.cloud.launcher import Job, job_argv, job_env
+from carbonsched.providers.cloud.launcher import Job, job_argv, job_env, run_env
+from carbonsched.record import is_record
 from carbonsched.runner import process_start
 
 RUNNER_MODULE = "carbonsched.runner"  # a light process entry point (see its docstring)
@@ -39,29 +51,34 @@ PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "T
 PASSED_ENV_PREFIXES = ("LC_",)
 
 
-def job_process_env(job: Job, environ=None) -> dict[str, str]:
+def job_process_env(job: Job, environ=None, segment: int = 0) -> dict[str, str]:
     """The environment a local job runs with: the allow-listed variables of ``environ`` (default:
-    this process's) plus the job's own ``env``."""
+    this process's), the job's own ``env``, and the job id / segment variables (module docstring)."""
     environ = os.environ if environ is None else environ
     base = {k: v for k, v in environ.items() if k in PASSED_ENV or k.startswith(PASSED_ENV_PREFIXES)}
-    return {**base, **job_env(job)}
+    return {**base, **job_env(job), **run_env(job, segment)}
 
 
 class LocalLauncher:
-    """Run jobs as local subprocesses under ``<home>/runs/<job>/<attempt>/`` (log.txt, exit.json)."""
+    """Run jobs as local subprocesses under ``<home>/runs/<job>/<attempt>/`` (log.txt, exit.json,
+    measurement.json). ``region_id``: where this machine draws its power (settings ``local_region``),
+    or None when nobody said."""
 
     name = "local"
 
-    def __init__(self, home: Path, timeout_s: float | None = None):
+    def __init__(self, home: Path, timeout_s: float | None = None, region_id: str | None = None):
         self.root = Path(home) / "runs"
         self.timeout_s = timeout_s
+        self.region_id = region_id
 
-    def _dir(self, job_id: str, attempt: int) -> Path:
-        return self.root / job_id / f"attempt-{attempt}"
+    def _dir(self, job_id: str, attempt: int, segment: int = 0) -> Path:
+        d = self.root / job_id / f"attempt-{attempt}"
+        return d / f"segment-{segment}" if segment else d
 
-    def launch(self, job: Job, placement: dict, attempt: int, token: str) -> str:
-        command = job_argv(job)
-        d = self._dir(job.id, attempt)
+    def launch(self, job: Job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
+        d = self._dir(job.id, attempt, segment)
+        command = [sys.executable, "-m", "carbonsched", "track", "--quiet", "--out", str(d / "measurement.json"),
+                   "--", *job_argv(job)]
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         (d / "token").write_text(token)  # before the start, so find() sees this attempt at once
         (d / "pid").unlink(missing_ok=True)  # a relaunch of an attempt that never started
@@ -72,15 +89,15 @@ class LocalLauncher:
             try:
                 proc = subprocess.Popen(args + ["--"] + command, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                        env=job_process_env(job))
+                                        env=job_process_env(job, segment=segment))
             except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in an argument
                 raise LaunchError(f"cannot start the local runner: {exc}") from None
         if not (d / "pid").exists():  # the runner writes it first thing; cancel() must work at once
             (d / "pid").write_text(f"{proc.pid} {process_start(proc.pid) or ''}".strip())
         return f"local:{d}"
 
-    def find(self, job: Job, attempt: int, token: str) -> str | None:
-        d = self._dir(job.id, attempt)
+    def find(self, job: Job, attempt: int, token: str, segment: int = 0) -> str | None:
+        d = self._dir(job.id, attempt, segment)
         try:
             if (d / "token").read_text() != token:
                 return None
@@ -89,6 +106,40 @@ class LocalLauncher:
         if not (d / "pid").exists():
             return None  # the launch died between the token and the process: launch it again
         return f"local:{d}"
+
+    def ran_on(self, placement: dict) -> dict:
+        """Where a run of ``placement`` really happens: this machine, whatever the plan said."""
+        return {"launcher": self.name, "where": "this machine", "region_id": self.region_id,
+                "instance_type": None, "market": None}
+
+    def measurement(self, resource_id: str) -> dict | None:
+        """The run's measurement record (None when the tracker wrote none: killed, never started)."""
+        try:
+            doc = json.loads((self._path(resource_id) / "measurement.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return doc if is_record(doc) else None
+
+    def stop(self, resource_id: str, grace_s: float = 30.0) -> bool:
+        """End a segment: SIGTERM, wait up to ``grace_s`` for the runner's exit.json, then SIGKILL the
+        run's process group. True when it ended on its own terms (its record is written)."""
+        d = self._path(resource_id)
+        self.cancel(resource_id)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if (d / "exit.json").exists():
+                return True
+            pid = _read_pid(d)
+            if pid is None or not _alive(*pid):
+                return (d / "exit.json").exists()
+            time.sleep(0.05)
+        pid = _read_pid(d)
+        if pid is not None and _alive(*pid):
+            try:
+                os.killpg(pid[0], signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return False
 
     @staticmethod
     def _path(resource_id: str) -> Path:

@@ -130,9 +130,9 @@ def plot_report(ledger, path: str | Path) -> Path:
         b = ledger.baseline
         ax.hlines(b["mean_intensity_g_per_kwh"], edges[0], edges[-1], colors="black", linestyles=":",
                   label=f"baseline {b['region_id']} mean {b['mean_intensity_g_per_kwh']:.0f}")
-    title = f"{ledger.region_id}: actual {ledger.kg_co2e:.3f} kgCO2e"
+    title = f"{ledger.region_id}: actual {_kg(ledger.kg_co2e)} kgCO2e"
     if ledger.forecast:
-        title += f" vs forecast {ledger.forecast['kg_co2e']:.3f} kgCO2e"
+        title += f" vs forecast {_kg(ledger.forecast['kg_co2e'])} kgCO2e"
     ax.set_title(title)
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("gCO2e/kWh")
@@ -145,3 +145,8 @@ def plot_report(ledger, path: str | Path) -> Path:
     ax.legend(h1 + h2, l1 + l2, loc="lower left", fontsize=8)
     fig.autofmt_xdate()
     return _save(fig, plt, path)
+
+
+def _kg(x: float) -> str:
+    """kgCO2e for a title: 3 decimals, or 3 significant digits for a short run (never "0.000")."""
+    return f"{x:.3g}" if x != 0 and abs(x) < 0.0005 else f"{x:.3f}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,10 @@ examples:
   carbonsched track --region gcp:us-central1 -- python train.py --epochs 3
   carbonsched track --job llama-ft --plan plan.json -- torchrun --nproc-per-node 8 train.py
   carbonsched track --out run.json --gpu A100 --gpus 8 -- ./train.sh   (no NVML: modelled GPU energy)
+
+Jobs launched by `carbonsched submit`/`agent` run under this tracker already (the record comes
+back into the job store; `carbonsched status JOB` shows it). With --job JOB and no NVML, the GPU
+energy is modelled for the GPUs the job was placed on (say otherwise with --gpu/--gpus).
 
 The command's exit status is returned (128+N if killed by signal N; 127 if not found);
 SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 are passed on to it. GPU energy: NVML energy counters
@@ -48,12 +53,21 @@ def cmd_track(a: argparse.Namespace) -> int:
     if a.plan:
         _read_plan(a.plan)
     settings = resolve_settings()
+    gpu, gpus, note = a.gpu, a.gpus or 0, None
+    if a.job and gpu is None and a.gpus is None:
+        gpu, gpus, note = _job_gpus(a.job, settings)
     gpu_chain = GPU_CHAIN if a.gpu_method == "auto" else (a.gpu_method,)
     cpu_chain = CPU_CHAIN if a.cpu_method == "auto" else (a.cpu_method,)
-    m = run_tracked(cmd, gpu_chain=gpu_chain, cpu_chain=cpu_chain, power=_power(a), gpu=a.gpu, gpus=a.gpus or 0,
-                    interval_s=a.interval, job_id=a.job, region_id=a.region,
-                    plan_file=str(Path(a.plan).resolve()) if a.plan else None)
+    m = run_tracked(cmd, gpu_chain=gpu_chain, cpu_chain=cpu_chain, power=_power(a), gpu=gpu, gpus=gpus,
+                    interval_s=a.interval, job_id=a.job or os.environ.get("CARBONSCHED_JOB_ID") or None,
+                    region_id=a.region, plan_file=str(Path(a.plan).resolve()) if a.plan else None)
     record = m.to_dict()
+    if note and m.gpu["method"] == "model":
+        record["warnings"].append(note)
+    if a.mark:  # the launchers' boot scripts: the record reaches the agent through the console
+        from carbonsched.record import encode_marked
+
+        print(encode_marked(record), file=sys.stderr, flush=True)
     written = []
     if a.out:
         try:
@@ -80,6 +94,27 @@ def cmd_track(a: argparse.Namespace) -> int:
             print(f"carbonsched: note: {w}", file=sys.stderr)
         print("carbonsched: record written to " + ", ".join(map(str, written)), file=sys.stderr)
     return m.exit_code
+
+
+def _job_gpus(job_id: str, settings) -> tuple[str | None, int, str | None]:
+    """The GPUs a stored job was placed on, for the modelled fallback of ``track --job`` (no NVML
+    reading): where it launched (its last attempt's placement), else its plan's best."""
+    from carbonsched.measure.track import open_store
+    from carbonsched.run.store import UnknownJobError
+
+    try:
+        store = open_store(settings)
+        job = store.get(job_id)
+        attempts = store.attempts(job_id)
+    except (UnknownJobError, CarbonschedError):
+        return None, 0, None  # a label used only with `track --job`, or no usable store
+    placements = job.plan.get("placements") or [{}]
+    placement = placements[min(attempts[-1].attempt, len(placements) - 1)] if attempts else placements[0]
+    gpu, count = placement.get("gpu"), int(placement.get("gpu_count") or 0)
+    if not gpu or not count:
+        return None, 0, None
+    return gpu, count, (f"GPU: no GPU reading; modelled as job {job_id}'s placement ({count}x {gpu}, "
+                        f"{placement.get('region_id')}); give --gpu/--gpus to say otherwise")
 
 
 def _read_plan(path: str) -> dict:
@@ -179,6 +214,9 @@ def register(sub, common) -> None:
     t.add_argument("--interval", type=float, default=1.0, metavar="S", help="sampling period in seconds (default 1)")
     t.add_argument("--utilisation-factor", type=float, metavar="U", help="for modelled GPU energy (default 0.84)")
     t.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    t.add_argument("--mark", action="store_true", help="also print the record as one marked line on stderr "
+                                                       "(`carbonsched-measurement: ...`; cloud launchers read it "
+                                                       "from the console)")
     t.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command to run")
     t.set_defaults(func=cmd_track)
 

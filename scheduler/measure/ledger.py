@@ -9,9 +9,15 @@ UTC hour h (the record's ``hourly`` split):
 * operational kgCO2e = ``sum_h E_h * PUE(r) * I_h / 1000``; energy-weighted intensity
   ``I = sum_h E_h I_h / sum_h E_h``.
 * embodied kgCO2e = ``n_gpu * embodied_kg(g) * wall_h / life_hours`` (as in ``estimate``).
+* where: a launched job's record says where it ran (``ran_on``): on *this machine* (the local
+  launcher) its grid region is the configured ``local_region``, else the default region, said
+  in a warning; its GPUs are the ones NVML saw (none assumed); on a cloud instance without NVML
+  readings, the placement's GPUs (their energy is then modelled, and the record says so).
 * forecast (from a plan JSON): the placement that ran (same region; else rank 1). Errors:
   ``kg_actual - kg_forecast`` and in % of the forecast, split into energy
-  ``(E_actual * PUE - E_forecast) / E_forecast`` and intensity ``(I_actual - I_forecast) / I_forecast``.
+  ``(E_actual * PUE - E_forecast) / E_forecast`` and intensity ``(I_actual - I_forecast) / I_forecast``;
+  and, from the forecasts the plan stored, the forecast over the hours the run really took
+  (``run_window_forecast_g_per_kwh``), so a late start does not pass for a forecast error.
 * counterfactual baseline: the same hourly energy in the default region at the same hours,
   ``sum_h E_h * PUE(b) * I_b,h / 1000`` + the same embodied; saving = ``(kg_b - kg) / kg_b``.
 * energy estimate error: the power model's GPU energy ``n * u * TDP * wall`` vs the measured GPU
@@ -184,8 +190,16 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
     """The ledger of one measurement record (module docstring). ``source`` is a forecast source
     (``build_forecast_source``); ``baseline_region`` defaults to the plan's baseline, else none."""
     warnings: list[str] = []
+    ran = record.get("ran_on") or {}
+    here = ran.get("where") == "this machine"
     placement = _pick_placement(plan, region or record.get("region_id")) if plan else None
-    region_id = region or record.get("region_id") or (placement or {}).get("region_id")
+    region_id = region or record.get("region_id")
+    if not region_id and here:
+        region_id = baseline_region
+        if region_id:
+            warnings.append(f"this machine's grid region is not known (set local_region in the settings, or give "
+                            f"--region): the intensity of {region_id}, the default region, is assumed")
+    region_id = region_id or (None if here else (placement or {}).get("region_id"))
     if not region_id:
         raise UserInputError("where did the job run? give --region (or track with --region, or pass the --plan it followed)")
     r = resolve_region(region_id)
@@ -199,10 +213,7 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
     mean_i = float(np.sum(e_it * ri.values_g_per_kwh) / np.sum(e_it)) if np.sum(e_it) > 0 else float(np.mean(ri.values_g_per_kwh))
 
     devices = record.get("gpu", {}).get("devices") or []
-    g = resolve_gpu(gpu) if gpu else (resolve_device_gpu(devices[0].get("name")) if devices else None)
-    if g is None and placement:
-        g = resolve_gpu(placement["gpu"])
-    n_gpu = len(devices) or (int(placement["gpu_count"]) if placement else 0)
+    g, n_gpu = _run_gpus(record, devices, ran, placement, gpu)
     life = power.embodied_life_hours if power else EMBODIED_LIFE_HOURS
     kg_emb = n_gpu * g.embodied_kg_co2e * wall_h / life if g else 0.0
     if n_gpu and g is None:
@@ -220,9 +231,12 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
             "error_kg": total - kg_f, "error_pct": (total - kg_f) / kg_f * 100 if kg_f else None,
             "energy_error_pct": (float(e_fac.sum()) - e_f) / e_f * 100 if e_f else None,
             "intensity_error_pct": (mean_i - i_f) / i_f * 100 if i_f else None,
+            "start_delay_hours": (parse_utc(record["started_at"]) - parse_utc(placement["start"])).total_seconds() / 3600,
+            **_forecast_over_run(plan, r.region_id, start, e_it, mean_i),
         }
         if placement["region_id"] != r.region_id:
-            warnings.append(f"the job ran in {r.region_id}, not in the plan's {placement['region_id']}")
+            where = "on this machine" if here else f"in {r.region_id}"
+            warnings.append(f"the job ran {where}, not in the plan's {placement['region_id']}")
     base_id = baseline_region or ((plan or {}).get("baseline") or {}).get("region_id")
     baseline = None
     if base_id:
@@ -250,6 +264,36 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
         forecast=forecast, baseline=baseline, energy_estimate=energy_estimate, uncertainty=unc,
         warnings=tuple(dict.fromkeys(warnings + list(record.get("warnings") or []))),
     )
+
+
+def _run_gpus(record: dict, devices: list[dict], ran: dict, placement: dict | None, gpu: str | None) -> tuple[Gpu | None, int]:
+    """The GPU type and count the run had: NVML's devices; for a launched run without them, the
+    GPUs its launcher put there (``ran_on``: none on this machine, the placement's on a cloud
+    instance); for a hand-tracked record without ``ran_on``, the plan's placement."""
+    g = resolve_gpu(gpu) if gpu else (resolve_device_gpu(devices[0].get("name")) if devices else None)
+    if ran:
+        if g is None and ran.get("gpu"):
+            g = resolve_device_gpu(ran["gpu"])
+        return g, len(devices) or int(ran.get("gpu_count") or 0)
+    if g is None and placement:
+        g = resolve_gpu(placement["gpu"])
+    return g, len(devices) or (int(placement["gpu_count"]) if placement else 0)
+
+
+def _forecast_over_run(plan: dict | None, region_id: str, start: datetime, e_it: np.ndarray, mean_i: float) -> dict:
+    """The plan's own forecast for the hours the run really took (its stored ``forecasts``), energy-
+    weighted like the actual intensity: the forecast's error, apart from any move of the start."""
+    fc = ((plan or {}).get("forecasts") or {}).get(region_id)
+    if not fc:
+        return {}
+    by_hour = {row["time"]: row["intensity_g_per_kwh"] for row in fc.get("values") or []}
+    hours = [iso_utc(start + timedelta(hours=i)) for i in range(len(e_it))]
+    if not all(h in by_hour and by_hour[h] is not None for h in hours):
+        return {"run_window_forecast_g_per_kwh": None}  # the run fell (partly) outside the stored forecast
+    values = np.array([by_hour[h] for h in hours], dtype=float)
+    w = e_it if e_it.sum() > 0 else np.ones(len(e_it))
+    f = float(np.sum(w * values) / np.sum(w))
+    return {"run_window_forecast_g_per_kwh": f, "run_window_intensity_error_pct": (mean_i - f) / f * 100 if f else None}
 
 
 def _device_tdp(dev: dict, fallback: Gpu | None) -> float | None:

@@ -43,10 +43,17 @@ def disclosure(ledger: Ledger, record: dict) -> dict:
     """The facts of the disclosure, with the numbers rounded as they are printed."""
     provider = ledger.region_id.split(":", 1)[0]
     share = ledger.kg_co2e_embodied / ledger.kg_co2e * 100 if ledger.kg_co2e > 0 else 0.0
+    ran = record.get("ran_on") or {}
+    here = ran.get("where") == "this machine"
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "job_id": ledger.job_id,
-        "hardware": {"gpu": ledger.gpu_name, "gpu_count": ledger.gpu_count, "host": record.get("host", {})},
-        "provider": PROVIDERS.get(provider, provider), "region_id": ledger.region_id, "location": ledger.location,
+        "hardware": {"gpu": ledger.gpu_name, "gpu_count": ledger.gpu_count, "host": record.get("host", {}),
+                     "gpu_source": ran.get("gpu_source") or ("nvml" if (record.get("gpu") or {}).get("devices") else None),
+                     "instance_type": ran.get("instance_type")},
+        "ran_on": ("this machine" if here else ran.get("where") or None),
+        "provider": "this machine" if here else PROVIDERS.get(provider, provider),
+        "region_id": ledger.region_id, "location": ledger.location,
+        "modelled": modelled_quantities(ledger, record),
         "started_at": ledger.to_dict()["started_at"], "ended_at": ledger.to_dict()["ended_at"],
         "wall_hours": ledger.wall_hours, "gpu_hours": ledger.wall_hours * ledger.gpu_count,
         "energy": {"it_kwh": ledger.it_energy_kwh, "facility_kwh": ledger.facility_energy_kwh, "pue": ledger.pue,
@@ -67,6 +74,21 @@ def disclosure(ledger: Ledger, record: dict) -> dict:
     }
 
 
+def modelled_quantities(ledger: Ledger, record: dict) -> list[str]:
+    """The numbers of the disclosure that came from a model, not a meter (each is marked in the text)."""
+    out = [f"{k} energy" for k in ("gpu", "cpu", "memory") if ledger.energy_methods.get(k) == "model"
+           and float(record[k]["energy_kwh"]) > 0]
+    if (record.get("ran_on") or {}).get("gpu_source") == "placement":
+        out.append("gpu count (the placement's; no NVML reading)")
+    if ledger.kg_co2e_embodied > 0:
+        out.append("embodied emissions")
+    if "history" not in ledger.intensity_kind.split("+"):
+        out.append("grid intensity (a forecast, not the grid's history)")
+    elif ledger.intensity_kind != "history":
+        out.append("grid intensity in part (some hours are a forecast)")
+    return out
+
+
 def _provider_facts(region_id: str | None) -> dict | None:
     """The provider's own published figures for the region (labelled; never part of kgCO2e)."""
     try:
@@ -81,20 +103,32 @@ def _methods_phrase(d: dict) -> str:
             f"memory: {METHODS.get(m['memory'], m['memory'])}")
 
 
+def _mark(d: dict, quantity: str) -> str:
+    """`` (modelled)`` after a number that came from a model."""
+    return " (modelled)" if any(q.startswith(quantity) for q in d.get("modelled") or []) else ""
+
+
+def _where(d: dict) -> str:
+    if d.get("ran_on") == "this machine":
+        host = (d["hardware"].get("host") or {}).get("hostname")
+        return (f"this machine{' (' + host + ')' if host else ''}; grid region {d['region_id']}, {d['location']}")
+    return f"{d['provider']}, region {d['region_id']}, {d['location']}"
+
+
 def _sentences(d: dict, co2: str, tilde: str, pm: str) -> list[str]:
     """The disclosure as sentences; ``co2`` spells CO2e, ``tilde`` a non-breaking space, ``pm`` plus-minus."""
     hw = f"{d['hardware']['gpu_count']}x {d['hardware']['gpu']}" if d["hardware"]["gpu_count"] else "CPU only"
     e, i, em = d["energy"], d["intensity"], d["emissions"]
     unc = d["uncertainty"].get("total_rel", 0.0) * 100
     out = [
-        f"Training ran on {hw} ({d['provider']}, region {d['region_id']}, {d['location']}) for "
+        f"Training ran on {hw}{_mark(d, 'gpu count')} ({_where(d)}) for "
         f"{_f(d['wall_hours'], 2)}{tilde}h ({_f(d['gpu_hours'], 2)} GPU-hours), from {d['started_at']} to {d['ended_at']}.",
         f"It used {_f(e['it_kwh'], 3)}{tilde}kWh of IT energy ({_methods_phrase(d)}), "
         f"{_f(e['facility_kwh'], 3)}{tilde}kWh with the data centre's PUE of {e['pue']:g}.",
         f"At a grid carbon intensity of {_f(i['g_per_kwh'], 1)}{tilde}g{co2}/kWh "
         f"({SIGNALS.get(i['signal'], i['signal'])}; {i['kind']} from {i['source']}, weighted by the energy used in each hour), "
         f"this emitted {_f(em['kg_co2e_operational'], 3)}{tilde}kg{co2}, plus {_f(em['kg_co2e_embodied'], 3)}{tilde}kg{co2} "
-        f"embodied in the GPUs ({_f(em['embodied_share_pct'], 1)}{tilde}% of the total): "
+        f"embodied in the GPUs{_mark(d, 'embodied')} ({_f(em['embodied_share_pct'], 1)}{tilde}% of the total): "
         f"{_f(em['kg_co2e'], 3)}{tilde}kg{co2} in all ({pm}{_f(unc, 0)}{tilde}%).",
     ]
     b = d.get("baseline")
@@ -109,6 +143,11 @@ def _sentences(d: dict, co2: str, tilde: str, pm: str) -> list[str]:
 
         out.append(f"The plan had forecast {_f(f['kg_co2e'], 3)}{tilde}kg{co2} "
                    f"(actual {pct('error_pct')}: energy {pct('energy_error_pct')}, intensity {pct('intensity_error_pct')}).")
+        delay = f.get("start_delay_hours")
+        if f.get("run_window_forecast_g_per_kwh") is not None and delay is not None and abs(delay) >= 0.05:
+            out.append(f"It started {_f(abs(delay), 2)}{tilde}h {'after' if delay > 0 else 'before'} its planned start; "
+                       f"over the hours it really ran the plan's forecast was {_f(f['run_window_forecast_g_per_kwh'], 1)}"
+                       f"{tilde}g{co2}/kWh (intensity {pct('run_window_intensity_error_pct')}).")
     pp = d.get("provider_published")
     if pp and pp.get("published_g_per_kwh") is not None:
         cfe = (f" and a carbon-free energy share of {pp['cfe_pct']:.0f}{tilde}% (market-based: clean energy bought "
@@ -117,6 +156,8 @@ def _sentences(d: dict, co2: str, tilde: str, pm: str) -> list[str]:
                    f"{_f(pp['published_g_per_kwh'], 1)}{tilde}g{co2}/kWh for this region ({pp.get('year')}, yearly, "
                    f"direct emissions){cfe}.")
     out.append(f"Emissions were {d['method']}.")
+    if d.get("modelled"):
+        out.append("Modelled rather than metered: " + "; ".join(d["modelled"]) + ".")
     return out
 
 
@@ -124,16 +165,17 @@ def render_markdown(d: dict) -> str:
     text = " ".join(_sentences(d, "CO2e", " ", "±"))
     e, em, i = d["energy"], d["emissions"], d["intensity"]
     hw = f"{d['hardware']['gpu_count']}x {d['hardware']['gpu']}" if d["hardware"]["gpu_count"] else "CPU only"
+    parts = ", ".join(f"{label} {_f(e['parts_kwh'][k], 3)}{_mark(d, k + ' energy')}"
+                      for k, label in (("gpu", "GPU"), ("cpu", "CPU"), ("memory", "memory")))
     rows = [
-        ("hardware", hw),
+        ("hardware", hw + _mark(d, "gpu count")),
         ("provider / region", f"{d['provider']} / {d['region_id']}"),
         ("wall time", f"{_f(d['wall_hours'], 2)} h"),
-        ("IT energy", f"{_f(e['it_kwh'], 3)} kWh (GPU {_f(e['parts_kwh']['gpu'], 3)}, CPU {_f(e['parts_kwh']['cpu'], 3)}, "
-                      f"memory {_f(e['parts_kwh']['memory'], 3)})"),
+        ("IT energy", f"{_f(e['it_kwh'], 3)} kWh ({parts})"),
         ("PUE", f"{e['pue']:g}"),
         ("intensity", f"{_f(i['g_per_kwh'], 1)} gCO2e/kWh ({i['signal']}, {i['kind']}, {i['source']})"),
         ("operational", f"{_f(em['kg_co2e_operational'], 3)} kgCO2e"),
-        ("embodied", f"{_f(em['kg_co2e_embodied'], 3)} kgCO2e ({_f(em['embodied_share_pct'], 1)} %)"),
+        ("embodied", f"{_f(em['kg_co2e_embodied'], 3)} kgCO2e ({_f(em['embodied_share_pct'], 1)} %){_mark(d, 'embodied')}"),
         ("total", f"{_f(em['kg_co2e'], 3)} kgCO2e ± {_f(d['uncertainty'].get('total_rel', 0) * 100, 0)} %"),
     ]
     if d.get("baseline"):

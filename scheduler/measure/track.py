@@ -34,15 +34,14 @@ from carbonsched import __version__
 from carbonsched.errors import UserInputError
 from carbonsched.run.store import Store
 from carbonsched.settings import resolve_settings
+from carbonsched.record import SCHEMA, SCHEMA_VERSION
 
-SCHEMA = "carbonsched.measurement"
-SCHEMA_VERSION = 1
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
 
 RECORD_FIELDS = {
     "schema": "always 'carbonsched.measurement'",
     "schema_version": "1",
-    "job_id": "job id given with --job, or null",
+    "job_id": "job id given with --job (else $CARBONSCHED_JOB_ID, set by launchers), or null",
     "command": "argv of the tracked command",
     "exit_code": "the command's exit status (128+N when killed by signal N; 127 not found)",
     "signals_forwarded": "names of the signals passed on to the command, in order",
@@ -60,25 +59,11 @@ RECORD_FIELDS = {
     "power_model": "the PowerModel behind any modelled part",
     "sample_interval_s / samples": "sampling period and count",
     "warnings": "fallbacks taken and anything else to know",
+    "ran_on": "added by the agent for a launched job: {launcher, where ('this machine' or 'cloud'), region_id, "
+              "instance_type, market, gpu, gpu_count, gpu_source ('nvml' or 'placement'), resource_id}",
+    "segments": "for a run in segments (interruptible jobs): [{started_at, ended_at, wall_seconds, it_energy_kwh, "
+                "exit_code}], the sums above cover them all",
 }
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def hourly_split(started_at: datetime, samples: list[tuple[float, float]]) -> list[dict]:

@@ -3,7 +3,9 @@ record how running jobs end.
 
 One pass (``agent_pass``): jobs in *launching* whose lease expired are reclaimed (atomically, the
 expiry checked again) and resumed with reconciliation first; due *scheduled* jobs are claimed and
-launched; *running* jobs are polled. Every claim is stamped with the clock at the claim (not at the
+launched, re-planned first when late or planned on a stale forecast (``replan.py``); *running*
+jobs are polled: paused at the end of a planned segment, or finished with their measurement
+brought home (``measured.py``). Every claim is stamped with the clock at the claim (not at the
 start of the pass) and holds a lease of ``lease_s`` renewed while the launch runs. Due jobs are
 claimed one at a time (``Store.claim_next``), each just before its launch, so agents sharing a
 PostgreSQL store split the queue between them and no claim waits behind another job's launch. One job's
@@ -18,18 +20,26 @@ from typing import Callable
 
 from carbonsched.errors import CarbonschedError
 from carbonsched.providers.cloud.launcher import Launcher
+from carbonsched.run.measured import segments_done
+from carbonsched.run.replan import replan_job, replan_reason
 from carbonsched.run.store import DEFAULT_LEASE_S, Job, Store
-from carbonsched.run.submit import LaunchOutcome, launch_job, refresh_status, worker_id
+from carbonsched.run.submit import START_TOLERANCE, LaunchOutcome, launch_job, refresh_status, worker_id
 from carbonsched.units import iso_utc
+
+MAX_ERRORS = 5  # a job's launch or poll may err this many times before it fails (never-ending retries hide trouble)
 
 
 def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: datetime, *,
                worker: str | None = None, stale_after_s: float = DEFAULT_LEASE_S,
-               clock: Callable[[], datetime] | None = None, max_launches: int = 100) -> list[LaunchOutcome]:
+               clock: Callable[[], datetime] | None = None, max_launches: int = 100,
+               replan: Callable[[Job, datetime], dict] | None = None,
+               max_errors: int = MAX_ERRORS) -> list[LaunchOutcome]:
     """One pass of the agent (see the module docstring). ``stale_after_s`` is the lease this agent
     takes on the jobs it claims (and how old a lease-less legacy claim must be to be resumed);
     ``clock`` stamps each claim (default: ``now`` for every job of the pass); at most
-    ``max_launches`` due jobs are claimed per pass, so running jobs are polled in between."""
+    ``max_launches`` due jobs are claimed per pass, so running jobs are polled in between.
+    ``replan`` (``run/replan.make_replanner``) re-plans late or stale jobs before they launch;
+    a job whose launch errs ``max_errors`` times fails with the last error."""
     worker = worker or worker_id()
     clock = clock or (lambda: now)
     out: list[LaunchOutcome] = []
@@ -37,24 +47,46 @@ def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: d
 
     for job in store.stale_launching(clock(), stale_after_s):
         if store.reclaim(job.id, worker, clock(), job.claimed_by, lease_s=stale_after_s, older_than_s=stale_after_s):
-            _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), claimed=True, **lease))
+            _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), claimed=True, **lease),
+                     max_errors)
     for _ in range(max_launches):
         job = store.claim_next(worker, clock(), stale_after_s)
         if job is None:
             break
-        _guarded(store, job, clock, out, lambda: launch_job(store, job.id, launcher_factory, now=clock(), claimed=True, **lease))
+        _guarded(store, job, clock, out, lambda: _replan_then_launch(store, job, launcher_factory, clock, replan, lease),
+                 max_errors)
     for job in store.jobs(("running",)):
-        _guarded(store, job, clock, out, lambda: refresh_status(store, job, launcher_factory, clock()))
+        _guarded(store, job, clock, out, lambda: refresh_status(store, job, launcher_factory, clock(), segments=True),
+                 max_errors)
     return [o for o in out if o.state != "skipped"]
 
 
-def _guarded(store: Store, job: Job, clock, out: list, fn) -> None:
-    """Run one job's step; its failure is recorded on the job and never escapes the pass."""
+def _replan_then_launch(store: Store, job: Job, launcher_factory, clock, replan, lease: dict):
+    """Re-plan a claimed job that is late or planned on a stale forecast (not a paused run: its
+    segments are fixed), then launch it, unless it moved to a later, greener start."""
+    reason = replan_reason(job, clock()) if replan is not None and job.state == "launching" else None
+    if reason and not segments_done(store, job):
+        if replan_job(store, job, replan, clock(), reason, START_TOLERANCE) is None:
+            moved = store.get(job.id)
+            return LaunchOutcome(job.id, "rescheduled", message=f"{reason}; re-planned to start at {iso_utc(moved.start_at)}")
+    return launch_job(store, job.id, launcher_factory, now=clock(), claimed=True, **lease)
+
+
+def _guarded(store: Store, job: Job, clock, out: list, fn, max_errors: int = MAX_ERRORS) -> None:
+    """Run one job's step; its failure is recorded on the job and never escapes the pass. A job
+    whose launch errs ``max_errors`` times (an unreachable API, expired credentials) fails with
+    the last error instead of being retried on every pass."""
     try:
         result = fn()
     except CarbonschedError as exc:  # one job's cloud trouble must not stop the agent
         store.add_event(job.id, clock(), "agent-error", {"message": str(exc)})
         result = LaunchOutcome(job.id, "error", message=str(exc))
+        errors = sum(1 for e in store.events(job.id) if e["kind"] == "agent-error")
+        if errors >= max_errors:
+            reason = f"gave up after {errors} errors; the last: {exc}"
+            # launching only: a running job's instance may still be there; polling it again is right
+            if store.set_state(job.id, "failed", clock(), expect=("launching",), detail={"reason": reason}):
+                result = LaunchOutcome(job.id, "failed", message=reason)
     except Exception as exc:  # noqa: BLE001 -- a poison job must not take the agent (and every other job) down
         reason = f"internal error while handling this job: {type(exc).__name__}: {exc}"
         try:
@@ -69,12 +101,14 @@ def _guarded(store: Store, job: Job, clock, out: list, fn) -> None:
 
 def run_agent(store: Store, launcher_factory, clock: Callable[[], datetime], *, once: bool = False,
               interval_s: float = 60.0, stale_after_s: float = DEFAULT_LEASE_S, log=print,
-              sleep: Callable[[float], None] = time.sleep, troubles: list | None = None) -> int:
+              sleep: Callable[[float], None] = time.sleep, troubles: list | None = None,
+              replan: Callable[[Job, datetime], dict] | None = None, max_errors: int = MAX_ERRORS) -> int:
     """Loop ``agent_pass`` every ``interval_s`` (``once``: a single pass). Returns jobs launched;
     outcomes that failed or erred are appended to ``troubles`` when given."""
     launched = 0
     while True:
-        for o in agent_pass(store, launcher_factory, clock(), stale_after_s=stale_after_s, clock=clock):
+        for o in agent_pass(store, launcher_factory, clock(), stale_after_s=stale_after_s, clock=clock, replan=replan,
+                            max_errors=max_errors):
             launched += o.state == "running"
             if troubles is not None and o.state in ("failed", "error"):
                 troubles.append(o)

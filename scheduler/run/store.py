@@ -23,6 +23,7 @@ cloud call is never launched twice. Job states::
 
     scheduled -> launching -> running -> succeeded | failed
          \\-> cancelled            \\-> failed (launch error, failover exhausted)
+                 launching <- paused <- running    (interruptible runs, between segments: run/measured.py)
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from carbonsched.redact import redact
 from carbonsched.units import iso_utc, parse_utc
 
 DEFAULT_LEASE_S = 120.0  # a claim holds this long without a heartbeat (renewed every quarter of it)
-STATES = ("scheduled", "launching", "running", "succeeded", "failed", "cancelled")
+STATES = ("scheduled", "launching", "running", "paused", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -257,7 +258,7 @@ class Store:
         transaction holds the write lock, so the select and the update cannot interleave."""
         for _ in range(3):  # a row changed under us (cancelled) leaves nothing claimed: look again
             with self._tx():
-                row = self._exec("SELECT id FROM jobs WHERE state = 'scheduled' AND start_at <= ? "
+                row = self._exec("SELECT id FROM jobs WHERE state IN ('scheduled', 'paused') AND start_at <= ? "
                                  f"ORDER BY start_at, id LIMIT 1{self.backend.skip_locked}", (iso_utc(now),)).fetchone()
                 if row is None:
                     return None
@@ -270,7 +271,7 @@ class Store:
         """Inside a transaction: the compare-and-set from scheduled to launching, with its event."""
         cur = self._exec(
             "UPDATE jobs SET state = 'launching', claimed_by = ?, claimed_at = ?, lease_expires_at = ?, "
-            "updated_at = ? WHERE id = ? AND state = 'scheduled'",
+            "updated_at = ? WHERE id = ? AND state IN ('scheduled', 'paused')",
             (worker, iso_utc(now), _expiry(now, lease_s), iso_utc(now), job_id))
         if cur.rowcount == 1:
             self._event(job_id, now, "claimed", {"worker": worker, "lease_s": lease_s})
@@ -323,6 +324,19 @@ class Store:
             cur = self._exec(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", params)
             if cur.rowcount == 1:
                 self._event(job_id, now, state, detail or {k: v for k, v in fields.items() if k != "plan_json"})
+            return cur.rowcount == 1
+
+    def replace_plan(self, job_id: str, *, plan: dict, start_at: datetime, now: datetime, release: bool,
+                     detail: dict) -> bool:
+        """A claimed (launching) job's new plan and start, with a ``replanned`` event; ``release``:
+        back to *scheduled* (its lease dropped) to wait for the new start."""
+        state = ", state = 'scheduled', claimed_by = NULL, lease_expires_at = NULL" if release else ""
+        with self._tx():
+            cur = self._exec(f"UPDATE jobs SET plan_json = ?, start_at = ?, updated_at = ?{state} "
+                             "WHERE id = ? AND state = 'launching'",
+                             (json.dumps(plan), iso_utc(start_at), iso_utc(now), job_id))
+            if cur.rowcount == 1:
+                self._event(job_id, now, "replanned", detail)
             return cur.rowcount == 1
 
     # -- attempts and events ------------------------------------------------------------
@@ -395,6 +409,14 @@ class Store:
             raise UnknownJobError(f"no measurement for job {job_id!r}; record one with "
                                   f"`carbonsched track --job {job_id} -- CMD`, or pass --measurement FILE")
         return json.loads(row["record_json"])
+
+    def measurements_of(self, job_ids: list[str]) -> dict[str, dict]:
+        """The measurement records of many jobs in a few queries, by job id (jobs without one left out)."""
+        out: dict[str, dict] = {}
+        for rows in self._chunked("SELECT job_id, record_json FROM measurements WHERE job_id IN ({})", job_ids):
+            for r in rows:
+                out[r["job_id"]] = json.loads(r["record_json"])
+        return out
 
     def list_measurements(self) -> list[dict]:
         return [json.loads(r["record_json"]) for r in

@@ -36,6 +36,8 @@ from carbonsched.planning.region_forecast import forecast_to_dict
 from carbonsched.providers.cloud import get_launcher
 from carbonsched.providers.cloud.launcher import Launcher, job_command, launch_token
 from carbonsched.run.lease import Lease
+from carbonsched.run.measured import (collect_measurement, current_attempt, note_elsewhere, pause, ran_on,
+                                      segment_ended, segment_token, segments_done)
 from carbonsched.run.store import DEFAULT_LEASE_S, FINAL, Job, Store
 from carbonsched.spec.job import PROVIDERS
 
@@ -93,17 +95,45 @@ def submit(job, *, now: datetime, settings, store: Store, launcher: str, plan=No
     job = restrict_to_launcher(job, launcher)
     plan = plan or make_plan(job, now=now, settings=settings, top=max(max_attempts, 10))
     check_launchable(job, plan, launcher)
+    factory = launcher_factory or (lambda name: get_launcher(name, settings))
+    if launch:
+        check_credentials(plan, launcher, factory, max_attempts)
 
-    doc = plan.to_dict()
-    # the store keeps the forecasts the decision used, so a report can compare them with what happened
-    doc["forecasts"] = {rid: forecast_to_dict(f) for rid, f in sorted(plan.forecasts.items())}
-    stored = store.add_job(name=job.name, spec=job.to_dict(), plan=doc, start_at=plan.best.start,
+    stored = store.add_job(name=job.name, spec=job.to_dict(), plan=plan_document(plan), start_at=plan.best.start,
                            launcher=launcher, now=now, max_attempts=max_attempts, team=team)
-    if launch and plan.best.start <= now + START_TOLERANCE:
-        factory = launcher_factory or (lambda name: get_launcher(name, settings))
+    if launch and due_now(plan.best.start, job.earliest_start, now):
         return stored, launch_job(store, stored.id, factory, now=now,
                                   lease_s=getattr(settings, "lease_seconds", DEFAULT_LEASE_S))
     return stored, None
+
+
+def plan_document(plan) -> dict:
+    """The plan as the store keeps it: ``plan --json`` plus the forecasts the decision used, so a
+    report can compare them with what happened."""
+    doc = plan.to_dict()
+    doc["forecasts"] = {rid: forecast_to_dict(f) for rid, f in sorted(plan.forecasts.items())}
+    return doc
+
+
+def due_now(start: datetime, earliest_start: datetime | None, now: datetime) -> bool:
+    """Whether a job planned to start at ``start`` launches at ``now``: within ``START_TOLERANCE``
+    of it, but never before the job's own earliest start (the agent launches it then)."""
+    return start <= now + START_TOLERANCE and (earliest_start is None or earliest_start <= now)
+
+
+def check_credentials(plan, launcher: str, factory, max_attempts: int) -> None:
+    """Before anything is stored: every launcher the first ``max_attempts`` placements would use
+    can authenticate (``Launcher.check``, where it has one). UserInputError with what to do."""
+    names = dict.fromkeys(launcher if launcher not in ("auto",) else p.provider for p in plan.placements[:max_attempts])
+    for name in names:
+        check = getattr(factory(name), "check", None)
+        if check is None:
+            continue
+        try:
+            check()
+        except LaunchError as exc:
+            raise UserInputError(f"cannot launch with the {name} launcher: {exc}; nothing was stored "
+                                 "(fix the credentials, or submit with --launcher local)") from None
 
 
 def launcher_name(job: Job, placement: dict) -> str:
@@ -133,11 +163,15 @@ def launch_job(store: Store, job_id: str, launchers: Callable[[str], Launcher], 
 def _launch_claimed(store: Store, job: Job, launchers, now: datetime, worker: str, lease: Lease) -> LaunchOutcome:
     """Attempts in rank order for a job this worker holds (see the module docstring)."""
     placements = job.plan.get("placements") or []
+    k = segments_done(store, job)
+    if k:  # a paused interruptible run: its next segment, on the placement it runs on
+        return _resume(store, job, launchers, now, worker, lease, k)
     attempts = store.attempts(job.id)
     if attempts and attempts[-1].resource_id and attempts[-1].outcome in ("launched", "reconciled"):
         # a crash fell after the attempt was recorded but before the job was: finish that, launch nothing
         last = attempts[-1]
-        return _running(store, job, placements[last.attempt], last.resource_id, now, launchers)
+        return _running(store, job, placements[last.attempt], last.resource_id, now, launchers,
+                        launcher=launchers(last.launcher))
     n = len(attempts)
     if attempts and attempts[-1].outcome == "pending":
         n -= 1  # resume the attempt a crash interrupted
@@ -157,7 +191,7 @@ def _launch_claimed(store: Store, job: Job, launchers, now: datetime, worker: st
             return _attempt_failed(store, job, n, placement, exc, now)
         if existing:
             store.finish_attempt(job.id, n, outcome="reconciled", now=now, resource_id=existing)
-            return _running(store, job, placement, existing, now, launchers)
+            return _running(store, job, placement, existing, now, launchers, launcher=launcher)
         if lease.lost or not store.renew(job.id, worker, lease.clock(), lease.lease_s):
             return LaunchOutcome(job.id, "skipped", placement=placement,
                                  message="lost the launch lease (reclaimed after expiry, or cancelled); launched nothing")
@@ -174,15 +208,38 @@ def _launch_claimed(store: Store, job: Job, launchers, now: datetime, worker: st
             if found:
                 store.finish_attempt(job.id, n, outcome="reconciled", now=now, resource_id=found,
                                      error_code=exc.code, message=str(exc))
-                return _running(store, job, placement, found, now, launchers)
+                return _running(store, job, placement, found, now, launchers, launcher=launcher)
             return _attempt_failed(store, job, n, placement, exc, now)
         _fault_point("after-launch")
         store.finish_attempt(job.id, n, outcome="launched", now=now, resource_id=resource)
-        return _running(store, job, placement, resource, now, launchers)
+        return _running(store, job, placement, resource, now, launchers, launcher=launcher)
     reason = (f"no capacity in the {n} best placement(s); raise max attempts or relax the constraints"
               if n else "the plan has no placements to launch")
     store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": reason})
     return LaunchOutcome(job.id, "failed", message=reason)
+
+
+def _resume(store: Store, job: Job, launchers, now: datetime, worker: str, lease: Lease, k: int) -> LaunchOutcome:
+    """Launch segment ``k`` of a paused run (run/measured.py): found by its own token after a crash."""
+    a = current_attempt(store, job)
+    placement = job.plan["placements"][a.attempt]
+    launcher = launchers(a.launcher)
+    token = segment_token(job.id, a.attempt, k)
+    try:
+        found = launcher.find(job, a.attempt, token, segment=k)
+        if found is None:
+            if lease.lost or not store.renew(job.id, worker, lease.clock(), lease.lease_s):
+                return LaunchOutcome(job.id, "skipped", placement=placement,
+                                     message="lost the launch lease (reclaimed after expiry, or cancelled); launched nothing")
+            store.add_event(job.id, now, "resuming", {"segment": k, "token": token})
+            found = launcher.launch(job, placement, a.attempt, token, segment=k)
+    except LaunchError as exc:
+        if exc.retryable:
+            raise
+        reason = f"segment {k + 1} could not be resumed: {exc}"
+        store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": reason})
+        return LaunchOutcome(job.id, "failed", placement=placement, message=reason)
+    return _running(store, job, placement, found, now, launchers, launcher=launcher, detail={"segment": k})
 
 
 def _attempt_failed(store: Store, job: Job, n: int, placement: dict, exc: LaunchError, now: datetime) -> LaunchOutcome:
@@ -201,10 +258,17 @@ def _fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _running(store: Store, job: Job, placement: dict, resource: str, now: datetime, launchers) -> LaunchOutcome:
-    """Record the launched resource, unless the job was cancelled meanwhile: then terminate it."""
+def _running(store: Store, job: Job, placement: dict, resource: str, now: datetime, launchers, *,
+             launcher: Launcher, detail: dict | None = None) -> LaunchOutcome:
+    """Record the launched resource and where ``launcher`` really runs it (``measured.ran_on``),
+    unless the job was cancelled meanwhile: then terminate it."""
+    facts = ran_on(launcher, placement)
     if store.set_state(job.id, "running", now, expect=("launching",), resource_id=resource,
-                       region_id=placement.get("region_id"), instance_type=placement.get("instance_type")):
+                       region_id=facts.get("region_id"),
+                       instance_type=facts.get("instance_type") or ("this machine" if facts.get("where") == "this machine" else None),
+                       detail={"resource_id": resource, **(detail or {})}):
+        if not (detail or {}).get("segment"):
+            note_elsewhere(store, job, facts, placement, now)
         return LaunchOutcome(job.id, "running", resource_id=resource, placement=placement)
     launchers(launcher_for_resource(resource)).cancel(resource)
     store.add_event(job.id, now, "terminated", {"resource_id": resource, "reason": "cancelled during launch"})
@@ -217,13 +281,21 @@ def launcher_for_resource(resource_id: str) -> str:
     return resource_id.split(":", 1)[0]
 
 
-def refresh_status(store: Store, job: Job, launchers: Callable[[str], Launcher], now: datetime) -> Job:
-    """Poll a running job's resource and record its end."""
+def refresh_status(store: Store, job: Job, launchers: Callable[[str], Launcher], now: datetime, *,
+                   segments: bool = False) -> Job:
+    """Poll a running job's resource: pause it at the end of a planned segment (``segments``: the
+    agent; ``status`` only looks), or record its end and bring its measurement home."""
     if job.state != "running" or not job.resource_id:
         return job
-    state, code = launchers(launcher_for_resource(job.resource_id)).status(job.resource_id)
-    if state in ("succeeded", "failed"):
-        store.set_state(job.id, state, now, expect=("running",), exit_code=code)
+    launcher = launchers(launcher_for_resource(job.resource_id))
+    attempt = current_attempt(store, job)
+    placement = (job.plan.get("placements") or [{}])[attempt.attempt] if attempt else {}
+    k = segments_done(store, job)
+    if segments and segment_ended(placement, k, now):
+        return pause(store, job, launcher, placement, k, now)
+    state, code = launcher.status(job.resource_id)
+    if state in ("succeeded", "failed") and store.set_state(job.id, state, now, expect=("running",), exit_code=code):
+        collect_measurement(store, job, launcher, job.resource_id, placement, now, segment=k)
     return store.get(job.id)
 
 
@@ -236,7 +308,7 @@ def cancel(store: Store, job_id: str, launcher_factory: Callable[[str], Launcher
     job = store.get(job_id)
     if job.state in FINAL:
         return job
-    store.set_state(job.id, "cancelled", now, expect=("scheduled", "launching", "running"),
+    store.set_state(job.id, "cancelled", now, expect=("scheduled", "launching", "running", "paused"),
                     detail={"resource_id": job.resource_id})
     terminated = []
     for resource in _started_resources(store, job, launcher_factory):

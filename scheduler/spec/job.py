@@ -283,6 +283,33 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+def job_from_echo(echo: dict) -> JobSpec:
+    """The job back from its echo (``JobSpec.to_dict()``, what the store and the plan keep), through
+    the same validation as a job file: the agent re-plans a stored job with it."""
+    def kept(d: dict | None, keys=None) -> dict:
+        return {k: v for k, v in (d or {}).items() if v is not None and v != [] and (keys is None or k in keys)}
+
+    w, sm, inter = echo.get("window") or {}, echo.get("spot_model") or {}, echo.get("interruptible")
+    raw = {**kept({k: echo.get(k) for k in ("name", "command", "image", "env", "gpu", "gpus", "hours", "priority",
+                                             "throughput")}),
+           "data": kept(echo.get("data")),
+           "window": kept({"earliest_start": w.get("earliest_start"), "deadline": w.get("deadline"),
+                           "max_delay": w.get("max_delay_hours")}),
+           "constraints": kept(echo.get("constraints"), SCHEMA["constraints"]),
+           "policy": kept(echo.get("policy"), SCHEMA["policy"]),
+           "power": kept(echo.get("power"), SCHEMA["power"]),
+           "spot": kept({"preemption_rate_per_hour": sm.get("preemption_rate_per_hour"),
+                         "preemption_rates": sm.get("preemption_rates") or None,
+                         "checkpoint_interval": sm.get("checkpoint_interval_hours"),
+                         "restart_overhead": sm.get("restart_overhead_hours")})}
+    if echo.get("baseline_region"):
+        raw["baseline"] = {"region": echo["baseline_region"]}
+    if inter:
+        raw["interruptible"] = kept({"max_segments": inter.get("max_segments"), "overhead": inter.get("overhead_hours"),
+                                     "overhead_kwh": inter.get("overhead_kwh")})
+    return job_from_dict({k: v for k, v in raw.items() if v != {}})
+
+
 def job_from_dict(raw: dict) -> JobSpec:
     """Validate a raw job table (from TOML or flags) into a JobSpec; JobSpecError when wrong."""
     flat = _flatten(raw, SCHEMA)

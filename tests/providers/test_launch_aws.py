@@ -128,8 +128,39 @@ def test_user_data_quotes_every_argument_and_runs_images_with_env():
     assert script.startswith("#!/bin/bash") and "carbonsched-exit-code" in script
     lines = shell_lines(stored({"command": "python train.py", "image": "nvcr.io/nvidia/pytorch:24.10-py3",
                                 "env": {"HF_HOME": "/data/my hf"}}))
-    assert lines == ["export HF_HOME='/data/my hf'",
-                     "docker run --rm --gpus all -e HF_HOME -- nvcr.io/nvidia/pytorch:24.10-py3 python train.py"]
+    assert "export HF_HOME='/data/my hf'" in lines and "export CARBONSCHED_JOB_ID=j1" in lines
+    assert any(line.strip().endswith("-- docker run --rm --gpus all -e HF_HOME -- nvcr.io/nvidia/pytorch:24.10-py3 "
+                                     "python train.py") and "carbonsched track" in line for line in lines)
+
+
+def test_boot_script_lines_run_the_job_under_the_tracker_and_print_its_record(tmp_path):
+    """The lines EC2/GCE boot scripts run, executed by bash: with the real `carbonsched` on PATH
+    the job runs under the tracker, its exit status passes through, and the record comes out as a
+    marked console line (GPUs modelled from the placement: no NVML here); without it, the job
+    still runs and a line says why it was not measured."""
+    import os
+    import subprocess
+    import sys
+
+    from carbonsched.providers.cloud.launcher import shell_lines, unmeasured_reason
+    from carbonsched.record import decode_marked
+
+    job = type("J", (), {"id": "j1", "spec": {"command": f"{sys.executable} -c \"import os; print('id', os.environ['CARBONSCHED_JOB_ID']); raise SystemExit(4)\""}})()
+    placement = {"region_id": "aws:eu-north-1", "instance_type": "g6e.xlarge", "gpu": "L40S", "gpu_count": 1}
+    script = "\n".join(shell_lines(job, placement, record_path=str(tmp_path / "rec" / "m.json")) + ['echo "exit: $?"'])
+    bindir = os.path.dirname(sys.executable)
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                       env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    out = r.stdout + r.stderr
+    assert "id j1" in out and "exit: 4" in out
+    record = decode_marked(out)
+    assert record["job_id"] == "j1" and record["exit_code"] == 4
+    assert record["gpu"]["method"] == "model" and record["gpu"]["energy_kwh"] > 0  # 1x L40S, modelled
+    assert (tmp_path / "rec" / "m.json").exists() and unmeasured_reason(out) is None
+    bare = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    out = bare.stdout + bare.stderr
+    assert decode_marked(out) is None and "carbonsched is not installed" in unmeasured_reason(out)
 
 
 def test_launch_tags_user_data_and_cancel(moto, tmp_path):

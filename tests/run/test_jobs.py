@@ -116,7 +116,7 @@ def test_local_launch_success_failure_missing_command_and_timeout(env, tmp_path)
                         launcher_factory=lambda name: launcher)
     done = wait_done(store, missing.id, launcher)
     assert done.state == "failed" and done.exit_code == 127
-    assert "cannot run 'no-such-binary-xyz'" in launcher.logs(done.resource_id)
+    assert "command not found: no-such-binary-xyz" in launcher.logs(done.resource_id)
     slow = LocalLauncher(settings.home, timeout_s=0.5)
     s, _ = submit(job(f"{PY} -c 'import time; time.sleep(30)'"), now=NOW, settings=settings, store=store,
                   launcher="local", launcher_factory=lambda name: slow)
@@ -191,7 +191,11 @@ def test_failover_goes_down_the_ranking_and_records_every_attempt(env, tmp_path)
     attempts = store.attempts(stored.id)
     assert [(a.attempt, a.outcome, a.error_code) for a in attempts] == [(0, "capacity", "InsufficientInstanceCapacity"),
                                                                        (1, "launched", None)]
-    assert store.get(stored.id).region_id == second
+    assert attempts[1].region_id == second
+    # the local launcher ran it on this machine: the job says so, not the plan's region
+    assert store.get(stored.id).region_id is None and store.get(stored.id).instance_type == "this machine"
+    moved = [e for e in store.events(stored.id) if e["kind"] == "ran-elsewhere"]
+    assert moved and moved[0]["planned"]["region_id"] == second and moved[0]["ran_on"]["where"] == "this machine"
     everywhere = NoCapacityIn(launcher, {p.region_id for p in plan.placements})
     s2, out2 = submit(j, now=NOW, settings=settings, store=store, launcher="local", plan=plan,
                       launcher_factory=lambda name: everywhere, max_attempts=3)

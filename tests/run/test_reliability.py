@@ -194,7 +194,9 @@ def test_local_jobs_get_an_allow_listed_environment():
     j = type("J", (), {"id": "x", "spec": {"command": "env", "env": {"HF_HOME": "/data/hf"}}})()
     env = job_process_env(j, {"PATH": "/usr/bin", "LC_ALL": "C", "AWS_SECRET_ACCESS_KEY": "abc123secret",
                               "ELECTRICITYMAPS_TOKEN": "tok-123456", "HF_HOME": "/home/me/hf"})
-    assert env == {"PATH": "/usr/bin", "LC_ALL": "C", "HF_HOME": "/data/hf"}
+    assert env == {"PATH": "/usr/bin", "LC_ALL": "C", "HF_HOME": "/data/hf", "CARBONSCHED_JOB_ID": "x"}
+    assert job_process_env(j, {}, segment=2) == {"HF_HOME": "/data/hf", "CARBONSCHED_JOB_ID": "x",
+                                                 "CARBONSCHED_SEGMENT": "2", "CARBONSCHED_RESUME": "1"}
 
 
 def test_store_runs_and_logs_are_private(tmp_path):

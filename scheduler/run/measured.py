@@ -1,0 +1,145 @@
+"""Runs as they really happened: where a launch ran, its measurement record, and the segments of
+an interruptible run.
+
+* Where: ``ran_on(launcher, placement)`` asks the launcher (``Launcher.ran_on``): a cloud launcher
+  ran exactly the placement it was given; the local launcher ran on *this machine*, in the grid
+  region settings call ``local_region`` (or nowhere known). The job row keeps that region and
+  instance type, not the plan's, and a run elsewhere than planned leaves a ``ran-elsewhere`` event.
+* Measurement: every launcher runs the job under the tracker; when a run (or a segment) ends,
+  ``collect_measurement`` takes the record from the launcher, adds ``ran_on`` (the GPUs are the
+  ones NVML saw; on a cloud instance without NVML readings, the placement's, marked as such; on
+  this machine, none unless NVML saw them) and stores it under the job id, summed with the
+  job's earlier segments (``carbonsched.record.merge_segments``). No record (the run was killed
+  before the tracker wrote one, or the image had no tracker) is an ``unmeasured`` event with the
+  reason, never a silent gap.
+* Segments: a placement with ``interruptible.segments`` runs in those windows. When segment k's
+  end has passed and the run is still going, ``pause`` stops it (``Launcher.stop``: SIGTERM, so
+  the job checkpoints; SIGKILL after the grace), stores the segment's record and moves the job to
+  *paused* with ``start_at`` = segment k+1's start; the agent claims it then like any due job and
+  ``resume`` launches segment k+1 on the same placement with ``CARBONSCHED_RESUME=1``. The
+  segment index is the number of ``paused`` events, so a crash at any step is resumed where it
+  stopped: pausing is decided by the clock and is idempotent, and a resume is reconciled by its
+  own token like any launch.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from carbonsched.errors import LaunchError
+from carbonsched.providers.cloud.launcher import launch_token, unmeasured_reason
+from carbonsched.record import merge_segments
+from carbonsched.run.store import Job, Store, UnknownJobError
+from carbonsched.units import iso_utc, parse_utc
+
+STOP_GRACE_S = 30.0  # how long a segment's run may take to checkpoint and exit after SIGTERM
+
+
+def ran_on(launcher, placement: dict) -> dict:
+    """Where a run of ``placement`` by ``launcher`` really happens (the placement's own facts for a
+    launcher that does not say)."""
+    facts = getattr(launcher, "ran_on", None)
+    if facts is not None:
+        return dict(facts(placement))
+    return {"launcher": launcher.name, "where": "cloud", "region_id": placement.get("region_id"),
+            "instance_type": placement.get("instance_type"), "market": placement.get("market")}
+
+
+def note_elsewhere(store: Store, job: Job, facts: dict, placement: dict, now: datetime) -> None:
+    """A ``ran-elsewhere`` event when the run is not where the plan put it."""
+    if facts.get("where") == "this machine" or facts.get("region_id") != placement.get("region_id"):
+        store.add_event(job.id, now, "ran-elsewhere", {
+            "planned": {"region_id": placement.get("region_id"), "instance_type": placement.get("instance_type")},
+            "ran_on": {"where": facts.get("where"), "region_id": facts.get("region_id"),
+                       "instance_type": facts.get("instance_type")},
+            "reason": (f"the {facts.get('launcher')} launcher runs on this machine"
+                       + (f" (grid region {facts['region_id']})" if facts.get("region_id") else
+                          " (grid region unknown: set local_region in the settings)")
+                       if facts.get("where") == "this machine" else "the launcher placed it elsewhere")})
+
+
+def with_ran_on(record: dict, facts: dict, placement: dict, resource_id: str) -> dict:
+    """``record`` with its ``ran_on`` section and ``region_id`` (see the module docstring)."""
+    devices = (record.get("gpu") or {}).get("devices") or []
+    if devices:
+        gpu, count, source = devices[0].get("name"), len(devices), "nvml"
+    elif facts.get("where") == "cloud" and placement.get("gpu_count"):
+        gpu, count, source = placement.get("gpu"), int(placement["gpu_count"]), "placement"
+    else:
+        gpu, count, source = None, 0, "none"
+    return {**record, "region_id": facts.get("region_id"),
+            "ran_on": {**facts, "gpu": gpu, "gpu_count": count, "gpu_source": source, "resource_id": resource_id}}
+
+
+def collect_measurement(store: Store, job: Job, launcher, resource_id: str, placement: dict, now: datetime,
+                        segment: int = 0) -> dict | None:
+    """Store the run's (or segment's) record under the job (module docstring); None when none came."""
+    get = getattr(launcher, "measurement", None)
+    try:
+        record = get(resource_id) if get is not None else None
+    except LaunchError as exc:
+        record, why = None, f"the launcher could not return it ({exc})"
+    else:
+        why = None
+    if record is None:
+        if why is None:
+            try:
+                why = unmeasured_reason(launcher.logs(resource_id))
+            except LaunchError:
+                why = None
+        store.add_event(job.id, now, "unmeasured", {"segment": segment, "reason": why or (
+            "no measurement record came back: the run was killed before the tracker wrote it, "
+            "or the launcher cannot return one")})
+        return None
+    record = with_ran_on(record, ran_on(launcher, placement), placement, resource_id)
+    if segment:
+        try:
+            record = merge_segments([store.load_measurement(job.id), record])
+        except UnknownJobError:
+            pass  # the earlier segments came back unmeasured: this one stands alone
+    store.save_measurement(job.id, record)
+    return record
+
+
+# -- segments ---------------------------------------------------------------------------------
+def segments_of(placement: dict) -> list[dict]:
+    return list(((placement or {}).get("interruptible") or {}).get("segments") or [])
+
+
+def segments_done(store: Store, job: Job) -> int:
+    """How many segments of the job have ended (its ``paused`` events)."""
+    return sum(1 for e in store.events(job.id) if e["kind"] == "paused")
+
+
+def current_attempt(store: Store, job: Job):
+    """The attempt that launched the job's run (its last launched or reconciled one), or None."""
+    launched = [a for a in store.attempts(job.id) if a.outcome in ("launched", "reconciled")]
+    return launched[-1] if launched else None
+
+
+def segment_ended(placement: dict, k: int, now: datetime) -> bool:
+    """Whether segment ``k`` (not the last) is over at ``now``."""
+    segs = segments_of(placement)
+    return k < len(segs) - 1 and now >= parse_utc(segs[k]["end"])
+
+
+def pause(store: Store, job: Job, launcher, placement: dict, k: int, now: datetime,
+          grace_s: float = STOP_GRACE_S) -> Job:
+    """End segment ``k`` of a running job and schedule segment k+1 (module docstring)."""
+    stop = getattr(launcher, "stop", None)
+    if stop is None:
+        if not any(e["kind"] == "segments-unsupported" for e in store.events(job.id)):
+            store.add_event(job.id, now, "segments-unsupported", {
+                "reason": f"the {launcher.name} launcher cannot stop and resume a run: it runs to the end"})
+        return job
+    clean = stop(job.resource_id, grace_s)
+    collect_measurement(store, job, launcher, job.resource_id, placement, now, segment=k)
+    nxt = parse_utc(segments_of(placement)[k + 1]["start"])
+    store.set_state(job.id, "paused", now, expect=("running",), start_at=nxt,
+                    detail={"segment": k, "next_start": iso_utc(nxt), "resource_id": job.resource_id,
+                            "reason": "its planned segment ended" + ("" if clean else
+                                      f"; it did not exit within {grace_s:g} s of SIGTERM and was killed")})
+    return store.get(job.id)
+
+
+def segment_token(job_id: str, attempt: int, k: int) -> str:
+    return f"{launch_token(job_id, attempt)}-s{k}"
