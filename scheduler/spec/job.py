@@ -74,6 +74,17 @@ A job file (every key documented; unknown keys are errors with a suggestion)::
 
 Spot and data defaults, with their sources, are in ``carbonsched.spec.economics``; the maths in
 ``carbonsched.planning.estimate``.
+
+What a launched job sees (every launcher): it runs under ``carbonsched track`` (its energy is
+measured and comes back into the job store), with ``CARBONSCHED_JOB_ID`` set. The checkpoint
+contract of an ``[interruptible]`` job: at the end of each planned segment the agent sends
+SIGTERM; the job saves its state where it will find it again (a path of its own, e.g. under
+``HF_HOME`` or a mounted volume) and exits within 30 s (it is killed after that). At the next
+segment it is started again with the same command and ``CARBONSCHED_RESUME=1`` and
+``CARBONSCHED_SEGMENT=k`` (1, 2, ...): it loads the state and goes on. Energy is measured per
+segment and summed. A job that finishes early simply exits; the remaining segments are not used.
+The local launcher stops and resumes runs; the EC2 and GCE launchers run such a job start to end
+(an event says so).
 """
 from __future__ import annotations
 

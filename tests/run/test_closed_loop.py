@@ -284,3 +284,21 @@ def test_a_stored_job_echo_plans_as_the_job_it_came_from():
         "data": {"size_gb": 100, "home_region": "aws:us-east-1"}, "env": {"HF_HOME": "/x"}})
     for j in (rich, load_job(REPO / "examples" / "job.toml")):
         assert job_from_echo(json.loads(json.dumps(j.to_dict()))).to_dict() == j.to_dict()
+
+
+def test_track_job_models_the_gpus_the_job_was_placed_on(cli, tmp_path):
+    """`track --job JOB` without NVML models the stored job's placement GPUs (it said "GPU energy
+    is 0" before), and says so in the record; --gpus overrides."""
+    home = tmp_path / "home"
+    store = Store(home / "jobs.sqlite")
+    j = store.add_job(name="x", spec={"command": "true"}, now=NOW, start_at=NOW, launcher="aws",
+                      plan={"placements": [{"rank": 1, "region_id": "aws:eu-north-1", "gpu": "L40S", "gpu_count": 2}]})
+    store.close()
+    env = {"CARBONSCHED_HOME": str(home)}
+    r = cli("track", "--job", j.id, "--gpu-method", "model", "--", PY, "-c", "import time; time.sleep(1.2)", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    record = Store(home / "jobs.sqlite").load_measurement(j.id)
+    assert record["gpu"]["method"] == "model" and record["gpu"]["energy_kwh"] > 0
+    assert any("2x L40S" in w for w in record["warnings"])
+    # 2 x L40S at the model's 0.84 x 350 W for the run's wall time
+    assert record["gpu"]["energy_kwh"] == pytest.approx(2 * 0.84 * 350 * record["wall_seconds"] / 3.6e6, rel=0.05)
