@@ -11,6 +11,7 @@ Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config
     lease_seconds = 120.0                 # how long a launch claim holds without a heartbeat
     exclude_flagged_prices = false        # rank without offerings whose catalog price is in doubt
     database_url = "postgresql://carbonsched@db.internal/carbonsched"   # a team's job store (default: SQLite under home)
+    local_region = "aws:eu-north-1"       # the grid region this machine draws from (runs of --launcher local)
     policy = "policy.toml"                # organisation policy enforced on plan, submit and the server
                                           # (relative to this file's folder; see carbonsched.spec.policy_file)
 
@@ -20,7 +21,7 @@ the cache is disposable, the state under home is not (``Settings.cache_dir``).
 
 Environment: ``CARBONSCHED_DEFAULT_REGION``, ``CARBONSCHED_HOME``, ``CARBONSCHED_INTENSITY_SOURCE``,
 ``CARBONSCHED_CACHE_TTL_HOURS``, ``CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR``, ``CARBONSCHED_LEASE_SECONDS``,
-``CARBONSCHED_EXCLUDE_FLAGGED_PRICES`` (1/true), ``CARBONSCHED_DATABASE_URL``, ``CARBONSCHED_POLICY`` (a
+``CARBONSCHED_EXCLUDE_FLAGGED_PRICES`` (1/true), ``CARBONSCHED_DATABASE_URL``, ``CARBONSCHED_LOCAL_REGION``, ``CARBONSCHED_POLICY`` (a
 path; relative to the working directory). ``plan``/``submit --policy FILE`` names another file for one
 command; nothing turns an organisation's policy off. Credentials stay in their
 vendors' variables (``ELECTRICITYMAPS_TOKEN``, ``WATTTIME_USERNAME``/``WATTTIME_PASSWORD``; a database
@@ -35,7 +36,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Mapping
 
-from carbonsched.errors import ConfigError, did_you_mean
+from carbonsched.errors import ConfigError, UnknownNameError, did_you_mean
+from carbonsched.refdata import resolve_region
 
 DEFAULT_REGION = "aws:us-east-1"
 
@@ -60,6 +62,7 @@ class Settings:
     lease_seconds: float = 120.0
     exclude_flagged_prices: bool = False
     database_url: str | None = None  # postgresql://...: the job store is this database, not <home>/jobs.sqlite
+    local_region: str | None = None  # the grid region of this machine, for runs of the local launcher
     policy: Path | None = None  # the organisation's policy file, enforced on every plan (read when used)
     config_path: Path | None = None  # the file that was read, if any
     cache_dir: Path | None = None  # disposable caches (fetched forecasts); None: <home>/cache
@@ -84,7 +87,7 @@ def _read_config(path: Path, explicit: bool) -> dict:
         raise ConfigError(f"config file {path} is malformed TOML: {exc}") from None
     allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float,
                "electricitymaps_emission_factor": str, "lease_seconds": float, "exclude_flagged_prices": bool,
-               "database_url": str, "policy": str}
+               "database_url": str, "policy": str, "local_region": str}
     for key in raw:
         if key not in allowed:
             hint = did_you_mean(key, sorted(allowed), n=1) or f"; allowed: {', '.join(sorted(allowed))}"
@@ -96,6 +99,13 @@ def _read_config(path: Path, explicit: bool) -> dict:
     if "policy" in raw:  # relative to the config file, so the file and its policy move together
         raw["policy"] = path.parent / Path(raw["policy"]).expanduser()
     return raw
+
+
+def _check_region(value: str, what: str) -> None:
+    try:
+        resolve_region(value)
+    except UnknownNameError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
 
 
 def _ttl(value, where: str, key: str = "cache_ttl_hours", unit: str = "hours") -> float:
@@ -134,6 +144,8 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
         values["electricitymaps_emission_factor"] = env["CARBONSCHED_ELECTRICITYMAPS_EMISSION_FACTOR"]
     if env.get("CARBONSCHED_DATABASE_URL"):
         values["database_url"] = env["CARBONSCHED_DATABASE_URL"]
+    if env.get("CARBONSCHED_LOCAL_REGION"):
+        values["local_region"] = env["CARBONSCHED_LOCAL_REGION"]
     if env.get("CARBONSCHED_POLICY", "").strip():
         values["policy"] = Path(env["CARBONSCHED_POLICY"].strip()).expanduser()
     if values.get("database_url") and not str(values["database_url"]).startswith(("postgresql://", "postgres://")):
@@ -150,6 +162,8 @@ def resolve_settings(overrides: Mapping[str, object] | None = None, env: Mapping
                                    "lease_seconds", "seconds")
     if values.get("policy") is not None:
         values["policy"] = Path(values["policy"]).expanduser()
+    if values.get("local_region"):
+        _check_region(str(values["local_region"]), "local_region (CARBONSCHED_LOCAL_REGION)")
     home_given = "home" in raw or bool(env.get("CARBONSCHED_HOME")) or (overrides or {}).get("home") is not None
     names = {f.name for f in fields(Settings)}
     settings = Settings(**{k: v for k, v in values.items() if k in names})

@@ -178,14 +178,37 @@ def cmd_status(a: argparse.Namespace) -> int:
         return 0
     if not a.job_id:
         return _print_list(docs)
-    _print_status(docs[0])
+    _print_status(docs[0], None if remote is not None else _measured_kg(settings, store, jobs[0]))
     return 0
 
 
-def _print_status(d: dict) -> None:
+def _measured_kg(settings, store, job) -> str | None:
+    """A measured job's kgCO2e, as the ledger costs it (its metered energy x the grid in its hours)."""
+    if job.state not in ("running", "paused", "succeeded", "failed", "cancelled"):
+        return None
+    from carbonsched.measure.totals import job_ledger_row
+    from carbonsched.providers.grid import build_forecast_source
+
+    row, warning = job_ledger_row(store, job, source=build_forecast_source(settings), baseline_region=settings.default_region)
+    if row["measured_kg_co2e"] is None:
+        return f"not costed ({warning})" if warning else None
+    return f"{row['measured_kg_co2e']:.3g} kgCO2e"
+
+
+def _print_status(d: dict, measured_kg: str | None = None) -> None:
     print(f"job {d['id']} ({d['name']}): {d['state']}, launcher {d['launcher']}")
     print(f"  planned start {d['start_at']}" + (f"; resource {d['resource_id']}" if d["resource_id"] else "")
           + (f"; exit code {d['exit_code']}" if d["exit_code"] is not None else ""))
+    m = d.get("measured")
+    if m:
+        where = "this machine" if m["ran_on"] == "this machine" else (m["region_id"] or "?")
+        gpus = f"{m['gpu_count']}x {m['gpu']}" if m["gpu_count"] else "no GPU"
+        print(f"  measured: {m['it_energy_kwh']:.4g} kWh IT energy over {m['wall_seconds']:.1f} s"
+              + (f" in {m['segments']} segments" if m["segments"] > 1 else "")
+              + f" on {where} ({gpus}; GPU {m['methods']['gpu']}, CPU {m['methods']['cpu']}, memory {m['methods']['memory']})"
+              + (f"; {measured_kg}" if measured_kg else ""))
+    elif d["state"] in ("succeeded", "failed"):
+        print("  measured: no record (see the events)")
     if d["planned"]:
         p = d["planned"]
         print(f"  plan: {p['region_id']} {p['instance_type']} {p['gpu_count']}x{p['gpu']}, {p['kg_co2e']:.3g} kgCO2e, "
@@ -273,9 +296,13 @@ def cmd_agent(a: argparse.Namespace) -> int:
     settings, store = _store(a)
     if a.stale_after is None:
         a.stale_after = settings.lease_seconds
+    from carbonsched.run.replan import make_replanner
+
+    pf = policy_option(a, settings)
     troubles: list = []
     launched = run_agent(store, _factory(settings), _now, once=a.once, interval_s=a.interval,
-                         stale_after_s=a.stale_after, log=lambda line: print(line, flush=True), troubles=troubles)
+                         stale_after_s=a.stale_after, log=lambda line: print(line, flush=True), troubles=troubles,
+                         replan=make_replanner(settings, pf), policy=pf)
     if a.once:
         print(f"{launched} job(s) launched" + (f", {len(troubles)} failed or erred (see above)" if troubles else ""))
     return 1 if troubles else 0  # --once in cron or CI: a job that could not launch must not pass silently
@@ -298,7 +325,7 @@ def register(sub, common) -> None:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
     ls = sub.add_parser("list", parents=[common], help="list stored jobs")
-    ls.add_argument("--state", action="append", choices=["scheduled", "launching", "running", "succeeded", "failed", "cancelled"])
+    ls.add_argument("--state", action="append", choices=["scheduled", "launching", "running", "paused", "succeeded", "failed", "cancelled"])
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
     c = sub.add_parser("cancel", parents=[common], help="cancel a job (terminates its instance or process)")
@@ -308,7 +335,15 @@ def register(sub, common) -> None:
     lg.add_argument("job_id", metavar="JOB")
     lg.set_defaults(func=cmd_logs)
     ag = sub.add_parser("agent", parents=[common], help="launch scheduled jobs when they come due",
-                        description="Launch due jobs, resume launches a crash interrupted, and record finished runs.")
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Launch due jobs, resume launches a crash interrupted, and record finished runs.",
+                        epilog="Each pass: a due job planned on a forecast older than 6 h, or reached more than 10 min "
+                               "after its start, is\nplanned again first (it waits for a greener window if one is now "
+                               "open before its deadline);\na launch that errs 5 times fails the job with the error; an "
+                               "interruptible job is stopped\n(SIGTERM) at the end of each planned segment and resumed "
+                               "at the next with CARBONSCHED_RESUME=1;\nevery run's measurement comes back into the "
+                               "store (`carbonsched status JOB`).\n\nexit status with --once: 0, or 1 when a job "
+                               "failed or erred in the pass.\nAs a service: docs/systemd/carbonsched-agent.service.")
     ag.add_argument("--once", action="store_true", help="one pass, then exit")
     ag.add_argument("--interval", type=float, default=60.0, help="seconds between passes (default 60)")
     ag.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",

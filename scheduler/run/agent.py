@@ -20,6 +20,7 @@ from typing import Callable
 
 from carbonsched.errors import CarbonschedError
 from carbonsched.providers.cloud.launcher import Launcher
+from carbonsched.planning.policy_check import placement_violations
 from carbonsched.run.measured import segments_done
 from carbonsched.run.replan import replan_job, replan_reason
 from carbonsched.run.store import DEFAULT_LEASE_S, Job, Store
@@ -33,13 +34,14 @@ def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: d
                worker: str | None = None, stale_after_s: float = DEFAULT_LEASE_S,
                clock: Callable[[], datetime] | None = None, max_launches: int = 100,
                replan: Callable[[Job, datetime], dict] | None = None,
-               max_errors: int = MAX_ERRORS) -> list[LaunchOutcome]:
+               max_errors: int = MAX_ERRORS, policy=None) -> list[LaunchOutcome]:
     """One pass of the agent (see the module docstring). ``stale_after_s`` is the lease this agent
     takes on the jobs it claims (and how old a lease-less legacy claim must be to be resumed);
     ``clock`` stamps each claim (default: ``now`` for every job of the pass); at most
     ``max_launches`` due jobs are claimed per pass, so running jobs are polled in between.
     ``replan`` (``run/replan.make_replanner``) re-plans late or stale jobs before they launch;
-    a job whose launch errs ``max_errors`` times fails with the last error."""
+    a job whose launch errs ``max_errors`` times fails with the last error; with ``policy`` (a
+    ``PolicyFile``) a job launches only on the placements it allows (``police``)."""
     worker = worker or worker_id()
     clock = clock or (lambda: now)
     out: list[LaunchOutcome] = []
@@ -53,23 +55,50 @@ def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: d
         job = store.claim_next(worker, clock(), stale_after_s)
         if job is None:
             break
-        _guarded(store, job, clock, out, lambda: _replan_then_launch(store, job, launcher_factory, clock, replan, lease),
-                 max_errors)
+        _guarded(store, job, clock, out,
+                 lambda: _replan_then_launch(store, job, launcher_factory, clock, replan, lease, policy), max_errors)
     for job in store.jobs(("running",)):
         _guarded(store, job, clock, out, lambda: refresh_status(store, job, launcher_factory, clock(), segments=True),
                  max_errors)
     return [o for o in out if o.state != "skipped"]
 
 
-def _replan_then_launch(store: Store, job: Job, launcher_factory, clock, replan, lease: dict):
+def _replan_then_launch(store: Store, job: Job, launcher_factory, clock, replan, lease: dict, policy=None):
     """Re-plan a claimed job that is late or planned on a stale forecast (not a paused run: its
-    segments are fixed), then launch it, unless it moved to a later, greener start."""
+    segments are fixed), keep only the placements the organisation's ``policy`` allows, then
+    launch it, unless it moved to a later, greener start."""
+    fresh = not segments_done(store, job) and not store.attempts(job.id)
     reason = replan_reason(job, clock()) if replan is not None and job.state == "launching" else None
-    if reason and not segments_done(store, job):
+    if reason and fresh:
         if replan_job(store, job, replan, clock(), reason, START_TOLERANCE) is None:
             moved = store.get(job.id)
             return LaunchOutcome(job.id, "rescheduled", message=f"{reason}; re-planned to start at {iso_utc(moved.start_at)}")
+        job = store.get(job.id)
+    if policy is not None and fresh:
+        refused = police(store, job, policy, clock())
+        if refused is not None:
+            return refused
     return launch_job(store, job.id, launcher_factory, now=clock(), claimed=True, **lease)
+
+
+def police(store: Store, job: Job, policy, now: datetime) -> LaunchOutcome | None:
+    """Drop the stored placements the policy forbids (a job submitted before the policy, or
+    without it); fail the job naming the rules when none is left. None: launch what remains."""
+    placements = job.plan.get("placements") or []
+    broken = {i: placement_violations(p, job.spec, policy, job.created_at) for i, p in enumerate(placements)}
+    keep = [p for i, p in enumerate(placements) if not broken[i]]
+    if len(keep) == len(placements):
+        return None
+    rules = sorted({r for rs in broken.values() for r in rs})
+    detail = {"policy": policy.name, "dropped": len(placements) - len(keep), "rules": rules}
+    if not keep:
+        reason = f"policy {policy.name!r}: every planned placement breaks it ({'; '.join(rules)}); re-submit the job"
+        store.set_state(job.id, "failed", now, expect=("launching",), detail={"reason": reason, **detail})
+        return LaunchOutcome(job.id, "failed", message=reason)
+    store.replace_plan(job.id, plan={**job.plan, "placements": keep}, start_at=job.start_at, now=now, release=False,
+                       detail={"reason": f"policy {policy.name!r} forbids {detail['dropped']} placement(s)", **detail,
+                               "action": "launching the placements it allows"})
+    return None
 
 
 def _guarded(store: Store, job: Job, clock, out: list, fn, max_errors: int = MAX_ERRORS) -> None:
@@ -102,13 +131,14 @@ def _guarded(store: Store, job: Job, clock, out: list, fn, max_errors: int = MAX
 def run_agent(store: Store, launcher_factory, clock: Callable[[], datetime], *, once: bool = False,
               interval_s: float = 60.0, stale_after_s: float = DEFAULT_LEASE_S, log=print,
               sleep: Callable[[float], None] = time.sleep, troubles: list | None = None,
-              replan: Callable[[Job, datetime], dict] | None = None, max_errors: int = MAX_ERRORS) -> int:
+              replan: Callable[[Job, datetime], dict] | None = None, max_errors: int = MAX_ERRORS,
+              policy=None) -> int:
     """Loop ``agent_pass`` every ``interval_s`` (``once``: a single pass). Returns jobs launched;
     outcomes that failed or erred are appended to ``troubles`` when given."""
     launched = 0
     while True:
         for o in agent_pass(store, launcher_factory, clock(), stale_after_s=stale_after_s, clock=clock, replan=replan,
-                            max_errors=max_errors):
+                            max_errors=max_errors, policy=policy):
             launched += o.state == "running"
             if troubles is not None and o.state in ("failed", "error"):
                 troubles.append(o)

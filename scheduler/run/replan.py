@@ -14,8 +14,8 @@ deadline), restricted to the job's launcher as at submission. If the new best st
 now (a greener feasible window before the deadline), the job goes back to *scheduled* at that
 start with the new plan; else it launches now on the new plan's ranking. Either way a
 ``replanned`` event records why, the old and new start, and the planned kgCO2e before and after.
-When no placement is feasible any more (the deadline is too close), the stored plan is launched as
-it is and a ``replan-failed`` event says why.
+When re-planning fails (no placement is feasible any more, the window has closed, a source is
+down), the stored plan is launched as it is and a ``replan-failed`` event says why.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Callable
 
-from carbonsched.errors import InfeasibleError
-from carbonsched.planning import plan as make_plan
+from carbonsched.errors import CarbonschedError
+from carbonsched.planning.policy_check import enforce_policy
 from carbonsched.run.store import Job, Store
 from carbonsched.run.submit import plan_document, restrict_to_launcher
 from carbonsched.spec.job import job_from_echo
@@ -51,14 +51,15 @@ def _hours(d: timedelta) -> str:
     return f"{h:.1f} h" if h >= 1 else f"{d.total_seconds() / 60:.0f} min"
 
 
-def make_replanner(settings) -> Callable[[Job, datetime], dict]:
-    """``replan(job, now) -> plan document`` with these settings (the CLI's and the server's agent)."""
+def make_replanner(settings, policy=None) -> Callable[[Job, datetime], dict]:
+    """``replan(job, now) -> plan document`` with these settings (the CLI's and the server's agent),
+    under the organisation's ``policy`` (a ``PolicyFile``) when there is one."""
     def replan(job: Job, now: datetime) -> dict:
         spec = job_from_echo(job.spec)
         if spec.earliest_start is None and job.plan.get("now"):
             spec = replace(spec, earliest_start=parse_utc(job.plan["now"]))  # keep the submitted window
         spec = restrict_to_launcher(spec, job.launcher)
-        return plan_document(make_plan(spec, now=now, settings=settings, top=max(job.max_attempts, 10)))
+        return plan_document(enforce_policy(spec, policy, now=now, settings=settings, top=max(job.max_attempts, 10)))
 
     return replan
 
@@ -69,7 +70,7 @@ def replan_job(store: Store, job: Job, replan: Callable[[Job, datetime], dict], 
     later start (back to *scheduled*). See the module docstring."""
     try:
         doc = replan(job, now)
-    except InfeasibleError as exc:
+    except CarbonschedError as exc:  # infeasible now, the window closed, a source failed: keep the decision made
         store.add_event(job.id, now, "replan-failed", {"reason": reason, "message": str(exc),
                                                        "action": "launching the stored plan"})
         return job

@@ -302,3 +302,33 @@ def test_track_job_models_the_gpus_the_job_was_placed_on(cli, tmp_path):
     assert any("2x L40S" in w for w in record["warnings"])
     # 2 x L40S at the model's 0.84 x 350 W for the run's wall time
     assert record["gpu"]["energy_kwh"] == pytest.approx(2 * 0.84 * 350 * record["wall_seconds"] / 3.6e6, rel=0.05)
+
+
+def test_the_agent_launches_only_what_the_policy_allows(env):
+    """`agent --policy`: a job stored without the organisation's policy launches on the placements
+    the policy allows (the others dropped, with an event), and fails naming the rule when none is left."""
+    from carbonsched.spec.policy_file import load_policy
+
+    from conftest import REPO
+
+    settings, store, launcher = env
+    pf = load_policy(REPO / "examples" / "policy.toml")  # residency: aws:eu-*, gcp:europe-*
+    now = utcnow()
+    mixed = job_from_dict({"name": "mixed", "command": f"{PY} -c pass", "gpu": "L40S", "gpus": 1, "hours": 1})
+    doc = plan_document(make_plan(mixed, now=now, settings=settings, top=20))
+    regions = [p["region_id"] for p in doc["placements"]]
+    assert any(r.startswith(("aws:eu-", "gcp:europe-")) for r in regions)
+    assert not all(r.startswith(("aws:eu-", "gcp:europe-")) for r in regions)
+    a = store.add_job(name="mixed", spec=mixed.to_dict(), plan=doc, start_at=now, launcher="local", now=now)
+    us = job_from_dict({"name": "us", "command": f"{PY} -c pass", "gpu": "L40S", "gpus": 1, "hours": 1,
+                        "constraints": {"regions": ["aws:us-*"]}})
+    b = store.add_job(name="us", spec=us.to_dict(), plan=plan_document(make_plan(us, now=now, settings=settings)),
+                      start_at=now, launcher="local", now=now)
+    out = {o.job_id: o for o in agent_pass(store, lambda n: launcher, now, policy=pf)}
+    assert out[a.id].state == "running" and out[a.id].placement["region_id"].startswith(("aws:eu-", "gcp:europe-"))
+    kept = store.get(a.id).plan["placements"]
+    assert kept and all(p["region_id"].startswith(("aws:eu-", "gcp:europe-")) for p in kept)
+    ev = [e for e in store.events(a.id) if e["kind"] == "replanned"]
+    assert ev and ev[0]["dropped"] == len(regions) - len(kept) and "residency" in ev[0]["rules"][0]
+    assert out[b.id].state == "failed" and "every planned placement breaks it" in out[b.id].message
+    assert "residency" in out[b.id].message and store.get(b.id).state == "failed"

@@ -233,8 +233,14 @@ def test_a_launch_without_credentials_fails_the_job_and_the_agent_says_so(cli, t
     env = {"CARBONSCHED_HOME": str(home), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
            "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true",
            "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_DEFAULT_REGION": "us-east-1"}
-    # planned as of a past instant, so its start is already due for the agent
+    # submit checks the launcher's credentials first: refused, nothing stored
     r = cli("submit", EXAMPLE_JOB, "--launcher", "aws", "--yes", "--now", "2026-01-05T10:00Z", extra_env=env)
+    assert r.returncode == 2 and "no AWS credentials found" in r.stderr and "nothing was stored" in r.stderr, r.stderr
+    assert not (home / "jobs.sqlite").exists() or Store(home / "jobs.sqlite").jobs() == []
+    # credentials that were there at submit and are gone (expired, rotated) when the agent launches;
+    # planned as of a past instant, so its start is already due for the agent
+    r = cli("submit", EXAMPLE_JOB, "--launcher", "aws", "--yes", "--now", "2026-01-05T10:00Z",
+            extra_env={**env, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "expired"})
     assert r.returncode == 0, r.stderr
     (stored,) = Store(home / "jobs.sqlite").jobs()
     r = cli("agent", "--once", extra_env=env)
