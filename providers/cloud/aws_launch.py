@@ -28,7 +28,7 @@ import os
 import re
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import ConsoleRecord, shell_lines
+from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, shell_lines
 
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 CAPACITY_CODES = frozenset({
@@ -124,7 +124,8 @@ class Ec2Launcher(ConsoleRecord):
         zones = ec2.describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
         return zones[0]["ZoneName"] if zones else None
 
-    def launch(self, job, placement: dict, attempt: int, token: str) -> str:
+    def launch(self, job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
+        refuse_unsupported(job, self.name, frozenset())  # no workdir/mounts/secrets/nodes: a boot script only
         from botocore.exceptions import BotoCoreError, ClientError
 
         region = placement["region"]
@@ -161,7 +162,7 @@ class Ec2Launcher(ConsoleRecord):
             raise LaunchError(f"{region}: {exc}", retryable=True) from None
         return f"aws:{region}:{reply['Instances'][0]['InstanceId']}"
 
-    def find(self, job, attempt: int, token: str) -> str | None:
+    def find(self, job, attempt: int, token: str, segment: int = 0) -> str | None:
         with _AwsErrors("DescribeInstances (ec2:DescribeInstances)"):
             return self._find(job, attempt)
 

@@ -29,7 +29,7 @@ import re
 import uuid
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import ConsoleRecord, shell_lines
+from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, shell_lines
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
 CAPACITY_CODES = frozenset({"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
@@ -137,7 +137,8 @@ class GceLauncher(ConsoleRecord):
             labels={"carbonsched-job-id": job.id, "carbonsched-attempt": str(attempt)},
         )
 
-    def launch(self, job, placement: dict, attempt: int, token: str) -> str:
+    def launch(self, job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
+        refuse_unsupported(job, self.name, frozenset())  # no workdir/mounts/secrets/nodes: a boot script only
         from google.api_core import exceptions as gex
 
         zone = placement.get("zone") or (placement.get("zones") or [None])[0]
@@ -183,7 +184,7 @@ class GceLauncher(ConsoleRecord):
             op = self._ops.wait(project=self.project, zone=zone, operation=op.name)
         return op
 
-    def find(self, job, attempt: int, token: str) -> str | None:
+    def find(self, job, attempt: int, token: str, segment: int = 0) -> str | None:
         placement = (job.plan.get("placements") or [])[attempt:attempt + 1]
         zones = [p.get("zone") or (p.get("zones") or [None])[0] for p in placement]
         for zone in filter(None, zones):

@@ -28,6 +28,7 @@ detached, logs to a file, exit code and duration recorded; ``aws_launch.py`` (EC
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from functools import lru_cache
@@ -70,12 +71,15 @@ def launch_token(job_id: str, attempt: int) -> str:
 
 
 def job_command(job: Job) -> list[str]:
-    """The job's command as an argument list (no shell); LaunchError when there is none."""
+    """The job's command as an argument list: ``command`` split (no shell), or ``run`` as a bash
+    script (SkyPilot's meaning); LaunchError when there is neither."""
+    if (job.spec.get("run") or "").strip():
+        return ["bash", "-c", job.spec["run"]]
     command = (job.spec.get("command") or "").strip()
     if not command:
         if job.spec.get("image"):
             return []  # the image's own entry point
-        raise LaunchError(f"job {job.id} has no command; add command = \"...\" to the job file")
+        raise LaunchError(f"job {job.id} has no command; add command = \"...\" (or run = \"...\") to the job file")
     try:
         return shlex.split(command)
     except ValueError as exc:  # the command is not repeated here: it could hold a secret
@@ -110,13 +114,38 @@ def job_env(job: Job) -> dict[str, str]:
 
 
 def run_env(job: Job, segment: int = 0) -> dict[str, str]:
-    """What every launcher tells the job about its run: its id, and for the segments of an
-    interruptible run the segment number and, from the second on, ``CARBONSCHED_RESUME=1``
-    (resume from the checkpoint in ``checkpoint_dir``; see the job file reference)."""
+    """What every launcher tells the job about its run: its id, ``CARBONSCHED_CHECKPOINT_DIR`` when
+    the job has a ``checkpoint_dir``, and for the segments of an interruptible run the segment
+    number and, from the second on, ``CARBONSCHED_RESUME=1`` (see the job file reference)."""
     env = {"CARBONSCHED_JOB_ID": str(job.id)}
+    if job.spec.get("checkpoint_dir"):
+        env["CARBONSCHED_CHECKPOINT_DIR"] = str(job.spec["checkpoint_dir"])
     if segment:
         env.update(CARBONSCHED_SEGMENT=str(segment), CARBONSCHED_RESUME="1")
     return env
+
+
+def secret_env(job: Job, environ=None) -> dict[str, str]:
+    """The job's ``secrets`` with their values, read now from ``environ`` (default: this process's,
+    the one that launches); LaunchError naming any that is not set (no launch can do without it)."""
+    environ = os.environ if environ is None else environ
+    names = list(job.spec.get("secrets") or ())
+    missing = [n for n in names if not environ.get(n)]
+    if missing:
+        raise LaunchError(f"job {job.id}: secret(s) {', '.join(missing)} are not set in the environment of the process "
+                          "that launches it (submit, or the agent for a deferred job); export them there")
+    return {n: environ[n] for n in names}
+
+
+def refuse_unsupported(job: Job, launcher: str, supported: frozenset) -> None:
+    """LaunchError when the job asks for payload ``launcher`` cannot honour (a job stored before the
+    check at submit, or moved to another launcher): the message names the SkyPilot launcher."""
+    wanted = [k for k in ("workdir", "file_mounts", "secrets") if job.spec.get(k) and k not in supported]
+    if int(job.spec.get("num_nodes") or 1) > 1 and "num_nodes" not in supported:
+        wanted.append("num_nodes")
+    if wanted:
+        raise LaunchError(f"job {job.id}: the {launcher} launcher cannot honour {', '.join(wanted)}; "
+                          "submit it with --launcher skypilot")
 
 
 def job_argv(job: Job) -> list[str]:
@@ -129,8 +158,17 @@ def job_argv(job: Job) -> list[str]:
     problem = image_reference_error(image)
     if problem:
         raise LaunchError(f"job {job.id}: {problem}")
-    env_flags = [flag for name in sorted(job_env(job)) for flag in ("-e", name)]  # values come from the env
+    names = {*job_env(job), *run_env(job), *(job.spec.get("secrets") or ())}
+    env_flags = [flag for name in sorted(names) for flag in ("-e", name)]  # values come from the env
     return ["docker", "run", "--rm", "--gpus", "all", *env_flags, "--", image, *command]
+
+
+def with_setup(job: Job, argv: list[str]) -> list[str]:
+    """``argv`` preceded by the job's ``setup`` script (bash), which must succeed first."""
+    setup = (job.spec.get("setup") or "").strip()
+    if not setup:
+        return argv
+    return ["bash", "-c", '{\n' + setup + '\n} || exit $?\nexec "$@"', "carbonsched-setup", *argv]
 
 
 RECORD_PATH = "/var/lib/carbonsched/measurement.json"
@@ -147,7 +185,7 @@ def shell_lines(job: Job, placement: dict | None = None, *, install: str | None 
     GPUs are what the tracker models when NVML cannot be read (they are on this instance)."""
     env = {**job_env(job), **run_env(job)}
     lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
-    argv = " ".join(shlex.quote(a) for a in job_argv(job))
+    argv = " ".join(shlex.quote(a) for a in with_setup(job, job_argv(job)))
     hw = ""
     if placement and placement.get("gpu") and placement.get("gpu_count"):
         hw = f" --gpu {shlex.quote(str(placement['gpu']))} --gpus {int(placement['gpu_count'])}"

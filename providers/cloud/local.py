@@ -20,7 +20,9 @@ machine without NVML-readable GPUs records none (the plan's GPUs were not here).
 
 The job's process gets the job's own ``env`` on top of an allow-list of the launching process's
 environment (``PASSED_ENV``: paths, locale, terminal, GPU selection), never the rest: an agent's
-cloud keys and grid tokens do not leak into every job. It also gets ``CARBONSCHED_JOB_ID`` and,
+cloud keys and grid tokens do not leak into every job; the job's ``secrets`` are read from the
+launching process's environment at launch (never stored). It starts in the job's ``workdir``
+(when it has one) after its ``setup`` script. It also gets ``CARBONSCHED_JOB_ID`` and,
 for the segments of an interruptible run, ``CARBONSCHED_SEGMENT`` (0, 1, ...) and
 ``CARBONSCHED_RESUME=1`` from the second segment on (the job resumes from its checkpoint).
 
@@ -39,10 +41,12 @@ import time
 from pathlib import Path
 
 from carbonsched.errors import LaunchError
-from carbonsched.providers.cloud.launcher import Job, job_argv, job_env, run_env
+from carbonsched.providers.cloud.launcher import (Job, job_argv, job_env, refuse_unsupported, run_env, secret_env,
+                                                  with_setup)
 from carbonsched.record import is_record
 from carbonsched.runner import process_start
 
+SUPPORTED = frozenset({"workdir", "secrets"})  # payload beyond command/run/setup/env (spec/payload.py)
 RUNNER_MODULE = "carbonsched.runner"  # a light process entry point (see its docstring)
 STARTUP_GRACE_S = 30.0  # a token this old without a pid: the launch died before the process started
 PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
@@ -76,9 +80,14 @@ class LocalLauncher:
         return d / f"segment-{segment}" if segment else d
 
     def launch(self, job: Job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
+        refuse_unsupported(job, self.name, SUPPORTED)
         d = self._dir(job.id, attempt, segment)
         command = [sys.executable, "-m", "carbonsched", "track", "--quiet", "--out", str(d / "measurement.json"),
-                   "--", *job_argv(job)]
+                   "--", *with_setup(job, job_argv(job))]
+        env = {**job_process_env(job, segment=segment), **secret_env(job)}
+        cwd = job.spec.get("workdir") or None
+        if cwd and not Path(cwd).is_dir():
+            raise LaunchError(f"job {job.id}: its workdir {cwd} is not a folder on this machine")
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         (d / "token").write_text(token)  # before the start, so find() sees this attempt at once
         (d / "pid").unlink(missing_ok=True)  # a relaunch of an attempt that never started
@@ -88,8 +97,7 @@ class LocalLauncher:
         with open(os.open(d / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             try:
                 proc = subprocess.Popen(args + ["--"] + command, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                        env=job_process_env(job, segment=segment))
+                                        stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=cwd)
             except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in an argument
                 raise LaunchError(f"cannot start the local runner: {exc}") from None
         if not (d / "pid").exists():  # the runner writes it first thing; cancel() must work at once

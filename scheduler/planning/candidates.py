@@ -228,7 +228,7 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
                    start_h=np.concatenate([[offset], start_h + offset]),
                    intensity_cum=_intensity_cum([forecasts[r].intensity_g_per_kwh for r in region_ids]),
                    intensity_cum_p90=_intensity_cum([_p90(forecasts[r]) for r in region_ids]),
-                   loss_per_preemption_h=job.spot_model.loss_per_preemption_hours)
+                   loss_per_preemption_h=job.spot_model.loss_per_preemption_hours, nodes=job.payload.num_nodes)
     cands = _candidates(job, est, len(idx), arrays, table.gpu_memory_gb[idx], start_h)
     limits = _limits(job, window, now)
     feasible, numeric_elim = feasibility(cands, limits)

@@ -130,12 +130,14 @@ def window_mean(cum: np.ndarray, region_index: np.ndarray, start_h: np.ndarray, 
 
 def estimate(o: OfferingArrays, *, hours_ref: float, n_ref: int, ref_speed: float, power: PowerModel,
              start_h: np.ndarray, intensity_cum: np.ndarray, intensity_cum_p90: np.ndarray | None = None,
-             loss_per_preemption_h: float = 0.0) -> Estimates:
+             loss_per_preemption_h: float = 0.0, nodes: int = 1) -> Estimates:
     """Vectorised estimates for all offerings x starts (see the module docstring for the model).
 
     With ``intensity_cum_p90`` (prefix sums of the forecast's p90 series) it also gives the
     risk-averse ``kg_co2e_p90``. ``o.preemption_per_h`` and ``loss_per_preemption_h`` add spot
-    restarts; ``o.transfer_*`` add the dataset transfer.
+    restarts; ``o.transfer_*`` add the dataset transfer. ``nodes`` instances run side by side (a
+    multi-node job, ``num_nodes``): power, cost and embodied emissions scale with them, the
+    runtime does not (the job's hours were measured on that many nodes).
     """
     base = runtime_hours(hours_ref, n_ref, ref_speed, o.gpu_count, o.speed, power.gpu_scaling_efficiency)
     runtime = base if o.preemption_per_h is None else spot_expected_runtime(base, o.preemption_per_h, loss_per_preemption_h)
@@ -143,17 +145,17 @@ def estimate(o: OfferingArrays, *, hours_ref: float, n_ref: int, ref_speed: floa
     t_usd = zeros if o.transfer_usd is None else np.asarray(o.transfer_usd, dtype=float)
     t_kwh = zeros if o.transfer_kwh is None else np.asarray(o.transfer_kwh, dtype=float)
     kg_t = zeros if o.transfer_g_per_kwh is None else g_to_kg(t_kwh * o.transfer_g_per_kwh)
-    power_w = (o.gpu_count * power.utilisation_factor * o.tdp_w
-               + o.vcpus * power.host_w_per_vcpu + o.memory_gib * power.host_w_per_gib)
+    power_w = nodes * (o.gpu_count * power.utilisation_factor * o.tdp_w
+                       + o.vcpus * power.host_w_per_vcpu + o.memory_gib * power.host_w_per_gib)
     energy = watts_hours_to_kwh(power_w * o.pue, runtime)
     mean_i = window_mean(intensity_cum, o.region_index, start_h, runtime)
     kg_op = g_to_kg(energy[:, None] * mean_i)
-    kg_emb = o.gpu_count * o.embodied_kg_per_gpu * runtime / power.embodied_life_hours
+    kg_emb = nodes * o.gpu_count * o.embodied_kg_per_gpu * runtime / power.embodied_life_hours
     kg_p90 = None
     if intensity_cum_p90 is not None:
         kg_p90 = g_to_kg(energy[:, None] * window_mean(intensity_cum_p90, o.region_index, start_h, runtime)) \
             + (kg_emb + kg_t)[:, None]
-    return Estimates(runtime_h=runtime, power_w=power_w, energy_kwh=energy, cost_usd=o.usd_per_hour * runtime + t_usd,
+    return Estimates(runtime_h=runtime, power_w=power_w, energy_kwh=energy, cost_usd=nodes * o.usd_per_hour * runtime + t_usd,
                      kg_embodied=kg_emb, mean_intensity=mean_i, kg_operational=kg_op,
                      kg_co2e=kg_op + (kg_emb + kg_t)[:, None], kg_co2e_p90=kg_p90,
                      spot_restart_overhead_h=runtime - base, transfer_usd=t_usd, transfer_kwh=t_kwh, kg_transfer=kg_t)

@@ -34,12 +34,13 @@ from carbonsched.errors import CapacityError, LaunchError, UserInputError
 from carbonsched.planning import plan as make_plan
 from carbonsched.planning.region_forecast import forecast_to_dict
 from carbonsched.providers.cloud import get_launcher
-from carbonsched.providers.cloud.launcher import Launcher, job_command, launch_token
+from carbonsched.providers.cloud.launcher import Launcher, job_command, launch_token, secret_env
 from carbonsched.run.lease import Lease
 from carbonsched.run.measured import (collect_measurement, current_attempt, note_elsewhere, pause, ran_on,
                                       segment_ended, segment_token, segments_done)
 from carbonsched.run.store import DEFAULT_LEASE_S, FINAL, Job, Store
 from carbonsched.spec.job import PROVIDERS
+from carbonsched.spec.payload import check_payload_paths, unsupported
 
 START_TOLERANCE = timedelta(minutes=1)  # a best start within this of now launches at once
 
@@ -76,10 +77,18 @@ def check_launchable(job, plan, launcher: str) -> None:
         if others:
             raise UserInputError(f"--launcher {launcher} cannot start placements on {', '.join(others)}; "
                                  f"plan with the job restricted to {launcher} (restrict_to_launcher) or use --launcher auto")
+    spec = job.to_dict()
     try:
-        job_command(_SpecOnly(job.to_dict()))  # now, rather than when the agent launches it
+        job_command(_SpecOnly(spec))  # now, rather than when the agent launches it
     except LaunchError as exc:
         raise UserInputError(str(exc).replace("job (not stored yet)", "the job")) from None
+    names = {launcher} if launcher != "auto" else {p.provider for p in plan.placements}
+    for name in sorted(names):
+        missing = unsupported(spec, name)
+        if missing:
+            raise UserInputError(f"the {name} launcher cannot honour this job's {', '.join(missing)}; submit it with "
+                                 "--launcher skypilot (or drop those keys)")
+    check_payload_paths(spec)
 
 
 @dataclass(frozen=True)
@@ -96,12 +105,18 @@ def submit(job, *, now: datetime, settings, store: Store, launcher: str, plan=No
     plan = plan or make_plan(job, now=now, settings=settings, top=max(max_attempts, 10))
     check_launchable(job, plan, launcher)
     factory = launcher_factory or (lambda name: get_launcher(name, settings))
+    launch_now = launch and due_now(plan.best.start, job.earliest_start, now)
     if launch:
         check_credentials(plan, launcher, factory, max_attempts)
+    if launch_now:
+        try:
+            secret_env(_SpecOnly(job.to_dict()))  # launched now, by this process: its secrets must be here
+        except LaunchError as exc:
+            raise UserInputError(str(exc).replace("job (not stored yet)", "the job") + "; nothing was stored") from None
 
     stored = store.add_job(name=job.name, spec=job.to_dict(), plan=plan_document(plan), start_at=plan.best.start,
                            launcher=launcher, now=now, max_attempts=max_attempts, team=team)
-    if launch and due_now(plan.best.start, job.earliest_start, now):
+    if launch_now:
         return stored, launch_job(store, stored.id, factory, now=now,
                                   lease_s=getattr(settings, "lease_seconds", DEFAULT_LEASE_S))
     return stored, None

@@ -3,7 +3,9 @@
 A job file (every key documented; unknown keys are errors with a suggestion)::
 
     name = "bert-pretrain"          # label (optional, default "job")
-    command = "python train.py"     # what to run; stored with the plan, used by `submit`
+    command = "python train.py"     # what to run (split into arguments, no shell); stored with the
+                                    # plan, used by `submit`. Or run/setup/workdir/file_mounts/
+                                    # secrets/num_nodes/checkpoint_dir: see carbonsched.spec.payload
     image = "nvcr.io/nvidia/pytorch:24.10-py3"   # optional: run the command in this container
     env = { HF_HOME = "/data/hf" }  # environment for the command (not secrets: names that look
                                     # like tokens/passwords/keys are refused; the job store,
@@ -98,6 +100,7 @@ from pathlib import Path
 
 from carbonsched.errors import JobSpecError
 from carbonsched.spec.economics import DataSpec, SpotModel
+from carbonsched.spec.payload import PAYLOAD_KEYS, Payload, payload_from_flat
 from carbonsched.models import PowerModel
 from carbonsched.providers.cloud.launcher import image_reference_error
 from carbonsched.spec.tomlfile import number, read_toml, typed_value
@@ -114,6 +117,8 @@ MAX_PRIORITY = 1000
 SCHEMA: dict[str, object] = {
     "name": str, "command": str, "image": str, "env": "strmap", "gpu": str, "gpus": int, "hours": "duration",
     "priority": int,
+    "run": str, "setup": str, "workdir": str, "envs": "strmap", "secrets": "strlist", "num_nodes": int,
+    "checkpoint_dir": str, "file_mounts": "pathmap",
     "window": {"earliest_start": "time", "deadline": "time", "max_delay": "duration"},
     "constraints": {
         "gpu_types": "strlist", "gpu_counts": "intlist", "min_gpu_memory_gb": "number",
@@ -187,6 +192,7 @@ class JobSpec:
     spot_model: SpotModel = field(default_factory=SpotModel)
     data: DataSpec | None = None
     priority: int = 1  # batch planning: when capacity is short, higher priorities are placed first
+    payload: Payload = field(default_factory=Payload)  # run, setup, workdir, mounts, secrets, nodes (spec/payload.py)
 
     def __post_init__(self):
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
@@ -239,6 +245,7 @@ class JobSpec:
             "interruptible": self.interruptible.to_dict() if self.interruptible else None,
             "spot_model": self.spot_model.to_dict(),
             "data": self.data.to_dict() if self.data else None,
+            **self.payload.to_dict(),
         }
 
 
@@ -313,6 +320,7 @@ def job_from_echo(echo: dict) -> JobSpec:
                          "preemption_rates": sm.get("preemption_rates") or None,
                          "checkpoint_interval": sm.get("checkpoint_interval_hours"),
                          "restart_overhead": sm.get("restart_overhead_hours")})}
+    raw.update({k: echo[k] for k in PAYLOAD_KEYS if echo.get(k)})  # stored absolute: no base needed
     if echo.get("baseline_region"):
         raw["baseline"] = {"region": echo["baseline_region"]}
     if inter:
@@ -321,9 +329,14 @@ def job_from_echo(echo: dict) -> JobSpec:
     return job_from_dict({k: v for k, v in raw.items() if v != {}})
 
 
-def job_from_dict(raw: dict) -> JobSpec:
-    """Validate a raw job table (from TOML or flags) into a JobSpec; JobSpecError when wrong."""
+def job_from_dict(raw: dict, base: Path | None = None) -> JobSpec:
+    """Validate a raw job table (from TOML or flags) into a JobSpec; JobSpecError when wrong.
+    ``base``: the job file's folder (relative workdir and mount paths start there)."""
     flat = _flatten(raw, SCHEMA)
+    if "envs" in flat:  # SkyPilot's name for env
+        if "env" in flat:
+            raise JobSpecError("give env or envs (SkyPilot's name for it), not both")
+        flat["env"] = flat.pop("envs")
     missing = [k for k in REQUIRED if k not in flat]
     if missing:
         raise JobSpecError(
@@ -364,7 +377,7 @@ def job_from_dict(raw: dict) -> JobSpec:
         policy=Policy(**policy_kwargs),
         baseline_region=flat.get("baseline.region"),
         interruptible=_interruptible(flat), spot_model=_spot_model(flat), data=_data(flat),
-        priority=flat.get("priority", 1),
+        priority=flat.get("priority", 1), payload=payload_from_flat(flat, base),
     )
     return resolve_job(job)
 
@@ -471,4 +484,4 @@ def resolve_job(job: JobSpec) -> JobSpec:
 
 def load_job(path: str | Path, overrides: dict | None = None) -> JobSpec:
     """Read, merge CLI overrides into, and validate a job file."""
-    return job_from_dict(merge(read_job_file(path), overrides or {}))
+    return job_from_dict(merge(read_job_file(path), overrides or {}), base=Path(path).resolve().parent)

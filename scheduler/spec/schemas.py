@@ -35,6 +35,7 @@ _KINDS = {
     "numbermap": {"type": "object", "additionalProperties": _NUM, "minProperties": 1},
     "strmap": {"type": "object", "additionalProperties": {"type": ["string", "number"]},
                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+    "pathmap": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}, "minProperties": 1},
 }
 
 

@@ -3,7 +3,7 @@
 Kinds: ``str`` (non-empty, stripped), ``bool``, ``int`` (>= 1), ``"number"`` (finite, >= 0),
 ``"duration"`` (hours: a number or "90m", "2d"), ``"time"`` (ISO 8601 -> aware UTC datetime),
 ``"strlist"``/``"intlist"`` (a scalar becomes a one-element tuple), ``"strmap"`` (environment:
-valid names, secret-looking names refused), ``"numbermap"``.
+valid names, secret-looking names refused), ``"pathmap"`` (path -> path or URI), ``"numbermap"``.
 """
 from __future__ import annotations
 
@@ -79,6 +79,15 @@ def typed_value(value, kind, where: str):
             if "\x00" in str(v):
                 raise JobSpecError(f"{where}.{k} contains a NUL byte; an environment value cannot hold one")
             out[str(k)] = str(v)
+        return out
+    if kind == "pathmap":
+        if not isinstance(value, dict) or not value:
+            raise JobSpecError(f"{where} must be a table of paths, e.g. {{ \"/data\" = \"s3://bucket/data\" }}, got {value!r}")
+        out = {}
+        for k, v in value.items():
+            if not isinstance(v, str) or "\x00" in v or "\x00" in str(k):
+                raise JobSpecError(f"{where}.{k} must be a path or URI string, got {v!r}")
+            out[str(k)] = v
         return out
     if kind == "numbermap":
         if not isinstance(value, dict) or not value:
