@@ -165,6 +165,11 @@ def intensity_options(a: argparse.Namespace, source_name: str | None):
                                            file_signal=a.intensity_file_signal)
 
 
+def job_file_dir(path: str | None) -> Path | None:
+    """The job file's folder: its relative workdir and file-mount paths start there."""
+    return Path(path).resolve().parent if path else None
+
+
 def policy_option(a: argparse.Namespace, settings):
     """The policy to enforce (a ``PolicyFile``) or None: ``--policy FILE``, else the settings'
     (``policy`` in the config file, or ``CARBONSCHED_POLICY``). There is no flag to turn an

@@ -7,8 +7,8 @@ import sys
 from datetime import datetime, timezone
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import (add_plan_args, intensity_options, jsonable, no_local_policy, now_from, overrides,
-                                     policy_option)
+from carbonsched.cli._common import (add_plan_args, intensity_options, job_file_dir, jsonable, no_local_policy, now_from,
+                                     overrides, policy_option)
 
 
 def _store(a, create: bool = True):
@@ -78,9 +78,10 @@ def cmd_submit(a: argparse.Namespace) -> int:
                              "jobs one by one (submitting a batch is not supported yet)")
     raw = read_job_file(a.job) if a.job else {}
     merged = merge(raw, overrides(a))
-    job = job_from_dict(merged)
-    if not job.command:
-        raise UserInputError("submit needs a command to run: add command = \"python train.py\" to the job file")
+    job = job_from_dict(merged, base=job_file_dir(a.job))
+    if not (job.command or job.payload.run or job.image):
+        raise UserInputError("submit needs something to run: add command = \"python train.py\" (or run = \"...\", "
+                             "a bash script) to the job file")
     if a.max_attempts < 1:
         raise UserInputError("--max-attempts must be at least 1")
     launcher = a.launcher
@@ -308,16 +309,39 @@ def cmd_agent(a: argparse.Namespace) -> int:
     return 1 if troubles else 0  # --once in cron or CI: a job that could not launch must not pass silently
 
 
+SUBMIT_EPILOG = """\
+what each launcher runs (job-file keys; python -m pydoc carbonsched.spec.payload):
+  key                 local   aws/gcp   skypilot
+  command/run, env    yes     yes       yes
+  setup               yes     yes       yes (once per cluster)
+  image               yes     yes       yes
+  workdir             yes     no        yes
+  secrets             yes     no        yes
+  file_mounts         no      no        yes
+  num_nodes > 1       no      no        yes
+  checkpoint_dir      env     env       env
+  interruptible       stops and resumes at each segment (local); runs start to end (aws/gcp)
+Every launched run is measured (carbonsched track) and its record comes back to the store.
+Submit refuses, before storing anything, what the launcher cannot do, missing local paths,
+missing cloud credentials, and (when it launches at once) secrets not set here.
+
+examples:
+  carbonsched submit job.toml --yes --launcher local
+  carbonsched submit job.toml --launcher aws --policy org-policy.toml
+"""
+
+
 def register(sub, common) -> None:
     s = sub.add_parser("submit", parents=[common], help="plan, then launch now or defer to the chosen start",
                        description="Plan the job, store it, and launch it in the best placement (failing over down "
                                    "the ranking on capacity errors), or schedule it for the agent when the best "
-                                   "start is later. --dry-run is exactly `plan`.")
+                                   "start is later. --dry-run is exactly `plan`.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SUBMIT_EPILOG)
     add_plan_args(s)
     s.add_argument("--dry-run", action="store_true", help="only plan (same as `carbonsched plan`)")
     s.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     s.add_argument("--launcher", default="auto", help="auto (each placement's own cloud, so failover can cross "
-                                                      "providers), local, aws, gcp")
+                                                      "providers), local, aws, gcp, skypilot (see below)")
     s.add_argument("--max-attempts", type=int, default=3, help="placements to try on capacity errors (default 3)")
     s.set_defaults(func=cmd_submit)
     st = sub.add_parser("status", parents=[common], help="the job store: one job's story, or all jobs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import (Progress, add_plan_args, emit, intensity_options, no_local_policy, now_from,
+from carbonsched.cli._common import (Progress, add_plan_args, emit, intensity_options, job_file_dir, no_local_policy, now_from,
                                      overrides, policy_option)
 
 EPILOG_PLAN = """\
@@ -32,7 +32,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
     if a.strict or a.capacity is not None:
         raise UserInputError("--strict and --capacity plan a queue: use them with --batch JOBS.toml")
     raw = merge(read_job_file(a.job) if a.job else {}, overrides(a))
-    job = job_from_dict(raw)
+    job = job_from_dict(raw, base=job_file_dir(a.job))
     if getattr(a, "server", False):  # `submit --dry-run` comes here without the flag
         no_local_policy(a)
         return _plan_remote(a, raw, _top(a, job, None))

@@ -11,8 +11,10 @@ UTC hour h (the record's ``hourly`` split):
 * embodied kgCO2e = ``n_gpu * embodied_kg(g) * wall_h / life_hours`` (as in ``estimate``).
 * where: a launched job's record says where it ran (``ran_on``): on *this machine* (the local
   launcher) its grid region is the configured ``local_region``, else the default region, said
-  in a warning; its GPUs are the ones NVML saw (none assumed); on a cloud instance without NVML
-  readings, the placement's GPUs (their energy is then modelled, and the record says so).
+  in a warning; no data-centre PUE is applied (1.0) and the plan's forecast, made for other
+  hardware, is not compared; its GPUs are the ones NVML saw (none assumed); on a cloud instance
+  without NVML readings, the placement's GPUs (their energy is then modelled, and the record
+  says so).
 * forecast (from a plan JSON): the placement that ran (same region; else rank 1). Errors:
   ``kg_actual - kg_forecast`` and in % of the forecast, split into energy
   ``(E_actual * PUE - E_forecast) / E_forecast`` and intensity ``(I_actual - I_forecast) / I_forecast``;
@@ -208,7 +210,8 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
     hours = len(e_it)
     ri = run_intensity(r, start, hours, source)
     warnings.extend(ri.warnings)
-    e_fac = e_it * r.pue
+    pue = 1.0 if here else r.pue  # this machine is not in the region's data centres: no facility overhead assumed
+    e_fac = e_it * pue
     kg_op = float(g_to_kg(np.sum(e_fac * ri.values_g_per_kwh)))
     mean_i = float(np.sum(e_it * ri.values_g_per_kwh) / np.sum(e_it)) if np.sum(e_it) > 0 else float(np.mean(ri.values_g_per_kwh))
 
@@ -221,7 +224,11 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
 
     methods = {k: record[k]["method"] for k in ("gpu", "cpu", "memory")}
     forecast = None
-    if placement:
+    if placement and here:
+        warnings.append(f"the plan ({placement.get('gpu_count')}x {placement.get('gpu')} for "
+                        f"{float(placement.get('runtime_hours') or 0):.2f} h in {placement.get('region_id')}) is not "
+                        "compared with this run: it ran on this machine")
+    elif placement:
         kg_f, e_f, i_f = float(placement["kg_co2e"]), float(placement["energy_kwh"]), float(placement["mean_intensity_g_per_kwh"])
         total = kg_op + kg_emb
         forecast = {
@@ -255,7 +262,7 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
     hourly = tuple({"hour": iso_utc(start + timedelta(hours=i)), "it_energy_kwh": float(e_it[i]),
                     "intensity_g_per_kwh": float(ri.values_g_per_kwh[i]), "label": ri.labels[i]} for i in range(hours))
     return Ledger(
-        job_id=record.get("job_id"), region_id=r.region_id, location=r.location, pue=r.pue,
+        job_id=record.get("job_id"), region_id=r.region_id, location=r.location, pue=pue,
         started_at=parse_utc(record["started_at"]), ended_at=parse_utc(record["ended_at"]), wall_hours=wall_h,
         gpu_name=g.name if g else (devices[0].get("name") if devices else None), gpu_count=n_gpu,
         it_energy_kwh=float(e_it.sum()), facility_energy_kwh=float(e_fac.sum()), energy_methods=methods,

@@ -65,7 +65,7 @@ def disclosure(ledger: Ledger, record: dict) -> dict:
                       "kg_co2e": ledger.kg_co2e, "embodied_share_pct": share},
         "baseline": ledger.baseline, "forecast": ledger.forecast, "energy_estimate": ledger.energy_estimate,
         "uncertainty": ledger.uncertainty, "warnings": list(ledger.warnings),
-        "method": (("measured" if any(v not in ("model",) for v in ledger.energy_methods.values()) else
+        "method": (("measured" if any(v not in ("model", "none") for v in ledger.energy_methods.values()) else
                     "estimated from the power model (no energy counter was readable)")
                    + f" with carbonsched {__version__} (carbonsched track); emissions = energy per hour x PUE x "
                    "grid intensity of that hour, plus embodied GPU emissions amortised over their service life"),
@@ -120,15 +120,18 @@ def _sentences(d: dict, co2: str, tilde: str, pm: str) -> list[str]:
     hw = f"{d['hardware']['gpu_count']}x {d['hardware']['gpu']}" if d["hardware"]["gpu_count"] else "CPU only"
     e, i, em = d["energy"], d["intensity"], d["emissions"]
     unc = d["uncertainty"].get("total_rel", 0.0) * 100
+    gpu_hours = f" ({_f(d['gpu_hours'], 2)} GPU-hours)" if d["hardware"]["gpu_count"] else ""
+    facility = (f"{_f(e['facility_kwh'], 3)}{tilde}kWh with the data centre's PUE of {e['pue']:g}"
+                if d.get("ran_on") != "this machine" else "no data-centre overhead (PUE) applied on this machine")
+    embodied = (f", plus {_f(em['kg_co2e_embodied'], 3)}{tilde}kg{co2} embodied in the GPUs{_mark(d, 'embodied')} "
+                f"({_f(em['embodied_share_pct'], 1)}{tilde}% of the total)" if d["hardware"]["gpu_count"] else "")
     out = [
         f"Training ran on {hw}{_mark(d, 'gpu count')} ({_where(d)}) for "
-        f"{_f(d['wall_hours'], 2)}{tilde}h ({_f(d['gpu_hours'], 2)} GPU-hours), from {d['started_at']} to {d['ended_at']}.",
-        f"It used {_f(e['it_kwh'], 3)}{tilde}kWh of IT energy ({_methods_phrase(d)}), "
-        f"{_f(e['facility_kwh'], 3)}{tilde}kWh with the data centre's PUE of {e['pue']:g}.",
+        f"{_f(d['wall_hours'], 2)}{tilde}h{gpu_hours}, from {d['started_at']} to {d['ended_at']}.",
+        f"It used {_f(e['it_kwh'], 3)}{tilde}kWh of IT energy ({_methods_phrase(d)}), {facility}.",
         f"At a grid carbon intensity of {_f(i['g_per_kwh'], 1)}{tilde}g{co2}/kWh "
         f"({SIGNALS.get(i['signal'], i['signal'])}; {i['kind']} from {i['source']}, weighted by the energy used in each hour), "
-        f"this emitted {_f(em['kg_co2e_operational'], 3)}{tilde}kg{co2}, plus {_f(em['kg_co2e_embodied'], 3)}{tilde}kg{co2} "
-        f"embodied in the GPUs{_mark(d, 'embodied')} ({_f(em['embodied_share_pct'], 1)}{tilde}% of the total): "
+        f"this emitted {_f(em['kg_co2e_operational'], 3)}{tilde}kg{co2}{embodied}: "
         f"{_f(em['kg_co2e'], 3)}{tilde}kg{co2} in all ({pm}{_f(unc, 0)}{tilde}%).",
     ]
     b = d.get("baseline")

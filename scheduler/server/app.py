@@ -369,8 +369,8 @@ def create_app(config: ServerConfig):
         body = _fields(payload, {"job": dict, "launcher": str, "max_attempts": int, "now": str, "intensity_source": str},
                        ("job",))
         job = _job(body["job"])
-        if not job.command:
-            raise UserInputError("a submitted job needs a command to run (job.command)")
+        if not (job.command or job.payload.run or job.image):
+            raise UserInputError("a submitted job needs something to run (job.command, or job.run: a bash script)")
         launcher = body.get("launcher", "auto")
         if launcher != "auto" and launcher not in LAUNCHERS:
             raise UserInputError(f"unknown launcher {launcher!r}; choose auto, {', '.join(LAUNCHERS)}")

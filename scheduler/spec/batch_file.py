@@ -59,7 +59,7 @@ def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
         jobs = []
         for f in files:
             try:
-                jobs.append(job_from_dict(read_job_file(f)))
+                jobs.append(job_from_dict(read_job_file(f), base=f.resolve().parent))
             except JobSpecError as exc:
                 raise JobSpecError(f"{f.name}: {exc}") from None
         cap_file = path / "capacity.toml"

@@ -66,6 +66,9 @@ def test_local_job_from_submit_to_report_is_measured_and_names_this_machine(cli,
     d = json.loads(cli("report", job_id, "--format", "json", extra_env=env).stdout)
     assert d["ran_on"] == "this machine" and d["hardware"]["gpu_count"] == 0
     assert d["emissions"]["kg_co2e_embodied"] == 0  # no GPU was there: none embodied
+    assert d["energy"]["pue"] == 1.0 and "no data-centre overhead (PUE) applied on this machine" in report.stdout
+    assert d["forecast"] is None and any("is not compared with this run" in w for w in d["warnings"])
+    assert "embodied in the GPUs" not in report.stdout and "GPU-hours" not in report.stdout
     assert "embodied emissions" not in d["modelled"]
     assert all(f"{k} energy" in d["modelled"] for k in ("cpu", "memory") if d["energy"]["methods"][k] == "model")
     # the region of this machine, once configured, is the one the disclosure uses
