@@ -19,7 +19,12 @@ No secrets go into user-data or tags: the job's environment is not shipped.
 
 Minimal IAM permissions: ``ec2:RunInstances``, ``ec2:CreateTags`` (tag on create),
 ``ec2:DescribeInstances``, ``ec2:DescribeAvailabilityZones``, ``ec2:TerminateInstances``,
-``ec2:GetConsoleOutput`` (status/logs), ``ssm:GetParameter`` (the AMI parameter).
+``ec2:GetConsoleOutput`` (status/logs), ``ssm:GetParameter`` (the AMI parameter); for interruptible
+jobs also ``ec2:StopInstances`` and ``ec2:StartInstances``.
+
+Interruptible placements (on-demand) run in segments: the boot script installs itself as a
+cloud-init per-boot script; at a segment's end the agent stops the instance (its root volume, and
+a checkpoint on it, stays) and starts it at the next, tagged ``carbonsched:segment``.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import os
 import re
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, shell_lines
+from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, segments_of, shell_lines
 
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 CAPACITY_CODES = frozenset({
@@ -40,9 +45,16 @@ EXIT_RE = re.compile(r"carbonsched-exit-code: (\d+)")
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
 
 
-def user_data(lines: list[str], job_id: str) -> str:
-    """The boot script: run the job (``launcher.shell_lines``), record its exit code, power off (-> terminate)."""
-    return "\n".join([
+PER_BOOT = "/var/lib/cloud/scripts/per-boot/carbonsched-job.sh"
+
+
+def user_data(lines: list[str], job_id: str, every_boot: bool = False) -> str:
+    """The boot script: run the job (``launcher.shell_lines``), record its exit code, power off (-> terminate).
+
+    ``every_boot`` (an interruptible placement, stopped and started at its segments): the script
+    installs itself as a cloud-init per-boot script, so each start runs the next segment
+    (``launcher.segment_lines`` numbers them and sets ``CARBONSCHED_RESUME=1`` from the second)."""
+    body = [
         "#!/bin/bash",
         f"# carbonsched job {job_id}",
         "exec > >(tee -a /var/log/carbonsched-job.log | logger -t carbonsched -s 2>/dev/console) 2>&1",
@@ -52,7 +64,12 @@ def user_data(lines: list[str], job_id: str) -> str:
         'echo "carbonsched-exit-code: $code"',
         "shutdown -h now",
         "",
-    ])
+    ]
+    if not every_boot:
+        return "\n".join(body)
+    return "\n".join(["#!/bin/bash", f"# carbonsched job {job_id}: runs at every boot (segments)",
+                      f"install -D -m 700 /dev/stdin {PER_BOOT} <<'CARBONSCHED_JOB_EOF'", *body,
+                      "CARBONSCHED_JOB_EOF", f"exec {PER_BOOT}", ""])
 
 
 class _AwsErrors:
@@ -124,8 +141,45 @@ class Ec2Launcher(ConsoleRecord):
         zones = ec2.describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
         return zones[0]["ZoneName"] if zones else None
 
+    @staticmethod
+    def can_stop(placement: dict) -> bool:
+        """Segments of an interruptible run stop and start the instance: on-demand only (a one-time
+        spot instance cannot be stopped; it runs to the end)."""
+        return len(segments_of(placement)) > 1 and placement.get("market") != "spot"
+
+    def stop(self, resource_id: str, grace_s: float = 300.0) -> bool:
+        """End a segment: StopInstances (the OS's shutdown sends SIGTERM to the job, which checkpoints;
+        the tracker prints its record), then wait until the instance is stopped."""
+        region, instance = self._split(resource_id)
+        ec2 = self._ec2(region)
+        with _AwsErrors("StopInstances (ec2:StopInstances)"):
+            ec2.stop_instances(InstanceIds=[instance])
+            try:
+                ec2.get_waiter("instance_stopped").wait(InstanceIds=[instance], WaiterConfig={
+                    "Delay": 5, "MaxAttempts": max(1, int(grace_s // 5))})
+            except Exception as exc:  # noqa: BLE001 -- botocore's WaiterError: not stopped in time
+                if type(exc).__name__ != "WaiterError":
+                    raise
+                return False
+        return True
+
+    def _resume(self, job, placement: dict, attempt: int, segment: int) -> str:
+        """Segment k > 0: start the stopped instance again (its per-boot script runs segment k)."""
+        found = self._find(job, attempt)
+        if found is None:
+            raise LaunchError(f"job {job.id}: the stopped instance of attempt {attempt} is gone; its segment "
+                              f"{segment + 1} cannot resume")
+        region, instance = self._split(found)
+        ec2 = self._ec2(region)
+        with _AwsErrors("StartInstances (ec2:StartInstances, ec2:CreateTags)"):
+            ec2.create_tags(Resources=[instance], Tags=[{"Key": "carbonsched:segment", "Value": str(segment)}])
+            ec2.start_instances(InstanceIds=[instance])
+        return found
+
     def launch(self, job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
         refuse_unsupported(job, self.name, frozenset())  # no workdir/mounts/secrets/nodes: a boot script only
+        if segment:
+            return self._resume(job, placement, attempt, segment)
         from botocore.exceptions import BotoCoreError, ClientError
 
         region = placement["region"]
@@ -134,7 +188,9 @@ class Ec2Launcher(ConsoleRecord):
                 {"Key": "carbonsched:token", "Value": token}, {"Key": "Name", "Value": f"carbonsched-{job.name}"[:255]}]
         kwargs = dict(
             ImageId=self._ami(region), InstanceType=placement["instance_type"], MinCount=1, MaxCount=1,
-            ClientToken=token, UserData=user_data(shell_lines(job, placement, install=self.install), job.id),
+            ClientToken=token, UserData=user_data(shell_lines(job, placement, install=self.install,
+                                                              segmented=self.can_stop(placement)),
+                                                  job.id, every_boot=self.can_stop(placement)),
             InstanceInitiatedShutdownBehavior="terminate",
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
         )
@@ -164,9 +220,10 @@ class Ec2Launcher(ConsoleRecord):
 
     def find(self, job, attempt: int, token: str, segment: int = 0) -> str | None:
         with _AwsErrors("DescribeInstances (ec2:DescribeInstances)"):
-            return self._find(job, attempt)
+            return self._find(job, attempt, segment)
 
-    def _find(self, job, attempt: int) -> str | None:
+    def _find(self, job, attempt: int, segment: int | None = None) -> str | None:
+        """The attempt's instance (``segment`` k > 0: only once it was started for segment k)."""
         regions = {p.get("region") for p in job.plan.get("placements", [])[attempt:attempt + 1]}
         for region in filter(None, regions):
             pages = self._ec2(region).get_paginator("describe_instances").paginate(Filters=[
@@ -176,6 +233,10 @@ class Ec2Launcher(ConsoleRecord):
             for page in pages:
                 for res in page["Reservations"]:
                     for inst in res["Instances"]:
+                        tags = {t["Key"]: t["Value"] for t in inst.get("Tags") or []}
+                        if segment and (tags.get("carbonsched:segment") != str(segment)
+                                        or inst["State"]["Name"] not in ("pending", "running")):
+                            return None
                         return f"aws:{region}:{inst['InstanceId']}"
         return None
 
@@ -196,9 +257,9 @@ class Ec2Launcher(ConsoleRecord):
         state = reservations[0]["Instances"][0]["State"]["Name"]
         if state in ("pending", "running", "stopping", "shutting-down"):
             return "running", None
-        match = EXIT_RE.search(self.logs(resource_id) or "")
-        if match:
-            code = int(match.group(1))
+        codes = EXIT_RE.findall(self.logs(resource_id) or "")  # the last: earlier ones ended segments
+        if codes:
+            code = int(codes[-1])
             return ("succeeded" if code == 0 else "failed"), code
         return "failed", None  # ended without reporting an exit code (killed, preempted, console gone)
 

@@ -19,7 +19,9 @@ Minimal IAM permissions: ``compute.instances.create``, ``compute.instances.setMe
 ``compute.instances.setLabels``, ``compute.disks.create``, ``compute.subnetworks.use``,
 ``compute.subnetworks.useExternalIp``, ``compute.instances.get``/``list``,
 ``compute.instances.delete`` (cancel), ``compute.instances.getSerialPortOutput`` (logs),
-``compute.zoneOperations.get``.
+``compute.zoneOperations.get``; for interruptible jobs ``compute.instances.stop``/``start`` (an
+on-demand run in segments is stopped at each segment's end and started at the next; startup
+scripts run at every boot and number the segments on the boot disk).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import re
 import uuid
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, shell_lines
+from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, segments_of, shell_lines
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
 CAPACITY_CODES = frozenset({"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
@@ -133,12 +135,41 @@ class GceLauncher(ConsoleRecord):
             network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default", access_configs=[
                 compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")])],
             metadata=compute_v1.Metadata(items=[compute_v1.Items(key="startup-script",
-                                                                 value=startup_script(shell_lines(job, placement, install=self.install), job.id))]),
+                                                                 value=startup_script(shell_lines(
+                                                                     job, placement, install=self.install,
+                                                                     segmented=self.can_stop(placement)), job.id))]),
             labels={"carbonsched-job-id": job.id, "carbonsched-attempt": str(attempt)},
         )
 
+    @staticmethod
+    def can_stop(placement: dict) -> bool:
+        """Segments of an interruptible run stop and start the instance (startup scripts run at every
+        boot): on-demand only (a SPOT instance here is deleted when preempted; it runs to the end)."""
+        return len(segments_of(placement)) > 1 and placement.get("market") != "spot"
+
+    def stop(self, resource_id: str, grace_s: float | None = None) -> bool:
+        """End a segment: instances.stop (the guest's shutdown sends SIGTERM to the job, which
+        checkpoints; the tracker prints its record), waited on until done."""
+        zone, name = self._split(resource_id)
+        with _google_errors("instances.stop (compute.instances.stop)"):
+            op = self._wait(zone, self.client().stop_unary(project=self.project, zone=zone, instance=name))
+        return not (op.error and op.error.errors)
+
+    def _resume(self, job, attempt: int, segment: int) -> str:
+        """Segment k > 0: start the stopped instance again (its startup script runs segment k)."""
+        found = self._find(job, attempt)
+        if found is None:
+            raise LaunchError(f"job {job.id}: the stopped instance of attempt {attempt} is gone; its segment "
+                              f"{segment + 1} cannot resume")
+        zone, name = self._split(found)
+        with _google_errors("instances.start (compute.instances.start)"):
+            self._wait(zone, self.client().start_unary(project=self.project, zone=zone, instance=name))
+        return found
+
     def launch(self, job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
         refuse_unsupported(job, self.name, frozenset())  # no workdir/mounts/secrets/nodes: a boot script only
+        if segment:
+            return self._resume(job, attempt, segment)
         from google.api_core import exceptions as gex
 
         zone = placement.get("zone") or (placement.get("zones") or [None])[0]
@@ -185,6 +216,11 @@ class GceLauncher(ConsoleRecord):
         return op
 
     def find(self, job, attempt: int, token: str, segment: int = 0) -> str | None:
+        """The attempt's instance, by label; for segment k > 0 only once it runs again (a paused
+        run's instance is stopped until its next segment starts it)."""
+        return self._find(job, attempt, running=bool(segment))
+
+    def _find(self, job, attempt: int, running: bool = False) -> str | None:
         placement = (job.plan.get("placements") or [])[attempt:attempt + 1]
         zones = [p.get("zone") or (p.get("zones") or [None])[0] for p in placement]
         for zone in filter(None, zones):
@@ -195,6 +231,8 @@ class GceLauncher(ConsoleRecord):
                 filter=f"labels.carbonsched-job-id={job.id} AND labels.carbonsched-attempt={attempt}")
             with _google_errors("instances.list (compute.instances.list)"):
                 for inst in self.client().list(request=request):
+                    if running and inst.status not in ("PROVISIONING", "STAGING", "RUNNING"):
+                        return None
                     return f"gcp:{zone}:{inst.name}"
         return None
 
@@ -217,9 +255,9 @@ class GceLauncher(ConsoleRecord):
             raise LaunchError(f"Compute Engine instances.get: {exc.message}") from None
         if inst.status in ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING"):
             return "running", None
-        match = EXIT_RE.search(self.logs(resource_id) or "")
-        if match:
-            code = int(match.group(1))
+        codes = EXIT_RE.findall(self.logs(resource_id) or "")  # the last: earlier ones ended segments
+        if codes:
+            code = int(codes[-1])
             return ("succeeded" if code == 0 else "failed"), code
         return "failed", None
 

@@ -175,16 +175,35 @@ RECORD_PATH = "/var/lib/carbonsched/measurement.json"
 UNMEASURED_MARK = "carbonsched-measurement-unavailable: "
 
 
+def segments_of(placement: dict | None) -> list[dict]:
+    """The planned segments of an interruptible placement ([] for a run start to end)."""
+    return list(((placement or {}).get("interruptible") or {}).get("segments") or [])
+
+
+def segment_lines(state_dir: str = "/var/lib/carbonsched") -> list[str]:
+    """Bash lines for a boot script that runs at every boot: number this boot's segment (0, 1, ...)
+    in a file on the instance's disk and export ``CARBONSCHED_SEGMENT`` / ``CARBONSCHED_RESUME``."""
+    counter = shlex.quote(f"{state_dir}/segment")
+    return [f"mkdir -p {shlex.quote(state_dir)}",
+            f"CARBONSCHED_SEGMENT=$(( $(cat {counter} 2>/dev/null || echo -1) + 1 ))",
+            f"echo \"$CARBONSCHED_SEGMENT\" > {counter}",
+            "export CARBONSCHED_SEGMENT",
+            'if [ "$CARBONSCHED_SEGMENT" -gt 0 ]; then export CARBONSCHED_RESUME=1; fi']
+
+
 def shell_lines(job: Job, placement: dict | None = None, *, install: str | None = None,
-                record_path: str = RECORD_PATH) -> list[str]:
+                record_path: str = RECORD_PATH, segmented: bool = False) -> list[str]:
     """Bash lines that set the job's environment and run it under ``carbonsched track``, every value
     ``shlex.quote``-d. The tracker must be on the image (or ``install``, a pip requirement, puts it
     there); it prints the record as a marked console line (``carbonsched.record``) and passes the
     command's exit status through, which the lines leave in ``$?``. Without a tracker the command
     runs unmeasured and a ``carbonsched-measurement-unavailable:`` line says why. The placement's
-    GPUs are what the tracker models when NVML cannot be read (they are on this instance)."""
+    GPUs are what the tracker models when NVML cannot be read (they are on this instance).
+    ``segmented``: the lines run at every boot of an interruptible run (``segment_lines``)."""
     env = {**job_env(job), **run_env(job)}
     lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
+    if segmented:
+        lines += segment_lines(record_path.rsplit("/", 1)[0])
     argv = " ".join(shlex.quote(a) for a in with_setup(job, job_argv(job)))
     hw = ""
     if placement and placement.get("gpu") and placement.get("gpu_count"):

@@ -26,12 +26,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from carbonsched.errors import LaunchError
-from carbonsched.providers.cloud.launcher import launch_token, unmeasured_reason
+from carbonsched.providers.cloud.launcher import launch_token, segments_of, unmeasured_reason
 from carbonsched.record import merge_segments
 from carbonsched.run.store import Job, Store, UnknownJobError
 from carbonsched.units import iso_utc, parse_utc
-
-STOP_GRACE_S = 30.0  # how long a segment's run may take to checkpoint and exit after SIGTERM
 
 
 def ran_on(launcher, placement: dict) -> dict:
@@ -101,10 +99,6 @@ def collect_measurement(store: Store, job: Job, launcher, resource_id: str, plac
 
 
 # -- segments ---------------------------------------------------------------------------------
-def segments_of(placement: dict) -> list[dict]:
-    return list(((placement or {}).get("interruptible") or {}).get("segments") or [])
-
-
 def segments_done(store: Store, job: Job) -> int:
     """How many segments of the job have ended (its ``paused`` events)."""
     return sum(1 for e in store.events(job.id) if e["kind"] == "paused")
@@ -122,22 +116,23 @@ def segment_ended(placement: dict, k: int, now: datetime) -> bool:
     return k < len(segs) - 1 and now >= parse_utc(segs[k]["end"])
 
 
-def pause(store: Store, job: Job, launcher, placement: dict, k: int, now: datetime,
-          grace_s: float = STOP_GRACE_S) -> Job:
+def pause(store: Store, job: Job, launcher, placement: dict, k: int, now: datetime) -> Job:
     """End segment ``k`` of a running job and schedule segment k+1 (module docstring)."""
     stop = getattr(launcher, "stop", None)
-    if stop is None:
+    can = getattr(launcher, "can_stop", None)
+    if stop is None or (can is not None and not can(placement)):
         if not any(e["kind"] == "segments-unsupported" for e in store.events(job.id)):
             store.add_event(job.id, now, "segments-unsupported", {
-                "reason": f"the {launcher.name} launcher cannot stop and resume a run: it runs to the end"})
+                "reason": f"the {launcher.name} launcher cannot stop and resume this run (a spot instance, or no "
+                          "stop/start): it runs to the end"})
         return job
-    clean = stop(job.resource_id, grace_s)
+    clean = stop(job.resource_id)  # each launcher's own grace: 30 s locally, minutes for an instance
     collect_measurement(store, job, launcher, job.resource_id, placement, now, segment=k)
     nxt = parse_utc(segments_of(placement)[k + 1]["start"])
     store.set_state(job.id, "paused", now, expect=("running",), start_at=nxt,
                     detail={"segment": k, "next_start": iso_utc(nxt), "resource_id": job.resource_id,
                             "reason": "its planned segment ended" + ("" if clean else
-                                      f"; it did not exit within {grace_s:g} s of SIGTERM and was killed")})
+                                      "; it did not stop within the launcher's grace period (killed, or still stopping)")})
     return store.get(job.id)
 
 

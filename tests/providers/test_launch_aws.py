@@ -287,3 +287,58 @@ def test_cancel_after_a_crash_mid_launch_terminates_the_instance(moto, cli, tmp_
     assert r.returncode == 0, r.stderr
     assert store.get(job.id).state == "cancelled"
     assert instances(moto, region) == []  # terminated
+
+
+def test_interruptible_on_demand_run_stops_and_starts_its_instance_at_segments(moto, tmp_path):
+    """An interruptible on-demand placement on EC2: the boot script re-runs at every boot; at the end
+    of segment 0 the agent stops the instance, pauses the job, and at segment 1's start starts the
+    same instance again (tagged with the segment). A spot placement is not stopped (one-time spot)."""
+    from carbonsched.run.agent import agent_pass
+
+    settings = Settings(home=tmp_path)
+    store = Store.for_settings(settings)
+    launcher = Ec2Launcher(client_factory=factory_for(moto), ami_id=any_ami(moto))
+    t0 = NOW
+    segs = [{"start": (t0 + timedelta(hours=3 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "end": (t0 + timedelta(hours=3 * i + 2)).strftime("%Y-%m-%dT%H:%M:%SZ"), "overhead_hours": 0.0}
+            for i in range(3)]
+    placement = {"rank": 1, "provider": "aws", "region": "us-east-1", "region_id": "aws:us-east-1", "zone": None,
+                 "instance_type": "p5.48xlarge", "gpu": "H100", "gpu_count": 8, "market": "on-demand",
+                 "start": segs[0]["start"], "interruptible": {"segments": segs}}
+    stored = store.add_job(name="ckpt", spec={"command": "python train.py"}, plan={"placements": [placement]},
+                           start_at=t0, launcher="aws", now=t0)
+    factory = lambda name: launcher  # noqa: E731
+    assert [o.state for o in agent_pass(store, factory, t0 + timedelta(minutes=1))] == ["running"]
+    (inst,) = instances(moto, "us-east-1")
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto)
+    script = base64.b64decode(ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")
+                              ["UserData"]["Value"]).decode()
+    assert "/var/lib/cloud/scripts/per-boot/carbonsched-job.sh" in script and "CARBONSCHED_SEGMENT" in script
+
+    agent_pass(store, factory, t0 + timedelta(hours=2, minutes=1))  # segment 0 is over
+    job = store.get(stored.id)
+    assert job.state == "paused" and job.start_at == t0 + timedelta(hours=3)
+    assert ec2.describe_instances(InstanceIds=[inst["InstanceId"]])["Reservations"][0]["Instances"][0]["State"]["Name"] \
+        == "stopped"
+    assert any(e["kind"] == "unmeasured" for e in store.events(stored.id))  # moto's console has no record
+
+    assert [o.state for o in agent_pass(store, factory, t0 + timedelta(hours=3, minutes=1))] == ["running"]
+    (again,) = ec2.describe_instances(InstanceIds=[inst["InstanceId"]])["Reservations"][0]["Instances"]
+    assert again["State"]["Name"] in ("pending", "running") and store.get(stored.id).resource_id.endswith(inst["InstanceId"])
+    assert {t["Key"]: t["Value"] for t in again["Tags"]}["carbonsched:segment"] == "1"
+    assert launcher.find(store.get(stored.id), 0, "t", segment=1) == store.get(stored.id).resource_id
+    assert launcher.find(store.get(stored.id), 0, "t", segment=2) is None
+    assert not launcher.can_stop({**placement, "market": "spot"})
+
+
+def test_every_boot_script_numbers_its_segments_and_resumes_from_the_second(tmp_path):
+    """The per-boot lines, run twice by bash as two boots would: segment 0 without RESUME, then 1 with it."""
+    import subprocess
+
+    from carbonsched.providers.cloud.launcher import shell_lines
+
+    job = type("J", (), {"id": "j9", "spec": {"run": "echo seg=$CARBONSCHED_SEGMENT resume=${CARBONSCHED_RESUME:-no}"}})()
+    script = "\n".join(shell_lines(job, record_path=str(tmp_path / "state" / "m.json"), segmented=True))
+    runs = [subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}).stdout for _ in range(2)]
+    assert "seg=0 resume=no" in runs[0] and "seg=1 resume=1" in runs[1]

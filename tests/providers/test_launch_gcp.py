@@ -35,6 +35,7 @@ class Compute:
         self.instances: dict[str, dict] = {}
         self.inserts: list[dict] = []
         self.ops: dict[str, dict] = {}
+        self.calls: list[tuple[str, str]] = []
 
     def route(self, rec):
         parts = rec.path.split("/")  # /compute/v1/projects/P/zones/Z/...
@@ -65,6 +66,15 @@ class Compute:
             items = [i for i in self.instances.values() if i["zone"] == zone
                      and all(f"labels.{k}={v}" in flt for k, v in i["labels"].items())]
             return 200, {}, {"kind": "compute#instanceList", "items": items}
+        if parts[-3] == "instances" and rec.method == "POST" and parts[-1] in ("stop", "start"):
+            inst = self.instances.get(parts[-2])
+            if inst is None:
+                return 404, {}, {"error": {"code": 404, "message": f"not found: {parts[-2]}", "errors": [{"reason": "notFound"}]}}
+            inst["status"] = "TERMINATED" if parts[-1] == "stop" else "RUNNING"  # as GCE calls a stopped instance
+            self.calls.append((parts[-1], parts[-2]))
+            return 200, {}, {"kind": "compute#operation", "name": f"operation-{parts[-1]}", "status": "DONE", "zone": zone}
+        if parts[-2] == "instances" and rec.method == "GET" and parts[-1] in self.instances:
+            return 200, {}, self.instances[parts[-1]]
         if parts[-2] == "instances" and rec.method == "DELETE":
             self.instances.pop(parts[-1], None)
             return 200, {}, {"kind": "compute#operation", "name": "operation-del", "status": "DONE", "zone": zone}
@@ -148,3 +158,37 @@ def test_n1_offerings_attach_accelerators_and_spot():
     assert inst.machine_type == "zones/us-central1-a/machineTypes/n1-standard-8"
     assert inst.guest_accelerators[0].accelerator_count == 2
     assert inst.scheduling.provisioning_model == "SPOT" and inst.name == "cs-abc123-1"
+
+
+def test_interruptible_on_demand_run_stops_and_starts_its_instance_at_segments(tmp_path):
+    """GCE: the startup script numbers segments at every boot; the agent stops the instance at the end
+    of segment 0 (job paused) and starts it at segment 1's start; found again only once running."""
+    from datetime import timedelta
+
+    from carbonsched.run.agent import agent_pass
+
+    compute = Compute()
+    with GridServer() as server:
+        server.routes = _CatchAll(compute.route)
+        launcher = launcher_for(server)
+        store = Store.for_settings(Settings(home=tmp_path))
+        segs = [{"start": (NOW + timedelta(hours=3 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "end": (NOW + timedelta(hours=3 * i + 2)).strftime("%Y-%m-%dT%H:%M:%SZ"), "overhead_hours": 0.0}
+                for i in range(2)]
+        placement = {"rank": 1, "provider": "gcp", "region": "us-central1", "region_id": "gcp:us-central1",
+                     "zone": "us-central1-a", "instance_type": "a2-highgpu-8g", "gpu": "A100", "gpu_count": 8,
+                     "market": "on-demand", "start": segs[0]["start"], "interruptible": {"segments": segs}}
+        stored = store.add_job(name="ckpt", spec={"command": "python train.py"}, plan={"placements": [placement]},
+                               start_at=NOW, launcher="gcp", now=NOW)
+        factory = lambda name: launcher  # noqa: E731
+        assert [o.state for o in agent_pass(store, factory, NOW + timedelta(minutes=1))] == ["running"]
+        script = next(i["value"] for i in compute.inserts[0]["body"]["metadata"]["items"] if i["key"] == "startup-script")
+        assert "CARBONSCHED_SEGMENT" in script
+        agent_pass(store, factory, NOW + timedelta(hours=2, minutes=1))
+        job = store.get(stored.id)
+        assert job.state == "paused" and compute.calls[-1][0] == "stop"
+        assert launcher.find(job, 0, "t", segment=1) is None  # stopped: not yet resumed
+        assert [o.state for o in agent_pass(store, factory, NOW + timedelta(hours=3, minutes=1))] == ["running"]
+        assert compute.calls[-1][0] == "start" and store.get(stored.id).state == "running"
+        assert launcher.find(store.get(stored.id), 0, "t", segment=1) == store.get(stored.id).resource_id
+        assert not launcher.can_stop({**placement, "market": "spot"})
