@@ -83,7 +83,12 @@ def _run_workers(uvicorn, workers: int, common: dict) -> None:
     config = uvicorn.Config("carbonsched.server.app:app_from_env", factory=True, workers=workers, **common)
     sock = config.bind_socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    Multiprocess(config, sockets=[sock]).run()
+    import inspect
+
+    if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn (0.35, as SkyPilot 0.14 installs)
+        Multiprocess(config, target=uvicorn.Server(config=config).run, sockets=[sock]).run()
+    else:
+        Multiprocess(config, sockets=[sock]).run()
 
 
 def register(sub, common) -> None:

@@ -129,8 +129,9 @@ def test_user_data_quotes_every_argument_and_runs_images_with_env():
     lines = shell_lines(stored({"command": "python train.py", "image": "nvcr.io/nvidia/pytorch:24.10-py3",
                                 "env": {"HF_HOME": "/data/my hf"}}))
     assert "export HF_HOME='/data/my hf'" in lines and "export CARBONSCHED_JOB_ID=j1" in lines
-    assert any(line.strip().endswith("-- docker run --rm --gpus all -e HF_HOME -- nvcr.io/nvidia/pytorch:24.10-py3 "
-                                     "python train.py") and "carbonsched track" in line for line in lines)
+    assert any(line.strip().endswith("-- docker run --rm --gpus all -e CARBONSCHED_JOB_ID -e HF_HOME -- "
+                                     "nvcr.io/nvidia/pytorch:24.10-py3 python train.py") and "carbonsched track" in line
+               for line in lines), lines
 
 
 def test_boot_script_lines_run_the_job_under_the_tracker_and_print_its_record(tmp_path):

@@ -186,8 +186,8 @@ def test_image_cannot_smuggle_docker_options():
     with pytest.raises(LaunchError, match="not an image reference"):
         job_argv(stored)  # a job stored before validation is refused at launch too
     ok = type("J", (), {"id": "x", "spec": {"command": "python t.py", "image": "nvcr.io/nvidia/pytorch:24.10-py3"}})()
-    assert job_argv(ok) == ["docker", "run", "--rm", "--gpus", "all", "--", "nvcr.io/nvidia/pytorch:24.10-py3",
-                            "python", "t.py"]
+    assert job_argv(ok) == ["docker", "run", "--rm", "--gpus", "all", "-e", "CARBONSCHED_JOB_ID", "--",
+                            "nvcr.io/nvidia/pytorch:24.10-py3", "python", "t.py"]  # the id passes into the container
 
 
 def test_local_jobs_get_an_allow_listed_environment():
