@@ -66,6 +66,7 @@ LAZY_ALLOWED = {
     ("carbonsched.providers.cloud", "carbonsched.providers.cloud.local"),
     ("carbonsched.providers.cloud", "carbonsched.providers.cloud.aws_launch"),
     ("carbonsched.providers.cloud", "carbonsched.providers.cloud.gcp_launch"),
+    ("carbonsched.providers.cloud", "carbonsched.providers.cloud.skypilot"),
 }
 
 

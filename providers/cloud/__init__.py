@@ -100,7 +100,13 @@ def _gcp(settings, **kw) -> Launcher:
     return GceLauncher(**kw)
 
 
-LAUNCHERS: dict[str, Callable[..., Launcher]] = {"local": _local, "aws": _aws, "gcp": _gcp}
+def _skypilot(settings, **kw) -> Launcher:
+    from carbonsched.providers.cloud.skypilot import IDLE_MINUTES, SkyPilotLauncher  # sky itself loads on first use
+
+    return SkyPilotLauncher(idle_minutes=int(os.environ.get("CARBONSCHED_SKYPILOT_IDLE_MINUTES") or IDLE_MINUTES), **kw)
+
+
+LAUNCHERS: dict[str, Callable[..., Launcher]] = {"local": _local, "aws": _aws, "gcp": _gcp, "skypilot": _skypilot}
 
 
 def get_launcher(name: str, settings, **kw) -> Launcher:

@@ -21,6 +21,7 @@ from carbonsched.cli._common import Parser
 
 COMMAND_MODULES: list[str] = [
     "carbonsched.cli.plan", "carbonsched.cli.forecast", "carbonsched.cli.regions", "carbonsched.cli.jobs",
+    "carbonsched.cli.export",
     "carbonsched.cli.track", "carbonsched.cli.ledger", "carbonsched.cli.catalog", "carbonsched.cli.policy",
     "carbonsched.cli.db", "carbonsched.cli.token", "carbonsched.cli.server", "carbonsched.cli.completion",
 ]
