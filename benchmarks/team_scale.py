@@ -3,7 +3,7 @@
 Three tables, on a real PostgreSQL server started from the binaries (tests/pgserver.py, durable:
 fsync on) and a SQLite file:
 
-1. launch throughput: N due jobs (`true` through the local launcher), 1 and 3 `carbonsched agent`
+1. launch throughput: N due jobs (`true` through the local launcher, each measured by the tracker), 1 and 3 `carbonsched agent`
    processes; jobs launched per second until every job has left `scheduled`, and duplicates
    (jobs with more than one launched attempt; must be 0).
 2. plan latency: `carbonsched.plan` in-process (sequential, and 8 threads at once) vs POST
@@ -258,7 +258,7 @@ def main() -> int:
     ap.add_argument("--only", action="append", choices=["launch", "latency", "list"], help="run only these tables")
     args = ap.parse_args()
     only = set(args.only or ("launch", "latency", "list"))
-    with PostgresServer(durable=True) as pg, tempfile.TemporaryDirectory() as tmp:
+    with PostgresServer(durable=True) as pg, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         if "launch" in only:
             launch_table(pg, Path(tmp), args.jobs)
         if "latency" in only:

@@ -37,12 +37,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from carbonsched.errors import JobSpecError
 from carbonsched.units import iso_utc
 
 if TYPE_CHECKING:  # annotations only: the value types sit below the layers that define these
+    import numpy as np  # (and numpy: the tracker, which imports this module, starts without it)
+
     from carbonsched.policies import Policy
     from carbonsched.spec.job import JobSpec
 

@@ -14,14 +14,6 @@ from carbonsched.providers.grid import CHOICES as SOURCE_CHOICES
 from carbonsched.spec.job import PROVIDERS
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2), like every other carbonsched error."""
-
-    def error(self, message: str):
-        self.exit(2, f"carbonsched: error: {message} (see `{self.prog} --help`)\n")
-
-
-
 def parse_weights(text: str) -> dict[str, float]:
     out = {}
     for part in text.split(","):

@@ -17,7 +17,6 @@ import sys
 
 from carbonsched import __version__
 from carbonsched.errors import CarbonschedError
-from carbonsched.cli._common import Parser
 
 COMMAND_MODULES: list[str] = [
     "carbonsched.cli.plan", "carbonsched.cli.forecast", "carbonsched.cli.regions", "carbonsched.cli.jobs",
@@ -27,7 +26,15 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), like every other carbonsched error."""
+
+    def error(self, message: str):
+        self.exit(2, f"carbonsched: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with the commands of ``modules`` (default: all of ``COMMAND_MODULES``)."""
     parser = Parser(
         prog="carbonsched",
         description="Carbon-aware placement for ML training: rank where (cloud, region, GPU) and when to run "
@@ -41,13 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub, common)
+    for entry in modules or COMMAND_MODULES:
+        module, _, function = entry.partition(":")  # "module" or "module:register_function"
+        getattr(importlib.import_module(module), function or "register")(sub, common)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, modules: list[str] | None = None) -> int:
+    """Run one command; ``modules`` limits the parser to those command modules (an entry point that
+    needs one command, like the tracker every launched job runs under, skips the others' imports)."""
+    parser = build_parser(modules)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

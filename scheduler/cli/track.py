@@ -198,6 +198,11 @@ def _write_report(text: str, a: argparse.Namespace) -> int:
 
 
 def register(sub, common) -> None:
+    register_track(sub, common)
+    register_estimate_report(sub, common)
+
+
+def register_track(sub, common) -> None:
     t = sub.add_parser("track", parents=[common], help="run a command and measure its energy and emissions",
                        description="Run CMD, measure GPU/CPU energy while it runs, write a measurement record (JSON).",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_TRACK,
@@ -220,6 +225,8 @@ def register(sub, common) -> None:
     t.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD", help="the command to run")
     t.set_defaults(func=cmd_track)
 
+
+def register_estimate_report(sub, common) -> None:
     e = sub.add_parser("estimate", parents=[common], help="emissions estimate beside the ML CO2 Impact calculator's",
                        description="TDP x hours x intensity (the ML CO2 Impact calculator) beside carbonsched's model "
                                    "(utilisation factor, host power, PUE, embodied), each term shown.",
@@ -254,3 +261,8 @@ def register(sub, common) -> None:
     r.add_argument("--output", "-o", metavar="FILE", help="write the text here instead of stdout")
     r.set_defaults(func=cmd_report)
 
+
+if __name__ == "__main__":  # `python -m carbonsched.cli.track ...`: what the local launcher runs every job under
+    from carbonsched.cli.main import main
+
+    sys.exit(main(["track", *sys.argv[1:]], modules=["carbonsched.cli.track:register_track"]))
