@@ -316,11 +316,13 @@ what each launcher runs (job-file keys; python -m pydoc carbonsched.spec.payload
   setup               yes     yes       yes (once per cluster)
   image               yes     yes       yes
   workdir             yes     no        yes
-  secrets             yes     no        yes
+  secrets             yes     no        yes (values never in the stored task)
   file_mounts         no      no        yes
   num_nodes > 1       no      no        yes
   checkpoint_dir      env     env       env
-  interruptible       stops and resumes at each segment (local); runs start to end (aws/gcp)
+  interruptible       local: SIGTERM at each segment's end, restart at the next; aws/gcp:
+                      stop/start the on-demand instance; spot and skypilot: start to end
+  spot                aws/gcp: one-time spot instances; skypilot: managed jobs (recovered)
 Every launched run is measured (carbonsched track) and its record comes back to the store.
 Submit refuses, before storing anything, what the launcher cannot do, missing local paths,
 missing cloud credentials, and (when it launches at once) secrets not set here.

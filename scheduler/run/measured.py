@@ -1,8 +1,9 @@
 """Runs as they really happened: where a launch ran, its measurement record, and the segments of
 an interruptible run.
 
-* Where: ``ran_on(launcher, placement)`` asks the launcher (``Launcher.ran_on``): a cloud launcher
-  ran exactly the placement it was given; the local launcher ran on *this machine*, in the grid
+* Where: ``ran_on(launcher, placement, resource)`` asks the launcher: SkyPilot says where its own
+  failover landed (``actual_placement``); EC2/GCE ran exactly the placement they were given
+  (``Launcher.ran_on``); the local launcher ran on *this machine*, in the grid
   region settings call ``local_region`` (or nowhere known). The job row keeps that region and
   instance type, not the plan's, and a run elsewhere than planned leaves a ``ran-elsewhere`` event.
 * Measurement: every launcher runs the job under the tracker; when a run (or a segment) ends,
@@ -32,9 +33,18 @@ from carbonsched.run.store import Job, Store, UnknownJobError
 from carbonsched.units import iso_utc, parse_utc
 
 
-def ran_on(launcher, placement: dict) -> dict:
-    """Where a run of ``placement`` by ``launcher`` really happens (the placement's own facts for a
-    launcher that does not say)."""
+def ran_on(launcher, placement: dict, resource_id: str | None = None) -> dict:
+    """Where a run of ``placement`` by ``launcher`` really happens: what the launcher saw it get
+    (``actual_placement(resource_id)``: SkyPilot walks its own failover list), else what it says
+    it does with a placement (``ran_on``), else the placement's own facts."""
+    actual = getattr(launcher, "actual_placement", None)
+    if actual is not None and resource_id:
+        try:
+            got = actual(resource_id)
+        except LaunchError:
+            got = None  # asked again when the run ends
+        if got:
+            return dict(got)
     facts = getattr(launcher, "ran_on", None)
     if facts is not None:
         return dict(facts(placement))
@@ -88,7 +98,7 @@ def collect_measurement(store: Store, job: Job, launcher, resource_id: str, plac
             "no measurement record came back: the run was killed before the tracker wrote it, "
             "or the launcher cannot return one")})
         return None
-    record = with_ran_on(record, ran_on(launcher, placement), placement, resource_id)
+    record = with_ran_on(record, ran_on(launcher, placement, resource_id), placement, resource_id)
     if segment:
         try:
             record = merge_segments([store.load_measurement(job.id), record])

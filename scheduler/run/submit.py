@@ -277,7 +277,7 @@ def _running(store: Store, job: Job, placement: dict, resource: str, now: dateti
              launcher: Launcher, detail: dict | None = None) -> LaunchOutcome:
     """Record the launched resource and where ``launcher`` really runs it (``measured.ran_on``),
     unless the job was cancelled meanwhile: then terminate it."""
-    facts = ran_on(launcher, placement)
+    facts = ran_on(launcher, placement, resource)
     if store.set_state(job.id, "running", now, expect=("launching",), resource_id=resource,
                        region_id=facts.get("region_id"),
                        instance_type=facts.get("instance_type") or ("this machine" if facts.get("where") == "this machine" else None),

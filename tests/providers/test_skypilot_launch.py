@@ -73,10 +73,15 @@ def test_on_demand_fails_over_down_the_ranking_and_reports_where_it_ran(tmp_path
         "region_id": f"aws:{second['region']}", "zone": None, "instance_type": second["instance_type"],
         "market": "on-demand"}
     assert launcher.status(job.resource_id) == ("running", None)
+    # the store says where SkyPilot landed, and that it was not the plan's first choice
+    assert (job.region_id, job.instance_type) == (f"aws:{second['region']}", second["instance_type"])
+    moved = [e for e in store.events(job.id) if e["kind"] == "ran-elsewhere"]
+    assert moved and moved[0]["planned"]["region_id"] == on_demand[0]["region_id"]
     api.finish(name, 0, logs="epoch 3 done\n" + encode_marked(_record()))
     job = refresh_status(store, job, lambda n: launcher, NOW)
     assert (job.state, job.exit_code) == ("succeeded", 0)
     assert store.load_measurement(job.id)["energy_kwh"] == 1.5
+    assert store.load_measurement(job.id)["ran_on"]["region_id"] == f"aws:{second['region']}"
     assert "epoch 3 done" in launcher.logs(job.resource_id)
 
 
