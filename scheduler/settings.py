@@ -12,6 +12,10 @@ Config file: ``$CARBONSCHED_CONFIG``, else ``$XDG_CONFIG_HOME/carbonsched/config
     exclude_flagged_prices = false        # rank without offerings whose catalog price is in doubt
     database_url = "postgresql://carbonsched@db.internal/carbonsched"   # a team's job store (default: SQLite under home)
     local_region = "aws:eu-north-1"       # the grid region this machine draws from (runs of --launcher local)
+
+    [kubernetes.contexts.my-h100]         # a team's cluster as a candidate (carbonsched.kubernetes)
+    region = "aws:us-east-1"              # the region id or grid zone whose grid powers it
+    gpus = { H100 = 8 }                   # GPU type -> GPUs per node
     policy = "policy.toml"                # organisation policy enforced on plan, submit and the server
                                           # (relative to this file's folder; see carbonsched.spec.policy_file)
 
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Mapping
 
 from carbonsched.errors import ConfigError, UnknownNameError, did_you_mean
+from carbonsched.kubernetes import parse_contexts
 from carbonsched.refdata import resolve_region
 
 DEFAULT_REGION = "aws:us-east-1"
@@ -64,6 +69,7 @@ class Settings:
     database_url: str | None = None  # postgresql://...: the job store is this database, not <home>/jobs.sqlite
     local_region: str | None = None  # the grid region of this machine, for runs of the local launcher
     policy: Path | None = None  # the organisation's policy file, enforced on every plan (read when used)
+    kubernetes_contexts: tuple = ()  # KubeContext per [kubernetes.contexts.NAME] (carbonsched.kubernetes)
     config_path: Path | None = None  # the file that was read, if any
     cache_dir: Path | None = None  # disposable caches (fetched forecasts); None: <home>/cache
 
@@ -87,7 +93,7 @@ def _read_config(path: Path, explicit: bool) -> dict:
         raise ConfigError(f"config file {path} is malformed TOML: {exc}") from None
     allowed = {"default_region": str, "home": str, "intensity_source": str, "cache_ttl_hours": float,
                "electricitymaps_emission_factor": str, "lease_seconds": float, "exclude_flagged_prices": bool,
-               "database_url": str, "policy": str, "local_region": str}
+               "database_url": str, "policy": str, "local_region": str, "kubernetes": dict}
     for key in raw:
         if key not in allowed:
             hint = did_you_mean(key, sorted(allowed), n=1) or f"; allowed: {', '.join(sorted(allowed))}"
@@ -96,6 +102,8 @@ def _read_config(path: Path, explicit: bool) -> dict:
             raise ConfigError(f"config file {path}: {key} must be a non-empty string")
         if allowed[key] is bool and not isinstance(raw[key], bool):
             raise ConfigError(f"config file {path}: {key} must be true or false")
+    if "kubernetes" in raw:
+        raw["kubernetes_contexts"] = parse_contexts(raw.pop("kubernetes"), str(path))
     if "policy" in raw:  # relative to the config file, so the file and its policy move together
         raw["policy"] = path.parent / Path(raw["policy"]).expanduser()
     return raw

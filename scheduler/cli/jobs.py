@@ -187,10 +187,12 @@ def _measured_kg(settings, store, job) -> str | None:
     """A measured job's kgCO2e, as the ledger costs it (its metered energy x the grid in its hours)."""
     if job.state not in ("running", "paused", "succeeded", "failed", "cancelled"):
         return None
+    from carbonsched.kubernetes import all_regions
     from carbonsched.measure.totals import job_ledger_row
     from carbonsched.providers.grid import build_forecast_source
 
-    row, warning = job_ledger_row(store, job, source=build_forecast_source(settings), baseline_region=settings.default_region)
+    row, warning = job_ledger_row(store, job, source=build_forecast_source(settings), baseline_region=settings.default_region,
+                                  regions=all_regions(settings))
     if row["measured_kg_co2e"] is None:
         return f"not costed ({warning})" if warning else None
     return f"{row['measured_kg_co2e']:.3g} kgCO2e"

@@ -21,13 +21,14 @@ def cmd_ledger(a: argparse.Namespace) -> int:
         doc = remote.ledger(since=a.since)
     else:
         from carbonsched.cli._common import open_store
+        from carbonsched.kubernetes import all_regions
         from carbonsched.measure.totals import team_ledger
         from carbonsched.providers.grid import build_forecast_source
         from carbonsched.settings import resolve_settings
 
         settings = resolve_settings({"intensity_source": a.intensity_source})
         doc = team_ledger(open_store(settings=settings), source=build_forecast_source(settings), since=since,
-                          baseline_region=settings.default_region)
+                          baseline_region=settings.default_region, regions=all_regions(settings))
     if a.json:
         print(json.dumps(doc, indent=2))
     elif a.csv:

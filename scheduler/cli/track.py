@@ -144,6 +144,7 @@ def cmd_estimate(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     from carbonsched.providers.grid import build_forecast_source
 
+    from carbonsched.kubernetes import all_regions
     from carbonsched.measure.ledger import build_ledger
     from carbonsched.measure.report import disclosure, render
     from carbonsched.settings import resolve_settings
@@ -176,7 +177,8 @@ def cmd_report(a: argparse.Namespace) -> int:
             pass  # a label used only with `track --job`
     source = build_forecast_source(settings)
     ledger = build_ledger(record, source=source, region=region, plan=plan,
-                          baseline_region=a.baseline_region or settings.default_region, gpu=a.gpu, power=_power(a))
+                          baseline_region=a.baseline_region or settings.default_region, gpu=a.gpu, power=_power(a),
+                          regions=all_regions(settings))
     text = render(disclosure(ledger, record), a.format)
     if a.plot:
         from carbonsched.cli.plots import plot_report

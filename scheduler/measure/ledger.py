@@ -188,9 +188,12 @@ class Ledger:
 
 
 def build_ledger(record: dict, *, source, region: str | None = None, plan: dict | None = None,
-                 baseline_region: str | None = None, gpu: str | None = None, power: PowerModel | None = None) -> Ledger:
+                 baseline_region: str | None = None, gpu: str | None = None, power: PowerModel | None = None,
+                 regions: dict | None = None) -> Ledger:
     """The ledger of one measurement record (module docstring). ``source`` is a forecast source
-    (``build_forecast_source``); ``baseline_region`` defaults to the plan's baseline, else none."""
+    (``build_forecast_source``); ``baseline_region`` defaults to the plan's baseline, else none;
+    ``regions``: where region ids resolve (``kubernetes.all_regions(settings)``: the reference
+    data plus the settings' Kubernetes contexts)."""
     warnings: list[str] = []
     ran = record.get("ran_on") or {}
     here = ran.get("where") == "this machine"
@@ -204,7 +207,7 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
     region_id = region_id or (None if here else (placement or {}).get("region_id"))
     if not region_id:
         raise UserInputError("where did the job run? give --region (or track with --region, or pass the --plan it followed)")
-    r = resolve_region(region_id)
+    r = resolve_region(region_id, regions)
     start, e_it = _hourly(record)
     wall_h = float(record["wall_seconds"]) / 3600.0
     hours = len(e_it)
@@ -247,7 +250,7 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
     base_id = baseline_region or ((plan or {}).get("baseline") or {}).get("region_id")
     baseline = None
     if base_id:
-        b = resolve_region(base_id)
+        b = resolve_region(base_id, regions)
         bi = run_intensity(b, start, hours, source)
         kg_b = float(g_to_kg(np.sum(e_it * b.pue * bi.values_g_per_kwh))) + kg_emb
         baseline = {"region_id": b.region_id, "pue": b.pue, "kg_co2e": kg_b,

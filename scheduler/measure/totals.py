@@ -31,7 +31,8 @@ def _pct(base: float, value: float) -> float | None:
     return round(100 * (base - value) / base, 2) if base > 0 else None
 
 
-def job_ledger_row(store: Store, job, *, source, baseline_region: str | None) -> tuple[dict, str | None]:
+def job_ledger_row(store: Store, job, *, source, baseline_region: str | None,
+                   regions: dict | None = None) -> tuple[dict, str | None]:
     """One job's row and a warning (or None)."""
     best = (job.plan.get("placements") or [None])[0] or {}
     base = job.plan.get("baseline") or {}
@@ -45,7 +46,7 @@ def job_ledger_row(store: Store, job, *, source, baseline_region: str | None) ->
         return row, None
     try:
         ledger = build_ledger(record, source=source, region=job.region_id or best.get("region_id"), plan=job.plan,
-                              baseline_region=baseline_region)
+                              baseline_region=baseline_region, regions=regions)
     except CarbonschedError as exc:
         return row, f"job {job.id}: its measurement could not be costed ({exc})"
     row.update(measured_kg_co2e=ledger.kg_co2e, measured_energy_kwh=ledger.facility_energy_kwh,
@@ -54,12 +55,12 @@ def job_ledger_row(store: Store, job, *, source, baseline_region: str | None) ->
 
 
 def team_ledger(store: Store, *, source, team: str | None = None, since: datetime | None = None,
-                baseline_region: str | None = None) -> dict:
+                baseline_region: str | None = None, regions: dict | None = None) -> dict:
     """The ledger document (module docstring): ``jobs`` rows and ``totals``."""
     jobs = [j for j in store.jobs(team=team) if since is None or j.created_at >= since]
     rows, warnings = [], []
     for job in jobs:
-        row, warning = job_ledger_row(store, job, source=source, baseline_region=baseline_region)
+        row, warning = job_ledger_row(store, job, source=source, baseline_region=baseline_region, regions=regions)
         rows.append(row)
         if warning:
             warnings.append(warning)

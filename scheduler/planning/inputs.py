@@ -6,7 +6,8 @@ function of those and of the job fields in its key, so sharing changes no result
 batch of N jobs from repeating the same work N times (listing and checking the catalog, turning
 offerings into arrays, matching constraints, fetching a region's forecast):
 
-* ``usable(spot)``: the offerings plans may use (known region and GPU; spot only when allowed;
+* ``usable(spot)``: the offerings plans may use (the catalog's plus the settings' Kubernetes
+  contexts, ``carbonsched.kubernetes``; known region and GPU; spot only when allowed;
   doubtful prices left out when the setting says so), as an ``OfferingTable`` of arrays, with the
   flagged prices and the warnings that listing produced;
 * ``categorical(job)``: the per-offering masks of the job's categorical constraints, keyed by
@@ -29,9 +30,15 @@ from carbonsched.providers.cloud import choose_offering_source
 from carbonsched.providers.cloud.anomalies import check_offerings, offering_key
 from carbonsched.providers.cloud.cache import quota_warnings
 from carbonsched.providers.grid import build_forecast_source
-from carbonsched.refdata import read_gpus, read_regions
+from carbonsched.kubernetes import all_regions, context_offerings
+from carbonsched.refdata import read_gpus
 from carbonsched.settings import Settings
 from carbonsched.spec.job import JobSpec
+
+@dataclass(frozen=True)
+class _Contexts:
+    kubernetes_contexts: tuple
+
 
 # GPUs whose instances have ARM (Graviton) hosts: x86 software does not run there unchanged
 ARM_HOST_GPUS = frozenset({"T4G"})
@@ -118,10 +125,11 @@ def _flagged_prices(offerings_source, offerings: list[Offering]) -> dict:
 class PlanInputs:
     """The memos of one planning call (see the module docstring)."""
 
-    def __init__(self, offerings_source, forecast_source, exclude_flagged: bool = False):
+    def __init__(self, offerings_source, forecast_source, exclude_flagged: bool = False, kube_contexts=()):
         self.offerings_source, self.forecast_source = offerings_source, forecast_source
         self.exclude_flagged = exclude_flagged
-        self.regions, self.gpus = read_regions(), read_gpus()
+        self.kube_contexts = tuple(kube_contexts)  # the settings' Kubernetes clusters, candidates beside the clouds
+        self.regions, self.gpus = all_regions(_Contexts(self.kube_contexts)), read_gpus()
         self._listed = None
         self._usable: dict[bool, tuple[OfferingTable, tuple[str, ...]]] = {}
         self._masks: dict[tuple, dict[str, np.ndarray]] = {}
@@ -133,11 +141,12 @@ class PlanInputs:
         """The inputs a plan uses under ``settings``: the given sources, else those the settings
         choose (the catalog cache with quotas, the configured intensity chain)."""
         return cls(offerings_source or choose_offering_source(settings),
-                   forecast_source or build_forecast_source(settings), settings.exclude_flagged_prices)
+                   forecast_source or build_forecast_source(settings), settings.exclude_flagged_prices,
+                   getattr(settings, "kubernetes_contexts", ()))
 
     def _list(self) -> tuple[list[Offering], dict, tuple[str, ...]]:
         if self._listed is None:
-            offerings = self.offerings_source.list_offerings()
+            offerings = list(self.offerings_source.list_offerings()) + context_offerings(self.kube_contexts)
             said = tuple(getattr(self.offerings_source, "warnings", ()))  # e.g. which catalog, its age
             self._listed = (offerings, _flagged_prices(self.offerings_source, offerings), said)
         return self._listed

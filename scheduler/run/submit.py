@@ -82,7 +82,7 @@ def check_launchable(job, plan, launcher: str) -> None:
         job_command(_SpecOnly(spec))  # now, rather than when the agent launches it
     except LaunchError as exc:
         raise UserInputError(str(exc).replace("job (not stored yet)", "the job")) from None
-    names = {launcher} if launcher != "auto" else {p.provider for p in plan.placements}
+    names = {launcher} if launcher != "auto" else {provider_launcher(p.provider) for p in plan.placements}
     for name in sorted(names):
         missing = unsupported(spec, name)
         if missing:
@@ -139,7 +139,8 @@ def due_now(start: datetime, earliest_start: datetime | None, now: datetime) -> 
 def check_credentials(plan, launcher: str, factory, max_attempts: int) -> None:
     """Before anything is stored: every launcher the first ``max_attempts`` placements would use
     can authenticate (``Launcher.check``, where it has one). UserInputError with what to do."""
-    names = dict.fromkeys(launcher if launcher not in ("auto",) else p.provider for p in plan.placements[:max_attempts])
+    names = dict.fromkeys(launcher if launcher != "auto" else provider_launcher(p.provider)
+                          for p in plan.placements[:max_attempts])
     for name in names:
         check = getattr(factory(name), "check", None)
         if check is None:
@@ -151,9 +152,15 @@ def check_credentials(plan, launcher: str, factory, max_attempts: int) -> None:
                                  "(fix the credentials, or submit with --launcher local)") from None
 
 
+def provider_launcher(provider: str) -> str:
+    """The launcher ``auto`` uses for a provider's placements: its own cloud's; a Kubernetes
+    context's is SkyPilot (``infra: k8s/CONTEXT``)."""
+    return "skypilot" if provider == "kubernetes" else provider
+
+
 def launcher_name(job: Job, placement: dict) -> str:
     """The launcher for one placement: the job's, or with ``auto`` the placement's own cloud."""
-    return placement.get("provider", "") if job.launcher == "auto" else job.launcher
+    return provider_launcher(placement.get("provider", "")) if job.launcher == "auto" else job.launcher
 
 
 def launch_job(store: Store, job_id: str, launchers: Callable[[str], Launcher], *, now: datetime,

@@ -56,6 +56,7 @@ from starlette.concurrency import run_in_threadpool
 
 from carbonsched import __version__
 from carbonsched.errors import CarbonschedError, InfeasibleError, UserInputError, did_you_mean
+from carbonsched.kubernetes import all_regions
 from carbonsched.measure.ledger import build_ledger
 from carbonsched.measure.report import disclosure
 from carbonsched.measure.totals import team_ledger
@@ -444,14 +445,16 @@ def create_app(config: ServerConfig):
         job = store.get(job_id, team=token.team)
         record = store.load_measurement(job.id)
         ledger = build_ledger(record, source=build_forecast_source(config.settings), region=job.region_id,
-                              plan=job.plan, baseline_region=config.settings.default_region)
+                              plan=job.plan, baseline_region=config.settings.default_region,
+                              regions=all_regions(config.settings))
         return _answer(disclosure(ledger, record))
 
     @app.get("/v1/ledger")
     def ledger(since: str | None = None, token=Depends(needs("read"))):
         return _answer(team_ledger(stores.get(), source=build_forecast_source(config.settings), team=token.team,
                                    since=parse_utc(since, "since") if since else None,
-                                   baseline_region=config.settings.default_region))
+                                   baseline_region=config.settings.default_region,
+                                   regions=all_regions(config.settings)))
 
     @app.get("/v1/tokens")
     def tokens(token=Depends(needs("admin"))):

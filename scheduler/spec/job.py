@@ -110,7 +110,7 @@ from carbonsched.errors import UnknownNameError, did_you_mean
 from carbonsched.refdata import read_gpus, read_regions, resolve_gpu, resolve_region
 from carbonsched.units import iso_utc
 
-PROVIDERS = ("aws", "gcp")
+PROVIDERS = ("aws", "gcp", "kubernetes")  # kubernetes: the contexts in the settings (carbonsched.kubernetes)
 MAX_JOB_HOURS = 8760.0
 MAX_PRIORITY = 1000
 

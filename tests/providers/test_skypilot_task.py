@@ -278,3 +278,21 @@ def test_export_without_skypilot_still_writes_the_task(tmp_path):
                        text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("False\n") and "ordered:" in r.stdout and "p5.48xlarge" in r.stdout
+
+
+def test_a_planned_kubernetes_context_becomes_skypilots_k8s_entry(sky_home):
+    """A context from the settings wins the plan (owned GPUs on a clean grid) and the task SkyPilot
+    builds from that plan's ranking puts it first as infra k8s/CONTEXT, the clouds after it."""
+    from carbonsched.kubernetes import KubeContext
+    from carbonsched.planning import plan
+
+    sky, _ = sky_home
+    settings = Settings(kubernetes_contexts=(KubeContext(name="lab-h100", region="SE-SE3", gpus=(("H100", 8),)),))
+    job = job_from_dict(_job())
+    doc = plan(job, now=NOW, settings=settings, top=10).to_dict()
+    assert doc["placements"][0]["region_id"] == "kubernetes:lab-h100"
+    stored = _stored(job.to_dict(), doc)
+    task = build_task(task_config(stored, distinct_placements(doc["placements"])[:3]))
+    first, *rest = task.resources
+    assert str(first.cloud) == "Kubernetes" and first.region == "lab-h100" and first.accelerators == {"H100": 8}
+    assert rest and all(str(r.cloud) in ("AWS", "GCP") for r in rest)
