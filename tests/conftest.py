@@ -84,3 +84,18 @@ def store_target(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "store" / "jobs.sqlite"
     return request.getfixturevalue("postgres").url()
+
+
+@pytest.fixture
+def env(tmp_path, store_target):
+    """(settings, store, local launcher) for the job-lifecycle tests; a test using it runs on SQLite
+    and on PostgreSQL."""
+    from carbonsched.providers.cloud.local import LocalLauncher
+    from carbonsched.run.store import Store
+    from carbonsched.settings import Settings
+
+    url = store_target if isinstance(store_target, str) else None
+    settings = Settings(home=tmp_path / "home", database_url=url)
+    store = Store.for_settings(settings)
+    yield settings, store, LocalLauncher(settings.home)
+    store.close()

@@ -157,6 +157,16 @@ def intensity_options(a: argparse.Namespace, source_name: str | None):
                                            file_signal=a.intensity_file_signal)
 
 
+def write_output(text: str, path: str | None) -> int:
+    """``text`` to the file ``path`` (``--output``/``-o``), else to stdout; 0 for the exit status."""
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def job_file_dir(path: str | None) -> Path | None:
     """The job file's folder: its relative workdir and file-mount paths start there."""
     return Path(path).resolve().parent if path else None

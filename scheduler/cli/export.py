@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from carbonsched.errors import UserInputError
-from carbonsched.cli._common import intensity_options, job_file_dir, now_from, policy_option
+from carbonsched.cli._common import intensity_options, job_file_dir, now_from, policy_option, write_output
 from carbonsched.providers.grid import CHOICES as SOURCE_CHOICES
 from carbonsched.spec.job import PROVIDERS
 
@@ -50,12 +50,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     if not out.checked:
         print("carbonsched: note: SkyPilot is not installed here, so it has not checked this task "
               "(pip install 'carbonsched[skypilot]')", file=sys.stderr)
-    if a.output:
-        with open(a.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_output(text, a.output)
 
 
 def register(sub, common) -> None:

@@ -39,7 +39,7 @@ def _power(a):
 def cmd_track(a: argparse.Namespace) -> int:
     from carbonsched.settings import resolve_settings
     from carbonsched.measure.energy import CPU_CHAIN, GPU_CHAIN
-    from carbonsched.measure.track import measurement_dir, open_store, run_tracked, write_record
+    from carbonsched.measure.track import run_tracked, save_record
 
     cmd = list(a.cmd)
     if cmd and cmd[0] == "--":
@@ -68,24 +68,9 @@ def cmd_track(a: argparse.Namespace) -> int:
         from carbonsched.record import encode_marked
 
         print(encode_marked(record), file=sys.stderr, flush=True)
-    written = []
-    if a.out:
-        try:
-            written.append(write_record(record, a.out))
-        except OSError as exc:  # the run happened: keep its record somewhere
-            fallback = measurement_dir(settings) / f"{m.started_at:%Y%m%dT%H%M%SZ}.json"
-            written.append(write_record(record, fallback))
-            print(f"carbonsched: warning: cannot write {a.out} ({exc.strerror}); record kept in {fallback}", file=sys.stderr)
-    if a.job:
-        try:
-            open_store(settings).save_measurement(a.job, record)
-            written.append(f"job store ({a.job})")
-        except CarbonschedError as exc:  # the run happened: never lose its record
-            fallback = measurement_dir(settings) / f"{a.job}.json"
-            written.append(write_record(record, fallback))
-            print(f"carbonsched: warning: the job store is unusable ({exc}); record kept in {fallback}", file=sys.stderr)
-    elif not a.out:
-        written.append(write_record(record, measurement_dir(settings) / f"{m.started_at:%Y%m%dT%H%M%SZ}.json"))
+    written, notes = save_record(record, settings, job_id=a.job, out=a.out)
+    for n in notes:
+        print(f"carbonsched: warning: {n}", file=sys.stderr)
     if not a.quiet:
         print(f"carbonsched: exit {m.exit_code} after {m.wall_seconds:.1f} s; IT energy {m.it_energy_kwh:.6f} kWh "
               f"(GPU {m.gpu['method']} {m.gpu['energy_kwh']:.6f}, CPU {m.cpu['method']} {m.cpu['energy_kwh']:.6f}, "
@@ -191,12 +176,9 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def _write_report(text: str, a: argparse.Namespace) -> int:
-    if a.output:
-        with open(a.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    from carbonsched.cli._common import write_output  # not at the top: `track`'s own entry skips _common
+
+    return write_output(text, a.output)
 
 
 def register(sub, common) -> None:

@@ -19,7 +19,6 @@ from carbonsched.run.agent import agent_pass, run_agent
 from carbonsched.run.replan import make_replanner, replan_reason
 from carbonsched.run.store import Store
 from carbonsched.run.submit import plan_document, submit
-from carbonsched.settings import Settings
 from carbonsched.spec.job import job_from_dict
 from carbonsched.units import iso_utc
 
@@ -31,15 +30,6 @@ NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@pytest.fixture
-def env(tmp_path, store_target):
-    url = store_target if isinstance(store_target, str) else None
-    settings = Settings(home=tmp_path / "home", database_url=url)
-    store = Store.for_settings(settings)
-    yield settings, store, LocalLauncher(settings.home)
-    store.close()
 
 
 def test_local_job_from_submit_to_report_is_measured_and_names_this_machine(cli, tmp_path):

@@ -17,7 +17,6 @@ from carbonsched.errors import CapacityError
 from carbonsched.spec.job import job_from_dict
 from carbonsched.providers.cloud.launcher import launch_token
 from carbonsched.providers.cloud.local import LocalLauncher
-from carbonsched.settings import Settings
 from carbonsched.run.store import Store, StoreError, UnknownJobError
 from carbonsched.run.agent import agent_pass
 from carbonsched.run.submit import cancel, launch_job, refresh_status, submit
@@ -40,16 +39,6 @@ def wait_done(store, job_id, launcher, timeout=30):
             return j
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish")
-
-
-@pytest.fixture
-def env(tmp_path, store_target):
-    """Settings, store and local launcher; every test using it runs on SQLite and on PostgreSQL."""
-    url = store_target if isinstance(store_target, str) else None
-    settings = Settings(home=tmp_path / "home", database_url=url)
-    store = Store.for_settings(settings)
-    yield settings, store, LocalLauncher(settings.home)
-    store.close()
 
 
 def test_store_schema_claim_and_events(env, tmp_path):
