@@ -25,11 +25,11 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Sequence
 
-from carbonsched.errors import TrackError
+from carbonsched.errors import CarbonschedError, TrackError
 from carbonsched.fileio import write_json_atomic
 from carbonsched.measure.energy import CPU_CHAIN, CPU_READERS, GPU_CHAIN, GPU_READERS, J_PER_KWH, open_first
 from carbonsched.models import PowerModel
-from carbonsched.units import iso_utc
+from carbonsched.units import iso_utc, parse_utc
 from carbonsched import __version__
 from carbonsched.errors import UserInputError
 from carbonsched.run.store import Store
@@ -147,6 +147,71 @@ def _terminal_already_delivers(signum: int) -> bool:
         return False
 
 
+class Sampler:
+    """The sampling shared by ``run_tracked`` (a child process) and ``measure.inprocess.Tracker``
+    (a block of this process): opens the first working reader of each chain, keeps cumulative
+    samples ``(t_s, joules)`` (GPU + CPU + modelled memory), and closes into the record's parts.
+
+    ``start()`` takes the first sample, ``take()`` one more (any thread, one at a time),
+    ``stop()`` the last; then ``measurement(...)`` builds the ``Measurement``.
+    """
+
+    def __init__(self, *, gpu_chain: Sequence = GPU_CHAIN, cpu_chain: Sequence = CPU_CHAIN,
+                 power: PowerModel | None = None, gpu: str | None = None, gpus: int = 0, vcpus: float | None = None,
+                 memory_gib_: float | None = None, rapl_root: str | Path = "/sys/class/powercap", nvml=None,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.power = power or PowerModel()
+        self.monotonic = monotonic
+        self.warnings: list[str] = []
+        kw = dict(power=self.power, gpu=gpu, gpus=gpus, vcpus=vcpus, rapl_root=rapl_root, nvml=nvml)
+        self.gpu_reader = open_first(gpu_chain, GPU_READERS, self.warnings, "GPU", **kw)
+        self.cpu_reader = open_first(cpu_chain, CPU_READERS, self.warnings, "CPU", **kw)
+        self.mem_gib = memory_gib() if memory_gib_ is None else memory_gib_
+        if self.gpu_reader.method == "model" and not gpus:
+            self.warnings.append("GPU: no GPU measured and none given (--gpu/--gpus): GPU energy is 0")
+        self.samples: list[tuple[float, float]] = []
+        self.t0: float | None = None
+        self.wall_seconds: float | None = None
+        self._parts: dict | None = None
+
+    def start(self) -> float:
+        self.t0 = self.monotonic()
+        self.take(self.t0)
+        return self.t0
+
+    def take(self, t_abs: float | None = None) -> float:
+        """One cumulative sample at monotonic time ``t_abs`` (default: now); its joules."""
+        t_abs = self.monotonic() if t_abs is None else t_abs
+        t = t_abs - self.t0
+        joules = (self.gpu_reader.sample(t_abs) + self.cpu_reader.sample(t_abs)
+                  + self.mem_gib * self.power.host_w_per_gib * t)
+        self.samples.append((t, joules))
+        return joules
+
+    def stop(self) -> None:
+        t_end = self.monotonic()
+        self.take(t_end)
+        self.wall_seconds = wall = t_end - self.t0
+        g, c = self.gpu_reader.close(t_end), self.cpu_reader.close(t_end)
+        self.warnings.extend(_missed_sample_warnings(g["devices"]))
+        self._parts = _energy_parts(g, c, self.mem_gib * self.power.host_w_per_gib * wall, self.mem_gib)
+
+    def measurement(self, started_at: datetime, *, command: Sequence[str], exit_code: int, interval_s: float,
+                    signals_forwarded: Sequence[str] = (), job_id: str | None = None, region_id: str | None = None,
+                    plan_file: str | None = None, warnings: Sequence[str] = ()) -> Measurement:
+        """The ``Measurement`` of a stopped sampler that started at wall-clock ``started_at``."""
+        wall = self.wall_seconds
+        return Measurement(
+            command=tuple(command), exit_code=exit_code, started_at=started_at,
+            ended_at=started_at + timedelta(seconds=wall), wall_seconds=wall, **self._parts,
+            hourly=tuple(hourly_split(started_at, self.samples)),
+            host={"hostname": socket.gethostname(), "vcpus": os.cpu_count(), "memory_gib": round(self.mem_gib, 3)},
+            power_model=self.power.to_dict(), sample_interval_s=interval_s, samples=len(self.samples),
+            signals_forwarded=tuple(signals_forwarded), job_id=job_id, region_id=region_id, plan_file=plan_file,
+            warnings=tuple(self.warnings) + tuple(warnings),
+        )
+
+
 def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chain: Sequence = CPU_CHAIN,
                 power: PowerModel | None = None, gpu: str | None = None, gpus: int = 0, vcpus: float | None = None,
                 memory_gib_: float | None = None, interval_s: float = 1.0, job_id: str | None = None,
@@ -160,25 +225,12 @@ def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chai
     ``clock`` gives the wall-clock start (UTC); durations come from ``monotonic``.
     """
     _check_args(cmd, interval_s)
-    power = power or PowerModel()
     clock = clock or (lambda: datetime.now(timezone.utc))
-    warnings: list[str] = []
-    kw = dict(power=power, gpu=gpu, gpus=gpus, vcpus=vcpus, rapl_root=rapl_root, nvml=nvml)
-    gpu_reader = open_first(gpu_chain, GPU_READERS, warnings, "GPU", **kw)
-    cpu_reader = open_first(cpu_chain, CPU_READERS, warnings, "CPU", **kw)
-    mem_gib = memory_gib() if memory_gib_ is None else memory_gib_
-    if gpu_reader.method == "model" and not gpus:
-        warnings.append("GPU: no GPU measured and none given (--gpu/--gpus): GPU energy is 0")
-
-    started_at, t0 = clock(), monotonic()
-    samples: list[tuple[float, float]] = []
+    sampler = Sampler(gpu_chain=gpu_chain, cpu_chain=cpu_chain, power=power, gpu=gpu, gpus=gpus, vcpus=vcpus,
+                      memory_gib_=memory_gib_, rapl_root=rapl_root, nvml=nvml, monotonic=monotonic)
+    started_at = clock()
     forwarded: list[str] = []
-
-    def take(t_abs: float) -> None:
-        t = t_abs - t0
-        samples.append((t, gpu_reader.sample(t_abs) + cpu_reader.sample(t_abs) + mem_gib * power.host_w_per_gib * t))
-
-    take(t0)
+    sampler.start()
     proc = _start(cmd)
     with _forwarding_signals(proc, forwarded):
         if on_start:
@@ -188,23 +240,11 @@ def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chai
                 proc.wait(timeout=interval_s)
                 break
             except subprocess.TimeoutExpired:
-                take(monotonic())
-    t_end = monotonic()
-    take(t_end)
-    wall = t_end - t0
-    g, c = gpu_reader.close(t_end), cpu_reader.close(t_end)
-    warnings.extend(_missed_sample_warnings(g["devices"]))
+                sampler.take()
+    sampler.stop()
     code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-    return Measurement(
-        command=tuple(cmd), exit_code=code, started_at=started_at,
-        ended_at=started_at + timedelta(seconds=wall), wall_seconds=wall,
-        **_energy_parts(g, c, mem_gib * power.host_w_per_gib * wall, mem_gib),
-        hourly=tuple(hourly_split(started_at, samples)),
-        host={"hostname": socket.gethostname(), "vcpus": os.cpu_count(), "memory_gib": round(mem_gib, 3)},
-        power_model=power.to_dict(), sample_interval_s=interval_s, samples=len(samples),
-        signals_forwarded=tuple(forwarded), job_id=job_id, region_id=region_id, plan_file=plan_file,
-        warnings=tuple(warnings),
-    )
+    return sampler.measurement(started_at, command=cmd, exit_code=code, interval_s=interval_s,
+                               signals_forwarded=forwarded, job_id=job_id, region_id=region_id, plan_file=plan_file)
 
 
 def _check_args(cmd: Sequence[str], interval_s: float) -> None:
@@ -277,6 +317,35 @@ def measurement_dir(settings) -> Path:
 
 def write_record(record: dict, path: str | Path) -> Path:
     return write_json_atomic(path, record, indent=2)
+
+
+def save_record(record: dict, settings, *, job_id: str | None = None, out: str | Path | None = None,
+                store=None) -> tuple[list, list[str]]:
+    """Keep a run's record where ``carbonsched track`` keeps it: ``out`` (a JSON file) and/or the
+    job store under ``job_id``; with neither, ``$CARBONSCHED_HOME/measurements/<start>.json``.
+    The run happened, so its record is never lost: an unwritable ``out`` or an unusable store
+    falls back to the measurements folder, with a note. Returns (where it went, notes)."""
+    stamp = parse_utc(record["started_at"]).strftime("%Y%m%dT%H%M%SZ")
+    written: list = []
+    notes: list[str] = []
+    if out:
+        try:
+            written.append(write_record(record, out))
+        except OSError as exc:
+            fallback = measurement_dir(settings) / f"{stamp}.json"
+            written.append(write_record(record, fallback))
+            notes.append(f"cannot write {out} ({exc.strerror}); record kept in {fallback}")
+    if job_id:
+        try:
+            (store or open_store(settings)).save_measurement(job_id, record)
+            written.append(f"job store ({job_id})")
+        except CarbonschedError as exc:
+            fallback = measurement_dir(settings) / f"{job_id}.json"
+            written.append(write_record(record, fallback))
+            notes.append(f"the job store is unusable ({exc}); record kept in {fallback}")
+    elif not out:
+        written.append(write_record(record, measurement_dir(settings) / f"{stamp}.json"))
+    return written, notes
 
 
 def read_record(path: str | Path) -> dict:
