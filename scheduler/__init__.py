@@ -39,6 +39,8 @@ _EXPORTS = {
     "PolicyFileError": ("carbonsched.errors", "PolicyFileError"),
     "PolicyViolationError": ("carbonsched.errors", "PolicyViolationError"),
     "enforce_policy": ("carbonsched.planning.policy_check", "enforce_policy"),
+    "Tracker": ("carbonsched.measure.inprocess", "Tracker"),
+    "track_emissions": ("carbonsched.measure.inprocess", "track_emissions"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -9,6 +9,7 @@ Layers, lowest first; a module may import its own layer and those below, never a
     planning   carbonsched.planning          candidates -> estimates -> ranking -> Plan
     run        carbonsched.run               store, submit, agent, waiting for a window
     measure    carbonsched.measure           energy, tracker, ledger, report
+    integrations carbonsched.integrations    MLOps pipelines: MLflow, GitHub Action, Airflow, ...
     server     carbonsched.server            the HTTP API over all of the above
     cli        carbonsched.cli, __main__     nothing imports it
 
@@ -42,6 +43,7 @@ LAYERS = [
     ("planning", ("carbonsched.planning",)),
     ("run", ("carbonsched.run",)),
     ("measure", ("carbonsched.measure",)),
+    ("integrations", ("carbonsched.integrations",)),
     ("server", ("carbonsched.server",)),
     ("cli", ("carbonsched.cli", "carbonsched.__main__")),
 ]

@@ -18,7 +18,7 @@ def test_wheel_contains_data_and_runs_from_the_wheel(tmp_path):
     # build from a clean copy: a stale build/ folder in the checkout must not leak into the wheel
     src = tmp_path / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        "build", "dist", "*.egg-info", ".ci-venv", ".venv", "__pycache__", ".git", ".pytest_cache", ".hypothesis"))
+        "build", "dist", "*.egg-info", ".ci-venv*", ".venv*", "__pycache__", ".git", ".pytest_cache", ".hypothesis"))
     out = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
                    check=True, capture_output=True, text=True, timeout=300)

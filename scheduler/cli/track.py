@@ -50,8 +50,11 @@ def cmd_track(a: argparse.Namespace) -> int:
         from carbonsched.refdata import resolve_region
 
         resolve_region(a.region)  # fail before the run, not after it
-    if a.plan:
-        _read_plan(a.plan)
+    plan_doc = _read_plan(a.plan) if a.plan else None
+    if a.mlflow:
+        from carbonsched.integrations.mlflow import import_mlflow
+
+        import_mlflow()  # not installed: say so before the run
     settings = resolve_settings()
     gpu, gpus, note = a.gpu, a.gpus or 0, None
     if a.job and gpu is None and a.gpus is None:
@@ -78,7 +81,27 @@ def cmd_track(a: argparse.Namespace) -> int:
         for w in m.warnings:
             print(f"carbonsched: note: {w}", file=sys.stderr)
         print("carbonsched: record written to " + ", ".join(map(str, written)), file=sys.stderr)
+    if a.mlflow:
+        _log_to_mlflow(record, plan_doc, settings, quiet=a.quiet)
     return m.exit_code
+
+
+def _log_to_mlflow(record: dict, plan: dict | None, settings, *, quiet: bool) -> None:
+    """``track --mlflow``: the run into the active MLflow run ($MLFLOW_RUN_ID) or a new one in
+    $MLFLOW_TRACKING_URI. The run has happened and its record is kept: a logging failure is a
+    warning, and the exit status stays the command's."""
+    from mlflow.exceptions import MlflowException  # installed: checked before the run
+
+    from carbonsched.integrations.mlflow import log_run
+
+    try:
+        run_id = log_run(record, plan=plan, settings=settings)
+    except (MlflowException, CarbonschedError, OSError) as exc:  # OSError: also requests' errors (a server away)
+        print(f"carbonsched: warning: the run was not logged to MLflow ({exc.__class__.__name__}: {exc})",
+              file=sys.stderr)
+        return
+    if not quiet:
+        print(f"carbonsched: logged to MLflow run {run_id}", file=sys.stderr)
 
 
 def _job_gpus(job_id: str, settings) -> tuple[str | None, int, str | None]:
@@ -202,6 +225,9 @@ def register_track(sub, common) -> None:
     t.add_argument("--cpu-method", choices=["auto", "rapl", "model"], default="auto")
     t.add_argument("--interval", type=float, default=1.0, metavar="S", help="sampling period in seconds (default 1)")
     t.add_argument("--utilisation-factor", type=float, metavar="U", help="for modelled GPU energy (default 0.84)")
+    t.add_argument("--mlflow", action="store_true", help="also log the run to MLflow: the active run ($MLFLOW_RUN_ID), "
+                                                         "else a new one at $MLFLOW_TRACKING_URI (pip install "
+                                                         "'carbonsched[mlflow]')")
     t.add_argument("--quiet", action="store_true", help="no summary on stderr")
     t.add_argument("--mark", action="store_true", help="also print the record as one marked line on stderr "
                                                        "(`carbonsched-measurement: ...`; cloud launchers read it "
