@@ -13,22 +13,25 @@ import tempfile
 from pathlib import Path
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Replace ``path`` with ``text`` (UTF-8) atomically and durably; creates missing parents (the
-    last one private, 0700). The file is 0600: caches and records may name internal paths."""
+def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> Path:
+    """Replace ``path`` with ``text`` (UTF-8) atomically and (``durable``) fsynced; creates missing
+    parents (the last one private, 0700). The file is 0600: caches and records may name internal
+    paths. ``durable=False`` for what a power cut makes moot anyway (a running process's pid)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
     return path
 
 

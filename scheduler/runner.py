@@ -5,8 +5,11 @@ starts one per job, so it imports only the standard library and ``carbonsched.fi
 no package registries: starting a job costs one interpreter start). It stays at this path because
 runs already in a store were started as ``python -m carbonsched.runner``.
 
-Started detached by the local launcher. It records ``pid`` and ``token`` in DIR first (so a
-restarted agent can find a launch it lost track of), runs CMD (no shell: arguments as given),
+Started detached by the local launcher, which writes the runner's ``pid`` into DIR as soon as it
+has started it. The runner waits for that record before it runs anything: a launcher killed in
+between leaves an attempt that the next agent launches again (a token without a pid), so the
+orphaned runner exits without running CMD, and a run happens exactly once. Then it runs CMD (no
+shell: arguments as given),
 forwards SIGTERM/SIGINT/SIGHUP to it, enforces the timeout (SIGTERM, then SIGKILL after 10 s),
 and writes ``exit.json`` atomically: ``{"exit_code", "started_at", "finished_at",
 "duration_s", "timed_out", "signal"}``. Its own exit status is the command's (127 when the command
@@ -25,6 +28,8 @@ from pathlib import Path
 
 from carbonsched.fileio import write_json_atomic
 
+STARTUP_WAIT_S = 20.0  # how long a new runner waits for its launcher to record it (local.STARTUP_GRACE_S is longer)
+
 
 def process_start(pid: int) -> str | None:
     """Process start time since boot (/proc/PID/stat field 22), to tell a recycled pid apart."""
@@ -34,7 +39,26 @@ def process_start(pid: int) -> str | None:
         return None
 
 
-def run(directory: Path, command: list[str], timeout_s: float | None, token: str) -> int:
+def _confirmed(directory: Path, wait_s: float) -> bool:
+    """Wait until the launcher has written THIS process's pid to ``pid`` (it does right after
+    starting it). A launcher killed before that leaves a run no agent knows of: the next agent
+    finds a token without a pid and launches again, so this one must not run the command; and a
+    pid file naming another process means that newer launch owns the attempt."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            owner = (directory / "pid").read_text().split()[0]
+        except (FileNotFoundError, IndexError):
+            owner = None
+        if owner == str(os.getpid()):
+            return True
+        if owner is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
+def run(directory: Path, command: list[str], timeout_s: float | None, token: str,
+        startup_wait_s: float = STARTUP_WAIT_S) -> int:
     received: list[int] = []
     child = None
 
@@ -46,8 +70,8 @@ def run(directory: Path, command: list[str], timeout_s: float | None, token: str
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # before the pid is known: none is lost
         signal.signal(sig, forward)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (directory / "token").write_text(token)
-    (directory / "pid").write_text(f"{os.getpid()} {process_start(os.getpid()) or ''}".strip())
+    if not _confirmed(directory, startup_wait_s):
+        return 0  # the launcher died before it recorded this process, or a newer launch replaced it
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     if received:  # cancelled before the command started: do not start it
@@ -96,12 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", required=True, type=Path)
     ap.add_argument("--timeout", type=float)
     ap.add_argument("--token", required=True)
+    ap.add_argument("--startup-wait", type=float, default=STARTUP_WAIT_S, help=argparse.SUPPRESS)
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if not command:
         ap.error("no command given after --")
-    return run(a.dir, command, a.timeout, a.token)
+    return run(a.dir, command, a.timeout, a.token, a.startup_wait)
 
 
 if __name__ == "__main__":

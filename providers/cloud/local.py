@@ -5,9 +5,10 @@ start, so ``find`` sees the attempt at once), ``pid`` (``PID START``: the proces
 /proc, so a recycled pid is not mistaken for the run), ``log.txt`` (0600) and ``exit.json`` written
 by ``carbonsched/runner.py`` when the command ends. The resource id is ``local:<that directory>``.
 
-A token without a pid is a launch that stopped before the process started (the launcher writes the
-pid itself as soon as ``Popen`` returns, and the runner writes it first thing): ``find`` does not
-count it, so the attempt is launched again with the same token. ``find`` is asked only by an agent
+A token without a pid is a launch that stopped before its process was recorded (the launcher writes
+the pid as soon as ``Popen`` returns, and the runner waits for that record before it runs
+anything, exiting when it does not come or names another process): ``find`` does not count it,
+so the attempt is launched again with the same token, and the run still happens once. ``find`` is asked only by an agent
 that holds the job's lease (its previous owner's expired: that agent is gone), or by ``cancel``,
 whose state change stops a launch still under way. ``status`` gives a token without a pid
 ``STARTUP_GRACE_S`` to become a process, then reads it as failed, so no job stays "running"
@@ -44,6 +45,7 @@ from pathlib import Path
 from carbonsched.errors import LaunchError
 from carbonsched.providers.cloud.launcher import (Job, job_argv, job_env, refuse_unsupported, run_env, secret_env,
                                                   with_setup)
+from carbonsched.fileio import write_text_atomic
 from carbonsched.record import is_record
 from carbonsched.runner import process_start
 
@@ -102,8 +104,9 @@ class LocalLauncher:
                                         stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=cwd)
             except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in an argument
                 raise LaunchError(f"cannot start the local runner: {exc}") from None
-        if not (d / "pid").exists():  # the runner writes it first thing; cancel() must work at once
-            (d / "pid").write_text(f"{proc.pid} {process_start(proc.pid) or ''}".strip())
+        # the runner runs nothing until this names it (runner._confirmed): if this process dies first,
+        # the attempt reads "not started" and the orphan runner exits, so no run happens twice
+        write_text_atomic(d / "pid", f"{proc.pid} {process_start(proc.pid) or ''}".strip(), durable=False)
         return f"local:{d}"
 
     def find(self, job: Job, attempt: int, token: str, segment: int = 0) -> str | None:

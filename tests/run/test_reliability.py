@@ -250,3 +250,34 @@ def test_a_launch_without_credentials_fails_the_job_and_the_agent_says_so(cli, t
     assert done.state == "failed" and [a.outcome for a in store.attempts(done.id)] == ["error"]
     r = cli("agent", "--once", extra_env=env)  # nothing left to retry
     assert r.returncode == 0 and "0 job(s) launched" in r.stdout and "no credentials" not in r.stdout
+
+
+def test_a_runner_whose_launcher_died_before_recording_it_runs_nothing(tmp_path):
+    """The window between Popen and the pid write: an agent killed there leaves a token without a
+    pid, so the next agent launches the attempt again. The first runner must then not run the
+    command: it waits for its own pid in the pid file and exits without it (or when another
+    process's pid is there). Then a relaunch runs the command once."""
+    import subprocess as sp
+
+    from carbonsched.providers.cloud.launcher import launch_token
+    from carbonsched.providers.cloud.local import LocalLauncher
+
+    d = tmp_path / "runs" / "j1" / "attempt-0"
+    d.mkdir(parents=True)
+    marker = tmp_path / "ran.txt"
+    cmd = [sys.executable, "-m", "carbonsched.runner", "--dir", str(d), "--token", "t", "--startup-wait", "1",
+           "--", "sh", "-c", f"echo x >> {marker}"]
+    orphan = sp.run(cmd, capture_output=True, text=True, timeout=30)  # nobody writes its pid
+    assert orphan.returncode == 0 and not marker.exists() and not (d / "exit.json").exists()
+    (d / "pid").write_text("999999 1")  # a newer launch owns the attempt
+    t0 = time.monotonic()
+    assert sp.run(cmd, timeout=30).returncode == 0 and not marker.exists() and time.monotonic() - t0 < 1.0
+    (d / "pid").unlink()
+    launcher = LocalLauncher(tmp_path)
+    job = type("J", (), {"id": "j1", "spec": {"command": f"sh -c 'echo x >> {marker}'"}})()
+    assert launcher.find(job, 0, launch_token("j1", 0)) is None  # "not started": launch it again
+    rid = launcher.launch(job, {}, 0, launch_token("j1", 0))
+    deadline = time.monotonic() + 30
+    while launcher.status(rid)[0] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert launcher.status(rid) == ("succeeded", 0) and marker.read_text() == "x\n"
