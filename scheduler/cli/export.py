@@ -45,7 +45,10 @@ def cmd_export(a: argparse.Namespace) -> int:
         from carbonsched.planning.policy_check import enforce_policy
 
         result = enforce_policy(job, pf, now=now_from(a), top=top, settings=settings, forecast_source=source)
-    out = export_skypilot(job.to_dict(), result.to_dict(), top=a.top)
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(sys.stderr):  # SkyPilot prints progress (catalog updates) to stdout: keep the YAML clean
+        out = export_skypilot(job.to_dict(), result.to_dict(), top=a.top)
     text = out.text
     if not out.checked:
         print("carbonsched: note: SkyPilot is not installed here, so it has not checked this task "

@@ -296,3 +296,16 @@ def test_a_planned_kubernetes_context_becomes_skypilots_k8s_entry(sky_home):
     first, *rest = task.resources
     assert str(first.cloud) == "Kubernetes" and first.region == "lab-h100" and first.accelerators == {"H100": 8}
     assert rest and all(str(r.cloud) in ("AWS", "GCP") for r in rest)
+
+
+def test_export_keeps_stdout_clean_when_skypilot_cannot_update_its_catalog(sky_home, cli, tmp_path):
+    """A fresh HOME and no network: SkyPilot prints its catalog-update progress; that goes to
+    stderr, so `export skypilot > task.yaml` still writes a task SkyPilot loads."""
+    sky, _ = sky_home
+    empty = tmp_path / "fresh-home"
+    empty.mkdir()
+    r = cli("export", "skypilot", REPO / "examples" / "job.toml", "--top", "2", "--now", NOW_ISO,
+            extra_env={"HOME": str(empty)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("# SkyPilot task") and "sky-payload" not in r.stdout
+    assert len(sky.Task.from_yaml_str(r.stdout).resources) == 2
