@@ -148,8 +148,10 @@ def check_credentials(plan, launcher: str, factory, max_attempts: int) -> None:
         try:
             check()
         except LaunchError as exc:
+            hint = (" or keep the job on clouds you can launch on (--launcher aws|gcp, constraints.providers)"
+                    if launcher == "auto" else "")
             raise UserInputError(f"cannot launch with the {name} launcher: {exc}; nothing was stored "
-                                 "(fix the credentials, or submit with --launcher local)") from None
+                                 f"(fix the credentials{hint}, or submit with --launcher local)") from None
 
 
 def provider_launcher(provider: str) -> str:
