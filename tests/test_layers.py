@@ -69,6 +69,9 @@ LAZY_ALLOWED = {
     ("carbonsched.providers.cloud", "carbonsched.providers.cloud.aws_launch"),
     ("carbonsched.providers.cloud", "carbonsched.providers.cloud.gcp_launch"),
     ("carbonsched.providers.cloud", "carbonsched.providers.cloud.skypilot"),
+    # a Kubeflow Pipelines component's body runs alone in its pod (KFP ships the function's source):
+    # its imports must be inside it
+    ("carbonsched.integrations.kfp", "carbonsched.integrations.placement"),
 }
 
 

@@ -5,6 +5,7 @@ each an optional extra whose package is imported only inside the functions that 
 ``placement``      what every pipeline integration shares (job and policy in, plan, summary, markdown)
 ``mlflow``         log a plan and a tracked run to an MLflow run (``carbonsched[mlflow]``)
 ``github_action``  the script of the repository's GitHub Action (``action.yml``)
-
-Airflow, Prefect and Kubeflow Pipelines have their own modules here too.
+``airflow``        deferrable ``WaitForGreenWindowOperator`` and ``CarbonschedSubmitOperator`` (``carbonsched[airflow]``)
+``prefect``        tasks ``plan_placement``, ``wait_for_green_window``, ``submit_job`` (``carbonsched[prefect]``)
+``kfp``            Kubeflow Pipelines components ``plan_placement`` and ``tracked_job`` (``carbonsched[kfp]``)
 """
