@@ -40,7 +40,7 @@ def _row_argmin(x: np.ndarray, feasible: np.ndarray) -> tuple[np.ndarray, np.nda
     return rows, cols[rows]
 
 
-def _row_earliest_within(x: np.ndarray, feasible: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def row_earliest_within(x: np.ndarray, feasible: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Per row with a feasible candidate, the first feasible column within ``fraction`` (relative)
     of the row's feasible minimum."""
     rows = np.flatnonzero(feasible.any(axis=1))
@@ -104,7 +104,7 @@ def rank(c: Candidates, feasible: np.ndarray, policy: Policy) -> Ranking:
         # single term (objectives.py): per row, "carbon" takes the earliest start within the tie
         # fraction of the row's greenest; "cost" (constant in k) and "time" the earliest feasible start
         if policy.objective == "carbon":
-            rows, ks = _row_earliest_within(c.kg_co2e, feasible, policy.tie_fraction)
+            rows, ks = row_earliest_within(c.kg_co2e, feasible, policy.tie_fraction)
         else:
             rows, ks = _row_argmin(np.broadcast_to(c.start_h, c.shape), feasible)
         values = {"carbon": c.kg_co2e[rows, ks], "cost": c.cost_usd[rows], "time": c.start_h[ks] + c.runtime_h[rows]}

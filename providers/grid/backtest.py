@@ -383,3 +383,22 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
     if estimated is not None:
         info["estimated_hours"] = len({h for h, e in zip(hours, estimated) if e})
     return series.values_g_per_kwh, series.start, info
+
+
+def read_histories(paths, zone: str | None = None, signal: str = "lca") -> tuple[np.ndarray, datetime, dict]:
+    """``read_history_csv`` of several files (e.g. one per year) joined on one hourly axis: later
+    files win where they overlap, hours none covers are NaN. ``info`` is the first file's, with
+    ``files``, ``hours`` and ``resolution_minutes`` (the finest) over all of them."""
+    parts = [read_history_csv(p, zone=zone, signal=signal) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    t0 = min(start for _, start, _ in parts)
+    t1 = max(start + timedelta(hours=len(v)) for v, start, _ in parts)
+    out = np.full(int((t1 - t0) / timedelta(hours=1)), np.nan)
+    for v, start, _ in parts:
+        at = int((start - t0) / timedelta(hours=1))
+        seg = out[at: at + len(v)]
+        out[at: at + len(v)] = np.where(np.isfinite(v), v, seg)
+    info = {**parts[0][2], "files": [str(p) for p in paths], "hours": int(out.size),
+            "resolution_minutes": min(i.get("resolution_minutes", 60.0) for _, _, i in parts)}
+    return out, t0, info

@@ -19,7 +19,7 @@ from carbonsched import __version__
 from carbonsched.errors import CarbonschedError
 
 COMMAND_MODULES: list[str] = [
-    "carbonsched.cli.plan", "carbonsched.cli.forecast", "carbonsched.cli.regions", "carbonsched.cli.jobs",
+    "carbonsched.cli.plan", "carbonsched.cli.forecast", "carbonsched.cli.backtest", "carbonsched.cli.regions", "carbonsched.cli.jobs",
     "carbonsched.cli.export",
     "carbonsched.cli.track", "carbonsched.cli.ledger", "carbonsched.cli.catalog", "carbonsched.cli.policy",
     "carbonsched.cli.db", "carbonsched.cli.token", "carbonsched.cli.server", "carbonsched.cli.completion",

@@ -150,3 +150,23 @@ def plot_report(ledger, path: str | Path) -> Path:
 def _kg(x: float) -> str:
     """kgCO2e for a title: 3 decimals, or 3 significant digits for a short run (never "0.000")."""
     return f"{x:.3g}" if x != 0 and abs(x) < 0.0005 else f"{x:.3f}"
+
+
+def plot_decisions(result, path: str | Path) -> Path:
+    """A decision backtest (``providers.grid.decisions``): per predictor, the share of the
+    hindsight-best saving captured and the share of decisions worse than starting now."""
+    plt = _pyplot()
+    path = _png(path)
+    names = [s.predictor for s in result.scores]
+    captured = [s.captured_pct or 0.0 for s in result.scores]
+    worse = [s.worse_than_now_pct for s in result.scores]
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], captured, width=0.4, color="tab:green", label="captured of the hindsight-best saving %")
+    ax.bar([i + 0.2 for i in x], worse, width=0.4, color="tab:red", label="decisions worse than starting now %")
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("%")
+    ax.set_title(f"{result.zone or 'history'}: {result.hours} h job, may wait {result.max_delay_hours} h "
+                 f"({result.scores[0].origins} decisions)")
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, plt, path)
