@@ -1,8 +1,10 @@
 """Submitting jobs and launching them: plan -> store -> launch now or defer -> fail over.
 
-``submit`` plans the job, stores it with the full plan, and launches it at once when the best
-start is now (else leaves it scheduled for the agent). ``launch_job`` is shared by ``submit``
-and the agent:
+``submit`` plans the job, checks what the launch will need before anything is stored (the
+launcher can honour the job's payload, its local paths exist, the cloud credentials are there,
+and for an immediate launch its secrets), stores it with the full plan and the forecasts behind
+it, and launches it at once when the best start is now and the job's earliest start has come
+(else leaves it scheduled for the agent). ``launch_job`` is shared by ``submit`` and the agent:
 
 1. claim the job atomically (scheduled -> launching), so it is launched at most once;
 2. for attempt n (placement n in rank order, at most ``max_attempts``): record the attempt as
