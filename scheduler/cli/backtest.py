@@ -74,9 +74,7 @@ def cmd_decisions(a: argparse.Namespace) -> int:
     return emit(a, result, to_dict=lambda r: r.to_dict(), render=lambda r: render(r.to_dict()), plot=plot)
 
 
-def register(sub, common) -> None:
-    from carbonsched.providers.grid.backtest import EM_VALUE
-
+def register(sub, common) -> None:  # imports nothing heavy: every command's parser is built for `plan` too
     p = sub.add_parser("backtest", parents=[common], help="replay decisions on history: what waiting really saved",
                        description="Backtests of decisions (the forecaster's own backtest is `carbonsched forecast "
                                    "backtest`).")
@@ -89,7 +87,7 @@ def register(sub, common) -> None:
     d.add_argument("--history", action="append", required=True, metavar="FILE",
                    help="hourly history CSV (the formats --intensity-file reads); repeat to join files (e.g. years)")
     d.add_argument("--zone", help="the zone column of a many-zone file")
-    d.add_argument("--signal", choices=sorted(EM_VALUE), default="lca", help="LCA or direct (Electricity Maps exports)")
+    d.add_argument("--signal", choices=["direct", "lca"], default="lca", help="LCA or direct (Electricity Maps exports)")
     d.add_argument("--hours", type=int, required=True, help="job runtime in hours")
     d.add_argument("--max-delay", type=int, required=True, metavar="HOURS", help="how long the job may wait")
     d.add_argument("--origins", type=int, metavar="N", help="N origins drawn with --seed (default: one per day)")
