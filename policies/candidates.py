@@ -19,6 +19,7 @@ class Candidates:
     runtime_h: np.ndarray  # (O,)
     usd_per_hour: np.ndarray  # (O,)
     gpu_memory_gb: np.ndarray  # (O,)
+    kg_co2e_p90: np.ndarray | None = None  # (O, K) with the forecast's upper decile: robust deferral
 
     @property
     def shape(self) -> tuple[int, int]:

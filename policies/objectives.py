@@ -43,6 +43,7 @@ from carbonsched.policies.candidates import Candidates
 TERMS = ("carbon", "cost", "time")
 OBJECTIVES = ("carbon", "cost", "time", "weighted", "lexicographic", "pareto")
 RISKS = ("mean", "p90")
+DEFERRALS = ("expected", "robust")
 TIE_REL = 1e-9  # float noise: values this close (relative) are the same value
 
 
@@ -54,6 +55,8 @@ class Policy:
     tolerance_pct: float = 1.0
     risk: str = "mean"  # "p90": the carbon term uses the forecast's upper decile (the planner supplies it)
     min_gain_pct: float = 0.0  # single-term objectives: smaller gains than this do not justify waiting or moving
+    # "robust": the carbon objective waits only for starts whose p90 beats the expected "now" (ranking.py)
+    deferral: str = "expected"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -71,6 +74,8 @@ class Policy:
             raise UserInputError(f"order must list distinct terms among {', '.join(TERMS)}, got {list(self.order)}")
         if self.risk not in RISKS:
             raise UserInputError(f"risk must be one of {', '.join(RISKS)}, got {self.risk!r}")
+        if self.deferral not in DEFERRALS:
+            raise UserInputError(f"deferral must be one of {', '.join(DEFERRALS)}, got {self.deferral!r}")
         tol = self.tolerance_pct
         if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not math.isfinite(tol) or tol < 0:
             raise UserInputError(f"tolerance_pct must be a finite number >= 0, got {tol!r}")

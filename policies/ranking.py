@@ -4,7 +4,8 @@ For one job the search is exact enumeration over all ``(o, k)`` candidates, vect
 
 1. Per offering ``o``, the best start ``k*(o)`` minimises the objective's primary array over
    feasible ``k``, ties to the earliest start (for the carbon objective, ties within
-   ``min_gain_pct``; cost does not depend on ``k`` and finish time grows with it, so "cost" and
+   ``min_gain_pct``, and with ``deferral = "robust"`` only the later starts whose p90 beats the
+   expected carbon of the earliest (``robust_starts``); cost does not depend on ``k`` and finish time grows with it, so "cost" and
    "time" take the earliest feasible start).
 2. Offerings are sorted (``np.lexsort``) by the objective's keys at their best start; for the
    single-term objectives the term in tie buckets first, then the start, then the other terms.
@@ -47,6 +48,19 @@ def row_earliest_within(x: np.ndarray, feasible: np.ndarray, fraction: float) ->
     masked = np.where(feasible[rows], x[rows], np.inf)
     best = masked.min(axis=1, keepdims=True)
     return rows, np.argmax(masked <= best + fraction * np.abs(best), axis=1)
+
+
+def robust_starts(c: Candidates, feasible: np.ndarray) -> np.ndarray:
+    """The robust deferral rule: per offering, its earliest feasible start ("now"), and the later
+    starts whose upper decile (``kg_co2e_p90``) still beats the expected carbon of "now" -- a gain
+    the forecast's own error could erase does not justify waiting. As ``feasible`` when the
+    candidates carry no upper decile."""
+    if c.kg_co2e_p90 is None:
+        return feasible
+    first = np.argmax(feasible, axis=1)
+    now_kg = c.kg_co2e[np.arange(c.shape[0]), first][:, None]
+    is_first = np.arange(c.shape[1])[None, :] == first[:, None]
+    return feasible & (is_first | (c.kg_co2e_p90 < now_kg))
 
 
 def _row_lexmin(keys: list[np.ndarray], feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +118,8 @@ def rank(c: Candidates, feasible: np.ndarray, policy: Policy) -> Ranking:
         # single term (objectives.py): per row, "carbon" takes the earliest start within the tie
         # fraction of the row's greenest; "cost" (constant in k) and "time" the earliest feasible start
         if policy.objective == "carbon":
-            rows, ks = row_earliest_within(c.kg_co2e, feasible, policy.tie_fraction)
+            eligible = robust_starts(c, feasible) if policy.deferral == "robust" else feasible
+            rows, ks = row_earliest_within(c.kg_co2e, eligible, policy.tie_fraction)
         else:
             rows, ks = _row_argmin(np.broadcast_to(c.start_h, c.shape), feasible)
         values = {"carbon": c.kg_co2e[rows, ks], "cost": c.cost_usd[rows], "time": c.start_h[ks] + c.runtime_h[rows]}

@@ -9,7 +9,9 @@ predictor ``P`` that sees only ``values[: o]``:
   for ``s = 0 .. D``;
 * the chosen start ``s*`` is the planner's own rule (``policies.ranking.row_earliest_within`` with
   ``Policy.tie_fraction``): the earliest ``s`` whose ``F[s]`` is within ``max(min_gain_pct, tie)``
-  of the smallest, so a gain inside the margin does not justify waiting;
+  of the smallest, so a gain inside the margin does not justify waiting; with ``robust`` only
+  starts whose p90 window mean beats ``F[0]`` may be chosen (a gain the forecast's own error
+  could erase does not justify waiting; predictors without a spread are unchanged);
 * with the actual series ``a``: run-now ``N = mean(a[o : o + H])``, realised
   ``R = mean(a[o + s* : o + s* + H])``, hindsight-best ``O = min_s mean(a[o + s : o + s + H])``.
 
@@ -94,13 +96,15 @@ class DecisionBacktest:
     scored_to: datetime
     candidate_origins: int
     scores: tuple[DecisionScores, ...]
+    robust: bool = False
 
     def to_dict(self) -> dict:
         return {"schema_version": 1, "zone": self.zone, "hours": self.hours, "max_delay_hours": self.max_delay_hours,
                 "min_gain_pct": self.min_gain_pct, "seed": self.seed,
                 "scored_from": self.scored_from.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "scored_to": self.scored_to.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "candidate_origins": self.candidate_origins, "scores": [asdict(s) for s in self.scores]}
+                "candidate_origins": self.candidate_origins, "robust": self.robust,
+                "scores": [asdict(s) for s in self.scores]}
 
 
 def window_means(x: np.ndarray, hours: int) -> np.ndarray:
@@ -111,10 +115,15 @@ def window_means(x: np.ndarray, hours: int) -> np.ndarray:
     return np.where(bad[hours:] - bad[:-hours] > 0, np.nan, s)
 
 
-def choose_start(forecast_means: np.ndarray, min_gain_pct: float = 0.0) -> int:
-    """The start the planner picks from forecast window means (module docstring)."""
+def choose_start(forecast_means: np.ndarray, min_gain_pct: float = 0.0, upper_means: np.ndarray | None = None) -> int:
+    """The start the planner picks from forecast window means (module docstring). With
+    ``upper_means`` (the windows' p90 means: the robust deferral rule) a later start is eligible
+    only when even its upper decile beats the expected intensity of starting now."""
     fraction = Policy(objective="carbon", min_gain_pct=min_gain_pct).tie_fraction
-    _, cols = row_earliest_within(forecast_means[None, :], np.isfinite(forecast_means)[None, :], fraction)
+    eligible = np.isfinite(forecast_means)
+    if upper_means is not None:
+        eligible &= (np.arange(eligible.size) == 0) | (upper_means < forecast_means[0])
+    _, cols = row_earliest_within(forecast_means[None, :], eligible[None, :], fraction)
     return int(cols[0]) if cols.size else 0
 
 
@@ -145,7 +154,7 @@ def pick_origins(candidates: np.ndarray, start: datetime, origins: int | None, s
 def decision_backtest(values: np.ndarray, start: datetime, *, hours: int, max_delay: int, zone: str = "",
                       origins: int | None = None, seed: int = 0, min_gain_pct: float = 0.0,
                       score_from: datetime | None = None, predictors: dict | None = None,
-                      min_history_h: int = 14 * 24, progress=None) -> DecisionBacktest:
+                      min_history_h: int = 14 * 24, robust: bool = False, progress=None) -> DecisionBacktest:
     """Replay the start decision at origins of ``values`` (hourly, from ``start``): see the module docstring."""
     if hours < 1 or max_delay < 1:
         raise ValueError("hours and max_delay must be at least 1 hour (with no delay there is no decision to score)")
@@ -164,18 +173,19 @@ def decision_backtest(values: np.ndarray, start: datetime, *, hours: int, max_de
         n, best = a[0], float(np.min(a))
         for name, predictor in predictors.items():
             try:
-                f = predictor(values[:o], start, max_delay + hours).mean
+                fc = predictor(values[:o], start, max_delay + hours)
             except ValueError:
                 skipped[name] += 1
                 continue
-            s = choose_start(window_means(f, hours), min_gain_pct)
+            s = choose_start(window_means(fc.mean, hours), min_gain_pct,
+                             window_means(fc.p90, hours) if robust else None)
             rows[name].append((n, float(a[s]), best, s))
         if progress is not None:
             progress(i + 1, chosen.size)
     return DecisionBacktest(zone=zone, hours=hours, max_delay_hours=max_delay, min_gain_pct=min_gain_pct, seed=seed,
                             scored_from=start + timedelta(hours=int(chosen[0])),
                             scored_to=start + timedelta(hours=int(chosen[-1])), candidate_origins=int(cands.size),
-                            scores=tuple(_score(name, rows[name], skipped[name]) for name in predictors))
+                            scores=tuple(_score(name, rows[name], skipped[name]) for name in predictors), robust=robust)
 
 
 def _score(name: str, rows: list, skipped: int) -> DecisionScores:

@@ -74,6 +74,9 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--tolerance-pct", type=float, metavar="PCT", help="for lexicographic: differences below this tie")
     o.add_argument("--weights", type=parse_weights, metavar="T=W,...", help="for weighted: carbon=1,cost=0.5,time=0")
     o.add_argument("--risk", choices=["mean", "p90"], help="rank carbon by the mean forecast or its p90 (risk-averse)")
+    o.add_argument("--deferral", choices=["expected", "robust"],
+                   help="robust: wait only when the later window's p90 beats starting now (fewer waits that end "
+                        "up worse; `carbonsched backtest decisions --robust` measures it); default expected")
     o.add_argument("--min-gain", type=float, metavar="PCT", dest="min_gain_pct",
                    help="carbon/cost/time objectives: wait for a later start or move region only when that saves "
                         "more than PCT %% (smaller gains tie, and ties go to the earliest start; default 0)")
@@ -134,6 +137,7 @@ def overrides(a: argparse.Namespace) -> dict:
     put("policy.objective", a.objective)
     put("policy.weights", a.weights)
     put("policy.risk", a.risk)
+    put("policy.deferral", getattr(a, "deferral", None))
     put("policy.order", a.order)
     put("policy.tolerance_pct", a.tolerance_pct)
     put("policy.min_gain_pct", a.min_gain_pct)

@@ -59,7 +59,8 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
 
 def tie_warnings(jc, ranking) -> list[str]:
     """Say when the best placement starts earlier than its offering's greenest start because the
-    gain was within ``min_gain_pct`` (carbon), or because the cost objective does not wait."""
+    gain was within ``min_gain_pct`` or within the forecast's error (carbon, robust deferral), or
+    because the cost objective does not wait."""
     policy = jc.policy
     if policy.objective not in ("carbon", "cost") or not len(ranking.offering):
         return []
@@ -72,6 +73,11 @@ def tie_warnings(jc, ranking) -> list[str]:
     if less < 0.1:  # not worth a line
         return []
     at = iso_utc(jc.window.starts[greenest])
+    p90 = jc.cands.kg_co2e_p90
+    if policy.objective == "carbon" and policy.deferral == "robust" and p90 is not None and less > 100 * policy.tie_fraction:
+        return [f"start: {at} was forecast to emit {less:.1f} % less, but its upper decile ({p90[o, greenest]:.3g} kg) "
+                f"does not beat this start's expected {row[k]:.3g} kg: the gain is within the forecast's error, "
+                "so it did not wait (deferral = \"robust\"; \"expected\" waits for the mean)"]
     if policy.objective == "cost":
         return [f"start: the cost objective starts as soon as it can; starting at {at} would emit {less:.1f} % less "
                 "at the same price (objective lexicographic with order cost, carbon prefers that)"]

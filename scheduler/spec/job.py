@@ -42,6 +42,7 @@ A job file (every key documented; unknown keys are errors with a suggestion)::
     tolerance_pct = 1.0             # lexicographic: differences below this count as ties
     risk = "mean"                   # "p90": rank carbon by the forecast's upper decile (risk-averse)
     min_gain_pct = 0.0              # carbon/cost/time: wait or move region only to save more than this %
+    deferral = "expected"           # "robust": wait only when the later window's p90 beats starting now
 
     [power]                         # the estimation model, see carbonsched.planning.estimate
     utilisation_factor = 0.84       # mean GPU power / TDP while training
@@ -127,6 +128,7 @@ SCHEMA: dict[str, object] = {
         "spot": bool,
     },
     "policy": {"objective": str, "weights": "numbermap", "order": "strlist", "tolerance_pct": "number", "risk": str,
+               "deferral": str,
                "min_gain_pct": "number"},
     "power": {"utilisation_factor": "number", "host_w_per_vcpu": "number", "host_w_per_gib": "number",
               "gpu_scaling_efficiency": "number"},
@@ -238,7 +240,8 @@ class JobSpec:
             "policy": {"objective": self.policy.objective, "weights": dict(self.policy.weights),
                        "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct,
                        "min_gain_pct": self.policy.min_gain_pct,
-                       "risk": self.policy.risk},
+                       "risk": self.policy.risk,
+                       **({"deferral": self.policy.deferral} if self.policy.deferral != "expected" else {})},
             "power": self.power.to_dict(),
             "throughput": dict(self.throughput) if self.throughput else None,
             "baseline_region": self.baseline_region,
@@ -346,7 +349,7 @@ def job_from_dict(raw: dict, base: Path | None = None) -> JobSpec:
     policy_kwargs = {}
     for key, attr in (("policy.objective", "objective"), ("policy.weights", "weights"),
                       ("policy.order", "order"), ("policy.tolerance_pct", "tolerance_pct"), ("policy.risk", "risk"),
-                      ("policy.min_gain_pct", "min_gain_pct")):
+                      ("policy.min_gain_pct", "min_gain_pct"), ("policy.deferral", "deferral")):
         if key in flat:
             policy_kwargs[attr] = flat[key]
     if "weights" in policy_kwargs:

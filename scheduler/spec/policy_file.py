@@ -9,6 +9,7 @@ A policy file (every key documented; unknown keys are errors with a suggestion):
     order = ["carbon", "cost"]        # for "lexicographic"
     tolerance_pct = 1.0               # lexicographic ties
     risk = "mean"                     # or "p90"
+    deferral = "robust"               # wait only for gains beyond the forecast's error (default "expected")
     residency = ["aws:eu-*", "gcp:europe-*"]  # data residency: jobs run only in matching regions
     max_delay = "24h"                 # jobs may wait at most this long for a greener window
 
@@ -68,14 +69,14 @@ from carbonsched.spec.job import resolve_job
 POLICY_VERSION = 1
 SCHEMA: dict[str, object] = {
     "version": int, "name": str, "objective": str, "weights": "numbermap", "order": "strlist",
-    "tolerance_pct": "number", "risk": str, "min_gain_pct": "number", "residency": "strlist", "max_delay": "duration",
+    "tolerance_pct": "number", "risk": str, "min_gain_pct": "number", "deferral": str, "residency": "strlist", "max_delay": "duration",
     "constraints": {"providers": "strlist", "exclude_regions": "strlist", "gpu_types": "strlist",
                     "min_gpu_memory_gb": "number", "max_usd_per_hour": "number", "max_total_usd": "number",
                     "carbon_budget_kg": "number", "spot": bool},
     "spot": {"preemption_rate_per_hour": "number", "preemption_rates": "numbermap"},
 }
 REQUIRED = ("version",)
-_POLICY_KEYS = ("objective", "weights", "order", "tolerance_pct", "risk", "min_gain_pct")
+_POLICY_KEYS = ("objective", "weights", "order", "tolerance_pct", "risk", "min_gain_pct", "deferral")
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,8 @@ def load_policy(path: str | Path) -> PolicyFile:
 
 def _policy_kwargs(flat: dict, current) -> dict:
     kw = {"objective": current.objective, "weights": dict(current.weights), "order": tuple(current.order),
-          "tolerance_pct": current.tolerance_pct, "risk": current.risk, "min_gain_pct": current.min_gain_pct}
+          "tolerance_pct": current.tolerance_pct, "risk": current.risk, "min_gain_pct": current.min_gain_pct,
+          "deferral": current.deferral}
     for key in _POLICY_KEYS:
         if key in flat:
             kw[key] = flat[key]

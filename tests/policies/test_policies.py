@@ -499,3 +499,30 @@ def test_policy_rejects_bad_input(kwargs):
 def test_policy_accepts_valid_input(kwargs):
     p = Policy(**kwargs)
     assert p.objective == kwargs["objective"]
+
+
+def test_robust_deferral_waits_only_for_gains_beyond_the_forecast_error():
+    """Offering 0: waiting saves 30 % on the mean, but the later window's p90 is above "now": no
+    wait. Offering 1: the later window's p90 is below "now": it waits. "expected" waits for both."""
+    import numpy as np
+
+    from carbonsched.policies.candidates import Candidates
+    from carbonsched.policies.objectives import Policy
+    from carbonsched.policies.ranking import rank, robust_starts
+
+    kg = np.array([[10.0, 9.5, 7.0], [10.0, 9.0, 6.0]])
+    p90 = np.array([[12.0, 11.0, 10.5], [12.0, 11.0, 8.0]])
+    c = Candidates(kg_co2e=kg, cost_usd=np.array([5.0, 6.0]), start_h=np.array([0.0, 1.0, 2.0]),
+                   runtime_h=np.array([4.0, 4.0]), usd_per_hour=np.array([1.0, 1.5]), gpu_memory_gb=np.array([80.0, 80.0]),
+                   kg_co2e_p90=p90)
+    feasible = np.ones(kg.shape, dtype=bool)
+    assert robust_starts(c, feasible).tolist() == [[True, False, False], [True, False, True]]
+    robust = rank(c, feasible, Policy(deferral="robust"))
+    assert dict(zip(robust.offering.tolist(), robust.start.tolist())) == {0: 0, 1: 2}
+    expected = rank(c, feasible, Policy())
+    assert dict(zip(expected.offering.tolist(), expected.start.tolist())) == {0: 2, 1: 2}
+    late = feasible.copy()
+    late[:, 0] = False  # "now" is the first feasible start, whatever its index
+    assert robust_starts(c, late).tolist() == [[False, True, False], [False, True, True]]
+    with pytest.raises(Exception, match="deferral"):
+        Policy(deferral="optimistic")
