@@ -99,3 +99,15 @@ def env(tmp_path, store_target):
     store = Store.for_settings(settings)
     yield settings, store, LocalLauncher(settings.home)
     store.close()
+
+
+@pytest.fixture
+def carbonsched_env(tmp_path, monkeypatch):
+    """A test's own carbonsched environment: no CARBONSCHED_* variable from outside, a home and config
+    folder under tmp_path, the embedded profile as intensity source (offline, reproducible)."""
+    for k in [k for k in os.environ if k.startswith("CARBONSCHED_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("CARBONSCHED_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CARBONSCHED_INTENSITY_SOURCE", "profile")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path

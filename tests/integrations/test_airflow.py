@@ -56,13 +56,8 @@ def airflow_db():
 
 
 @pytest.fixture(autouse=True)
-def carbonsched_env(tmp_path, monkeypatch):
-    for k in [k for k in os.environ if k.startswith("CARBONSCHED_")]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("CARBONSCHED_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CARBONSCHED_INTENSITY_SOURCE", "profile")  # offline, reproducible
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return tmp_path
+def _isolated(carbonsched_env):  # tests/conftest.py: no CARBONSCHED_* from outside, offline profile data
+    return carbonsched_env
 
 
 def _load(path: Path):

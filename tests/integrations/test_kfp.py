@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -29,12 +28,8 @@ EXAMPLE = REPO / "examples" / "pipelines" / "kfp_pipeline.py"
 
 
 @pytest.fixture(autouse=True)
-def carbonsched_env(tmp_path, monkeypatch):
-    for k in [k for k in os.environ if k.startswith("CARBONSCHED_")]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("CARBONSCHED_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CARBONSCHED_INTENSITY_SOURCE", "profile")  # offline, reproducible
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+def _isolated(carbonsched_env):  # tests/conftest.py: no CARBONSCHED_* from outside, offline profile data
+    return carbonsched_env
 
 
 def _example():

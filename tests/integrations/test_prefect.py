@@ -6,7 +6,6 @@ its own virtual environment (.ci/run); without Prefect the module skips.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from datetime import timedelta
 
@@ -37,12 +36,8 @@ def prefect_api():
 
 
 @pytest.fixture(autouse=True)
-def carbonsched_env(tmp_path, monkeypatch):
-    for k in [k for k in os.environ if k.startswith("CARBONSCHED_")]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("CARBONSCHED_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CARBONSCHED_INTENSITY_SOURCE", "profile")  # offline, reproducible
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+def _isolated(carbonsched_env):  # tests/conftest.py: no CARBONSCHED_* from outside, offline profile data
+    return carbonsched_env
 
 
 def _example():
