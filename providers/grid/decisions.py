@@ -119,12 +119,8 @@ def choose_start(forecast_means: np.ndarray, min_gain_pct: float = 0.0, upper_me
     """The start the planner picks from forecast window means (module docstring). With
     ``upper_means`` (the windows' p90 means: the robust deferral rule) a later start is eligible
     only when even its upper decile beats the expected intensity of starting now."""
-    fraction = Policy(objective="carbon", min_gain_pct=min_gain_pct).tie_fraction
-    eligible = np.isfinite(forecast_means)
-    if upper_means is not None:
-        eligible &= (np.arange(eligible.size) == 0) | (upper_means < forecast_means[0])
-    _, cols = row_earliest_within(forecast_means[None, :], eligible[None, :], fraction)
-    return int(cols[0]) if cols.size else 0
+    upper = None if upper_means is None else np.asarray(upper_means, dtype=float)[None, :]
+    return int(decide(np.asarray(forecast_means, dtype=float)[None, :], upper, min_gain_pct)[0])
 
 
 def candidate_origins(values: np.ndarray, start: datetime, hours: int, max_delay: int,
@@ -151,6 +147,43 @@ def pick_origins(candidates: np.ndarray, start: datetime, origins: int | None, s
     return np.array(out, dtype=int)
 
 
+def forecast_windows(values: np.ndarray, start: datetime, origins: np.ndarray, hours: int, max_delay: int,
+                     predictor, progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per origin, the predictor's window means ``F`` and p90 window means ``U`` for starts
+    ``0 .. max_delay`` (``(n, max_delay + 1)``), and which origins it could forecast."""
+    F = np.full((origins.size, max_delay + 1), np.nan)
+    U = F.copy()
+    ok = np.zeros(origins.size, dtype=bool)
+    for i, o in enumerate(origins):
+        try:
+            fc = predictor(values[:o], start, max_delay + hours)
+        except ValueError:
+            continue
+        F[i], U[i], ok[i] = window_means(fc.mean, hours), window_means(fc.p90, hours), True
+        if progress is not None:
+            progress()
+    return F, U, ok
+
+
+def decide(F: np.ndarray, U: np.ndarray | None, min_gain_pct: float = 0.0) -> np.ndarray:
+    """The chosen start per row of forecast window means ``F`` (``choose_start`` for many origins
+    at once; ``U`` given: the robust rule)."""
+    fraction = Policy(objective="carbon", min_gain_pct=min_gain_pct).tie_fraction
+    eligible = np.isfinite(F)
+    if U is not None:
+        eligible &= (np.arange(F.shape[1])[None, :] == 0) | (U < F[:, :1])
+    out = np.zeros(F.shape[0], dtype=int)
+    rows, cols = row_earliest_within(F, eligible, fraction)
+    out[rows] = cols
+    return out
+
+
+def score_decisions(name: str, A: np.ndarray, starts: np.ndarray, skipped: int = 0) -> DecisionScores:
+    """Scores of the starts chosen at each origin, ``A`` the actual window means ``(n, max_delay + 1)``."""
+    rows = [(a[0], float(a[s]), float(np.min(a)), s) for a, s in zip(A, starts)]
+    return _score(name, rows, skipped)
+
+
 def decision_backtest(values: np.ndarray, start: datetime, *, hours: int, max_delay: int, zone: str = "",
                       origins: int | None = None, seed: int = 0, min_gain_pct: float = 0.0,
                       score_from: datetime | None = None, predictors: dict | None = None,
@@ -165,27 +198,29 @@ def decision_backtest(values: np.ndarray, start: datetime, *, hours: int, max_de
     if chosen.size == 0:
         raise ValueError(f"no origin to score: it needs {min_history_h} h of history before it and "
                          f"{max_delay + hours} h of known values after it")
-    actual = window_means(values, hours)
-    rows: dict[str, list] = {name: [] for name in predictors}
-    skipped = dict.fromkeys(predictors, 0)
-    for i, o in enumerate(chosen):
-        a = actual[o: o + max_delay + 1]
-        n, best = a[0], float(np.min(a))
-        for name, predictor in predictors.items():
-            try:
-                fc = predictor(values[:o], start, max_delay + hours)
-            except ValueError:
-                skipped[name] += 1
-                continue
-            s = choose_start(window_means(fc.mean, hours), min_gain_pct,
-                             window_means(fc.p90, hours) if robust else None)
-            rows[name].append((n, float(a[s]), best, s))
+    A = actual_windows(values, chosen, hours, max_delay)
+    total, done = chosen.size * len(predictors), [0]
+
+    def tick():
+        done[0] += 1
         if progress is not None:
-            progress(i + 1, chosen.size)
+            progress(done[0], total)
+
+    scores = []
+    for name, predictor in predictors.items():
+        F, U, ok = forecast_windows(values, start, chosen, hours, max_delay, predictor, tick)
+        starts = decide(F[ok], U[ok] if robust else None, min_gain_pct)
+        scores.append(score_decisions(name, A[ok], starts, skipped=int((~ok).sum())))
     return DecisionBacktest(zone=zone, hours=hours, max_delay_hours=max_delay, min_gain_pct=min_gain_pct, seed=seed,
                             scored_from=start + timedelta(hours=int(chosen[0])),
                             scored_to=start + timedelta(hours=int(chosen[-1])), candidate_origins=int(cands.size),
-                            scores=tuple(_score(name, rows[name], skipped[name]) for name in predictors), robust=robust)
+                            scores=tuple(scores), robust=robust)
+
+
+def actual_windows(values: np.ndarray, origins: np.ndarray, hours: int, max_delay: int) -> np.ndarray:
+    """The actual window means for starts ``0 .. max_delay`` after each origin ``(n, max_delay + 1)``."""
+    w = window_means(values, hours)
+    return np.stack([w[o: o + max_delay + 1] for o in origins]) if origins.size else np.zeros((0, max_delay + 1))
 
 
 def _score(name: str, rows: list, skipped: int) -> DecisionScores:
