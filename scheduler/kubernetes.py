@@ -109,8 +109,12 @@ def context_region(ctx: KubeContext, regions: dict[str, Region], where: str = ""
 
 def all_regions(settings=None) -> dict[str, Region]:
     """The embedded regions plus the settings' Kubernetes contexts (``kubernetes:NAME``)."""
+    return regions_with(getattr(settings, "kubernetes_contexts", ()) or ())
+
+
+def regions_with(contexts) -> dict[str, Region]:
+    """The embedded regions plus those of ``contexts``."""
     regions = read_regions()
-    contexts = getattr(settings, "kubernetes_contexts", ()) or ()
     if not contexts:
         return regions
     return {**regions, **{c.region_id: context_region(c, regions) for c in contexts}}

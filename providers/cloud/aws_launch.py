@@ -33,7 +33,7 @@ import os
 import re
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, segments_of, shell_lines
+from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, shell_lines, stoppable
 
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 CAPACITY_CODES = frozenset({
@@ -41,7 +41,6 @@ CAPACITY_CODES = frozenset({
     "SpotMaxPriceTooLow", "InsufficientCapacityOnHost", "Unsupported", "InsufficientHostCapacity",
 })
 AUTH_CODES = frozenset({"UnauthorizedOperation", "AuthFailure", "AccessDenied", "AccessDeniedException"})
-EXIT_RE = re.compile(r"carbonsched-exit-code: (\d+)")
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
 
 
@@ -141,11 +140,7 @@ class Ec2Launcher(ConsoleRecord):
         zones = ec2.describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
         return zones[0]["ZoneName"] if zones else None
 
-    @staticmethod
-    def can_stop(placement: dict) -> bool:
-        """Segments of an interruptible run stop and start the instance: on-demand only (a one-time
-        spot instance cannot be stopped; it runs to the end)."""
-        return len(segments_of(placement)) > 1 and placement.get("market") != "spot"
+    can_stop = staticmethod(stoppable)  # segments stop and start the instance
 
     def stop(self, resource_id: str, grace_s: float = 300.0) -> bool:
         """End a segment: StopInstances (the OS's shutdown sends SIGTERM to the job, which checkpoints;
@@ -177,7 +172,7 @@ class Ec2Launcher(ConsoleRecord):
         return found
 
     def launch(self, job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
-        refuse_unsupported(job, self.name, frozenset())  # no workdir/mounts/secrets/nodes: a boot script only
+        refuse_unsupported(job, self.name)  # a boot script: no workdir, mounts, secrets or nodes
         if segment:
             return self._resume(job, placement, attempt, segment)
         from botocore.exceptions import BotoCoreError, ClientError
@@ -257,11 +252,7 @@ class Ec2Launcher(ConsoleRecord):
         state = reservations[0]["Instances"][0]["State"]["Name"]
         if state in ("pending", "running", "stopping", "shutting-down"):
             return "running", None
-        codes = EXIT_RE.findall(self.logs(resource_id) or "")  # the last: earlier ones ended segments
-        if codes:
-            code = int(codes[-1])
-            return ("succeeded" if code == 0 else "failed"), code
-        return "failed", None  # ended without reporting an exit code (killed, preempted, console gone)
+        return self.ended(resource_id)
 
     def cancel(self, resource_id: str) -> None:
         region, instance = self._split(resource_id)

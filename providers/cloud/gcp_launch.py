@@ -31,13 +31,12 @@ import re
 import uuid
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, segments_of, shell_lines
+from carbonsched.providers.cloud.launcher import ConsoleRecord, refuse_unsupported, shell_lines, stoppable
 
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
 CAPACITY_CODES = frozenset({"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS",
                             "QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", "STOCKOUT", "UNSUPPORTED_OPERATION"})
 N1_GPU = {"T4": "nvidia-tesla-t4", "V100": "nvidia-tesla-v100", "P100": "nvidia-tesla-p100", "P4": "nvidia-tesla-p4"}
-EXIT_RE = re.compile(r"carbonsched-exit-code: (\d+)")
 
 
 def request_id(token: str) -> str:
@@ -141,11 +140,7 @@ class GceLauncher(ConsoleRecord):
             labels={"carbonsched-job-id": job.id, "carbonsched-attempt": str(attempt)},
         )
 
-    @staticmethod
-    def can_stop(placement: dict) -> bool:
-        """Segments of an interruptible run stop and start the instance (startup scripts run at every
-        boot): on-demand only (a SPOT instance here is deleted when preempted; it runs to the end)."""
-        return len(segments_of(placement)) > 1 and placement.get("market") != "spot"
+    can_stop = staticmethod(stoppable)  # segments stop and start the instance (startup scripts run every boot)
 
     def stop(self, resource_id: str, grace_s: float | None = None) -> bool:
         """End a segment: instances.stop (the guest's shutdown sends SIGTERM to the job, which
@@ -167,7 +162,7 @@ class GceLauncher(ConsoleRecord):
         return found
 
     def launch(self, job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
-        refuse_unsupported(job, self.name, frozenset())  # no workdir/mounts/secrets/nodes: a boot script only
+        refuse_unsupported(job, self.name)  # a boot script: no workdir, mounts, secrets or nodes
         if segment:
             return self._resume(job, attempt, segment)
         from google.api_core import exceptions as gex
@@ -255,11 +250,7 @@ class GceLauncher(ConsoleRecord):
             raise LaunchError(f"Compute Engine instances.get: {exc.message}") from None
         if inst.status in ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "SUSPENDING", "REPAIRING"):
             return "running", None
-        codes = EXIT_RE.findall(self.logs(resource_id) or "")  # the last: earlier ones ended segments
-        if codes:
-            code = int(codes[-1])
-            return ("succeeded" if code == 0 else "failed"), code
-        return "failed", None
+        return self.ended(resource_id)
 
     def cancel(self, resource_id: str) -> None:
         zone, name = self._split(resource_id)

@@ -137,14 +137,27 @@ def secret_env(job: Job, environ=None) -> dict[str, str]:
     return {n: environ[n] for n in names}
 
 
-def refuse_unsupported(job: Job, launcher: str, supported: frozenset) -> None:
+# the payload keys not every launcher can honour (command/run, setup, env, image, checkpoint_dir:
+# all of them), in words, and which launcher honours which (spec/payload.py documents the keys)
+PAYLOAD_LIMITS = {"workdir": "syncing a workdir", "file_mounts": "file mounts",
+                  "secrets": "secrets (values kept out of instance metadata)", "num_nodes": "more than one node"}
+LAUNCHER_SUPPORT = {"local": frozenset({"workdir", "secrets"}), "aws": frozenset(), "gcp": frozenset(),
+                    "skypilot": frozenset(PAYLOAD_LIMITS)}
+
+
+def payload_gaps(spec: dict, launcher: str) -> list[str]:
+    """What of a job ``spec``'s payload ``launcher`` cannot honour, in words (an unknown launcher: nothing)."""
+    allowed = LAUNCHER_SUPPORT.get(launcher, frozenset(PAYLOAD_LIMITS))
+    asked = {k: (int(spec.get(k) or 1) > 1 if k == "num_nodes" else bool(spec.get(k))) for k in PAYLOAD_LIMITS}
+    return [words for k, words in PAYLOAD_LIMITS.items() if asked[k] and k not in allowed]
+
+
+def refuse_unsupported(job: Job, launcher: str) -> None:
     """LaunchError when the job asks for payload ``launcher`` cannot honour (a job stored before the
     check at submit, or moved to another launcher): the message names the SkyPilot launcher."""
-    wanted = [k for k in ("workdir", "file_mounts", "secrets") if job.spec.get(k) and k not in supported]
-    if int(job.spec.get("num_nodes") or 1) > 1 and "num_nodes" not in supported:
-        wanted.append("num_nodes")
-    if wanted:
-        raise LaunchError(f"job {job.id}: the {launcher} launcher cannot honour {', '.join(wanted)}; "
+    gaps = payload_gaps(job.spec, launcher)
+    if gaps:
+        raise LaunchError(f"job {job.id}: the {launcher} launcher cannot honour {', '.join(gaps)}; "
                           "submit it with --launcher skypilot")
 
 
@@ -178,6 +191,22 @@ UNMEASURED_MARK = "carbonsched-measurement-unavailable: "
 def segments_of(placement: dict | None) -> list[dict]:
     """The planned segments of an interruptible placement ([] for a run start to end)."""
     return list(((placement or {}).get("interruptible") or {}).get("segments") or [])
+
+
+def stoppable(placement: dict) -> bool:
+    """Whether an instance launcher runs ``placement`` in segments by stopping and starting its
+    instance: an interruptible on-demand placement (a one-time spot instance cannot be stopped,
+    and GCE deletes a preempted SPOT one; those run to the end)."""
+    return len(segments_of(placement)) > 1 and placement.get("market") != "spot"
+
+
+EXIT_MARK = re.compile(r"carbonsched-exit-code: (\d+)")
+
+
+def last_exit_code(console: str | None) -> int | None:
+    """The exit status the boot script printed last (earlier ones ended segments), or None."""
+    codes = EXIT_MARK.findall(console or "")
+    return int(codes[-1]) if codes else None
 
 
 def segment_lines(state_dir: str = "/var/lib/carbonsched") -> list[str]:
@@ -248,3 +277,9 @@ class ConsoleRecord:
 
     def measurement(self, resource_id: str) -> dict | None:
         return decode_marked(self.logs(resource_id))
+
+    def ended(self, resource_id: str) -> tuple[str, int | None]:
+        """How a run that is no longer running ended, from the exit status its script printed: no
+        status line (killed, preempted, console gone) reads as failed."""
+        code = last_exit_code(self.logs(resource_id))
+        return ("failed", None) if code is None else (("succeeded" if code == 0 else "failed"), code)

@@ -49,7 +49,6 @@ from carbonsched.fileio import write_text_atomic
 from carbonsched.record import is_record
 from carbonsched.runner import process_start
 
-SUPPORTED = frozenset({"workdir", "secrets"})  # payload beyond command/run/setup/env (spec/payload.py)
 TRACKER_MODULE = "carbonsched.cli.track"  # `carbonsched track` without the other commands' imports
 RUNNER_MODULE = "carbonsched.runner"  # a light process entry point (see its docstring)
 STARTUP_GRACE_S = 30.0  # a token this old without a pid: the launch died before the process started
@@ -84,7 +83,7 @@ class LocalLauncher:
         return d / f"segment-{segment}" if segment else d
 
     def launch(self, job: Job, placement: dict, attempt: int, token: str, segment: int = 0) -> str:
-        refuse_unsupported(job, self.name, SUPPORTED)
+        refuse_unsupported(job, self.name)
         d = self._dir(job.id, attempt, segment)
         command = [sys.executable, "-m", TRACKER_MODULE, "--quiet", "--out", str(d / "measurement.json"),
                    "--", *with_setup(job, job_argv(job))]

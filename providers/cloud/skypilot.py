@@ -44,14 +44,13 @@ import re
 from dataclasses import dataclass
 
 from carbonsched.errors import CapacityError, LaunchError
-from carbonsched.providers.cloud.launcher import (ConsoleRecord, image_reference_error, job_env, run_env, secret_env,
-                                                  shell_lines)
+from carbonsched.providers.cloud.launcher import (ConsoleRecord, image_reference_error, job_env, last_exit_code, run_env,
+                                                  secret_env, shell_lines)
 from carbonsched.record import decode_marked
 
 INSTALL_HINT = "pip install 'carbonsched[skypilot]'"
 DOCS_URL = "https://docs.skypilot.co/en/latest/getting-started/installation.html"
 RECORD_PATH = "/tmp/carbonsched/measurement.json"  # SkyPilot runs as a user: /var/lib is not writable
-EXIT_RE = re.compile(r"carbonsched-exit-code: (\d+)")
 MAX_ORDERED = 8  # ordered entries per launch: SkyPilot tries each in turn, and a long list only adds waiting
 IDLE_MINUTES = 10  # an on-demand cluster tears itself down this long after its job ends
 
@@ -538,10 +537,7 @@ class SkyPilotLauncher(ConsoleRecord):
         return f"skypilot:cluster:{name}" if self.api.clusters([name]) else None
 
     def _exit_code(self, resource_id: str) -> int | None:
-        match = None
-        for match in EXIT_RE.finditer(self.logs(resource_id) or ""):
-            pass
-        return int(match.group(1)) if match else None
+        return last_exit_code(self.logs(resource_id))
 
     def status(self, resource_id: str) -> tuple[str, int | None]:
         kind, name, job_id = parse_resource(resource_id)

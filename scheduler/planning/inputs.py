@@ -30,15 +30,10 @@ from carbonsched.providers.cloud import choose_offering_source
 from carbonsched.providers.cloud.anomalies import check_offerings, offering_key
 from carbonsched.providers.cloud.cache import quota_warnings
 from carbonsched.providers.grid import build_forecast_source
-from carbonsched.kubernetes import all_regions, context_offerings
+from carbonsched.kubernetes import context_offerings, regions_with
 from carbonsched.refdata import read_gpus
 from carbonsched.settings import Settings
 from carbonsched.spec.job import JobSpec
-
-@dataclass(frozen=True)
-class _Contexts:
-    kubernetes_contexts: tuple
-
 
 # GPUs whose instances have ARM (Graviton) hosts: x86 software does not run there unchanged
 ARM_HOST_GPUS = frozenset({"T4G"})
@@ -129,7 +124,7 @@ class PlanInputs:
         self.offerings_source, self.forecast_source = offerings_source, forecast_source
         self.exclude_flagged = exclude_flagged
         self.kube_contexts = tuple(kube_contexts)  # the settings' Kubernetes clusters, candidates beside the clouds
-        self.regions, self.gpus = all_regions(_Contexts(self.kube_contexts)), read_gpus()
+        self.regions, self.gpus = regions_with(self.kube_contexts), read_gpus()
         self._listed = None
         self._usable: dict[bool, tuple[OfferingTable, tuple[str, ...]]] = {}
         self._masks: dict[tuple, dict[str, np.ndarray]] = {}

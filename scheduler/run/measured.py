@@ -109,9 +109,23 @@ def collect_measurement(store: Store, job: Job, launcher, resource_id: str, plac
 
 
 # -- segments ---------------------------------------------------------------------------------
+def in_segments(job: Job) -> bool:
+    """Whether any of the job's placements runs in segments (an interruptible plan)."""
+    return any(segments_of(p) for p in job.plan.get("placements") or [])
+
+
 def segments_done(store: Store, job: Job) -> int:
-    """How many segments of the job have ended (its ``paused`` events)."""
+    """How many segments of the job have ended (its ``paused`` events); 0 without reading them for
+    a job that does not run in segments (every launch and poll asks)."""
+    if not in_segments(job):
+        return 0
     return sum(1 for e in store.events(job.id) if e["kind"] == "paused")
+
+
+def run_placement(store: Store, job: Job) -> dict:
+    """The placement the job's run was launched on ({} before any launch)."""
+    attempt = current_attempt(store, job)
+    return (job.plan.get("placements") or [{}])[attempt.attempt] if attempt else {}
 
 
 def current_attempt(store: Store, job: Job):

@@ -36,13 +36,13 @@ from carbonsched.errors import CapacityError, LaunchError, UserInputError
 from carbonsched.planning import plan as make_plan
 from carbonsched.planning.region_forecast import forecast_to_dict
 from carbonsched.providers.cloud import get_launcher
-from carbonsched.providers.cloud.launcher import Launcher, job_command, launch_token, secret_env
+from carbonsched.providers.cloud.launcher import Launcher, job_command, launch_token, payload_gaps, secret_env
 from carbonsched.run.lease import Lease
 from carbonsched.run.measured import (collect_measurement, current_attempt, note_elsewhere, pause, ran_on,
-                                      segment_ended, segment_token, segments_done)
+                                      in_segments, run_placement, segment_ended, segment_token, segments_done)
 from carbonsched.run.store import DEFAULT_LEASE_S, FINAL, Job, Store
 from carbonsched.spec.job import PROVIDERS
-from carbonsched.spec.payload import check_payload_paths, unsupported
+from carbonsched.spec.payload import check_payload_paths
 
 START_TOLERANCE = timedelta(minutes=1)  # a best start within this of now launches at once
 
@@ -86,7 +86,7 @@ def check_launchable(job, plan, launcher: str) -> None:
         raise UserInputError(str(exc).replace("job (not stored yet)", "the job")) from None
     names = {launcher} if launcher != "auto" else {provider_launcher(p.provider) for p in plan.placements}
     for name in sorted(names):
-        missing = unsupported(spec, name)
+        missing = payload_gaps(spec, name)
         if missing:
             raise UserInputError(f"the {name} launcher cannot honour this job's {', '.join(missing)}; submit it with "
                                  "--launcher skypilot (or drop those keys)")
@@ -314,14 +314,14 @@ def refresh_status(store: Store, job: Job, launchers: Callable[[str], Launcher],
     if job.state != "running" or not job.resource_id:
         return job
     launcher = launchers(launcher_for_resource(job.resource_id))
-    attempt = current_attempt(store, job)
-    placement = (job.plan.get("placements") or [{}])[attempt.attempt] if attempt else {}
     k = segments_done(store, job)
-    if segments and segment_ended(placement, k, now):
-        return pause(store, job, launcher, placement, k, now)
+    if segments and in_segments(job):
+        placement = run_placement(store, job)
+        if segment_ended(placement, k, now):
+            return pause(store, job, launcher, placement, k, now)
     state, code = launcher.status(job.resource_id)
     if state in ("succeeded", "failed") and store.set_state(job.id, state, now, expect=("running",), exit_code=code):
-        collect_measurement(store, job, launcher, job.resource_id, placement, now, segment=k)
+        collect_measurement(store, job, launcher, job.resource_id, run_placement(store, job), now, segment=k)
     return store.get(job.id)
 
 

@@ -21,7 +21,8 @@ Job-file keys (beside ``command``, ``image`` and ``env`` in ``spec/job.py``)::
     "/data" = "s3://my-bucket/imagenet"    # a bucket URI (s3://, gs://, r2://, cos://, https://)
     "/configs" = "./configs"
 
-What each launcher can honestly do (``launcher_support``): ``local`` runs setup, run/command,
+What each launcher can honestly do (``providers.cloud.launcher.LAUNCHER_SUPPORT``, checked by
+``payload_gaps`` at submit and again at launch): ``local`` runs setup, run/command,
 workdir (as the working directory), env and secrets on this machine, one node, no file mounts
 (point the job at the files); ``aws``/``gcp`` put setup, run/command and env into the boot script,
 and refuse workdir, file mounts, secrets (the boot script is readable instance metadata) and more
@@ -44,16 +45,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PAYLOAD_KEYS = ("run", "setup", "workdir", "file_mounts", "secrets", "num_nodes", "checkpoint_dir")
 
 # launcher -> payload keys it supports (command, image and env: every launcher)
-LAUNCHER_SUPPORT = {
-    "local": frozenset({"run", "setup", "workdir", "secrets", "checkpoint_dir"}),
-    "aws": frozenset({"run", "setup", "checkpoint_dir"}),
-    "gcp": frozenset({"run", "setup", "checkpoint_dir"}),
-    "skypilot": frozenset(PAYLOAD_KEYS),
-}
-WHY_NOT = {
-    "workdir": "syncing a workdir", "file_mounts": "file mounts", "secrets": "secrets (values kept out of "
-    "instance metadata)", "num_nodes": "more than one node",
-}
 
 
 @dataclass(frozen=True)
@@ -122,13 +113,6 @@ def payload_from_flat(flat: dict, base: Path | None = None) -> Payload:
     return Payload(run=_text(flat, "run"), setup=_text(flat, "setup"),
                    workdir=_resolve(workdir, base) if workdir else None, file_mounts=mounts or None,
                    secrets=secrets, num_nodes=nodes, checkpoint_dir=checkpoint)
-
-
-def unsupported(spec: dict, launcher: str) -> list[str]:
-    """The payload keys of a stored job ``spec`` that ``launcher`` cannot honour (in words)."""
-    allowed = LAUNCHER_SUPPORT.get(launcher, frozenset(PAYLOAD_KEYS))
-    return [WHY_NOT.get(k, k) for k in PAYLOAD_KEYS if spec.get(k) and k not in allowed and k != "num_nodes"] + \
-        (["more than one node"] if int(spec.get("num_nodes") or 1) > 1 and "num_nodes" not in allowed else [])
 
 
 def check_payload_paths(spec: dict) -> None:
