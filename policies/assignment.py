@@ -93,8 +93,8 @@ __all__ = ["BatchProblem", "BatchSolution", "greedy", "prune_top_k", "solve", "u
 
 INTEGRAL_TOL = 1e-6
 MILP_MIN_S = 1.0
-LP_SHARE = 0.6  # of a component's time: the LP stops by then
-STATUS_ORDER = ("trivial", "lp_integral", "greedy", "lp_round", "lp_fix", "optimal", "time_limit")  # best to worst
+LP_SHARE, DIVE_SHARE = 0.6, 0.8  # of a component's time: the LP stops by the first, the dive by the second
+STATUS_ORDER = ("trivial", "lp_integral", "greedy", "lp_dive", "lp_round", "lp_fix", "optimal", "time_limit")  # best to worst
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,6 +290,77 @@ def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
         m.add(cand[neg][pick])
 
 
+def _dive(m: _Master, share: float = 0.25, deadline: float = math.inf) -> np.ndarray | None:
+    """LP diving from the master's LP optimum: per round, up to a ``share`` of the fractional
+    columns (largest fractional part first) is rounded up (lower bound) where one more unit still
+    fits the capacity the whole units leave and its class has a unit to spare; when none can be,
+    the one closest to whole is rounded down (upper bound). The dual simplex re-solves from the
+    last basis. A round that raises the unplaced weight is undone and the next rounds fix a
+    quarter as many columns (doubling again after each round that keeps it); a single column
+    that raises it is not tried again. Returns units per candidate of the
+    master's problem: the last LP's, rounded down where still fractional (at the deadline, or
+    when every fractional column has been tried); None when a re-solve fails. The master's
+    bounds are restored."""
+    q, nj = m.p, len(m.jobs)
+    P, S = q.capacity.size, q.n_slots
+    n = len(m.cols)
+    lower, upper = np.zeros(n), np.full(n, m.inf)
+    tried = np.zeros(n, dtype=bool)  # columns whose rounding alone raised the unplaced weight
+    _, u = m.values()
+    target = float(m.w @ u) + 1e-6
+    limit = math.inf
+    m.h.setOptionValue("simplex_strategy", 1)
+    try:
+        while True:
+            x, _ = m.values()
+            whole = np.floor(x + INTEGRAL_TOL)
+            frac = np.flatnonzero((x - whole > INTEGRAL_TOL) & ~tried)
+            if not len(frac) or time.perf_counter() > deadline:
+                break
+            kc, kr = q.row_keys(m.cols)
+            load = np.bincount(kr, weights=q.demand[kc] * np.repeat(whole, q.n_hours[m.cols]), minlength=P * S)
+            room = m.n - np.bincount(m.job_row[q.job[m.cols]], weights=whole, minlength=nj)  # spare units per class
+            up = []
+            limit = max(1, min(limit, int(share * len(frac))))
+            for i in frac[np.argsort(-(x - whole)[frac], kind="stable")]:
+                c = m.cols[i]
+                a = q.resource[c] * S + q.first_hour[c]
+                b, k = a + q.n_hours[c], m.job_row[q.job[c]]
+                if room[k] >= 1 and load[a:b].max() + q.demand[c] <= q.capacity[q.resource[c]] + 1e-9:
+                    load[a:b] += q.demand[c]
+                    room[k] -= 1
+                    up.append(i)
+                    if len(up) >= limit:
+                        break
+            idx = np.array(up, dtype=np.int64) if up else frac[[np.argmin((x - whole)[frac])]]
+            before = lower[idx].copy(), upper[idx].copy()
+            if up:
+                lower[idx] = whole[idx] + 1
+            else:  # nothing fits one more unit: the column closest to whole goes down
+                upper[idx] = whole[idx]
+            m.set_bounds(nj + idx, lower[idx], upper[idx])
+            if not m.run():
+                return None
+            _, u = m.values()
+            if float(m.w @ u) > target:  # it costs placed weight: undo
+                lower[idx], upper[idx] = before
+                m.set_bounds(nj + idx, lower[idx], upper[idx])
+                if not m.run():
+                    return None
+                if len(idx) == 1:
+                    tried[idx] = True
+                limit = len(idx) // 4  # back off: fewer columns at a time
+            else:
+                limit = 2 * len(idx)
+        x, _ = m.values()
+        units = np.zeros(len(q.job))
+        units[m.cols] = np.floor(x + INTEGRAL_TOL)
+        return units
+    finally:
+        m.h.setOptionValue("simplex_strategy", 4)
+        m.set_bounds(nj + np.arange(n), np.zeros(n), np.full(n, m.inf))
+
+
 def _milp(m: _Master, start: np.ndarray, time_limit_s: float, abs_gap: float, floor: np.ndarray | None = None):
     """HiGHS's MILP over the master's columns from ``start`` (units per candidate of the master's
     problem), with each column's lower bound raised to ``floor`` (units per candidate) if given:
@@ -387,9 +458,11 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
         return w <= unplaced_bound + 1e-9 and c - cost_bound <= gap * max(abs(c), 1e-12)
 
     done = consider(*relocate(p, seed_chosen, jobs[seed[jobs] < 0], cand_p), "greedy")
-    if not done:  # the LP rounded down, the units left over placed where they still fit
-        done = consider(*relocate(p, *fill(p, *cl.to_jobs(np.floor(units + INTEGRAL_TOL), classes), cand_p),
-                                  cand_p), "lp_round")
+    if not done:  # LP diving, else the LP rounded down; the units left over placed where they still fit
+        dove = _dive(m, deadline=started + DIVE_SHARE * (deadline - started))
+        whole = np.floor(units + INTEGRAL_TOL) if dove is None else dove
+        done = consider(*relocate(p, *fill(p, *cl.to_jobs(whole, classes), cand_p), cand_p),
+                        "lp_round" if dove is None else "lp_dive")
     # LP-and-fix: the MILP with every column held at least at the LP's whole units, then the MILP
     # over everything generated. Each may take as long as everything before the first (at least
     # MILP_MIN_S), within the deadline.
@@ -399,6 +472,8 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
         if done or time.perf_counter() >= deadline:
             break
         start = cl.to_q_counts(best[1])
+        if floor is not None:
+            floor = np.minimum(floor, start)  # held where the LP and the best assignment agree: the start stays feasible
         m.add(np.flatnonzero(start))  # the fill pass may have used candidates the LP never generated
         res = _milp(m, start, min(budget, deadline - time.perf_counter()), abs_gap, floor)
         if res is None:
@@ -419,7 +494,7 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
     return _Result(chosen, unplaced, status, cost_bound, unplaced_bound, mip_gap, False, stats)
 
 
-def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 1e-3,
+def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5e-3,
           init_per_job: int = 4, add_per_job: int = 3, colgen_tol: float | None = None) -> BatchSolution:
     """The assignment placing the most priority-weighted jobs and, among those, the cheapest
     (within ``mip_rel_gap`` of the cost bound, else the best found in ``time_limit_s``); see the

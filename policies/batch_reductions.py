@@ -184,36 +184,85 @@ class JobClasses:
         return np.sort(chosen), np.setdiff1d(self.members_of(classes), member)
 
 
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53], dtype=np.uint64)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (splitmix64's): nearby inputs, far apart outputs."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _fingerprint(cols: list[np.ndarray]) -> np.ndarray:
+    """A 64-bit hash of each candidate's row (its fields as uint64 columns)."""
+    h = np.zeros(len(cols[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k, col in enumerate(cols):
+            h = _mix(h ^ (col * _MIX[k]))
+    return h
+
+
 def job_classes(p: BatchProblem) -> JobClasses:
-    """Reduction 0: identical jobs of ``p`` (weight and candidate multiset) as one class each."""
-    order = np.lexsort((p.cost, p.demand, p.n_hours, p.first_hour, p.resource, p.job))
-    seg_start = np.searchsorted(p.job[order], np.arange(p.n_jobs))
-    seg_end = np.append(seg_start[1:], len(order))
-    rec = np.empty(len(order), dtype=[("r", "i8"), ("h", "i8"), ("n", "i8"), ("d", "f8"), ("c", "f8")])
-    rec["r"], rec["h"], rec["n"] = p.resource[order], p.first_hour[order], p.n_hours[order]
-    rec["d"], rec["c"] = p.demand[order], p.cost[order]
-    w = p.weights
-    seen: dict = {}
-    of_job = np.empty(p.n_jobs, dtype=np.int64)
-    for j in range(p.n_jobs):
-        of_job[j] = seen.setdefault((float(w[j]), rec[seg_start[j]:seg_end[j]].tobytes()), len(seen))
-    n_cls = len(seen)
-    rep = np.full(n_cls, p.n_jobs)
-    np.minimum.at(rep, of_job, np.arange(p.n_jobs))  # each class's first job
-    members = np.lexsort((np.arange(p.n_jobs), of_job))
+    """Reduction 0: identical jobs of ``p`` (weight and candidate multiset) as one class each.
+
+    Each job's candidates are ordered by a hash of their row and the jobs grouped by the sum of
+    those hashes (numpy throughout); every job is then compared whole, row by row, with its
+    group's first job, and a group that a collision (or a tie in the order) formed is split
+    exactly (canonical row bytes as dict keys)."""
+    n_jobs, w = p.n_jobs, p.weights
+    fields = [np.asarray(p.resource, dtype=np.int64), np.asarray(p.first_hour, dtype=np.int64),
+              np.asarray(p.n_hours, dtype=np.int64), np.asarray(p.demand, dtype=float), np.asarray(p.cost, dtype=float)]
+    cols = [f.view(np.uint64) for f in fields]
+    h = _fingerprint(cols)
+    bits = max(1, int(n_jobs).bit_length())  # one uint64 key: the job, then the hash's top bits
+    order = np.argsort((p.job.astype(np.uint64) << np.uint64(64 - bits)) | (h >> np.uint64(bits)), kind="stable")
+    seg_start = np.searchsorted(p.job[order], np.arange(n_jobs))
+    lens = np.diff(np.append(seg_start, len(order)))
+    with np.errstate(over="ignore"):
+        f = np.add.reduceat(_mix(h[order]), seg_start)
+    key = np.empty(n_jobs, dtype=[("n", "i8"), ("w", "f8"), ("f", "u8")])
+    key["n"], key["w"], key["f"] = lens, w, f
+    _, first, group = np.unique(key, return_index=True, return_inverse=True)
+    group = group.ravel()
+    within = np.arange(len(order)) - np.repeat(seg_start, lens)
+    other = order[np.repeat(seg_start[first[group]], lens) + within]  # the aligned row of the group's first job
+    differs = np.zeros(len(order), dtype=bool)
+    for col in cols:
+        differs |= col[order] != col[other]
+    if differs.any():  # a collision: exact keys for the jobs of the groups it touched
+        bad = np.unique(p.job[order[differs]])
+        seen: dict = {}
+        for j in np.flatnonzero(np.isin(group, group[bad])):
+            a, b = seg_start[j], seg_start[j] + lens[j]
+            order[a:b] = seg = order[a:b][np.lexsort([c[order[a:b]] for c in cols][::-1])]  # canonical order
+            rows = np.stack([c[seg] for c in cols], axis=1)
+            group[j] = seen.setdefault((float(w[j]), rows.tobytes()), len(first) + len(seen))
+    # classes numbered by their first job, in submission order
+    _, cls = np.unique(group, return_inverse=True)
+    cls = cls.ravel()
+    n_cls = int(cls.max()) + 1 if n_jobs else 0
+    rep = np.full(n_cls, n_jobs)
+    np.minimum.at(rep, cls, np.arange(n_jobs))  # each class's first job
+    rank = np.empty(n_cls, dtype=np.int64)
+    rank[np.argsort(rep)] = np.arange(n_cls)
+    of_job, rep = rank[cls], np.sort(rep)
+    members = np.lexsort((np.arange(n_jobs), of_job))
     member_start = np.searchsorted(of_job[members], np.arange(n_cls + 1))
-    sizes = np.diff(member_start).astype(float)
     # q's candidates: the representatives' segments of `order`, class by class
-    lens = (seg_end - seg_start)[rep]
-    q_start = np.concatenate([[0], np.cumsum(lens)])
-    pos = np.arange(q_start[-1]) - np.repeat(q_start[:-1], lens)
-    rep_cand = order[np.repeat(seg_start[rep], lens) + pos]
-    q_job = np.repeat(np.arange(n_cls), lens)
+    q_lens = lens[rep]
+    q_start = np.concatenate([[0], np.cumsum(q_lens)])
+    q_job = np.repeat(np.arange(n_cls), q_lens)
+    pos = np.arange(q_start[-1]) - np.repeat(q_start[:-1], q_lens)
+    rep_cand = order[np.repeat(seg_start[rep], q_lens) + pos]
+    by_index = np.lexsort((rep_cand, q_job))  # within a class, p's order (no aggregation: q is p)
+    rep_cand, pos = rep_cand[by_index], pos[by_index]
+    at_pos = np.empty(len(pos), dtype=np.int64)
+    at_pos[q_start[q_job] + pos] = np.arange(len(pos))
     to_q = np.empty(len(p.job), dtype=np.int64)
-    within = np.arange(len(order)) - np.repeat(seg_start, seg_end - seg_start)
-    job_of_order = p.job[order]
-    to_q[order] = q_start[of_job[job_of_order]] + within
+    to_q[order] = at_pos[q_start[of_job[p.job[order]]] + within]
     q = replace(p, job=q_job, cost=p.cost[rep_cand], resource=p.resource[rep_cand],
                 first_hour=p.first_hour[rep_cand], n_hours=p.n_hours[rep_cand], demand=p.demand[rep_cand],
-                n_jobs=n_cls, weight=w[rep], count=sizes)
+                n_jobs=n_cls, weight=w[rep], count=np.diff(member_start).astype(float))
     return JobClasses(q, of_job, to_q, seg_start, order, pos, members, member_start)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Callable
 
@@ -173,7 +173,7 @@ def _short_reason(exc: InfeasibleError, eliminated: dict[str, int]) -> str:
 def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_capacity: float | None = None,
                settings: Settings | None = None, top_k: int | None = DEFAULT_TOP_K, objective=None,
                offerings_source=None, forecast_source=None, time_limit_s: float = 30.0,
-               mip_rel_gap: float = 1e-3, progress: Callable[[int, int], None] | None = None,
+               mip_rel_gap: float = 5e-3, progress: Callable[[int, int], None] | None = None,
                strict: bool = False) -> BatchPlan:
     """Jointly place ``jobs`` under capacity (see the module docstring). InfeasibleError when a job
     has no feasible placement even on its own, when no job fits the capacity at all, and, with
@@ -246,18 +246,33 @@ def _unique_names(jobs: list[JobSpec]) -> list[str]:
     return names
 
 
+def _spec_key(job: JobSpec) -> str:
+    """What a job's candidates depend on: every field but its name and priority (repr: exact for
+    the numbers and instants a job holds; two equal specs whose repr differs are only built twice)."""
+    return repr([getattr(job, f.name) for f in fields(job) if f.name not in ("name", "priority")])
+
+
 def _all_candidates(jobs: list[JobSpec], names: list[str], progress=None, **kw) -> list[JobCandidates]:
     """Each job's candidates, as ``plan`` builds them; InfeasibleError naming every job that has
-    no feasible placement even on its own."""
+    no feasible placement even on its own. Jobs that differ only in name and priority (a queue of
+    one shape submitted many times) share one build: their JobCandidates differ only in ``job``."""
     jcs, failed = [], []
+    built: dict[str, JobCandidates | tuple] = {}
     for i, (n, job) in enumerate(zip(names, jobs)):
         if progress is not None:
             progress(i, len(jobs))
-        try:
-            jc = job_candidates(job, **kw)
-        except InfeasibleError as exc:  # no offering passes the job's per-offering constraints
-            failed.append((n, exc, exc.eliminated))
+        key = _spec_key(job)
+        if key not in built:
+            try:
+                built[key] = job_candidates(job, **kw)
+            except InfeasibleError as exc:  # no offering passes the job's per-offering constraints
+                built[key] = (exc, exc.eliminated)
+        jc = built[key]
+        if isinstance(jc, tuple):
+            failed.append((n, *jc))
             continue
+        if jc.job.name != job.name or jc.job.priority != job.priority:
+            jc = replace(jc, job=replace(jc.job, name=job.name, priority=job.priority))
         if jc.feasible.any():
             jcs.append(jc)
         else:
@@ -273,12 +288,19 @@ def _all_candidates(jobs: list[JobSpec], names: list[str], progress=None, **kw) 
 
 def _scores(jcs: list[JobCandidates], weights: dict[str, float], scale_free: bool) -> list:
     """Per job, the (O, K) objective ``sum_t w_t x_t / m_t`` (``m_t`` = 1 unless ``scale_free``:
-    then the mean of term t over every feasible candidate of the batch)."""
+    then the mean of term t over every feasible candidate of the batch). Jobs sharing one build
+    of their candidates share one array."""
     scale = {}
     for t in weights:
-        vals = [_terms(jc)[t][jc.feasible] for jc in jcs]
+        vals = [_terms(jc)[t][jc.feasible] for jc in jcs] if scale_free else []
         scale[t] = max(float(np.mean(np.concatenate(vals))), 1e-12) if scale_free else 1.0
-    return [sum(w * _terms(jc)[t] / scale[t] for t, w in weights.items()) for jc in jcs]
+    done: dict[int, np.ndarray] = {}
+    out = []
+    for jc in jcs:
+        if id(jc.cands) not in done:
+            done[id(jc.cands)] = sum(w * _terms(jc)[t] / scale[t] for t, w in weights.items())
+        out.append(done[id(jc.cands)])
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,32 +326,40 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None)
     cols = {key: [] for key in ("job", "cost", "res", "first", "hours", "demand", "o", "k")}
     resources: dict[tuple[str, str], int] = {}
     pruned = False
+    shared: dict[tuple[int, int], tuple] = {}  # jobs sharing candidates and scores share their columns
     for j, (jc, score) in enumerate(zip(jcs, scores)):
-        flat = np.flatnonzero(jc.feasible.ravel())
-        vals = np.asarray(score).ravel()[flat]
-        keep = flat[np.lexsort((flat, vals))][:k] if k is not None else flat
-        pruned |= len(keep) < len(flat)
-        o, kk = np.unravel_index(keep, jc.feasible.shape)
-        start = jc.offset_h + jc.cands.start_h[kk]
-        end = start + jc.cands.runtime_h[o]
-        first = np.floor(start + 1e-9).astype(np.int64)
-        cols["hours"].append(np.maximum(np.ceil(end - 1e-9).astype(np.int64) - first, 1))
-        cols["first"].append(first)
-        uniq, inv = np.unique(o, return_inverse=True)
-        res = np.array([resources.setdefault((jc.offerings[i].region_id, jc.offerings[i].gpu), len(resources))
-                        for i in uniq], dtype=np.int64)
-        cols["res"].append(res[inv])
-        cols["demand"].append(np.array([jc.offerings[i].gpu_count for i in uniq], dtype=float)[inv])
-        cols["job"].append(np.full(len(o), j))
-        cols["cost"].append(np.asarray(score).ravel()[keep] if np.ndim(score) else np.zeros(len(o)))
-        cols["o"].append(o)
-        cols["k"].append(kk)
+        key = (id(jc.cands), id(score))
+        if key not in shared:
+            shared[key] = _columns(jc, score, k, resources)
+        part, short = shared[key]
+        pruned |= short
+        for name, v in part.items():
+            cols[name].append(v)
+        cols["job"].append(np.full(len(part["o"]), j))
     cat = {key: np.concatenate(v) for key, v in cols.items()}
     caps = np.array([cap_of(r, g) for r, g in resources], dtype=float)
     prob = BatchProblem(job=cat["job"], cost=cat["cost"], resource=cat["res"], first_hour=cat["first"],
                         n_hours=cat["hours"], demand=cat["demand"], capacity=caps, n_jobs=len(jcs),
                         weight=np.array([jc.job.priority for jc in jcs], dtype=float))
     return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned)
+
+
+def _columns(jc: JobCandidates, score, k: int | None, resources: dict) -> tuple[dict, bool]:
+    """One job's columns (all but ``job``) and whether pruning to ``k`` dropped any."""
+    flat = np.flatnonzero(jc.feasible.ravel())
+    vals = np.asarray(score).ravel()[flat]
+    keep = flat[np.lexsort((flat, vals))][:k] if k is not None else flat
+    o, kk = np.unravel_index(keep, jc.feasible.shape)
+    start = jc.offset_h + jc.cands.start_h[kk]
+    end = start + jc.cands.runtime_h[o]
+    first = np.floor(start + 1e-9).astype(np.int64)
+    uniq, inv = np.unique(o, return_inverse=True)
+    res = np.array([resources.setdefault((jc.offerings[i].region_id, jc.offerings[i].gpu), len(resources))
+                    for i in uniq], dtype=np.int64)
+    return {"hours": np.maximum(np.ceil(end - 1e-9).astype(np.int64) - first, 1), "first": first, "res": res[inv],
+            "demand": np.array([jc.offerings[i].gpu_count for i in uniq], dtype=float)[inv],
+            "cost": np.asarray(score).ravel()[keep] if np.ndim(score) else np.zeros(len(o)), "o": o, "k": kk}, \
+        len(keep) < len(flat)
 
 
 def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str], top_k: int | None) -> InfeasibleError:

@@ -21,6 +21,7 @@ or a directory: every ``*.toml`` in it is one job file, except ``capacity.toml``
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from carbonsched.errors import JobSpecError, UnknownNameError
@@ -87,8 +88,7 @@ def batch_from_dict(raw: dict, where: str = "batch") -> tuple[list[JobSpec], dic
             jobs.append(job_from_dict(entry))
         except JobSpecError as exc:
             raise JobSpecError(f"{where}: job {i} ({entry.get('name', 'unnamed')}): {exc}") from None
-    names = [j.name for j in jobs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, k in Counter(j.name for j in jobs).items() if k > 1)
     if dupes:
         raise JobSpecError(f"{where}: job names must be unique within a batch; repeated: {', '.join(dupes)}")
     capacity, default = _capacity(raw.get("capacity"), where)

@@ -253,3 +253,15 @@ def test_plan_batch_places_what_fits_by_priority_and_says_why():
     assert u["earliest_start_with_room"] == "2026-11-27T17:00:00Z" and u["earliest_region_id"] == "aws:eu-north-1"
     assert any("2 of 3 jobs do not fit" in w for w in d["warnings"])
     assert d["greedy"]["unplaced"] == ["n1", "urgent"]  # submission order ignores priority
+
+
+def test_job_classes_exact_even_when_fingerprints_collide(monkeypatch):
+    """The fingerprint only groups; every job is compared whole with its class's first job."""
+    from carbonsched.policies import batch_reductions
+
+    rng = np.random.default_rng(5)
+    p = random_problem(rng, 6, 3, copies=3)
+    honest = batch_reductions.job_classes(p).of_job
+    monkeypatch.setattr(batch_reductions, "_fingerprint", lambda cols: np.zeros(len(cols[0]), dtype=np.uint64))  # all collide
+    assert np.array_equal(batch_reductions.job_classes(p).of_job, honest)
+    assert len(np.unique(honest)) == 6
