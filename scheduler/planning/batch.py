@@ -98,14 +98,22 @@ class BatchPlan:
         with_base = [(p, b) for p, b in zip(self.placements, self.baselines) if b is not None and p is not None]
         base_tot["kg_saved_by_batch"] = sum(b.kg_co2e for _, b in with_base) - sum(p.kg_co2e for p, _ in with_base)
         policy = {"policy_file": dict(self.policy_file)} if self.policy_file is not None else {}
+        done: dict[int, dict] = {}  # many jobs share a Placement: convert each once, copy the rest
+
+        def as_dict(p):
+            if p is None:
+                return None
+            if id(p) not in done:
+                done[id(p)] = placement_to_dict(p)
+                return done[id(p)]
+            return {k: list(v) if isinstance(v, list) else v for k, v in done[id(p)].items()}
+
         return {
             "schema_version": SCHEMA_VERSION,
             "now": iso_utc(self.now),
             "objective": self.objective,
             **policy,
-            "jobs": [{"name": n, "placement": placement_to_dict(p) if p else None,
-                      "baseline": placement_to_dict(b) if b else None,
-                      "greedy": placement_to_dict(g) if g else None}
+            "jobs": [{"name": n, "placement": as_dict(p), "baseline": as_dict(b), "greedy": as_dict(g)}
                      for n, p, b, g in zip(self.names, self.placements, self.baselines, self.greedy)],
             "totals": totals, "greedy": greedy_tot, "baseline": base_tot,
             "unplaced": [u.to_dict() for u in self.unplaced],
@@ -204,10 +212,22 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
         warnings.append(f"the solver stopped at its time limit:{gap} not proven optimal")
 
     t = time.perf_counter()
-    baselines = [jc.baseline() for jc in jcs]
-    chosen = [batch.placement(jc, c, b) if c >= 0 else None for jc, c, b in zip(jcs, sol.choice, baselines)]
+    made: dict = {}  # Placements are immutable: jobs sharing a candidate build share them
+
+    def baseline(jc):
+        key = id(jc.cands)
+        return made[key] if key in made else made.setdefault(key, jc.baseline())
+
+    def placement(jc, c, b):
+        if c < 0:
+            return None
+        key = (id(jc.cands), int(batch.offering[c]), int(batch.start[c]))
+        return made[key] if key in made else made.setdefault(key, batch.placement(jc, c, b))
+
+    baselines = [baseline(jc) for jc in jcs]
+    chosen = [placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
     g = greedy(batch.problem)
-    greedy_ps = [batch.placement(jc, c, b) if c >= 0 else None for jc, c, b in zip(jcs, g, baselines)]
+    greedy_ps = [placement(jc, c, b) for jc, c, b in zip(jcs, g, baselines)]
     unplaced = tuple(why_unplaced(batch, sol, jcs, names)) if len(sol.unplaced) else ()
     if unplaced:
         warnings.append(f"capacity: {len(unplaced)} of {len(jobs)} jobs do not fit and are left out (see unplaced; "
