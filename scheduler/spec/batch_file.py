@@ -22,6 +22,7 @@ or a directory: every ``*.toml`` in it is one job file, except ``capacity.toml``
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from carbonsched.errors import JobSpecError, UnknownNameError
@@ -83,9 +84,17 @@ def batch_from_dict(raw: dict, where: str = "batch") -> tuple[list[JobSpec], dic
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
         raise JobSpecError(f"{where}: no [[job]] tables; write one [[job]] table per job")
     jobs = []
+    seen: dict[str, JobSpec] = {}  # a queue repeats few shapes: entries equal but for the name parse once
     for i, entry in enumerate(entries, 1):
+        name = entry.get("name")
+        key = repr(sorted((k, v) for k, v in entry.items() if k != "name")) if isinstance(name, str) else None
+        if key in seen:
+            jobs.append(replace(seen[key], name=name))
+            continue
         try:
             jobs.append(job_from_dict(entry))
+            if key is not None:
+                seen[key] = jobs[-1]
         except JobSpecError as exc:
             raise JobSpecError(f"{where}: job {i} ({entry.get('name', 'unnamed')}): {exc}") from None
     dupes = sorted(n for n, k in Counter(j.name for j in jobs).items() if k > 1)

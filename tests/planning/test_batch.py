@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from carbonsched.planning.batch import capacity_lookup, plan_batch
-from carbonsched.errors import InfeasibleError, UserInputError
+from carbonsched.errors import InfeasibleError, JobSpecError, UserInputError
 from carbonsched.spec.job import job_from_dict
 from hypothesis import given, settings as hsettings, strategies as st
 
@@ -265,3 +265,19 @@ def test_job_classes_exact_even_when_fingerprints_collide(monkeypatch):
     monkeypatch.setattr(batch_reductions, "_fingerprint", lambda cols: np.zeros(len(cols[0]), dtype=np.uint64))  # all collide
     assert np.array_equal(batch_reductions.job_classes(p).of_job, honest)
     assert len(np.unique(honest)) == 6
+
+
+def test_batch_file_entries_equal_but_for_the_name_parse_to_equal_specs():
+    from carbonsched.spec.batch_file import batch_from_dict
+
+    def entry(name, hours=4):
+        return {"name": name, "gpu": "A100", "gpus": 8, "hours": hours, "window": {"max_delay": "12h"},
+                "constraints": {"gpu_types": ["A100", "A100-80GB"]}}
+
+    raw = {"capacity": {"default": 16}, "job": [entry("a"), entry("b"), entry("c", hours=5), entry("d")]}
+    jobs, _, default = batch_from_dict(raw)
+    assert [j.name for j in jobs] == ["a", "b", "c", "d"] and default == 16
+    assert jobs == [job_from_dict(e) for e in raw["job"]]
+    bad = {**entry("y"), "gpus": "eight"}  # a failed entry is not remembered: each one is checked
+    with pytest.raises(JobSpecError, match=r"job 3 \(y\)"):
+        batch_from_dict({"job": [entry("a"), entry("b"), bad, {**bad, "name": "z"}]})
