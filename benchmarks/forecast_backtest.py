@@ -79,6 +79,8 @@ def row(name: str, res, extra: str = "") -> tuple[str, dict]:
         cells.append("|")
     gain = 1 - m["forecaster"].mae / m["seasonal_naive_24h"].mae
     cells.append(f"{100 * gain:6.1f}%")
+    f = m["forecaster"]
+    cells.append(f"| {f.below_p10_pct:4.1f} {f.above_p90_pct:4.1f}")
     return " ".join(cells) + extra, {k: m[k] for k in MODEL_ORDER}
 
 
@@ -86,7 +88,7 @@ def header() -> str:
     names = " ".join(f"{SHORT[m]:>7}" for m in MODEL_ORDER)
     names6 = " ".join(f"{SHORT[m]:>6}" for m in MODEL_ORDER)
     return (f"{'zone':<13} {'MAE g/kWh':^31} | {'MAPE %':^27} | {'Spearman':^27} | vs snaive\n"
-            f"{'':<13} {names} | {names6} | {names6} |")
+            f"{'':<13} {names} | {names6} | {names6} |         | fcst % <p10 >p90")
 
 
 def summary(label: str, results: dict, variable: list[str]) -> None:
@@ -111,6 +113,9 @@ def summary(label: str, results: dict, variable: list[str]) -> None:
     mean_rho = float(np.nanmean(rho))
     ok = mean_rho >= 0.7
     n_ok = int(np.sum(rho >= 0.7))
+    lo = np.mean([r.models["forecaster"].below_p10_pct for r in results.values()])
+    hi = np.mean([r.models["forecaster"].above_p90_pct for r in results.values()])
+    print(f"  p10/p90 calibration: {lo:.1f} % of actual hours below p10, {hi:.1f} % above p90 (target 10 / 10)")
     print(f"  goal hour-rank Spearman >= 0.7: mean over zones {mean_rho:.2f} ({n_ok}/{len(rho)} zones >= 0.7; "
           f"seasonal_naive_24h {np.nanmean([r.models['seasonal_naive_24h'].spearman for r in results.values()]):.2f}) "
           f"-> {'MET' if ok else f'NOT MET (short by {0.7 - mean_rho:.2f})'}")

@@ -50,11 +50,11 @@ from scipy.stats import spearmanr
 
 from carbonsched.errors import UserInputError
 
-from carbonsched.providers.grid.forecaster import MIN_HISTORY_H, MODELS
+from carbonsched.providers.grid.forecaster import DEFAULT_FIT_HISTORY_H, LOOKBACK_H, MIN_HISTORY_H, MODELS
 from carbonsched.providers.grid.series import to_hourly
 from carbonsched.units import parse_utc
 
-DEFAULT_HISTORY_H = 12 * 168 + 192  # the forecaster fits 12 weeks and looks 8 days further back
+DEFAULT_HISTORY_H = DEFAULT_FIT_HISTORY_H + LOOKBACK_H + 168  # what the forecaster fits and looks back on
 MODEL_ORDER = ("forecaster", "persistence", "seasonal_naive_24h", "weekly_mean")
 HOUR = timedelta(hours=1)
 
@@ -70,12 +70,15 @@ class ModelScores:
     points: int
     mape_skipped: int
     spearman_origins: int
+    below_p10_pct: float = np.nan  # share of actuals below the low quantile (NaN: the model has no spread)
+    above_p90_pct: float = np.nan  # share above the high quantile
 
     def to_dict(self, detail: bool = True) -> dict:
         out = {"mae": _num(self.mae), "mape": _num(self.mape), "spearman": _num(self.spearman)}
         if detail:
             out.update({"wape": _num(self.wape), "points": self.points, "mape_skipped": self.mape_skipped,
                         "spearman_origins": self.spearman_origins,
+                        "below_p10_pct": _num(self.below_p10_pct), "above_p90_pct": _num(self.above_p90_pct),
                         "per_horizon_mae": [_num(v) for v in self.per_horizon_mae],
                         "per_horizon_mape": [_num(v) for v in self.per_horizon_mape]})
         return out
@@ -186,6 +189,8 @@ def backtest(values: np.ndarray, start: datetime, *, horizon_h: int = 24,
     abs_err = {m: np.full((idx.size, horizon_h), np.nan) for m in names}
     rel_err = {m: np.full((idx.size, horizon_h), np.nan) for m in names}
     rho = {m: np.full(idx.size, np.nan) for m in names}
+    side = {m: np.full((idx.size, horizon_h), np.nan) for m in names}  # -1 below p10, +1 above p90, 0 inside
+    spread = {m: False for m in names}
     skipped = {m: 0 for m in names}
     for i, o in enumerate(idx):
         if progress is not None:
@@ -200,10 +205,14 @@ def backtest(values: np.ndarray, start: datetime, *, horizon_h: int = 24,
         big = np.abs(actual) >= mape_floor_g_per_kwh
         for m in names:
             try:
-                f = MODELS[m](hist, h_start, horizon_h).mean
+                fc = MODELS[m](hist, h_start, horizon_h)
             except ValueError:
                 skipped[m] += 1
                 continue
+            f = fc.mean
+            spread[m] |= bool(np.any(fc.p90 > fc.p10))
+            with np.errstate(invalid="ignore"):
+                side[m][i] = np.where(np.isfinite(actual), (actual > fc.p90).astype(float) - (actual < fc.p10), np.nan)
             err = np.abs(f - actual)
             abs_err[m][i] = err
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -228,10 +237,17 @@ def backtest(values: np.ndarray, start: datetime, *, horizon_h: int = 24,
                 points=int(np.isfinite(e).sum()),
                 mape_skipped=int(np.isfinite(e).sum() - np.isfinite(r).sum()),
                 spearman_origins=int(np.isfinite(rho[m]).sum()),
+                below_p10_pct=_share_pct(side[m], -1) if spread[m] else np.nan,
+                above_p90_pct=_share_pct(side[m], +1) if spread[m] else np.nan,
             )
     return BacktestResult(zone=zone, horizon_hours=horizon_h, history_hours=history_h,
                           origins=tuple(start + int(o) * HOUR for o in idx), models=scores,
                           skipped_origins={m: k for m, k in skipped.items() if k})
+
+
+def _share_pct(side: np.ndarray, which: int) -> float:
+    scored = side[np.isfinite(side)]
+    return float(100 * np.mean(scored == which)) if scored.size else np.nan
 
 
 def _pad_gather(x: np.ndarray, idx: np.ndarray, horizon_h: int) -> np.ndarray:

@@ -51,11 +51,16 @@ def backtest_cmd(a: argparse.Namespace) -> int:
     from carbonsched.cli.render import table
 
     def render(doc: dict) -> str:
-        rows = [[name, fmt(m.get("mae")), fmt(m.get("mape")), fmt(m.get("spearman"), 2)] for name, m in doc["models"].items()]
+        def outside(m: dict) -> str:  # calibration of the p10-p90 band: ~10 % should fall on each side
+            lo, hi = m.get("below_p10_pct"), m.get("above_p90_pct")
+            return "-" if lo is None or hi is None else f"{lo:.0f} / {hi:.0f}"
+
+        rows = [[name, fmt(m.get("mae")), fmt(m.get("mape")), fmt(m.get("spearman"), 2), outside(m)]
+                for name, m in doc["models"].items()]
         flat = f", {doc['masked_flat_hours']} flat gap-fill hours not scored" if a.mask_flat_runs else ""
         return (f"Backtest of {doc['zone'] or a.history}: {doc['origins']} rolling origins, horizon {a.horizon} h, "
                 f"signal {info.get('signal')}{flat}\n"
-                + table(["model", "MAE g/kWh", "MAPE %", "Spearman"], rows, right={1, 2, 3})
+                + table(["model", "MAE g/kWh", "MAPE %", "Spearman", "% < p10 / > p90"], rows, right={1, 2, 3, 4})
                 + "".join(f"\nwarning: {w}" for w in doc["warnings"]))
 
     doc = result.to_dict()

@@ -414,3 +414,37 @@ def test_cli_backtest_can_leave_flat_gap_fill_unscored(cli, tmp_path):
     masked = json.loads(cli("forecast", "backtest", "--history", f, "--json", "--mask-flat-runs").stdout)
     assert masked["masked_flat_hours"] == 30 and "masked_flat_hours" not in plain
     assert masked["models"]["forecaster"]["mae"] != plain["models"]["forecaster"]["mae"]
+
+
+def _ar_daily(n: int, seed: int) -> np.ndarray:
+    """A daily cycle plus AR(1) weather-like noise (hourly persistence 0.9)."""
+    rng = np.random.default_rng(seed)
+    e = np.zeros(n)
+    for i in range(1, n):
+        e[i] = 0.9 * e[i - 1] + rng.normal(0, 8)
+    return daily(n) + e
+
+
+def test_backtest_reports_how_often_actuals_fall_outside_the_band():
+    x = _ar_daily(24 * 120, 3)
+    res = backtest(x, T0, horizon_h=24, origins=(24 * 90, 24 * 119, 24))
+    f = res.models["forecaster"]
+    # a calibrated p10-p90 band leaves ~10 % of the hours on each side
+    assert 3 < f.below_p10_pct < 20 and 3 < f.above_p90_pct < 20
+    doc = res.to_dict()
+    assert doc["models"]["forecaster"]["below_p10_pct"] == pytest.approx(f.below_p10_pct)
+    assert doc["models"]["persistence"]["below_p10_pct"] is None  # a point forecast has no band
+
+
+def test_huber_fit_is_not_pulled_by_a_few_wild_targets():
+    from carbonsched.providers.grid.forecaster import _huber_ridge, _ridge
+
+    rng = np.random.default_rng(4)
+    X = np.concatenate([np.ones((2, 2000, 1)), rng.normal(size=(2, 2000, 3))], axis=-1)  # 2 horizons
+    beta = np.array([0.5, 1.0, -2.0, 0.3])
+    y = X @ beta + rng.normal(0, 0.1, (2, 2000))
+    y[:, rng.choice(2000, 100, replace=False)] += 25.0  # 5 % wild hours (a plant outage, a meter glitch)
+    W = np.ones((2, 2000))
+    plain, robust = _ridge(X, y, W, 0.1), _huber_ridge(X, y, W, 0.1)
+    assert np.abs(plain - beta).max() > 1.0  # least squares: the intercept moves by ~5 % of 25
+    assert np.abs(robust - beta).max() < 0.5 * np.abs(plain - beta).max()
