@@ -5,7 +5,7 @@ For one job the search is exact enumeration over all ``(o, k)`` candidates, vect
 1. Per offering ``o``, the best start ``k*(o)`` minimises the objective's primary array over
    feasible ``k``, ties to the earliest start (for the carbon objective, ties within
    ``min_gain_pct``, and with ``deferral = "robust"`` only the later starts whose p90 beats the
-   expected carbon of the earliest (``robust_starts``); cost does not depend on ``k`` and finish time grows with it, so "cost" and
+   expected carbon of starting now there and on the greenest offering now (``robust_starts``); cost does not depend on ``k`` and finish time grows with it, so "cost" and
    "time" take the earliest feasible start).
 2. Offerings are sorted (``np.lexsort``) by the objective's keys at their best start; for the
    single-term objectives the term in tie buckets first, then the start, then the other terms.
@@ -52,15 +52,18 @@ def row_earliest_within(x: np.ndarray, feasible: np.ndarray, fraction: float) ->
 
 def robust_starts(c: Candidates, feasible: np.ndarray) -> np.ndarray:
     """The robust deferral rule: per offering, its earliest feasible start ("now"), and the later
-    starts whose upper decile (``kg_co2e_p90``) still beats the expected carbon of "now" -- a gain
-    the forecast's own error could erase does not justify waiting. As ``feasible`` when the
-    candidates carry no upper decile."""
+    starts whose upper decile (``kg_co2e_p90``) still beats the expected carbon of starting now,
+    both on that offering and on the greenest offering that can start now -- a gain the
+    forecast's own error could erase justifies neither waiting nor waiting somewhere else. As
+    ``feasible`` when the candidates carry no upper decile."""
     if c.kg_co2e_p90 is None:
         return feasible
+    rows = feasible.any(axis=1)
     first = np.argmax(feasible, axis=1)
-    now_kg = c.kg_co2e[np.arange(c.shape[0]), first][:, None]
+    now_kg = np.where(rows, c.kg_co2e[np.arange(c.shape[0]), first], np.inf)[:, None]
+    bar = np.minimum(now_kg, now_kg.min())  # this offering's "now", and the greenest "now" of any
     is_first = np.arange(c.shape[1])[None, :] == first[:, None]
-    return feasible & (is_first | (c.kg_co2e_p90 < now_kg))
+    return feasible & (is_first | (c.kg_co2e_p90 < bar))
 
 
 def _row_lexmin(keys: list[np.ndarray], feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -65,6 +65,11 @@ def tie_warnings(jc, ranking) -> list[str]:
     if policy.objective not in ("carbon", "cost") or not len(ranking.offering):
         return []
     o, k = int(ranking.offering[0]), int(ranking.start[0])
+    p90 = jc.cands.kg_co2e_p90
+    if policy.objective == "carbon" and policy.deferral == "robust" and p90 is not None:
+        moved = robust_move_warning(jc, o, k)
+        if moved:
+            return moved
     row = np.where(jc.feasible[o], jc.cands.kg_co2e[o], np.inf)
     greenest = int(np.argmin(row))
     if row[greenest] >= row[k] or greenest == k:
@@ -73,7 +78,6 @@ def tie_warnings(jc, ranking) -> list[str]:
     if less < 0.1:  # not worth a line
         return []
     at = iso_utc(jc.window.starts[greenest])
-    p90 = jc.cands.kg_co2e_p90
     if policy.objective == "carbon" and policy.deferral == "robust" and p90 is not None and less > 100 * policy.tie_fraction:
         return [f"start: {at} was forecast to emit {less:.1f} % less, but its upper decile ({p90[o, greenest]:.3g} kg) "
                 f"does not beat this start's expected {row[k]:.3g} kg: the gain is within the forecast's error, "
@@ -83,3 +87,20 @@ def tie_warnings(jc, ranking) -> list[str]:
                 "at the same price (objective lexicographic with order cost, carbon prefers that)"]
     return [f"start: {at} would emit {less:.1f} % less, within min_gain_pct ({policy.min_gain_pct:g} %): "
             "the earlier start was chosen"]
+
+
+def robust_move_warning(jc, o: int, k: int) -> list[str]:
+    """Robust deferral: say when waiting on another offering was forecast greener than the chosen
+    placement but its upper decile did not beat the greenest start now."""
+    kg = np.where(jc.feasible, jc.cands.kg_co2e, np.inf)
+    o2, k2 = np.unravel_index(int(np.argmin(kg)), kg.shape)
+    if o2 == o or kg[o2, k2] >= kg[o, k] * (1 - jc.policy.tie_fraction):
+        return []
+    less = 100.0 * (kg[o, k] - kg[o2, k2]) / kg[o, k]
+    if less < 0.1:
+        return []
+    other = jc.offerings[o2]
+    return [f"start: {other.region_id} {other.instance_type} at {iso_utc(jc.window.starts[k2])} was forecast to emit "
+            f"{less:.1f} % less, but its upper decile ({jc.cands.kg_co2e_p90[o2, k2]:.3g} kg) does not beat the "
+            f"{kg[o, k]:.3g} kg expected here: the gain is within the forecast's error, so it neither moved nor "
+            "waited (deferral = \"robust\"; \"expected\" goes for the mean)"]

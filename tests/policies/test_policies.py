@@ -526,3 +526,58 @@ def test_robust_deferral_waits_only_for_gains_beyond_the_forecast_error():
     assert robust_starts(c, late).tolist() == [[False, True, False], [False, True, True]]
     with pytest.raises(Exception, match="deferral"):
         Policy(deferral="optimistic")
+
+
+def test_robust_deferral_does_not_wait_elsewhere_for_a_gain_within_the_error():
+    """Offering 1 (another region) could wait for 6.0 kg, and its p90 (8.0) beats its own "now"
+    (10.0) -- but offering 0 emits 7.0 now, and 8.0 does not beat that: robust starts offering 0
+    now; "expected" moves and waits for the mean."""
+    import numpy as np
+
+    from carbonsched.policies.candidates import Candidates
+    from carbonsched.policies.objectives import Policy
+    from carbonsched.policies.ranking import rank, robust_starts
+
+    kg = np.array([[7.0, 7.2, 7.1], [10.0, 9.0, 6.0]])
+    p90 = np.array([[8.5, 9.0, 9.0], [12.0, 11.0, 8.0]])
+    c = Candidates(kg_co2e=kg, cost_usd=np.array([5.0, 6.0]), start_h=np.array([0.0, 1.0, 2.0]),
+                   runtime_h=np.array([4.0, 4.0]), usd_per_hour=np.array([1.0, 1.5]), gpu_memory_gb=np.array([80.0, 80.0]),
+                   kg_co2e_p90=p90)
+    feasible = np.ones(kg.shape, dtype=bool)
+    assert robust_starts(c, feasible).tolist() == [[True, False, False], [True, False, False]]
+    robust = rank(c, feasible, Policy(deferral="robust"))
+    assert (robust.offering[0], robust.start[0]) == (0, 0)
+    expected = rank(c, feasible, Policy())
+    assert (expected.offering[0], expected.start[0]) == (1, 2)
+    p90[1, 2] = 6.5  # now the wait beats every "now" even at its upper decile: robust waits there
+    assert robust_starts(c, feasible)[1, 2]
+    again = rank(c, feasible, Policy(deferral="robust"))
+    assert (again.offering[0], again.start[0]) == (1, 2)
+
+
+def test_plan_says_when_robust_deferral_did_not_move_for_a_gain_within_the_error():
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from carbonsched.policies.candidates import Candidates
+    from carbonsched.policies.objectives import Policy
+    from carbonsched.policies.ranking import rank
+    from carbonsched.planning.single import tie_warnings
+
+    kg = np.array([[7.0, 7.2, 7.1], [10.0, 9.0, 6.0]])
+    p90 = np.array([[8.5, 9.0, 9.0], [12.0, 11.0, 8.0]])
+    c = Candidates(kg_co2e=kg, cost_usd=np.array([5.0, 6.0]), start_h=np.array([0.0, 1.0, 2.0]),
+                   runtime_h=np.array([4.0, 4.0]), usd_per_hour=np.array([1.0, 1.5]), gpu_memory_gb=np.array([80.0, 80.0]),
+                   kg_co2e_p90=p90)
+    t0 = datetime(2026, 11, 27, 10, tzinfo=timezone.utc)
+    jc = SimpleNamespace(cands=c, feasible=np.ones(kg.shape, dtype=bool), policy=Policy(deferral="robust"),
+                         offerings=[SimpleNamespace(region_id="aws:eu-north-1", instance_type="p5.48xlarge"),
+                                    SimpleNamespace(region_id="gcp:europe-west4", instance_type="a3-highgpu-8g")],
+                         window=SimpleNamespace(starts=[t0 + timedelta(hours=h) for h in range(3)]))
+    (line,) = tie_warnings(jc, rank(c, jc.feasible, jc.policy))
+    assert "gcp:europe-west4 a3-highgpu-8g at 2026-11-27T12:00:00Z" in line and "14.3 % less" in line
+    assert "upper decile (8 kg)" in line and "neither moved nor waited" in line
+    jc.policy = Policy()  # "expected" moved and waited: nothing to explain
+    assert tie_warnings(jc, rank(c, jc.feasible, jc.policy)) == []
