@@ -109,6 +109,9 @@ class BatchProblem:
     n_jobs: int
     weight: np.ndarray | None = None  # (n_jobs,) whole numbers >= 1; None = all 1
     count: np.ndarray | None = None  # (n_jobs,) identical jobs each row stands for; None = all 1
+    # (n_jobs,) optional hint: a job whose candidates are the same arrays in the same order (jobs'
+    # candidates listed together, in job order); saves reduction 0 its hashing, never trusted blindly
+    same_as: np.ndarray | None = None
 
     @cached_property
     def n_slots(self) -> int:
@@ -299,7 +302,7 @@ def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
         m.add(cand[neg][pick])
 
 
-def _dive(m: _Master, share: float = 0.25, deadline: float = math.inf) -> np.ndarray | None:
+def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf) -> np.ndarray | None:
     """LP diving from the master's LP optimum: per round, up to a ``share`` of the fractional
     columns (largest fractional part first) is rounded up (lower bound) where one more unit still
     fits the capacity the whole units leave and its class has a unit to spare; when none can be,

@@ -210,18 +210,25 @@ def job_classes(p: BatchProblem) -> JobClasses:
     Each job's candidates are ordered by a hash of their row and the jobs grouped by the sum of
     those hashes (numpy throughout); every job is then compared whole, row by row, with its
     group's first job, and a group that a collision (or a tie in the order) formed is split
-    exactly (canonical row bytes as dict keys)."""
+    exactly (canonical row bytes as dict keys). ``p.same_as`` (jobs listed together, a job
+    naming one with the same candidate arrays in the same order) replaces the hashing; the
+    row-by-row comparison still decides."""
     n_jobs, w = p.n_jobs, p.weights
     fields = [np.asarray(p.resource, dtype=np.int64), np.asarray(p.first_hour, dtype=np.int64),
               np.asarray(p.n_hours, dtype=np.int64), np.asarray(p.demand, dtype=float), np.asarray(p.cost, dtype=float)]
     cols = [f.view(np.uint64) for f in fields]
-    h = _fingerprint(cols)
-    bits = max(1, int(n_jobs).bit_length())  # one uint64 key: the job, then the hash's top bits
-    order = np.argsort((p.job.astype(np.uint64) << np.uint64(64 - bits)) | (h >> np.uint64(bits)), kind="stable")
-    seg_start = np.searchsorted(p.job[order], np.arange(n_jobs))
+    if p.same_as is not None and np.all(p.job[1:] >= p.job[:-1]):  # the caller's word, checked below
+        order = np.arange(len(p.job))
+        seg_start = np.searchsorted(p.job, np.arange(n_jobs))
+        f = np.asarray(p.same_as).astype(np.uint64)
+    else:
+        h = _fingerprint(cols)
+        bits = max(1, int(n_jobs).bit_length())  # one uint64 key: the job, then the hash's top bits
+        order = np.argsort((p.job.astype(np.uint64) << np.uint64(64 - bits)) | (h >> np.uint64(bits)), kind="stable")
+        seg_start = np.searchsorted(p.job[order], np.arange(n_jobs))
+        with np.errstate(over="ignore"):
+            f = np.add.reduceat(_mix(h[order]), seg_start)
     lens = np.diff(np.append(seg_start, len(order)))
-    with np.errstate(over="ignore"):
-        f = np.add.reduceat(_mix(h[order]), seg_start)
     key = np.empty(n_jobs, dtype=[("n", "i8"), ("w", "f8"), ("f", "u8")])
     key["n"], key["w"], key["f"] = lens, w, f
     _, first, group = np.unique(key, return_index=True, return_inverse=True)
@@ -264,5 +271,5 @@ def job_classes(p: BatchProblem) -> JobClasses:
     to_q[order] = at_pos[q_start[of_job[p.job[order]]] + within]
     q = replace(p, job=q_job, cost=p.cost[rep_cand], resource=p.resource[rep_cand],
                 first_hour=p.first_hour[rep_cand], n_hours=p.n_hours[rep_cand], demand=p.demand[rep_cand],
-                n_jobs=n_cls, weight=w[rep], count=np.diff(member_start).astype(float))
+                n_jobs=n_cls, weight=w[rep], count=np.diff(member_start).astype(float), same_as=None)
     return JobClasses(q, of_job, to_q, seg_start, order, pos, members, member_start)

@@ -347,11 +347,12 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None)
     resources: dict[tuple[str, str], int] = {}
     pruned = False
     shared: dict[tuple[int, int], tuple] = {}  # jobs sharing candidates and scores share their columns
+    same_as = np.arange(len(jcs))
     for j, (jc, score) in enumerate(zip(jcs, scores)):
         key = (id(jc.cands), id(score))
         if key not in shared:
-            shared[key] = _columns(jc, score, k, resources)
-        part, short = shared[key]
+            shared[key] = _columns(jc, score, k, resources) + (j,)
+        part, short, same_as[j] = shared[key]
         pruned |= short
         for name, v in part.items():
             cols[name].append(v)
@@ -360,7 +361,7 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None)
     caps = np.array([cap_of(r, g) for r, g in resources], dtype=float)
     prob = BatchProblem(job=cat["job"], cost=cat["cost"], resource=cat["res"], first_hour=cat["first"],
                         n_hours=cat["hours"], demand=cat["demand"], capacity=caps, n_jobs=len(jcs),
-                        weight=np.array([jc.job.priority for jc in jcs], dtype=float))
+                        weight=np.array([jc.job.priority for jc in jcs], dtype=float), same_as=same_as)
     return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned)
 
 
@@ -368,7 +369,7 @@ def _columns(jc: JobCandidates, score, k: int | None, resources: dict) -> tuple[
     """One job's columns (all but ``job``) and whether pruning to ``k`` dropped any."""
     flat = np.flatnonzero(jc.feasible.ravel())
     vals = np.asarray(score).ravel()[flat]
-    keep = flat[np.lexsort((flat, vals))][:k] if k is not None else flat
+    keep = flat[np.argsort(vals, kind="stable")[:k]] if k is not None else flat  # ties: the earlier first
     o, kk = np.unravel_index(keep, jc.feasible.shape)
     start = jc.offset_h + jc.cands.start_h[kk]
     end = start + jc.cands.runtime_h[o]

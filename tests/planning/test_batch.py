@@ -281,3 +281,21 @@ def test_batch_file_entries_equal_but_for_the_name_parse_to_equal_specs():
     bad = {**entry("y"), "gpus": "eight"}  # a failed entry is not remembered: each one is checked
     with pytest.raises(JobSpecError, match=r"job 3 \(y\)"):
         batch_from_dict({"job": [entry("a"), entry("b"), bad, {**bad, "name": "z"}]})
+
+
+def test_job_classes_take_the_same_as_hint_but_check_it():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(9)
+    p = random_problem(rng, 5, 3, copies=3)
+    by_job = np.argsort(p.job, kind="stable")  # the hint needs each job's candidates together, in job order
+    p = replace(p, **{f: getattr(p, f)[by_job] for f in ("job", "cost", "resource", "first_hour", "n_hours", "demand")})
+    honest = job_classes(p).of_job
+    first = {}
+    same = np.array([first.setdefault(tuple(map(tuple, np.stack([getattr(p, f)[p.job == j] for f in
+                                                                     ("cost", "resource", "first_hour", "n_hours", "demand")]))), j)
+                     for j in range(p.n_jobs)])
+    assert np.array_equal(job_classes(replace(p, same_as=same)).of_job, honest)
+    assert np.array_equal(job_classes(replace(p, same_as=np.zeros(p.n_jobs, dtype=int))).of_job, honest)  # a false hint
+    sol = solve(replace(p, same_as=np.zeros(p.n_jobs, dtype=int)), mip_rel_gap=0.0)
+    assert sol.objective == pytest.approx(solve(p, mip_rel_gap=0.0).objective)
