@@ -54,15 +54,17 @@ from the previous basis):
   least ``ceil(U)`` (whole weights), so the row ``sum_j weight[j] u[j] >= ceil(U)`` is added and
   generation resumes. The bound then reads ``M ceil(U) + B``: no assignment places more weight, and
   one that places that much costs at least B.
-* Integer: the LP when integral; else the best of greedy's assignment (submission order, single
-  jobs), the LP rounded down and filled (each class keeps ``floor(x)`` units per candidate, the
-  units left over take the cheapest candidates that still fit, then one-step ejection;
-  ``batch_heuristics``) and, while none is within ``mip_rel_gap`` of the cost bound, HiGHS's MILP
-  over the generated columns with the units the LP placed whole held there ("LP-and-fix"), then
-  over all of them, each started from the best assignment so far, each for at most as long as the
-  component took before the first (>= MILP_MIN_S) and within the time limit (status
-  ``time_limit`` when the last one stops early). A class's units go to its jobs in submission
-  order, earliest start first.
+* Integer: the LP when integral; else the first of these within ``mip_rel_gap`` of the cost
+  bound (and placing the proven-maximal weight), or the best of them: greedy's assignment
+  (submission order, single jobs); the LP rounded down with the units left over placed where
+  they still fit (``fill``); LP diving (``_dive``: columns rounded up where a unit fits, a round
+  that costs placed weight undone, dual simplex from the last basis), filled, then one-step
+  ejection (``batch_heuristics``); HiGHS's MILP over the generated columns with each held at
+  least at the units the LP and the best assignment agree on ("LP-and-fix"), then over all of
+  them, each started from the best assignment so far, each for at most as long as the component
+  took before the first (>= MILP_MIN_S) and within the time limit (status ``time_limit`` when
+  the last one stops early). A class's units go to its jobs in submission order, earliest start
+  first.
 
 Time: ``time_limit_s`` bounds the whole solve (components share what is left in turn), not only
 the MILP; a large, tight batch returns its best assignment at the limit with the gap it proved.
@@ -316,9 +318,9 @@ def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf) -> np.ndar
     q, nj = m.p, len(m.jobs)
     P, S = q.capacity.size, q.n_slots
     n = len(m.cols)
+    x, u = m.values()
     lower, upper = np.zeros(n), np.full(n, m.inf)
     tried = np.zeros(n, dtype=bool)  # columns whose rounding alone raised the unplaced weight
-    _, u = m.values()
     target = float(m.w @ u) + 1e-6
     limit = math.inf
     m.h.setOptionValue("simplex_strategy", 1)
@@ -469,12 +471,15 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
         w, c = best[0]
         return w <= unplaced_bound + 1e-9 and c - cost_bound <= gap * max(abs(c), 1e-12)
 
-    done = consider(*relocate(p, seed_chosen, jobs[seed[jobs] < 0], cand_p), "greedy")
-    if not done:  # LP diving, else the LP rounded down; the units left over placed where they still fit
+    done = consider(seed_chosen, jobs[seed[jobs] < 0], "greedy")
+    if not done:  # the LP rounded down, the units left over placed where they still fit
+        done = consider(*fill(p, *cl.to_jobs(np.floor(units + INTEGRAL_TOL), classes), cand_p), "lp_round")
+    if not done:  # LP diving
         dove = _dive(m, deadline=started + DIVE_SHARE * (deadline - started))
-        whole = np.floor(units + INTEGRAL_TOL) if dove is None else dove
-        done = consider(*relocate(p, *fill(p, *cl.to_jobs(whole, classes), cand_p), cand_p),
-                        "lp_round" if dove is None else "lp_dive")
+        if dove is not None:
+            done = consider(*relocate(p, *fill(p, *cl.to_jobs(dove, classes), cand_p), cand_p), "lp_dive")
+    if not done and len(best[2]):  # one-step ejection on the best so far
+        done = consider(*relocate(p, best[1], best[2], cand_p), best[3])
     # LP-and-fix: the MILP with every column held at least at the LP's whole units, then the MILP
     # over everything generated. Each may take as long as everything before the first (at least
     # MILP_MIN_S), within the deadline.
