@@ -308,7 +308,7 @@ class Plan:
             "policy": {"objective": self.policy.objective, "weights": dict(self.policy.weights),
                        "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct,
                        "risk": self.policy.risk,
-                       **({"deferral": self.policy.deferral} if self.policy.deferral != "expected" else {})},
+                       "deferral": self.policy.deferral},
             "baseline": placement_to_dict(self.baseline) if self.baseline else None,
             "placements": [placement_to_dict(p) for p in self.placements],
             "warnings": list(self.warnings),

@@ -9,7 +9,8 @@ predictor ``P`` that sees only ``values[: o]``:
   for ``s = 0 .. D``;
 * the chosen start ``s*`` is the planner's own rule (``policies.ranking.row_earliest_within`` with
   ``Policy.tie_fraction``): the earliest ``s`` whose ``F[s]`` is within ``max(min_gain_pct, tie)``
-  of the smallest, so a gain inside the margin does not justify waiting; with ``robust`` only
+  of the smallest, so a gain inside the margin does not justify waiting; with ``robust`` (the
+  planner's default, ``deferral = "robust"``) only
   starts whose p90 window mean beats ``F[0]`` may be chosen (a gain the forecast's own error
   could erase does not justify waiting; predictors without a spread are unchanged);
 * with the actual series ``a``: run-now ``N = mean(a[o : o + H])``, realised
@@ -96,7 +97,7 @@ class DecisionBacktest:
     scored_to: datetime
     candidate_origins: int
     scores: tuple[DecisionScores, ...]
-    robust: bool = False
+    robust: bool = True
 
     def to_dict(self) -> dict:
         return {"schema_version": 1, "zone": self.zone, "hours": self.hours, "max_delay_hours": self.max_delay_hours,
@@ -187,7 +188,7 @@ def score_decisions(name: str, A: np.ndarray, starts: np.ndarray, skipped: int =
 def decision_backtest(values: np.ndarray, start: datetime, *, hours: int, max_delay: int, zone: str = "",
                       origins: int | None = None, seed: int = 0, min_gain_pct: float = 0.0,
                       score_from: datetime | None = None, predictors: dict | None = None,
-                      min_history_h: int = 14 * 24, robust: bool = False, progress=None) -> DecisionBacktest:
+                      min_history_h: int = 14 * 24, robust: bool = True, progress=None) -> DecisionBacktest:
     """Replay the start decision at origins of ``values`` (hourly, from ``start``): see the module docstring."""
     if hours < 1 or max_delay < 1:
         raise ValueError("hours and max_delay must be at least 1 hour (with no delay there is no decision to score)")

@@ -42,7 +42,8 @@ def cmd_decisions(a: argparse.Namespace) -> int:
     progress = Progress("decision origins", quiet=a.json)
     try:
         result = decision_backtest(values, start, hours=a.hours, max_delay=a.max_delay, zone=info.get("zone") or a.zone or "",
-                                   origins=a.origins, seed=a.seed, min_gain_pct=a.min_gain, robust=a.robust,
+                                   origins=a.origins, seed=a.seed, min_gain_pct=a.min_gain,
+                                   robust=a.robust or a.deferral == "robust",
                                    score_from=parse_utc(a.score_from, "--score-from") if a.score_from else None,
                                    progress=progress)
     except ValueError as exc:
@@ -57,7 +58,7 @@ def cmd_decisions(a: argparse.Namespace) -> int:
                  _fmt(s["captured_pct"]), _fmt(s["worse_than_now_pct"]), _fmt(s["mean_regret_g_per_kwh"]),
                  _fmt(s["waited_pct"])] for s in doc["scores"]]
         head = (f"Decisions in {doc['zone'] or ', '.join(a.history)}: a {doc['hours']} h job that may wait "
-                f"{doc['max_delay_hours']} h{' (robust deferral)' if doc.get('robust') else ''}, "
+                f"{doc['max_delay_hours']} h ({'robust' if doc.get('robust') else 'expected'} deferral), "
                 f"{doc['scores'][0]['origins'] + doc['scores'][0]['skipped']} origins "
                 f"from {doc['scored_from'][:10]} to {doc['scored_to'][:10]} (seed {doc['seed']}, min gain "
                 f"{doc['min_gain_pct']:g} %)\n")
@@ -95,9 +96,11 @@ def register(sub, common) -> None:  # imports nothing heavy: every command's par
     d.add_argument("--seed", type=int, default=0, help="origin draw (default 0): the same seed, the same result")
     d.add_argument("--min-gain", type=float, default=0.0, metavar="PCT",
                    help="wait only for a forecast gain above this percent (the job policy's min_gain_pct)")
-    d.add_argument("--robust", action="store_true",
-                   help="wait only when the forecast's p90 for the later window beats starting now (the gain "
-                        "survives the forecast's own error; predictors without a spread are unchanged)")
+    d.add_argument("--deferral", choices=["robust", "expected"], default="robust",
+                   help="the planner's rule (default robust): wait only when the forecast's p90 for the later "
+                        "window beats starting now, so the gain survives the forecast's own error (predictors "
+                        "without a spread are unchanged); expected: wait for any gain in the mean forecast")
+    d.add_argument("--robust", action="store_true", help=argparse.SUPPRESS)  # the default since deferral flipped
     d.add_argument("--score-from", metavar="ISO8601", help="score origins from this instant (earlier history only fits)")
     d.add_argument("--json", action="store_true", help="machine-readable scores (schema_version 1)")
     d.add_argument("--plot", metavar="FILE.png", help="also draw captured share and worse-than-now share per predictor")

@@ -42,7 +42,7 @@ A job file (every key documented; unknown keys are errors with a suggestion)::
     tolerance_pct = 1.0             # lexicographic: differences below this count as ties
     risk = "mean"                   # "p90": rank carbon by the forecast's upper decile (risk-averse)
     min_gain_pct = 0.0              # carbon/cost/time: wait or move region only to save more than this %
-    deferral = "expected"           # "robust": wait only when the later window's p90 beats starting now
+    deferral = "robust"             # wait only when the later window's p90 beats starting now; "expected": for any mean gain
 
     [power]                         # the estimation model, see carbonsched.planning.estimate
     utilisation_factor = 0.84       # mean GPU power / TDP while training
@@ -241,7 +241,7 @@ class JobSpec:
                        "order": list(self.policy.order), "tolerance_pct": self.policy.tolerance_pct,
                        "min_gain_pct": self.policy.min_gain_pct,
                        "risk": self.policy.risk,
-                       **({"deferral": self.policy.deferral} if self.policy.deferral != "expected" else {})},
+                       "deferral": self.policy.deferral},
             "power": self.power.to_dict(),
             "throughput": dict(self.throughput) if self.throughput else None,
             "baseline_region": self.baseline_region,
@@ -317,7 +317,8 @@ def job_from_echo(echo: dict) -> JobSpec:
            "window": kept({"earliest_start": w.get("earliest_start"), "deadline": w.get("deadline"),
                            "max_delay": w.get("max_delay_hours")}),
            "constraints": kept(echo.get("constraints"), SCHEMA["constraints"]),
-           "policy": kept(echo.get("policy"), SCHEMA["policy"]),
+           # an echo without a deferral was stored when "expected" was the default: it keeps that meaning
+           "policy": {"deferral": "expected", **kept(echo.get("policy"), SCHEMA["policy"])},
            "power": kept(echo.get("power"), SCHEMA["power"]),
            "spot": kept({"preemption_rate_per_hour": sm.get("preemption_rate_per_hour"),
                          "preemption_rates": sm.get("preemption_rates") or None,

@@ -9,7 +9,7 @@ A policy file (every key documented; unknown keys are errors with a suggestion):
     order = ["carbon", "cost"]        # for "lexicographic"
     tolerance_pct = 1.0               # lexicographic ties
     risk = "mean"                     # or "p90"
-    deferral = "robust"               # wait only for gains beyond the forecast's error (default "expected")
+    deferral = "robust"               # wait only for gains beyond the forecast's error (the default; or "expected")
     residency = ["aws:eu-*", "gcp:europe-*"]  # data residency: jobs run only in matching regions
     max_delay = "24h"                 # jobs may wait at most this long for a greener window
 

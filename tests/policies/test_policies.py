@@ -519,7 +519,7 @@ def test_robust_deferral_waits_only_for_gains_beyond_the_forecast_error():
     assert robust_starts(c, feasible).tolist() == [[True, False, False], [True, False, True]]
     robust = rank(c, feasible, Policy(deferral="robust"))
     assert dict(zip(robust.offering.tolist(), robust.start.tolist())) == {0: 0, 1: 2}
-    expected = rank(c, feasible, Policy())
+    expected = rank(c, feasible, Policy(deferral="expected"))
     assert dict(zip(expected.offering.tolist(), expected.start.tolist())) == {0: 2, 1: 2}
     late = feasible.copy()
     late[:, 0] = False  # "now" is the first feasible start, whatever its index
@@ -547,7 +547,7 @@ def test_robust_deferral_does_not_wait_elsewhere_for_a_gain_within_the_error():
     assert robust_starts(c, feasible).tolist() == [[True, False, False], [True, False, False]]
     robust = rank(c, feasible, Policy(deferral="robust"))
     assert (robust.offering[0], robust.start[0]) == (0, 0)
-    expected = rank(c, feasible, Policy())
+    expected = rank(c, feasible, Policy(deferral="expected"))
     assert (expected.offering[0], expected.start[0]) == (1, 2)
     p90[1, 2] = 6.5  # now the wait beats every "now" even at its upper decile: robust waits there
     assert robust_starts(c, feasible)[1, 2]
@@ -579,5 +579,5 @@ def test_plan_says_when_robust_deferral_did_not_move_for_a_gain_within_the_error
     (line,) = tie_warnings(jc, rank(c, jc.feasible, jc.policy))
     assert "gcp:europe-west4 a3-highgpu-8g at 2026-11-27T12:00:00Z" in line and "14.3 % less" in line
     assert "upper decile (8 kg)" in line and "neither moved nor waited" in line
-    jc.policy = Policy()  # "expected" moved and waited: nothing to explain
+    jc.policy = Policy(deferral="expected")  # moved and waited: nothing to explain
     assert tie_warnings(jc, rank(c, jc.feasible, jc.policy)) == []

@@ -101,21 +101,24 @@ def test_bad_input_exits_2_saying_what_to_change(cli, args, words):
 
 
 def test_robust_deferral_in_the_planner_and_the_backtest(cli, tmp_path):
-    """`plan --deferral robust` starts the example job now (waiting 20 h was a gain within the
-    profile's spread) and says why; the JSON records it; the decision backtest's --robust never
-    does worse than starting now more often than the expected rule, on real data."""
+    """`plan` (robust deferral, the default) starts the example job now (waiting 20 h was a gain
+    within the profile's spread) and says why; the JSON records it; `--deferral expected` waits for
+    the mean; the decision backtest's robust rule never does worse than starting now more often
+    than the expected rule, on real data."""
     from conftest import EXAMPLE_JOB
 
-    r = cli("plan", EXAMPLE_JOB, "--now", "2026-11-27T10:30Z", "--deferral", "robust", "--json")
+    r = cli("plan", EXAMPLE_JOB, "--now", "2026-11-27T10:30Z", "--json")
     doc = json.loads(r.stdout)
     assert doc["policy"]["deferral"] == "robust" and doc["placements"][0]["start"] == "2026-11-27T10:30:00Z"
     assert any("within the forecast's error" in w for w in doc["warnings"])
-    plain = json.loads(cli("plan", EXAMPLE_JOB, "--now", "2026-11-27T10:30Z", "--json").stdout)
-    assert "deferral" not in plain["policy"] and plain["placements"][0]["start"] > doc["placements"][0]["start"]
+    plain = json.loads(cli("plan", EXAMPLE_JOB, "--now", "2026-11-27T10:30Z", "--deferral", "expected", "--json").stdout)
+    assert plain["policy"]["deferral"] == "expected"
+    assert plain["placements"][0]["start"] > doc["placements"][0]["start"]
+    assert not any("within the forecast's error" in w for w in plain["warnings"])
     files = [RAW / "NO_2021_hourly.csv", RAW / "NO_2022_hourly.csv"]
     values, start, _ = read_histories(files)
     kw = dict(hours=4, max_delay=24, origins=30, seed=2, score_from=datetime(2022, 1, 1, tzinfo=timezone.utc),
               predictors={"carbonsched": PREDICTORS["carbonsched"]})
-    expected = decision_backtest(values, start, **kw).scores[0]
+    expected = decision_backtest(values, start, robust=False, **kw).scores[0]
     robust = decision_backtest(values, start, robust=True, **kw).scores[0]
     assert robust.worse_than_now_pct <= expected.worse_than_now_pct and robust.waited_pct <= expected.waited_pct

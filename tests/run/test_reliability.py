@@ -238,8 +238,8 @@ def test_a_launch_without_credentials_fails_the_job_and_the_agent_says_so(cli, t
     assert r.returncode == 2 and "no AWS credentials found" in r.stderr and "nothing was stored" in r.stderr, r.stderr
     assert not (home / "jobs.sqlite").exists() or Store(home / "jobs.sqlite").jobs() == []
     # credentials that were there at submit and are gone (expired, rotated) when the agent launches;
-    # planned as of a past instant, so its start is already due for the agent
-    r = cli("submit", EXAMPLE_JOB, "--launcher", "aws", "--yes", "--now", "2026-01-05T10:00Z",
+    # planned as of a past instant (waiting for the mean forecast), so its start is already due for the agent
+    r = cli("submit", EXAMPLE_JOB, "--launcher", "aws", "--yes", "--now", "2026-01-05T10:00Z", "--deferral", "expected",
             extra_env={**env, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "expired"})
     assert r.returncode == 0, r.stderr
     (stored,) = Store(home / "jobs.sqlite").jobs()

@@ -41,6 +41,12 @@ def test_job_file_payload_resolves_paths_against_the_file_and_round_trips(tmp_pa
     assert d["run"] == "python train.py && echo done" and d["checkpoint_dir"] == "/ckpt"
     assert job_from_echo(json.loads(json.dumps(d))).to_dict() == d
     assert "workdir" not in job_from_dict(BASE).to_dict()  # payload keys appear only when given
+    # robust deferral is the default and every echo says so; an echo stored before that (no
+    # deferral key) meant the old default, and a re-plan keeps it
+    assert d["policy"]["deferral"] == "robust"
+    old = json.loads(json.dumps(d))
+    del old["policy"]["deferral"]
+    assert job_from_echo(old).policy.deferral == "expected"
 
 
 @pytest.mark.parametrize("bad, words", [
