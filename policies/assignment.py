@@ -58,8 +58,9 @@ from the previous basis):
   bound (and placing the proven-maximal weight), or the best of them: greedy's assignment
   (submission order, single jobs); the LP rounded down with the units left over placed where
   they still fit (``fill``); LP diving (``_dive``: columns rounded up where a unit fits, a round
-  that costs placed weight undone, dual simplex from the last basis), filled, then one-step
-  ejection (``batch_heuristics``); HiGHS's MILP over the generated columns with each held at
+  that costs placed weight undone, dual simplex from the last basis), filled; one-step
+  ejection on the best of these while it places less than the proven maximum
+  (``batch_heuristics``); HiGHS's MILP over the generated columns with each held at
   least at the units the LP and the best assignment agree on ("LP-and-fix"), then over all of
   them, each started from the best assignment so far, each for at most as long as the component
   took before the first (>= MILP_MIN_S) and within the time limit (status ``time_limit`` when
@@ -186,10 +187,11 @@ class _Master:
     """One component's restricted master problem in HiGHS: rows = its classes' convexity rows,
     then its binding capacity rows; columns = the slacks u[j], then the candidates added so far."""
 
-    def __init__(self, q: BatchProblem, jobs: np.ndarray, rows: np.ndarray, row_id: np.ndarray, big_m: float):
+    def __init__(self, q: BatchProblem, jobs: np.ndarray, rows: np.ndarray, row_id: np.ndarray, big_m: float,
+                 deadline: float = math.inf):
         import highspy
 
-        self.p, self.jobs, self.big_m = q, jobs, big_m
+        self.p, self.jobs, self.big_m, self.deadline = q, jobs, big_m, deadline
         self.inf = highspy.kHighsInf
         self.job_row = np.full(q.n_jobs, -1)
         self.job_row[jobs] = np.arange(len(jobs))
@@ -236,8 +238,10 @@ class _Master:
         self.h.addRow(unplaced_at_least, self.inf, nj, np.arange(nj, dtype=np.int32), self.w)
 
     def run(self) -> bool:
+        """Re-solve; False unless optimal (``timed_out`` tells the deadline from a failure)."""
         import highspy
 
+        self.h.setOptionValue("time_limit", max(self.deadline - time.perf_counter(), 0.01))
         first = not self.solved
         if first:  # from scratch, the interior point method (then crossover to a basis) is ~2x the simplex's speed
             self.h.setOptionValue("solver", "ipm")
@@ -248,6 +252,11 @@ class _Master:
                 self.h.setOptionValue("solver", "choose")  # later runs: the simplex from that basis (MILPs: the MIP solver)
         self.solved = True
         return self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+
+    def timed_out(self) -> bool:
+        import highspy
+
+        return self.h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
         """(x of ``cols``, u of ``jobs``)."""
@@ -284,6 +293,8 @@ def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
     while True:
         rounds += 1
         if not m.run():
+            if m.timed_out():
+                raise _OutOfTime
             raise RuntimeError(f"HiGHS could not solve the batch LP: {m.h.getModelStatus()}")
         pi, y = m.duals()
         rc = cost - pi[job] - demand * span_sum(prefix(y.reshape(P, S)), p, cand)
@@ -414,6 +425,10 @@ def _milp(m: _Master, start: np.ndarray, time_limit_s: float, abs_gap: float, fl
             m.set_bounds(nj + held, np.zeros(len(held)), np.full(len(held), m.inf))
 
 
+class _OutOfTime(Exception):
+    """An LP solve reached the deadline: no LP solution to round, no bound from it."""
+
+
 @dataclass
 class _Result:
     chosen: np.ndarray
@@ -439,19 +454,24 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
     low = np.full(q.n_jobs, np.inf)
     np.minimum.at(low, q.job[cand], q.cost[cand])
     big_m = 2.0 * float(np.sum(((spread - np.minimum(low, 0.0)) * q.counts)[classes])) + 1.0
-    m = _Master(q, classes, rows, row_id, big_m)
+    m = _Master(q, classes, rows, row_id, big_m, deadline)
     seed_chosen = seed[jobs][seed[jobs] >= 0]
     m.add(np.concatenate([cand[prune_top_k(q.job[cand], q.cost[cand], init_per_job)], cl.to_q[seed_chosen]]))
     lp_deadline = started + LP_SHARE * (deadline - started)
-    bound, rounds, converged = _generate(m, cand, colgen_tol, add_per_job, lp_deadline)
-    _, u = m.values()
-    lp_unplaced = float(m.w @ u)
-    unplaced_bound = 0.0
-    if converged and lp_unplaced > INTEGRAL_TOL:  # only the full LP's unplaced weight bounds every assignment
-        unplaced_bound = float(math.ceil(lp_unplaced - INTEGRAL_TOL))
-        m.add_cut(unplaced_bound)
-        bound, more, converged = _generate(m, cand, colgen_tol, add_per_job, lp_deadline)
-        rounds += more
+    try:
+        bound, rounds, converged = _generate(m, cand, colgen_tol, add_per_job, lp_deadline)
+        _, u = m.values()
+        lp_unplaced = float(m.w @ u)
+        unplaced_bound = 0.0
+        if converged and lp_unplaced > INTEGRAL_TOL:  # only the full LP's unplaced weight bounds every assignment
+            unplaced_bound = float(math.ceil(lp_unplaced - INTEGRAL_TOL))
+            m.add_cut(unplaced_bound)
+            bound, more, converged = _generate(m, cand, colgen_tol, add_per_job, lp_deadline)
+            rounds += more
+    except _OutOfTime:  # one LP solve outlasted the time left: greedy's assignment, no claim but the trivial bound
+        return _Result(seed_chosen, jobs[seed[jobs] < 0], "time_limit",
+                       float((np.minimum(low, 0.0) * q.counts)[classes].sum()), 0.0,
+                       stats={"variables": int(len(m.cols)), "colgen_iterations": 0, "lp_stopped_early": 1})
     cost_bound = bound - big_m * unplaced_bound
     stats = {"variables": int(len(m.cols)), "colgen_iterations": rounds, "lp_stopped_early": int(not converged)}
     x, u = m.values()
@@ -466,7 +486,8 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
 
     def consider(chosen, unplaced, status, mip_gap=float("nan")) -> bool:
         obj = (float(p.weights[unplaced].sum()), float(p.cost[chosen].sum()))
-        if not best or obj < best[0]:
+        fits = (usage(p, chosen) <= p.capacity[:, None] + 1e-9).all()  # a guard: never keep one that does not
+        if fits and (not best or obj < best[0]):
             best[:] = [obj, chosen, unplaced, status, mip_gap]
         w, c = best[0]
         return w <= unplaced_bound + 1e-9 and c - cost_bound <= gap * max(abs(c), 1e-12)
@@ -477,8 +498,8 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
     if not done:  # LP diving
         dove = _dive(m, deadline=started + DIVE_SHARE * (deadline - started))
         if dove is not None:
-            done = consider(*relocate(p, *fill(p, *cl.to_jobs(dove, classes), cand_p), cand_p), "lp_dive")
-    if not done and len(best[2]):  # one-step ejection on the best so far
+            done = consider(*fill(p, *cl.to_jobs(dove, classes), cand_p), "lp_dive")
+    if not done and best[0][0] > unplaced_bound + 1e-9:  # one-step ejection, while more could be placed
         done = consider(*relocate(p, best[1], best[2], cand_p), best[3])
     # LP-and-fix: the MILP with every column held at least at the LP's whole units, then the MILP
     # over everything generated. Each may take as long as everything before the first (at least

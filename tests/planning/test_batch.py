@@ -299,3 +299,17 @@ def test_job_classes_take_the_same_as_hint_but_check_it():
     assert np.array_equal(job_classes(replace(p, same_as=np.zeros(p.n_jobs, dtype=int))).of_job, honest)  # a false hint
     sol = solve(replace(p, same_as=np.zeros(p.n_jobs, dtype=int)), mip_rel_gap=0.0)
     assert sol.objective == pytest.approx(solve(p, mip_rel_gap=0.0).objective)
+
+
+def test_an_lp_solve_cut_off_by_the_deadline_leaves_greedy_and_claims_nothing(monkeypatch):
+    from carbonsched.policies import assignment
+
+    rng = np.random.default_rng(3)
+    p = next(q for q in (random_problem(rng, 12, 4) for _ in range(50)) if solve(q).stats["components"])
+    monkeypatch.setattr(assignment._Master, "run", lambda self: False)  # as HiGHS does at its time limit
+    monkeypatch.setattr(assignment._Master, "timed_out", lambda self: True)
+    sol, g = solve(p), greedy(p)
+    assert sol.status == "time_limit" and sol.stats["unplaced_bound"] == 0.0
+    assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
+    assert float(p.weights[sol.choice < 0].sum()) <= float(p.weights[g < 0].sum())
+    assert sol.stats["lp_bound"] <= sol.objective + 1e-9
