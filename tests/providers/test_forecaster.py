@@ -448,3 +448,19 @@ def test_huber_fit_is_not_pulled_by_a_few_wild_targets():
     plain, robust = _ridge(X, y, W, 0.1), _huber_ridge(X, y, W, 0.1)
     assert np.abs(plain - beta).max() > 1.0  # least squares: the intercept moves by ~5 % of 25
     assert np.abs(robust - beta).max() < 0.5 * np.abs(plain - beta).max()
+
+
+def test_long_histories_fit_on_origins_near_the_forecast_hour_of_day():
+    from carbonsched.providers.grid.forecaster import LOOKBACK_H, _training_origins
+
+    short = _training_origins(24 * 30, 26 * 168)  # under 8 weeks of origins: every hour
+    assert short.tolist() == list(range(LOOKBACK_H, 24 * 30))
+    n = 24 * 200 + 5  # the forecast starts at 05:00 of its day
+    long = _training_origins(n, 26 * 168)
+    assert set(((long - n) % 24).tolist()) == {21, 22, 23, 0, 1, 2, 3}  # 02:00..08:00 origins only
+    assert long.min() >= n - 26 * 168 and long.max() == n - 1  # 04:00 the same day
+    # the forecast still follows a daily cycle whose amplitude differs by time of day
+    t = np.arange(24 * 120)
+    x = 300 + 80 * np.sin(2 * np.pi * t / 24) * (1 + 0.5 * (t % 24 < 12))
+    f = forecast_series(x, T0, 24)
+    np.testing.assert_allclose(f.mean, x[:24], atol=1e-6)
