@@ -501,9 +501,9 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
             done = consider(*fill(p, *cl.to_jobs(dove, classes), cand_p), "lp_dive")
     if not done and best[0][0] > unplaced_bound + 1e-9:  # one-step ejection, while more could be placed
         done = consider(*relocate(p, best[1], best[2], cand_p), best[3])
-    # LP-and-fix: the MILP with every column held at least at the LP's whole units, then the MILP
-    # over everything generated. Each may take as long as everything before the first (at least
-    # MILP_MIN_S), within the deadline.
+    # LP-and-fix: the MILP with every column held at least at the whole units the LP and the best
+    # assignment agree on, then the MILP over everything generated. Each may take as long as
+    # everything before the first (at least MILP_MIN_S), within the deadline.
     abs_gap = gap * max(abs(cost_bound), 1e-9)
     budget = max(MILP_MIN_S, time.perf_counter() - started)
     for floor in (np.floor(units + INTEGRAL_TOL), None):
