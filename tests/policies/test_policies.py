@@ -501,20 +501,27 @@ def test_policy_accepts_valid_input(kwargs):
     assert p.objective == kwargs["objective"]
 
 
+def _two_offerings_three_starts(kg, p90):
+    import numpy as np
+
+    from carbonsched.policies.candidates import Candidates
+
+    return Candidates(kg_co2e=kg, cost_usd=np.array([5.0, 6.0]), start_h=np.array([0.0, 1.0, 2.0]),
+                      runtime_h=np.array([4.0, 4.0]), usd_per_hour=np.array([1.0, 1.5]),
+                      gpu_memory_gb=np.array([80.0, 80.0]), kg_co2e_p90=p90)
+
+
 def test_robust_deferral_waits_only_for_gains_beyond_the_forecast_error():
     """Offering 0: waiting saves 30 % on the mean, but the later window's p90 is above "now": no
     wait. Offering 1: the later window's p90 is below "now": it waits. "expected" waits for both."""
     import numpy as np
 
-    from carbonsched.policies.candidates import Candidates
     from carbonsched.policies.objectives import Policy
     from carbonsched.policies.ranking import rank, robust_starts
 
     kg = np.array([[10.0, 9.5, 7.0], [10.0, 9.0, 6.0]])
     p90 = np.array([[12.0, 11.0, 10.5], [12.0, 11.0, 8.0]])
-    c = Candidates(kg_co2e=kg, cost_usd=np.array([5.0, 6.0]), start_h=np.array([0.0, 1.0, 2.0]),
-                   runtime_h=np.array([4.0, 4.0]), usd_per_hour=np.array([1.0, 1.5]), gpu_memory_gb=np.array([80.0, 80.0]),
-                   kg_co2e_p90=p90)
+    c = _two_offerings_three_starts(kg, p90)
     feasible = np.ones(kg.shape, dtype=bool)
     assert robust_starts(c, feasible).tolist() == [[True, False, False], [True, False, True]]
     robust = rank(c, feasible, Policy(deferral="robust"))
@@ -534,15 +541,12 @@ def test_robust_deferral_does_not_wait_elsewhere_for_a_gain_within_the_error():
     now; "expected" moves and waits for the mean."""
     import numpy as np
 
-    from carbonsched.policies.candidates import Candidates
     from carbonsched.policies.objectives import Policy
     from carbonsched.policies.ranking import rank, robust_starts
 
     kg = np.array([[7.0, 7.2, 7.1], [10.0, 9.0, 6.0]])
     p90 = np.array([[8.5, 9.0, 9.0], [12.0, 11.0, 8.0]])
-    c = Candidates(kg_co2e=kg, cost_usd=np.array([5.0, 6.0]), start_h=np.array([0.0, 1.0, 2.0]),
-                   runtime_h=np.array([4.0, 4.0]), usd_per_hour=np.array([1.0, 1.5]), gpu_memory_gb=np.array([80.0, 80.0]),
-                   kg_co2e_p90=p90)
+    c = _two_offerings_three_starts(kg, p90)
     feasible = np.ones(kg.shape, dtype=bool)
     assert robust_starts(c, feasible).tolist() == [[True, False, False], [True, False, False]]
     robust = rank(c, feasible, Policy(deferral="robust"))
@@ -561,16 +565,13 @@ def test_plan_says_when_robust_deferral_did_not_move_for_a_gain_within_the_error
 
     import numpy as np
 
-    from carbonsched.policies.candidates import Candidates
     from carbonsched.policies.objectives import Policy
     from carbonsched.policies.ranking import rank
     from carbonsched.planning.single import tie_warnings
 
     kg = np.array([[7.0, 7.2, 7.1], [10.0, 9.0, 6.0]])
     p90 = np.array([[8.5, 9.0, 9.0], [12.0, 11.0, 8.0]])
-    c = Candidates(kg_co2e=kg, cost_usd=np.array([5.0, 6.0]), start_h=np.array([0.0, 1.0, 2.0]),
-                   runtime_h=np.array([4.0, 4.0]), usd_per_hour=np.array([1.0, 1.5]), gpu_memory_gb=np.array([80.0, 80.0]),
-                   kg_co2e_p90=p90)
+    c = _two_offerings_three_starts(kg, p90)
     t0 = datetime(2026, 11, 27, 10, tzinfo=timezone.utc)
     jc = SimpleNamespace(cands=c, feasible=np.ones(kg.shape, dtype=bool), policy=Policy(deferral="robust"),
                          offerings=[SimpleNamespace(region_id="aws:eu-north-1", instance_type="p5.48xlarge"),
