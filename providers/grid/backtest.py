@@ -39,19 +39,19 @@ from __future__ import annotations
 
 import csv
 import difflib
+import threading
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from carbonsched.errors import UserInputError
 
 from carbonsched.providers.grid.forecaster import DEFAULT_FIT_HISTORY_H, LOOKBACK_H, MIN_HISTORY_H, MODELS
-from carbonsched.providers.grid.series import to_hourly
 from carbonsched.units import parse_utc
 
 DEFAULT_HISTORY_H = DEFAULT_FIT_HISTORY_H + LOOKBACK_H + 168  # what the forecaster fits and looks back on
@@ -161,6 +161,8 @@ def _spearman(f: np.ndarray, a: np.ndarray) -> float:
         return np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from scipy.stats import spearmanr  # scipy.stats costs ~0.8 s to import: only backtests need it
+
         return float(spearmanr(f, a).statistic)
 
 
@@ -291,15 +293,17 @@ def _parse_value(text: str, path: Path, line: int, column: str) -> float:
     return v
 
 
-def _check_plausible(times: list, vals: list, path: Path, column: str) -> None:
+def _check_plausible(axis, vals: np.ndarray, path: Path, column: str) -> None:
     """Refuse what would be silently wrong: kg/kWh given for g/kWh, and one hour given twice with
     different values (averaging them would invent a number)."""
-    finite = [v for v in vals if np.isfinite(v)]
-    if finite and 0 < max(finite) < KG_SUSPECT_MAX:
-        raise UserInputError(f"{path}: every {column!r} value is below {KG_SUSPECT_MAX:g} (max {max(finite):g}); "
+    finite = vals[np.isfinite(vals)]
+    if finite.size and 0 < finite.max() < KG_SUSPECT_MAX:
+        raise UserInputError(f"{path}: every {column!r} value is below {KG_SUSPECT_MAX:g} (max {finite.max():g}); "
                              "that is kg/kWh, not g/kWh: multiply the column by 1000")
+    if not axis.repeated_timestamps:
+        return
     seen: dict = {}
-    for k, (t, v) in enumerate(zip(times, vals)):
+    for k, (t, v) in enumerate(zip(axis.times, vals)):
         line = k + 2
         if t in seen and np.isfinite(v) and np.isfinite(seen[t][1]) and v != seen[t][1]:
             raise UserInputError(f"{path}, lines {seen[t][0]} and {line}: {t.isoformat()} appears twice with different "
@@ -326,12 +330,7 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
     path = Path(path)
     if signal not in EM_VALUE:
         raise UserInputError(f"signal must be 'lca' (lifecycle) or 'direct', got {signal!r}")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserInputError(f"cannot read history file {path}: {exc}") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    rows = _csv_rows(path)
     if len(rows) < 2:
         raise UserInputError(f"{path} has no data rows; expected a header and one row per hour")
     header = [h.strip() for h in rows[0]]
@@ -378,27 +377,98 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
         v_i = header.index(col)
         zone_name = zone or (col if fmt == "wide" else "")
         info.update(format=fmt, column=col, signal=SIGNAL_NAMES[signal])
-    times, vals = [], []
-    for k, r in enumerate(body):
-        line = k + 2
-        if len(r) <= max(t_i, v_i):
-            raise UserInputError(f"{path}, line {line}: expected {len(header)} columns, got {len(r)}")
-        times.append(_parse_time(r[t_i], path, line))
-        vals.append(_parse_value(r[v_i], path, line, header[v_i]))
-    _check_plausible(times, vals, path, header[v_i])
-    series = to_hourly(times, vals, zone=zone_name, signal=info["signal"], source="file", kind="history")
-    hours = [t.replace(minute=0, second=0, microsecond=0) for t in times]
-    distinct = sorted(set(times))
-    if len(distinct) > 1:  # the typical spacing: 60 for hourly files, 15 or 30 for sub-hourly ones
-        gaps = np.diff([t.timestamp() for t in distinct]) / 60.0
-        info["resolution_minutes"] = float(np.median(gaps))
-    info.update(zone=zone_name, rows=len(body), hours=series.hours,
-                missing_hours=int(np.isnan(series.values_g_per_kwh).sum()),
-                duplicate_rows=len(hours) - len(set(hours)),
-                unsorted=any(b < a for a, b in zip(times, times[1:])))
+    axis = _time_axis(path, t_i)
+    vals = _column_values(body, v_i, path, header)
+    _check_plausible(axis, vals, path, header[v_i])
+    ok = np.isfinite(vals)
+    sums = np.bincount(axis.hour_index[ok], weights=vals[ok], minlength=axis.n_hours)
+    counts = np.bincount(axis.hour_index[ok], minlength=axis.n_hours)
+    with np.errstate(invalid="ignore"):
+        values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    if axis.resolution_minutes is not None:  # the typical spacing: 60 for hourly files, 15 or 30 for sub-hourly ones
+        info["resolution_minutes"] = axis.resolution_minutes
+    info.update(zone=zone_name, rows=len(body), hours=axis.n_hours, missing_hours=int(np.isnan(values).sum()),
+                duplicate_rows=axis.duplicate_hours, unsorted=axis.unsorted)
     if estimated is not None:
-        info["estimated_hours"] = len({h for h, e in zip(hours, estimated) if e})
-    return series.values_g_per_kwh, series.start, info
+        info["estimated_hours"] = int(np.unique(axis.hour_index[np.array(estimated, dtype=bool)]).size)
+    return values, axis.start, info
+
+
+def _column_values(body: list, v_i: int, path: Path, header: list) -> np.ndarray:
+    """Column ``v_i`` as floats (NaN for gaps), vectorised; the row-by-row parser runs only to name
+    the first bad row when something is wrong."""
+    try:
+        col = [r[v_i].strip() or "nan" for r in body]
+        vals = np.array(col, dtype=float)
+    except (IndexError, ValueError):
+        vals = None
+    if vals is None or (vals[np.isfinite(vals)] < 0).any() or (vals[np.isfinite(vals)] > MAX_G_PER_KWH).any():
+        out = []
+        for k, r in enumerate(body):
+            if len(r) <= v_i:
+                raise UserInputError(f"{path}, line {k + 2}: expected {len(header)} columns, got {len(r)}")
+            out.append(_parse_value(r[v_i], path, k + 2, header[v_i]))  # raises for the first bad row
+        vals = np.array(out, dtype=float)
+    return np.where(np.isfinite(vals), vals, np.nan)
+
+
+_READ_LOCK = threading.Lock()  # plans read the files of many regions from worker threads
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    """The file's non-blank rows, parsed once per process and file version: a many-zone file is read
+    once for all its zones (a plan over 8 regions read the 123-zone file 8 times: 7 s)."""
+    try:
+        st = path.stat()
+        with _READ_LOCK:
+            return _cached_rows(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserInputError(f"cannot read history file {path}: {exc}") from None
+
+
+@lru_cache(maxsize=8)
+def _cached_rows(path: str, mtime_ns: int, size: int) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return [r for r in csv.reader(fh) if any(c.strip() for c in r)]
+
+
+@dataclass(frozen=True, eq=False)
+class _TimeAxis:
+    """A file's time column, parsed once per file version and column (like ``_csv_rows``)."""
+
+    times: list  # aware UTC datetimes, one per row
+    start: datetime  # the first UTC hour
+    hour_index: np.ndarray  # (rows,) each row's hour after start
+    n_hours: int
+    duplicate_hours: int  # rows in an hour another row already has (sub-hourly data or repeats)
+    repeated_timestamps: bool
+    unsorted: bool
+    resolution_minutes: float | None  # median spacing of the distinct timestamps
+
+
+def _time_axis(path: Path, t_i: int) -> _TimeAxis:
+    st = path.stat()
+    with _READ_LOCK:
+        return _cached_axis(str(path.resolve()), st.st_mtime_ns, st.st_size, t_i)
+
+
+@lru_cache(maxsize=8)
+def _cached_axis(path: str, mtime_ns: int, size: int, t_i: int) -> _TimeAxis:
+    rows = _cached_rows(path, mtime_ns, size)
+    times = []
+    for k, r in enumerate(rows[1:]):
+        if len(r) <= t_i:
+            raise UserInputError(f"{path}, line {k + 2}: expected {len(rows[0])} columns, got {len(r)}")
+        times.append(_parse_time(r[t_i], Path(path), k + 2))
+    stamps = np.array([t.timestamp() for t in times])
+    hours = np.floor(stamps / 3600.0).astype(np.int64)
+    first = int(hours.min())
+    distinct = np.unique(stamps)
+    return _TimeAxis(times=times, start=datetime.fromtimestamp(first * 3600, tz=timezone.utc),
+                     hour_index=hours - first, n_hours=int(hours.max()) - first + 1,
+                     duplicate_hours=int(hours.size - np.unique(hours).size),
+                     repeated_timestamps=bool(distinct.size < stamps.size), unsorted=bool((np.diff(stamps) < 0).any()),
+                     resolution_minutes=float(np.median(np.diff(distinct)) / 60.0) if distinct.size > 1 else None)
 
 
 def read_histories(paths, zone: str | None = None, signal: str = "lca") -> tuple[np.ndarray, datetime, dict]:

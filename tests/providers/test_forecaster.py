@@ -464,3 +464,18 @@ def test_long_histories_fit_on_origins_near_the_forecast_hour_of_day():
     x = 300 + 80 * np.sin(2 * np.pi * t / 24) * (1 + 0.5 * (t % 24 < 12))
     f = forecast_series(x, T0, 24)
     np.testing.assert_allclose(f.mean, x[:24], atol=1e-6)
+
+
+def test_a_many_zone_file_is_parsed_once_and_again_when_it_changes(tmp_path):
+    from carbonsched.providers.grid import backtest as bt
+
+    f = tmp_path / "wide.csv"
+    rows = ["datetime_utc,DE,FR"] + [f"2022-01-01T{h:02d}:00:00Z,{300 + h},{50 + h}" for h in range(24)]
+    f.write_text("\n".join(rows) + "\n")
+    before = bt._cached_rows.cache_info().misses
+    de, start, _ = read_history_csv(f, zone="DE")
+    fr, _, _ = read_history_csv(f, zone="FR")
+    assert bt._cached_rows.cache_info().misses == before + 1  # one parse for both zones
+    assert de[3] == 303 and fr[3] == 53 and start == datetime(2022, 1, 1, tzinfo=UTC)
+    f.write_text("\n".join(rows[:1] + [r.replace(",300,", ",1999,") for r in rows[1:]]) + "\n")  # edited in place
+    assert read_history_csv(f, zone="DE")[0][0] == 1999  # a long-running agent sees the new file
