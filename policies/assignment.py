@@ -67,8 +67,8 @@ from the previous basis):
   the last one stops early). A class's units go to its jobs in submission order, earliest start
   first.
 
-Time: ``time_limit_s`` bounds the whole solve (components share what is left in turn), not only
-the MILP; a large, tight batch returns its best assignment at the limit with the gap it proved.
+Time: ``time_limit_s`` bounds the whole solve (components, smallest first, share what is left
+in proportion to their candidates), not only the MILP; a large, tight batch returns its best assignment at the limit with the gap it proved.
 
 Reported: ``unplaced_weight`` against ``unplaced_bound`` (equal: the placement count is proven
 maximal) and ``gap_vs_lp = (cost - B) / |cost|`` (NaN when it is not proven maximal).
@@ -591,9 +591,13 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5
         row_comp = np.full(len(rows), -1)
         on = row_id[kr] >= 0
         row_comp[row_id[kr][on]] = comp_of[q.job[kc[on]]]
-        for i, classes in enumerate(comps):
+        size = np.diff(bounds).astype(float) + 1.0  # candidates: the work a component is
+        left = float(size.sum())
+        for i in np.argsort(size, kind="stable"):  # smallest first: what they leave goes to the big ones
+            classes = comps[i]
             now = time.perf_counter()
-            share = now + (deadline - now) / (len(comps) - i)  # this component's part of the time left
+            share = now + (deadline - now) * size[i] / left  # this component's part of the time left
+            left -= size[i]
             res = _solve_component(p, cl, classes, cand[cand_by[bounds[i]:bounds[i + 1]]],
                                    cand_p[by_p[bounds_p[i]:bounds_p[i + 1]]], rows[row_comp == i], row_id,
                                    seed_all, share, mip_rel_gap, init_per_job, add_per_job, colgen_tol)
