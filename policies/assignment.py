@@ -211,6 +211,7 @@ class _Master:
         self.in_model = np.zeros(len(q.job), dtype=bool)
         self.model_col = np.full(len(q.job), -1)  # candidate -> its column in HiGHS
         self.solved = False
+        self.cut = 0.0  # the unplaced-weight cut's right-hand side, once added
 
     def add(self, cands: np.ndarray) -> None:
         cands = np.unique(cands[~self.in_model[cands]])
@@ -236,12 +237,14 @@ class _Master:
         """sum_j weight[j] u[j] >= unplaced_at_least (a row over the slack columns)."""
         nj = len(self.jobs)
         self.h.addRow(unplaced_at_least, self.inf, nj, np.arange(nj, dtype=np.int32), self.w)
+        self.cut = unplaced_at_least
 
     def run(self) -> bool:
         """Re-solve; False unless optimal (``timed_out`` tells the deadline from a failure)."""
         import highspy
 
-        self.h.setOptionValue("time_limit", max(self.deadline - time.perf_counter(), 0.01))
+        # HiGHS's time_limit is on the instance's run time summed over every run() so far
+        self.h.setOptionValue("time_limit", self.h.getRunTime() + max(self.deadline - time.perf_counter(), 0.01))
         first = not self.solved
         if first:  # from scratch, the interior point method (then crossover to a basis) is ~2x the simplex's speed
             self.h.setOptionValue("solver", "ipm")
@@ -318,7 +321,8 @@ def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
 def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf) -> np.ndarray | None:
     """LP diving from the master's LP optimum: per round, up to a ``share`` of the fractional
     columns (largest fractional part first) is rounded up (lower bound) where one more unit still
-    fits the capacity the whole units leave and its class has a unit to spare; when none can be,
+    fits the capacity the whole units leave, its class has a unit to spare and the lower bounds
+    still leave the unplaced weight the cut asks for; when none can be,
     the one closest to whole is rounded down (upper bound). The dual simplex re-solves from the
     last basis. A round that raises the unplaced weight is undone and the next rounds fix a
     quarter as many columns (doubling again after each round that keeps it); a single column
@@ -345,15 +349,19 @@ def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf) -> np.ndar
             kc, kr = q.row_keys(m.cols)
             load = np.bincount(kr, weights=q.demand[kc] * np.repeat(whole, q.n_hours[m.cols]), minlength=P * S)
             room = m.n - np.bincount(m.job_row[q.job[m.cols]], weights=whole, minlength=nj)  # spare units per class
+            held = np.bincount(m.job_row[q.job[m.cols]], weights=lower, minlength=nj)  # units the bounds place
+            spare = float(m.w @ (m.n - held)) - m.cut - 1e-9  # the unplaced-weight cut must stay reachable
             up = []
             limit = max(1, min(limit, int(share * len(frac))))
             for i in frac[np.argsort(-(x - whole)[frac], kind="stable")]:
                 c = m.cols[i]
                 a = q.resource[c] * S + q.first_hour[c]
                 b, k = a + q.n_hours[c], m.job_row[q.job[c]]
-                if room[k] >= 1 and load[a:b].max() + q.demand[c] <= q.capacity[q.resource[c]] + 1e-9:
+                more = m.w[k] * (whole[i] + 1 - lower[i])
+                if room[k] >= 1 and spare >= more and load[a:b].max() + q.demand[c] <= q.capacity[q.resource[c]] + 1e-9:
                     load[a:b] += q.demand[c]
                     room[k] -= 1
+                    spare -= more
                     up.append(i)
                     if len(up) >= limit:
                         break
@@ -400,7 +408,7 @@ def _milp(m: _Master, start: np.ndarray, time_limit_s: float, abs_gap: float, fl
     if len(held):
         m.set_bounds(nj + held, floor[m.cols[held]], np.full(len(held), m.inf))
     try:
-        h.setOptionValue("time_limit", max(time_limit_s, 0.05))
+        h.setOptionValue("time_limit", h.getRunTime() + max(time_limit_s, 0.05))  # run time summed over runs
         h.setOptionValue("mip_rel_gap", 0.0)
         h.setOptionValue("mip_abs_gap", max(abs_gap, 1e-9))
         sol = highspy.HighsSolution()
