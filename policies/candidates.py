@@ -20,6 +20,12 @@ class Candidates:
     usd_per_hour: np.ndarray  # (O,)
     gpu_memory_gb: np.ndarray  # (O,)
     kg_co2e_p90: np.ndarray | None = None  # (O, K) with the forecast's upper decile: robust deferral
+    kg_co2e_mean: np.ndarray | None = None  # (O, K) the expected kg when ``kg_co2e`` is the p90 (risk "p90")
+
+    @property
+    def expected_kg(self) -> np.ndarray:
+        """(O, K) the expected (mean-forecast) kgCO2e, whatever the risk setting ranks by."""
+        return self.kg_co2e if self.kg_co2e_mean is None else self.kg_co2e_mean
 
     @property
     def shape(self) -> tuple[int, int]:

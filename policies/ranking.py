@@ -50,20 +50,28 @@ def row_earliest_within(x: np.ndarray, feasible: np.ndarray, fraction: float) ->
     return rows, np.argmax(masked <= best + fraction * np.abs(best), axis=1)
 
 
-def robust_starts(c: Candidates, feasible: np.ndarray) -> np.ndarray:
-    """The robust deferral rule: per offering, its earliest feasible start ("now"), and the later
-    starts whose upper decile (``kg_co2e_p90``) still beats the expected carbon of starting now,
-    both on that offering and on the greenest offering that can start now -- a gain the
-    forecast's own error could erase justifies neither waiting nor waiting somewhere else. As
-    ``feasible`` when the candidates carry no upper decile."""
-    if c.kg_co2e_p90 is None:
-        return feasible
+def robust_bar(c: Candidates, feasible: np.ndarray, tie_fraction: float = 0.0) -> np.ndarray:
+    """(O, 1) what a later start's upper decile must beat under robust deferral: the expected kg of
+    starting now on the same offering, or on the greenest offering that can start now if that is
+    lower by more than ``tie_fraction`` (a greener "now" within ``min_gain_pct`` is a tie, and ties
+    do not count against waiting)."""
     rows = feasible.any(axis=1)
     first = np.argmax(feasible, axis=1)
-    now_kg = np.where(rows, c.kg_co2e[np.arange(c.shape[0]), first], np.inf)[:, None]
-    bar = np.minimum(now_kg, now_kg.min())  # this offering's "now", and the greenest "now" of any
+    now_kg = np.where(rows, c.expected_kg[np.arange(c.shape[0]), first], np.inf)[:, None]
+    return np.minimum(now_kg, now_kg.min() * (1.0 + tie_fraction))
+
+
+def robust_starts(c: Candidates, feasible: np.ndarray, tie_fraction: float = 0.0) -> np.ndarray:
+    """The robust deferral rule: per offering, its earliest feasible start ("now"), and the later
+    starts whose upper decile (``kg_co2e_p90``) still beats ``robust_bar`` -- the expected carbon
+    of starting now there and on the greenest offering now: a gain the forecast's own error could
+    erase justifies neither waiting nor waiting somewhere else. As ``feasible`` when the
+    candidates carry no upper decile."""
+    if c.kg_co2e_p90 is None:
+        return feasible
+    first = np.argmax(feasible, axis=1)
     is_first = np.arange(c.shape[1])[None, :] == first[:, None]
-    return feasible & (is_first | (c.kg_co2e_p90 < bar))
+    return feasible & (is_first | (c.kg_co2e_p90 < robust_bar(c, feasible, tie_fraction)))
 
 
 def _row_lexmin(keys: list[np.ndarray], feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +129,7 @@ def rank(c: Candidates, feasible: np.ndarray, policy: Policy) -> Ranking:
         # single term (objectives.py): per row, "carbon" takes the earliest start within the tie
         # fraction of the row's greenest; "cost" (constant in k) and "time" the earliest feasible start
         if policy.objective == "carbon":
-            eligible = robust_starts(c, feasible) if policy.deferral == "robust" else feasible
+            eligible = robust_starts(c, feasible, policy.tie_fraction) if policy.deferral == "robust" else feasible
             rows, ks = row_earliest_within(c.kg_co2e, eligible, policy.tie_fraction)
         else:
             rows, ks = _row_argmin(np.broadcast_to(c.start_h, c.shape), feasible)

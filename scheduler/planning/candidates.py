@@ -266,11 +266,12 @@ def _horizon_hours(job: JobSpec, arrays: OfferingArrays, speeds: dict[str, float
 def _candidates(job: JobSpec, est, O: int, arrays: OfferingArrays, gpu_memory_gb: np.ndarray,
                 start_h: np.ndarray) -> Candidates:
     """The policy's view of the ``O x K`` candidates (the baseline row and column dropped)."""
-    carbon = est.kg_co2e_p90 if job.policy.risk == "p90" else est.kg_co2e
+    by_p90 = job.policy.risk == "p90" and est.kg_co2e_p90 is not None
+    carbon = est.kg_co2e_p90 if by_p90 else est.kg_co2e
     p90 = est.kg_co2e_p90[:O, 1:] if est.kg_co2e_p90 is not None else None
     return Candidates(kg_co2e=carbon[:O, 1:], cost_usd=est.cost_usd[:O], start_h=start_h,
                       runtime_h=est.runtime_h[:O], usd_per_hour=arrays.usd_per_hour[:O], gpu_memory_gb=gpu_memory_gb,
-                      kg_co2e_p90=p90)
+                      kg_co2e_p90=p90, kg_co2e_mean=est.kg_co2e[:O, 1:] if by_p90 else None)
 
 
 def _limits(job: JobSpec, window: Window, now: datetime) -> Limits:

@@ -13,6 +13,7 @@ import numpy as np
 from carbonsched.errors import JobSpecError, UserInputError
 from carbonsched.models import Plan
 from carbonsched.policies import Policy, rank
+from carbonsched.policies.ranking import robust_bar, robust_starts
 from carbonsched.settings import Settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.planning.assemble import (assemble_plan, intensity_warnings, price_warnings, shown_regions,
@@ -59,17 +60,17 @@ def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings:
 
 def tie_warnings(jc, ranking) -> list[str]:
     """Say when the best placement starts earlier than its offering's greenest start because the
-    gain was within ``min_gain_pct`` or within the forecast's error (carbon, robust deferral), or
-    because the cost objective does not wait."""
+    gain was within ``min_gain_pct`` or within the forecast's error (carbon, robust deferral: then
+    also when waiting on another offering was passed over), or because the cost objective does
+    not wait."""
     policy = jc.policy
     if policy.objective not in ("carbon", "cost") or not len(ranking.offering):
         return []
     o, k = int(ranking.offering[0]), int(ranking.start[0])
-    p90 = jc.cands.kg_co2e_p90
-    if policy.objective == "carbon" and policy.deferral == "robust" and p90 is not None:
-        moved = robust_move_warning(jc, o, k)
-        if moved:
-            return moved
+    if policy.objective == "carbon" and policy.deferral == "robust" and jc.cands.kg_co2e_p90 is not None:
+        passed = robust_warning(jc, o, k)
+        if passed:
+            return passed
     row = np.where(jc.feasible[o], jc.cands.kg_co2e[o], np.inf)
     greenest = int(np.argmin(row))
     if row[greenest] >= row[k] or greenest == k:
@@ -78,10 +79,6 @@ def tie_warnings(jc, ranking) -> list[str]:
     if less < 0.1:  # not worth a line
         return []
     at = iso_utc(jc.window.starts[greenest])
-    if policy.objective == "carbon" and policy.deferral == "robust" and p90 is not None and less > 100 * policy.tie_fraction:
-        return [f"start: {at} was forecast to emit {less:.1f} % less, but its upper decile ({p90[o, greenest]:.3g} kg) "
-                f"does not beat this start's expected {row[k]:.3g} kg: the gain is within the forecast's error, "
-                "so it did not wait (deferral = \"robust\"; \"expected\" waits for the mean)"]
     if policy.objective == "cost":
         return [f"start: the cost objective starts as soon as it can; starting at {at} would emit {less:.1f} % less "
                 "at the same price (objective lexicographic with order cost, carbon prefers that)"]
@@ -89,18 +86,23 @@ def tie_warnings(jc, ranking) -> list[str]:
             "the earlier start was chosen"]
 
 
-def robust_move_warning(jc, o: int, k: int) -> list[str]:
-    """Robust deferral: say when waiting on another offering was forecast greener than the chosen
-    placement but its upper decile did not beat the greenest start now."""
-    kg = np.where(jc.feasible, jc.cands.kg_co2e, np.inf)
-    o2, k2 = np.unravel_index(int(np.argmin(kg)), kg.shape)
-    if o2 == o or kg[o2, k2] >= kg[o, k] * (1 - jc.policy.tie_fraction):
+def robust_warning(jc, o: int, k: int) -> list[str]:
+    """Robust deferral: the greenest start the rule passed over (not eligible, and greener than the
+    chosen one by more than the tie fraction), with the bar its upper decile did not beat."""
+    c, tie = jc.cands, jc.policy.tie_fraction
+    kg = np.where(jc.feasible, c.kg_co2e, np.inf)
+    shut = jc.feasible & ~robust_starts(c, jc.feasible, tie) & (kg < kg[o, k] * (1 - tie))
+    if not shut.any():
         return []
+    o2, k2 = np.unravel_index(int(np.argmin(np.where(shut, kg, np.inf))), kg.shape)
     less = 100.0 * (kg[o, k] - kg[o2, k2]) / kg[o, k]
     if less < 0.1:
         return []
+    bar = float(robust_bar(c, jc.feasible, tie)[o2, 0])
     other = jc.offerings[o2]
-    return [f"start: {other.region_id} {other.instance_type} at {iso_utc(jc.window.starts[k2])} was forecast to emit "
-            f"{less:.1f} % less, but its upper decile ({jc.cands.kg_co2e_p90[o2, k2]:.3g} kg) does not beat the "
-            f"{kg[o, k]:.3g} kg expected here: the gain is within the forecast's error, so it neither moved nor "
-            "waited (deferral = \"robust\"; \"expected\" goes for the mean)"]
+    where = "" if o2 == o else f"{other.region_id} {other.instance_type} at "
+    return [f"start: {where}{iso_utc(jc.window.starts[k2])} was forecast to emit {less:.1f} % less, but its upper "
+            f"decile ({c.kg_co2e_p90[o2, k2]:.3g} kg) does not beat the {bar:.3g} kg expected from starting now "
+            f"{'there' if o2 != o else 'here'} or on the greenest placement now: the gain is within the forecast's "
+            f"error, so the plan did not {'move there and ' if o2 != o else ''}wait (deferral = \"robust\"; "
+            "\"expected\" waits for the mean)"]

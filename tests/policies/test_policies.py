@@ -579,6 +579,37 @@ def test_plan_says_when_robust_deferral_did_not_move_for_a_gain_within_the_error
                          window=SimpleNamespace(starts=[t0 + timedelta(hours=h) for h in range(3)]))
     (line,) = tie_warnings(jc, rank(c, jc.feasible, jc.policy))
     assert "gcp:europe-west4 a3-highgpu-8g at 2026-11-27T12:00:00Z" in line and "14.3 % less" in line
-    assert "upper decile (8 kg)" in line and "neither moved nor waited" in line
+    assert "upper decile (8 kg) does not beat the 7 kg expected from starting now there" in line
+    assert "did not move there and wait" in line
     jc.policy = Policy(deferral="expected")  # moved and waited: nothing to explain
     assert tie_warnings(jc, rank(c, jc.feasible, jc.policy)) == []
+    # the greener wait passed the rule and lost only to min_gain_pct: no word about the forecast's error
+    jc.cands = _two_offerings_three_starts(kg, np.array([[8.5, 9.0, 9.0], [12.0, 11.0, 6.5]]))
+    jc.policy = Policy(min_gain_pct=20)
+    assert not any("upper decile" in w for w in tie_warnings(jc, rank(jc.cands, jc.feasible, jc.policy)))
+
+
+def test_robust_deferral_ties_within_min_gain_do_not_block_a_wait_and_p90_ranking_compares_with_the_mean():
+    """A now 100, later 80 (p90 98.5); B now 97. With min_gain_pct 5, B's "now" is a tie with
+    A's, not a better start: A's wait is robust against A's own 100 and is taken. With risk p90 the
+    bar is still the *expected* kg of starting now, not its p90."""
+    import numpy as np
+
+    from carbonsched.policies.candidates import Candidates
+    from carbonsched.policies.objectives import Policy
+    from carbonsched.policies.ranking import rank, robust_bar, robust_starts
+
+    c = Candidates(kg_co2e=np.array([[100.0, 80.0], [97.0, 130.0]]), cost_usd=np.array([5.0, 6.0]),
+                   start_h=np.array([0.0, 1.0]), runtime_h=np.array([4.0, 4.0]), usd_per_hour=np.array([1.0, 1.5]),
+                   gpu_memory_gb=np.array([80.0, 80.0]), kg_co2e_p90=np.array([[100.0, 98.5], [97.0, 140.0]]))
+    feasible = np.ones((2, 2), dtype=bool)
+    assert not robust_starts(c, feasible)[0, 1]  # no tie: B's 97 now beats A's wait at its p90
+    assert robust_starts(c, feasible, 0.05)[0, 1]
+    r = rank(c, feasible, Policy(min_gain_pct=5))
+    assert (r.offering[0], r.start[0]) == (0, 1)
+    # ranking by p90: kg_co2e holds the p90, the bar the mean (here A now 90 expected, 100 at p90)
+    p = Candidates(kg_co2e=np.array([[100.0, 95.0]]), cost_usd=np.array([5.0]), start_h=np.array([0.0, 1.0]),
+                   runtime_h=np.array([4.0]), usd_per_hour=np.array([1.0]), gpu_memory_gb=np.array([80.0]),
+                   kg_co2e_p90=np.array([[100.0, 95.0]]), kg_co2e_mean=np.array([[90.0, 70.0]]))
+    assert robust_bar(p, np.ones((1, 2), dtype=bool))[0, 0] == 90.0
+    assert not robust_starts(p, np.ones((1, 2), dtype=bool))[0, 1]  # 95 at p90 does not beat 90 expected
