@@ -318,7 +318,7 @@ def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
         m.add(cand[neg][pick])
 
 
-def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf) -> np.ndarray | None:
+def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf, enough=None) -> np.ndarray | None:
     """LP diving from the master's LP optimum: per round, up to a ``share`` of the fractional
     columns (largest fractional part first) is rounded up (lower bound) where one more unit still
     fits the capacity the whole units leave, its class has a unit to spare and the lower bounds
@@ -338,6 +338,13 @@ def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf) -> np.ndar
     tried = np.zeros(n, dtype=bool)  # columns whose rounding alone raised the unplaced weight
     target = float(m.w @ u) + 1e-6
     limit = math.inf
+    rounds = 0
+
+    def whole_units(whole):
+        units = np.zeros(len(q.job))
+        units[m.cols] = whole
+        return units
+
     m.h.setOptionValue("simplex_strategy", 1)
     try:
         while True:
@@ -346,6 +353,9 @@ def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf) -> np.ndar
             frac = np.flatnonzero((x - whole > INTEGRAL_TOL) & ~tried)
             if not len(frac) or time.perf_counter() > deadline:
                 break
+            if enough is not None and rounds and enough(whole_units(whole)):
+                break
+            rounds += 1
             kc, kr = q.row_keys(m.cols)
             load = np.bincount(kr, weights=q.demand[kc] * np.repeat(whole, q.n_hours[m.cols]), minlength=P * S)
             room = m.n - np.bincount(m.job_row[q.job[m.cols]], weights=whole, minlength=nj)  # spare units per class
@@ -504,9 +514,12 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
     if not done:  # the LP rounded down, the units left over placed where they still fit
         done = consider(*fill(p, *cl.to_jobs(np.floor(units + INTEGRAL_TOL), classes), cand_p), "lp_round")
     if not done:  # LP diving
-        dove = _dive(m, deadline=started + DIVE_SHARE * (deadline - started))
+        def rounded(whole) -> bool:  # the dive so far, rounded down and filled: good enough?
+            return consider(*fill(p, *cl.to_jobs(whole, classes), cand_p), "lp_dive")
+
+        dove = _dive(m, deadline=started + DIVE_SHARE * (deadline - started), enough=rounded)
         if dove is not None:
-            done = consider(*fill(p, *cl.to_jobs(dove, classes), cand_p), "lp_dive")
+            done = rounded(dove)
     if not done and best[0][0] > unplaced_bound + 1e-9:  # one-step ejection, while more could be placed
         done = consider(*relocate(p, best[1], best[2], cand_p), best[3])
     # LP-and-fix: the MILP with every column held at least at the whole units the LP and the best
