@@ -330,7 +330,13 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
     path = Path(path)
     if signal not in EM_VALUE:
         raise UserInputError(f"signal must be 'lca' (lifecycle) or 'direct', got {signal!r}")
-    rows = _csv_rows(path)
+    key = _file_key(path)
+    with _READ_LOCK:  # the rows and the time axis below are of this one version of the file
+        return _read_version(path, key, zone, signal)
+
+
+def _read_version(path: Path, key: tuple, zone: str | None, signal: str) -> tuple[np.ndarray, datetime, dict]:
+    rows = _csv_rows(path, key)
     if len(rows) < 2:
         raise UserInputError(f"{path} has no data rows; expected a header and one row per hour")
     header = [h.strip() for h in rows[0]]
@@ -377,8 +383,10 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
         v_i = header.index(col)
         zone_name = zone or (col if fmt == "wide" else "")
         info.update(format=fmt, column=col, signal=SIGNAL_NAMES[signal])
-    axis = _time_axis(path, t_i)
-    vals = _column_values(body, v_i, path, header)
+    axis = _cached_axis(key, t_i)  # None when a row is short or a time does not parse
+    vals = _fast_values(body, v_i)  # None when a cell needs the careful parser
+    if axis is None or vals is None:
+        vals = _careful_values(body, t_i, v_i, path, header)  # raises the first bad row's error, in file order
     _check_plausible(axis, vals, path, header[v_i])
     ok = np.isfinite(vals)
     sums = np.bincount(axis.hour_index[ok], weights=vals[ok], minlength=axis.n_hours)
@@ -394,41 +402,57 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
     return values, axis.start, info
 
 
-def _column_values(body: list, v_i: int, path: Path, header: list) -> np.ndarray:
-    """Column ``v_i`` as floats (NaN for gaps), vectorised; the row-by-row parser runs only to name
-    the first bad row when something is wrong."""
+def _fast_values(body: list, v_i: int) -> np.ndarray | None:
+    """Column ``v_i`` as floats (NaN for gaps and infinities), vectorised; None when any cell is
+    not a plain number within range (short rows, words, negatives, unit errors)."""
     try:
-        col = [r[v_i].strip() or "nan" for r in body]
-        vals = np.array(col, dtype=float)
+        vals = np.array([r[v_i].strip() or "nan" for r in body], dtype=float)
     except (IndexError, ValueError):
-        vals = None
-    if vals is None or (vals[np.isfinite(vals)] < 0).any() or (vals[np.isfinite(vals)] > MAX_G_PER_KWH).any():
-        out = []
-        for k, r in enumerate(body):
-            if len(r) <= v_i:
-                raise UserInputError(f"{path}, line {k + 2}: expected {len(header)} columns, got {len(r)}")
-            out.append(_parse_value(r[v_i], path, k + 2, header[v_i]))  # raises for the first bad row
-        vals = np.array(out, dtype=float)
+        return None
+    finite = vals[np.isfinite(vals)]
+    if (finite < 0).any() or (finite > MAX_G_PER_KWH).any():
+        return None
     return np.where(np.isfinite(vals), vals, np.nan)
+
+
+def _careful_values(body: list, t_i: int, v_i: int, path: Path, header: list) -> np.ndarray:
+    """The row-by-row parser: the first bad row (time or value, in file order) raises its error
+    with the path as the user gave it; otherwise the values (words like "NA" are gaps)."""
+    out = []
+    for k, r in enumerate(body):
+        line = k + 2
+        if len(r) <= max(t_i, v_i):
+            raise UserInputError(f"{path}, line {line}: expected {len(header)} columns, got {len(r)}")
+        _parse_time(r[t_i], path, line)
+        out.append(_parse_value(r[v_i], path, line, header[v_i]))
+    return np.array(out, dtype=float)
 
 
 _READ_LOCK = threading.Lock()  # plans read the files of many regions from worker threads
 
 
-def _csv_rows(path: Path) -> list[list[str]]:
-    """The file's non-blank rows, parsed once per process and file version: a many-zone file is read
-    once for all its zones (a plan over 8 regions read the 123-zone file 8 times: 7 s)."""
+def _file_key(path: Path) -> tuple:
+    """What identifies one version of a file: its resolved path, inode, size, and modification and
+    change times (ctime moves on every write, even when a copy keeps the old mtime and size)."""
     try:
         st = path.stat()
-        with _READ_LOCK:
-            return _cached_rows(str(path.resolve()), st.st_mtime_ns, st.st_size)
+        return str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+    except OSError as exc:
+        raise UserInputError(f"cannot read history file {path}: {exc}") from None
+
+
+def _csv_rows(path: Path, key: tuple) -> list[list[str]]:
+    """The file's non-blank rows, parsed once per process and file version: a many-zone file is read
+    once for all its zones (a plan over 25 zones read the 123-zone file 25 times: 7 s)."""
+    try:
+        return _cached_rows(key)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UserInputError(f"cannot read history file {path}: {exc}") from None
 
 
-@lru_cache(maxsize=8)
-def _cached_rows(path: str, mtime_ns: int, size: int) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+@lru_cache(maxsize=4)
+def _cached_rows(key: tuple) -> list[list[str]]:
+    with open(key[0], newline="", encoding="utf-8-sig") as fh:
         return [r for r in csv.reader(fh) if any(c.strip() for c in r)]
 
 
@@ -446,20 +470,17 @@ class _TimeAxis:
     resolution_minutes: float | None  # median spacing of the distinct timestamps
 
 
-def _time_axis(path: Path, t_i: int) -> _TimeAxis:
-    st = path.stat()
-    with _READ_LOCK:
-        return _cached_axis(str(path.resolve()), st.st_mtime_ns, st.st_size, t_i)
-
-
 @lru_cache(maxsize=8)
-def _cached_axis(path: str, mtime_ns: int, size: int, t_i: int) -> _TimeAxis:
-    rows = _cached_rows(path, mtime_ns, size)
+def _cached_axis(key: tuple, t_i: int) -> _TimeAxis | None:
+    """The time column of the rows cached under ``key`` (read_history_csv holds _READ_LOCK from the
+    rows to here, so they are the same version); None when a row is short or a time does not parse."""
+    rows = _cached_rows(key)
     times = []
-    for k, r in enumerate(rows[1:]):
-        if len(r) <= t_i:
-            raise UserInputError(f"{path}, line {k + 2}: expected {len(rows[0])} columns, got {len(r)}")
-        times.append(_parse_time(r[t_i], Path(path), k + 2))
+    try:
+        for k, r in enumerate(rows[1:]):
+            times.append(_parse_time(r[t_i], Path(key[0]), k + 2))
+    except (IndexError, UserInputError):
+        return None
     stamps = np.array([t.timestamp() for t in times])
     hours = np.floor(stamps / 3600.0).astype(np.int64)
     first = int(hours.min())

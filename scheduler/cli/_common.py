@@ -78,7 +78,7 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
                    help="robust (default): wait only when the later window's p90 beats starting now, here and "
                         "in the greenest region now (a gain the forecast's own error could erase is no reason to "
                         "wait); expected: wait for any gain in the mean forecast (more saving on average, but "
-                        "2-34 %% of waits end worse than starting now; `carbonsched backtest decisions` measures both)")
+                        "3-34 %% of waits end worse than starting now; `carbonsched backtest decisions` measures both)")
     o.add_argument("--min-gain", type=float, metavar="PCT", dest="min_gain_pct",
                    help="carbon/cost/time objectives: wait for a later start or move region only when that saves "
                         "more than PCT %% (smaller gains tie, and ties go to the earliest start; default 0)")

@@ -36,6 +36,8 @@ def cmd_decisions(a: argparse.Namespace) -> int:
         raise UserInputError("--hours and --max-delay must be whole hours from 1 to 168")
     if a.origins is not None and a.origins < 1:
         raise UserInputError("--origins must be at least 1")
+    if a.robust and a.deferral == "expected":
+        raise UserInputError("--robust and --deferral expected contradict each other; --robust is the default now")
     if not (0 <= a.min_gain < 100):
         raise UserInputError("--min-gain must be a percentage from 0 to below 100")
     values, start, info = read_histories(a.history, zone=a.zone, signal=a.signal)
