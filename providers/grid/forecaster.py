@@ -45,7 +45,7 @@ is not penalised); ``rho = 1/2`` per 6 weeks down-weights older weeks, and
 weights ``min(1, k / |r|)`` (``k`` = the weighted RMS residual of the previous fit,
 ``HUBER_ROUNDS``): forecasts are judged on absolute error, and a few wild hours (an outage, a
 storm) should not pull every coefficient. The 8 x 8 normal equations of all horizons are solved
-at once (batched): ~10 ms for a 24 h forecast, ~55 ms for 168 h on this 2-core machine.
+at once (batched): ~5 ms for a 24 h forecast, ~50 ms for 168 h on this 2-core machine.
 Measured on the backtests (benchmarks/forecast_backtest.py): the recent-lag and persistence terms
 are what beat the seasonal baselines; 26 weeks instead of 12 and the Huber refit each took about
 half a point more off the MAE, fitting on the origins near the forecast's hour of day another
