@@ -23,10 +23,7 @@ hour containing ``now``; a run holds its GPUs in every slot it touches, partial 
   ``default_capacity`` (None = unlimited). On-demand and spot share one pool per pair.
 
 Objective (lower is better, summed over jobs): ``"carbon"`` (kgCO2e, default; the forecast's p90
-for jobs whose policy has ``risk = "p90"``; under a job's robust deferral, the default, a later
-start the rule would not take is priced at its offering's start-now kg (``_carbon_term``), so the
-batch waits for carbon only where ``plan`` would and otherwise only when capacity makes it, and
-``solver.objective_value`` can exceed ``totals.kg_co2e``), ``"cost"`` (USD), ``"time"`` (finish hours after
+for jobs whose policy has ``risk = "p90"``), ``"cost"`` (USD), ``"time"`` (finish hours after
 now), or weights ``{"carbon": 1, "cost": 0.5}`` / a weighted ``Policy``: ``sum_t w_t x_t / m_t``
 with ``m_t`` the mean of term t over every feasible candidate of the batch (scale-free).
 
@@ -50,7 +47,6 @@ from carbonsched.errors import InfeasibleError, UserInputError
 from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
 from carbonsched.policies import Policy
 from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, solve
-from carbonsched.policies.ranking import robust_starts
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc
@@ -171,21 +167,7 @@ def _objective(objective) -> tuple[str, dict[str, float]]:
 
 def _terms(jc) -> dict[str, np.ndarray]:
     c = jc.cands
-    return {"carbon": _carbon_term(jc), "cost": np.broadcast_to(c.cost_usd[:, None], c.shape), "time": c.end_h}
-
-
-def _carbon_term(jc) -> np.ndarray:
-    """The carbon the solver sees. Under the job's robust deferral (the default) a later start that
-    the rule would not take (``ranking.robust_starts``: its p90 does not beat starting now) costs
-    what starting now on its offering costs, times 1 + 1e-6: the batch moves a job there when
-    capacity leaves nothing better, never for a gain within the forecast's error. Placements
-    still report their own kg."""
-    c, policy = jc.cands, jc.policy
-    if policy.deferral != "robust" or c.kg_co2e_p90 is None:
-        return c.kg_co2e
-    ok = robust_starts(c, jc.feasible, policy.tie_fraction)
-    now = c.kg_co2e[np.arange(c.shape[0]), np.argmax(jc.feasible, axis=1)][:, None]
-    return np.where(ok | ~jc.feasible, c.kg_co2e, np.maximum(c.kg_co2e, now) * (1.0 + 1e-6))
+    return {"carbon": c.kg_co2e, "cost": np.broadcast_to(c.cost_usd[:, None], c.shape), "time": c.end_h}
 
 
 def _short_reason(exc: InfeasibleError, eliminated: dict[str, int]) -> str:

@@ -313,27 +313,3 @@ def test_an_lp_solve_cut_off_by_the_deadline_leaves_greedy_and_claims_nothing(mo
     assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
     assert float(p.weights[sol.choice < 0].sum()) <= float(p.weights[g < 0].sum())
     assert sol.stats["lp_bound"] <= sol.objective + 1e-9
-
-
-def test_a_batch_defers_like_plan_robust_by_default_and_expected_when_asked():
-    """Without capacity limits a batch of one job places it where `plan` does: robust deferral
-    (the default) starts the example job now; `deferral = "expected"` waits for the mean, as `plan`
-    does. The solver prices the wait the rule refuses at the start-now kg, so capacity can still
-    push a job there."""
-    from carbonsched.planning import plan
-    from carbonsched.spec.job import load_job
-    from conftest import EXAMPLE_JOB
-
-    now = datetime(2026, 11, 27, 10, tzinfo=timezone.utc)
-    for deferral in ("robust", "expected"):
-        job = _with_deferral(load_job(EXAMPLE_JOB), deferral)
-        single = plan(job, now=now, settings=SETTINGS).best
-        placed = plan_batch([job], now=now, settings=SETTINGS).placements[0]
-        assert (placed.region_id, placed.start) == (single.region_id, single.start), deferral
-        assert (placed.start == now) == (deferral == "robust")
-
-
-def _with_deferral(job, deferral):
-    import dataclasses
-
-    return dataclasses.replace(job, policy=dataclasses.replace(job.policy, deferral=deferral))
