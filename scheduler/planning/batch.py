@@ -23,7 +23,8 @@ hour containing ``now``; a run holds its GPUs in every slot it touches, partial 
   ``default_capacity`` (None = unlimited). On-demand and spot share one pool per pair.
 
 Objective (lower is better, summed over jobs): ``"carbon"`` (kgCO2e, default; the forecast's p90
-for jobs whose policy has ``risk = "p90"``), ``"cost"`` (USD), ``"time"`` (finish hours after
+for jobs whose policy has ``risk = "p90"``; the expected kg of every start: the batch does not
+apply the jobs' robust deferral rule, see the README), ``"cost"`` (USD), ``"time"`` (finish hours after
 now), or weights ``{"carbon": 1, "cost": 0.5}`` / a weighted ``Policy``: ``sum_t w_t x_t / m_t``
 with ``m_t`` the mean of term t over every feasible candidate of the batch (scale-free).
 
