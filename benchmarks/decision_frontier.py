@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--zones", choices=["4", "24", "all"], default="all")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    from carbonsched.providers.grid.backtest import read_histories
+    from carbonsched.providers.grid.history import read_histories
 
     jobs = []
     if a.zones in ("4", "all"):

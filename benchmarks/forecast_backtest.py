@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "carbon_intensity"
 sys.path.insert(0, str(REPO))  # for tools.data_build.profiles (the gap-fill rule)
 
-from carbonsched.providers.grid.backtest import MODEL_ORDER, backtest, read_history_csv  # noqa: E402
+from carbonsched.providers.grid.backtest import MODEL_ORDER, backtest  # noqa: E402
+from carbonsched.providers.grid.history import read_history_csv  # noqa: E402
 from carbonsched.providers.grid.series import flat_fill_mask  # noqa: E402
 
 WIDE_FILE = DATA / "electricitymaps_2022_hourly_lca_123zones.csv"

@@ -1,5 +1,5 @@
 """The user's own hourly intensity history as a source (CSV in the layouts of
-``backtest.read_history_csv``; Parquet with the same columns when pyarrow is installed).
+``history.read_history_csv``; Parquet with the same columns when pyarrow is installed).
 
 Files are given as ``PATH`` (a wide file with one column per zone, or a portal export whose
 ``Zone Id`` names the zone) or ``ZONE=PATH`` (a single-series file for that zone). For a region,
@@ -25,7 +25,7 @@ import numpy as np
 from carbonsched.errors import SourceNotFoundError, UserInputError
 from carbonsched.models import Region
 
-from carbonsched.providers.grid.backtest import read_history_csv
+from carbonsched.providers.grid.history import read_history_csv
 from carbonsched.providers.grid.series import HourlySeries
 
 SIGNALS = {"lca": "average-lca", "direct": "average-direct"}

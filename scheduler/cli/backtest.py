@@ -28,7 +28,7 @@ def _fmt(x, digits: int = 1) -> str:
 
 
 def cmd_decisions(a: argparse.Namespace) -> int:
-    from carbonsched.providers.grid.backtest import read_histories
+    from carbonsched.providers.grid.history import read_histories
     from carbonsched.providers.grid.decisions import decision_backtest
     from carbonsched.units import parse_utc
 

@@ -28,7 +28,8 @@ def _plot(forecast, path: str) -> None:
 
 
 def backtest_cmd(a: argparse.Namespace) -> int:
-    from carbonsched.providers.grid.backtest import backtest, read_history_csv
+    from carbonsched.providers.grid.backtest import backtest
+    from carbonsched.providers.grid.history import read_history_csv
 
     if not a.history:
         raise UserInputError("forecast backtest needs --history FILE (an hourly history CSV) and usually --zone Z")

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from carbonsched.providers.grid.backtest import read_histories
+from carbonsched.providers.grid.history import read_histories
 from carbonsched.providers.grid.decisions import (PREDICTORS, choose_start, decision_backtest, last_year,
                                                   window_means)
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carbonsched.errors import UserInputError
-from carbonsched.providers.grid.backtest import backtest, read_history_csv
+from carbonsched.providers.grid.backtest import backtest
+from carbonsched.providers.grid.history import read_history_csv
 from carbonsched.providers.grid.forecaster import (
     MODELS, ForecastArrays, fill_gaps, forecast_series, persistence, seasonal_naive_24h, weekly_mean,
 )
@@ -467,7 +468,7 @@ def test_long_histories_fit_on_origins_near_the_forecast_hour_of_day():
 
 
 def test_a_many_zone_file_is_parsed_once_and_again_when_it_changes(tmp_path):
-    from carbonsched.providers.grid import backtest as bt
+    from carbonsched.providers.grid import history as bt
 
     f = tmp_path / "wide.csv"
     rows = ["datetime_utc,DE,FR"] + [f"2022-01-01T{h:02d}:00:00Z,{300 + h},{50 + h}" for h in range(24)]

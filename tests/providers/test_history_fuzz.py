@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carbonsched.errors import UserInputError
-from carbonsched.providers.grid.backtest import read_history_csv
+from carbonsched.providers.grid.history import read_history_csv
 
 TIMES = st.one_of(st.sampled_from(["2022-01-01T00:00:00Z", "2022-01-01T01:00:00+01:00", "2022-01-01 02:00:00",
                                    "not a time", "", "2022-13-40T99:00Z", "9999-12-31T23:00Z"]),

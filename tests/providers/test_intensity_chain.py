@@ -66,7 +66,7 @@ def test_file_source_replays_then_forecasts_then_profile():
     assert kinds == [("file:US-CAL-CISO_2022_hourly.csv", "history"), ("forecaster", "forecast")]
     assert f.segments[0]["to"] == f.segments[1]["from"] == "2023-01-01T00:00:00Z"  # the seam
     # the replayed hours are exactly the file's LCA values
-    values, t0, _ = __import__("carbonsched.providers.grid.backtest", fromlist=["x"]).read_history_csv(
+    values, t0, _ = __import__("carbonsched.providers.grid.history", fromlist=["x"]).read_history_csv(
         RAW / "US-CAL-CISO_2022_hourly.csv", signal="lca")
     i = int((start - t0) / timedelta(hours=1))
     np.testing.assert_allclose(f.intensity_g_per_kwh[:12], values[i:i + 12])
