@@ -235,4 +235,4 @@ def test_a_revoked_token_stops_working_at_once(tmp_path):
         assert httpx.get(f"{srv.url}/v1/jobs", headers=auth(text)).status_code == 200
         revoke_token(store, token.id, NOW)
         assert httpx.get(f"{srv.url}/v1/jobs", headers=auth(text)).status_code == 401
-    assert "secret" not in json.dumps(token.to_dict()) and text.split("_")[2] not in str(store._read("SELECT * FROM tokens")[0]["secret_sha256"])
+    assert "secret" not in json.dumps(token.to_dict()) and text.split("_", 2)[2] not in str(store._read("SELECT * FROM tokens")[0]["secret_sha256"])
