@@ -23,7 +23,7 @@ import csv
 import difflib
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from carbonsched.errors import UserInputError
+from carbonsched.providers.grid.series import hour_slots, hourly_means
 from carbonsched.units import parse_utc
 
 TIME_COLUMNS = ("datetime_utc", "datetime", "timestamp", "time")
@@ -105,7 +106,7 @@ def read_history_csv(path, zone: str | None = None, signal: str = "lca") -> tupl
     path = Path(path)
     if signal not in EM_VALUE:
         raise UserInputError(f"signal must be 'lca' (lifecycle) or 'direct', got {signal!r}")
-    key = _file_key(path)
+    key = file_version(path)
     with _READ_LOCK:  # the rows and the time axis below are of this one version of the file
         return _read_version(path, key, zone, signal)
 
@@ -163,11 +164,7 @@ def _read_version(path: Path, key: tuple, zone: str | None, signal: str) -> tupl
     if axis is None or vals is None:
         vals = _careful_values(body, t_i, v_i, path, header)  # raises the first bad row's error, in file order
     _check_plausible(axis, vals, path, header[v_i])
-    ok = np.isfinite(vals)
-    sums = np.bincount(axis.hour_index[ok], weights=vals[ok], minlength=axis.n_hours)
-    counts = np.bincount(axis.hour_index[ok], minlength=axis.n_hours)
-    with np.errstate(invalid="ignore"):
-        values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    values = hourly_means(axis.hour_index, vals, axis.n_hours)
     if axis.resolution_minutes is not None:  # the typical spacing: 60 for hourly files, 15 or 30 for sub-hourly ones
         info["resolution_minutes"] = axis.resolution_minutes
     info.update(zone=zone_name, rows=len(body), hours=axis.n_hours, missing_hours=int(np.isnan(values).sum()),
@@ -206,7 +203,7 @@ def _careful_values(body: list, t_i: int, v_i: int, path: Path, header: list) ->
 _READ_LOCK = threading.Lock()  # plans read the files of many regions from worker threads
 
 
-def _file_key(path: Path) -> tuple:
+def file_version(path: Path) -> tuple:
     """What identifies one version of a file: its resolved path, inode, size, and modification and
     change times (ctime moves on every write, even when a copy keeps the old mtime and size)."""
     try:
@@ -256,12 +253,10 @@ def _cached_axis(key: tuple, t_i: int) -> _TimeAxis | None:
             times.append(_parse_time(r[t_i], Path(key[0]), k + 2))
     except (IndexError, UserInputError):
         return None
+    start, hours = hour_slots(times)
     stamps = np.array([t.timestamp() for t in times])
-    hours = np.floor(stamps / 3600.0).astype(np.int64)
-    first = int(hours.min())
     distinct = np.unique(stamps)
-    return _TimeAxis(times=times, start=datetime.fromtimestamp(first * 3600, tz=timezone.utc),
-                     hour_index=hours - first, n_hours=int(hours.max()) - first + 1,
+    return _TimeAxis(times=times, start=start, hour_index=hours, n_hours=int(hours.max()) + 1,
                      duplicate_hours=int(hours.size - np.unique(hours).size),
                      repeated_timestamps=bool(distinct.size < stamps.size), unsorted=bool((np.diff(stamps) < 0).any()),
                      resolution_minutes=float(np.median(np.diff(distinct)) / 60.0) if distinct.size > 1 else None)

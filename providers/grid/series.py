@@ -61,27 +61,30 @@ class HourlySeries:
         return replace(self, values_g_per_kwh=values, **changes)
 
 
-def floor_hour(t: datetime) -> datetime:
-    return t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+def hour_slots(times: list[datetime]) -> tuple[datetime, np.ndarray]:
+    """The first UTC hour of timestamped points (aware datetimes) and each point's hour after it."""
+    hours = np.floor(np.array([t.timestamp() for t in times]) / 3600.0).astype(np.int64)
+    first = int(hours.min())
+    return datetime.fromtimestamp(first * 3600, tz=timezone.utc), hours - first
+
+
+def hourly_means(hour_index: np.ndarray, values, n_hours: int | None = None) -> np.ndarray:
+    """The mean of the finite ``values`` in each hour slot (NaN where a slot has none)."""
+    v = np.asarray(values, dtype=float)  # None -> NaN
+    ok = np.isfinite(v)
+    n = int(hour_index.max()) + 1 if n_hours is None else n_hours
+    sums = np.bincount(hour_index[ok], weights=v[ok], minlength=n)
+    counts = np.bincount(hour_index[ok], minlength=n)
+    with np.errstate(invalid="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def to_hourly(times: list[datetime], values: list[float], **fields) -> HourlySeries:
     """Average timestamped points (aware datetimes, any spacing) into UTC hours."""
     if not times:
         raise ValueError("no points")
-    hours = [floor_hour(t) for t in times]
-    start, last = min(hours), max(hours)
-    n = int((last - start) / timedelta(hours=1)) + 1
-    sums, counts = np.zeros(n), np.zeros(n)
-    for h, v in zip(hours, values):
-        if v is None or not np.isfinite(v):
-            continue
-        i = int((h - start) / timedelta(hours=1))
-        sums[i] += v
-        counts[i] += 1
-    with np.errstate(invalid="ignore"):
-        vals = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return HourlySeries(start=start, values_g_per_kwh=vals, **fields)
+    start, index = hour_slots(times)
+    return HourlySeries(start=start, values_g_per_kwh=hourly_means(index, values), **fields)
 
 
 FLAT_RUN_HOURS = 6  # a run this long of one unchanged value is a candidate gap fill
