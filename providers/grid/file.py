@@ -25,7 +25,7 @@ import numpy as np
 from carbonsched.errors import SourceNotFoundError, UserInputError
 from carbonsched.models import Region
 
-from carbonsched.providers.grid.history import read_history_csv
+from carbonsched.providers.grid.history import file_version, read_history_csv
 from carbonsched.providers.grid.series import HourlySeries
 
 SIGNALS = {"lca": "average-lca", "direct": "average-direct"}
@@ -54,8 +54,14 @@ def _parquet_as_csv(path: Path) -> io.StringIO:
     return buf
 
 
-@lru_cache(maxsize=32)
 def _read(path: Path, zone: str | None, signal: str) -> tuple[np.ndarray, datetime, dict]:
+    """One zone of a history file, cached per file version: a long-running agent or server sees a
+    file that changed, and a Parquet file is converted once per version, not per call."""
+    return _read_version(path, zone, signal, file_version(path))
+
+
+@lru_cache(maxsize=32)
+def _read_version(path: Path, zone: str | None, signal: str, version: tuple) -> tuple[np.ndarray, datetime, dict]:
     if path.suffix.lower() == ".parquet":
         import tempfile
 

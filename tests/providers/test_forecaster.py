@@ -480,3 +480,15 @@ def test_a_many_zone_file_is_parsed_once_and_again_when_it_changes(tmp_path):
     assert de[3] == 303 and fr[3] == 53 and start == datetime(2022, 1, 1, tzinfo=UTC)
     f.write_text("\n".join(rows[:1] + [r.replace(",300,", ",1999,") for r in rows[1:]]) + "\n")  # edited in place
     assert read_history_csv(f, zone="DE")[0][0] == 1999  # a long-running agent sees the new file
+
+
+def test_the_file_source_sees_a_history_file_that_changed(tmp_path):
+    from carbonsched.providers.grid.file import FileSource
+
+    f = tmp_path / "de.csv"
+    rows = ["datetime_utc,carbon_intensity_g_per_kwh"] + [f"2022-01-01T{h:02d}:00:00Z,{300 + h}" for h in range(24)]
+    f.write_text("\n".join(rows) + "\n")
+    source = FileSource([f"DE={f}"])
+    assert source._series_for("DE").values_g_per_kwh[0] == 300
+    f.write_text("\n".join(rows[:1] + [r.replace(",300", ",1300") for r in rows[1:]]) + "\n")
+    assert source._series_for("DE").values_g_per_kwh[0] == 1300  # was cached by path alone: 300 for ever
