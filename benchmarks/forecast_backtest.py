@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     summary("Q4 2022, 123-zone file", results, VARIABLE)
 
     if not (args.quick or args.no_raw) and RAW_DIR.exists():
-        print(f"\n2021 -> 2022, raw portal exports (LCA), origins 00:00 UTC every day of 2022\n")
+        print("\n2021 -> 2022, raw portal exports (LCA), origins 00:00 UTC every day of 2022\n")
         print(header())
         raw = {}
         for z in RAW_ZONES:

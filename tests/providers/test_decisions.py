@@ -3,7 +3,7 @@ the planner's tie and min-gain rule, determinism, and the real Electricity Maps 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
