@@ -229,6 +229,11 @@ def render_batch(doc: dict) -> str:
            f"{_num(g['kg_co2e'])} kgCO2e with {g['jobs']} job(s) placed; run now in the default region: "
            f"{_num(b['kg_co2e'])} kgCO2e",
            f"solver: {s.get('status')}, optimality gap {gap} ({_num(s.get('seconds') or 0, 2)} s)"]
+    r = s.get("robust_deferral") or {}
+    if r.get("moved") or r.get("waiting_for_capacity"):
+        out.append(f"robust deferral: {r['moved']} job(s) start where plan would put them instead of waiting for a "
+                   f"gain within the forecast's error ({_num(r['objective_change'])} more in the objective than the "
+                   f"solver's choice); {r['waiting_for_capacity']} wait because capacity is full earlier")
     if doc.get("unplaced"):
         urows = []
         for u in doc["unplaced"]:

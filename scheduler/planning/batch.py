@@ -23,13 +23,13 @@ hour containing ``now``; a run holds its GPUs in every slot it touches, partial 
   ``default_capacity`` (None = unlimited). On-demand and spot share one pool per pair.
 
 Objective (lower is better, summed over jobs): ``"carbon"`` (kgCO2e, default; the forecast's p90
-for jobs whose policy has ``risk = "p90"``; the expected kg of every start: the batch does not
-apply the jobs' robust deferral rule, see the README), ``"cost"`` (USD), ``"time"`` (finish hours after
+for jobs whose policy has ``risk = "p90"``; the solver ranks starts by it, then the jobs' robust
+deferral rule is applied as a repair, ``batch_robust``), ``"cost"`` (USD), ``"time"`` (finish hours after
 now), or weights ``{"carbon": 1, "cost": 0.5}`` / a weighted ``Policy``: ``sum_t w_t x_t / m_t``
 with ``m_t`` the mean of term t over every feasible candidate of the batch (scale-free).
 
 Comparisons: ``greedy`` = jobs in submission order, each taking its best remaining candidate
-(same candidate sets) given the capacity used so far; ``baseline`` = each job's planner
+(same candidate sets) given the capacity used so far, with the same robust repair; ``baseline`` = each job's planner
 baseline, "default region, start now", which ignores capacity.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ import copy
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Callable
 
@@ -52,6 +52,7 @@ from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc
 from carbonsched.planning.assemble import price_warnings, with_saving
+from carbonsched.planning.batch_robust import applies, repair, robust_choices
 from carbonsched.planning.candidates import JobCandidates, job_candidates
 from carbonsched.planning.infeasible import infeasible_error
 from carbonsched.planning.inputs import PlanInputs
@@ -199,13 +200,19 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     names = _unique_names(jobs)
     jcs = _all_candidates(jobs, names, progress, now=now, settings=settings, inputs=inputs)
     scores = _scores(jcs, weights, scale_free=name == "weighted")
+    rules = _robust_rules(jcs, name)
     cap_of = capacity_lookup(capacity, default_capacity)
     timings = {"candidates_s": time.perf_counter() - started}
 
     t = time.perf_counter()
     warnings = []
-    batch = build_problem(jcs, scores, cap_of, top_k)
+    batch = build_problem(jcs, scores, cap_of, top_k, rules)
     sol = solve(batch.problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+    robust = None
+    if any(r is not None for r in rules):
+        choice, robust = repair(batch, sol.choice, rules)
+        robust["objective_change"] = float(batch.problem.cost[choice[choice >= 0]].sum()) - sol.objective
+        sol = replace(sol, choice=choice)
     timings["solve_s"] = time.perf_counter() - t
     if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all
         raise _capacity_error(batch, sol, names, top_k)
@@ -229,6 +236,8 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     baselines = [baseline(jc) for jc in jcs]
     chosen = [placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
     g = greedy(batch.problem)
+    if robust is not None:
+        g, _ = repair(batch, g, rules)
     greedy_ps = [placement(jc, c, b) for jc, c, b in zip(jcs, g, baselines)]
     unplaced = tuple(why_unplaced(batch, sol, jcs, names)) if len(sol.unplaced) else ()
     if unplaced:
@@ -252,6 +261,8 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
               "top_k": top_k, "placed": int(np.count_nonzero(sol.choice >= 0)),
               "placement_proven_maximal": st["unplaced_weight"] <= st["unplaced_bound"] + 1e-9,
               **{k: v for k, v in st.items() if k != "lp_bound"}, "timings": timings}
+    if robust is not None:
+        solver["robust_deferral"] = robust
     return BatchPlan(now=now, names=tuple(names), placements=tuple(chosen), baselines=tuple(baselines),
                      greedy=tuple(greedy_ps), objective=name if name != "weighted" else f"weighted {weights}",
                      solver=solver, warnings=tuple(warnings), unplaced=unplaced)
@@ -352,9 +363,24 @@ class BatchColumns:
         return with_saving(p, baseline) if baseline is not None else p
 
 
-def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None) -> BatchColumns:
+def _robust_rules(jcs: list[JobCandidates], objective: str) -> list:
+    """Per job, ``batch_robust.robust_choices`` where the robust deferral rule governs it, else
+    None (jobs sharing a candidate build share one)."""
+    done: dict[int, tuple] = {}
+    out = []
+    for jc in jcs:
+        if not applies(jc, objective):
+            out.append(None)
+            continue
+        if id(jc.cands) not in done:
+            done[id(jc.cands)] = robust_choices(jc)
+        out.append(done[id(jc.cands)])
+    return out
+
+
+def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None, rules: list | None = None) -> BatchColumns:
     """The adapter from candidates to the solver's arrays: each job's ``k`` best feasible candidates
-    by score (all when ``k`` is None) become columns holding
+    by score (all when ``k`` is None), and its robust choices (``rules``) if any, become columns holding
     ``gpu_count`` GPUs of one (region, GPU type) resource over the UTC hour slots
     ``[floor(start), ceil(end))``; job weights are the jobs' priorities."""
     cols = {key: [] for key in ("job", "cost", "res", "first", "hours", "demand", "o", "k")}
@@ -362,10 +388,11 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None)
     pruned = False
     shared: dict[tuple[int, int], tuple] = {}  # jobs sharing candidates and scores share their columns
     same_as = np.arange(len(jcs))
-    for j, (jc, score) in enumerate(zip(jcs, scores)):
+    rules = rules or [None] * len(jcs)
+    for j, (jc, score, rule) in enumerate(zip(jcs, scores, rules)):
         key = (id(jc.cands), id(score))
         if key not in shared:
-            shared[key] = _columns(jc, score, k, resources) + (j,)
+            shared[key] = _columns(jc, score, k, resources, None if rule is None else rule[0]) + (j,)
         part, short, same_as[j] = shared[key]
         pruned |= short
         for name, v in part.items():
@@ -379,11 +406,14 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None)
     return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned)
 
 
-def _columns(jc: JobCandidates, score, k: int | None, resources: dict) -> tuple[dict, bool]:
-    """One job's columns (all but ``job``) and whether pruning to ``k`` dropped any."""
+def _columns(jc: JobCandidates, score, k: int | None, resources: dict, must: np.ndarray | None = None) -> tuple[dict, bool]:
+    """One job's columns (all but ``job``): its ``k`` best feasible candidates, then those of the
+    flat indices ``must`` they left out; and whether pruning to ``k`` dropped any."""
     flat = np.flatnonzero(jc.feasible.ravel())
     vals = np.asarray(score).ravel()[flat]
     keep = flat[np.argsort(vals, kind="stable")[:k]] if k is not None else flat  # ties: the earlier first
+    if must is not None and k is not None:
+        keep = np.concatenate([keep, must[~np.isin(must, keep)]])
     o, kk = np.unravel_index(keep, jc.feasible.shape)
     start = jc.offset_h + jc.cands.start_h[kk]
     end = start + jc.cands.runtime_h[o]
