@@ -56,9 +56,11 @@ from the previous basis):
   one that places that much costs at least B.
 * Integer: the LP when integral; else the first of these within ``mip_rel_gap`` of the cost
   bound (and placing the proven-maximal weight), or the best of them: greedy's assignment
-  (submission order, single jobs); the LP rounded down with the units left over placed where
-  they still fit (``fill``); LP diving (``_dive``: columns rounded up where a unit fits, a round
-  that costs placed weight undone, dual simplex from the last basis), filled; one-step
+  (submission order, single jobs); the LP rounded (``round_up``: down, then the fractional
+  columns up, largest fraction first, where a unit fits), the units left over placed where they
+  still fit (``fill``); LP diving (``_dive``: columns rounded up where a unit fits, a round
+  that costs placed weight undone, dual simplex from the last basis), each round rounded and
+  filled the same way; one-step
   ejection on the best of these while it places less than the proven maximum
   (``batch_heuristics``); HiGHS's MILP over the generated columns with each held at
   least at the units the LP and the best assignment agree on ("LP-and-fix"), then over all of
@@ -88,7 +90,7 @@ from functools import cached_property
 
 import numpy as np
 
-from carbonsched.policies.batch_heuristics import fill, greedy, relocate, usage
+from carbonsched.policies.batch_heuristics import fill, greedy, relocate, round_up, usage
 from carbonsched.policies.batch_reductions import (JobClasses, components, job_classes, prefix, prune_top_k,
                                                    reduce, span_sum)
 
@@ -353,7 +355,7 @@ def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf, enough=Non
             frac = np.flatnonzero((x - whole > INTEGRAL_TOL) & ~tried)
             if not len(frac) or time.perf_counter() > deadline:
                 break
-            if enough is not None and rounds and enough(whole_units(whole)):
+            if enough is not None and rounds and enough(whole_units(x)):
                 break
             rounds += 1
             kc, kr = q.row_keys(m.cols)
@@ -511,11 +513,11 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
         return w <= unplaced_bound + 1e-9 and c - cost_bound <= gap * max(abs(c), 1e-12)
 
     done = consider(seed_chosen, jobs[seed[jobs] < 0], "greedy")
-    if not done:  # the LP rounded down, the units left over placed where they still fit
-        done = consider(*fill(p, *cl.to_jobs(np.floor(units + INTEGRAL_TOL), classes), cand_p), "lp_round")
+    if not done:  # the LP rounded, the units left over placed where they still fit
+        done = consider(*fill(p, *cl.to_jobs(round_up(q, units), classes), cand_p), "lp_round")
     if not done:  # LP diving
-        def rounded(whole) -> bool:  # the dive so far, rounded down and filled: good enough?
-            return consider(*fill(p, *cl.to_jobs(whole, classes), cand_p), "lp_dive")
+        def rounded(x) -> bool:  # the dive so far, rounded and filled: good enough?
+            return consider(*fill(p, *cl.to_jobs(round_up(q, x), classes), cand_p), "lp_dive")
 
         dove = _dive(m, deadline=started + DIVE_SHARE * (deadline - started), enough=rounded)
         if dove is not None:

@@ -72,6 +72,31 @@ def greedy(p: BatchProblem, order: np.ndarray | None = None, alive: np.ndarray |
     return choice
 
 
+def round_up(p: BatchProblem, x: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Whole units per candidate from LP values ``x`` (units of ``p``'s jobs, ``p.counts`` each):
+    every value rounded down, then the fractional ones, largest fractional part first, rounded up
+    where one more unit fits the capacity the units so far leave and its job has a unit to spare."""
+    whole = np.floor(x + tol)
+    frac = np.flatnonzero(x - whole > tol)
+    if not len(frac):
+        return whole
+    S = p.n_slots
+    on = np.flatnonzero(whole)
+    c, r = p.row_keys(on)
+    load = np.bincount(r, weights=p.demand[c] * whole[c], minlength=p.capacity.size * S).astype(float)  # int when empty
+    left = p.counts - np.bincount(p.job[on], weights=whole[on], minlength=p.n_jobs)
+    frac = frac[np.argsort(whole[frac] - x[frac], kind="stable")]
+    room = p.capacity[p.resource[frac]] + tol - p.demand[frac]  # fits iff its busiest hour has <= room in use
+    base = p.resource[frac].astype(np.int64) * S + p.first_hour[frac]
+    for c, a, b, fits_below in zip(frac.tolist(), base.tolist(), (base + p.n_hours[frac]).tolist(), room.tolist()):
+        j = p.job[c]
+        if left[j] >= 1 and load[a:b].max() <= fits_below:
+            load[a:b] += p.demand[c]
+            whole[c] += 1
+            left[j] -= 1
+    return whole
+
+
 def fill(p: BatchProblem, chosen: np.ndarray, unplaced: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Place what still fits: greedy over the unplaced jobs (highest weight first), each taking its
     cheapest candidate among ``cand`` that fits the capacity ``chosen`` leaves."""

@@ -139,6 +139,38 @@ def test_place_what_fits_never_worse_than_greedy(seed, n_jobs, per_job, n_res, s
     assert sol.stats["unplaced_bound"] <= ours + 1e-9
 
 
+@hsettings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_jobs=st.integers(1, 20), per_job=st.integers(1, 5), copies=st.sampled_from([1, 3]))
+def test_round_up_keeps_the_whole_units_and_capacity(seed, n_jobs, per_job, copies):
+    """Rounding a fractional LP point: never below its floor, never more units than a class has,
+    never over capacity when the floor fits, and a whole point is left as it is."""
+    from carbonsched.policies.batch_heuristics import round_up
+
+    rng = np.random.default_rng(seed)
+    q = job_classes(random_problem(rng, n_jobs, per_job, copies=copies)).q
+    x = np.zeros(len(q.job))
+    for j in range(q.n_jobs):  # a random split of some of each class's units over its candidates
+        mine = np.flatnonzero(q.job == j)
+        x[mine] = rng.dirichlet(np.ones(len(mine))) * q.counts[j] * rng.uniform(0.3, 1.0)
+    floor = np.floor(x + 1e-6)
+    whole = round_up(q, x)
+    assert (whole >= floor).all() and (whole <= np.ceil(x - 1e-6)).all() and (whole == np.rint(whole)).all()
+    assert (np.bincount(q.job, weights=whole, minlength=q.n_jobs) <= q.counts + 1e-9).all()
+    def load(units):  # (P, S) GPUs in use
+        return usage(q, np.repeat(np.arange(len(q.job)), units.astype(int)))
+
+    # what it adds to the floor fits the capacity the floor leaves (the floor itself may not fit)
+    assert (load(whole) <= np.maximum(q.capacity[:, None], load(floor)) + 1e-9).all()
+    assert ((load(whole) <= q.capacity[:, None] + 1e-9) | (load(whole) == load(floor))).all()
+    assert np.array_equal(round_up(q, whole), whole)
+    # and it stops only when no fractional column could take one more unit
+    left = q.counts - np.bincount(q.job, weights=whole, minlength=q.n_jobs)
+    used = load(whole)
+    for c in np.flatnonzero(x > whole + 1e-6):
+        h = slice(q.first_hour[c], q.first_hour[c] + q.n_hours[c])
+        assert left[q.job[c]] < 1 or used[q.resource[c], h].max() + q.demand[c] > q.capacity[q.resource[c]] + 1e-9
+
+
 def test_greedy_in_submission_order_versus_optimum():
     # two jobs, one slot of capacity 1 on resource 0; job 0 has an alternative, job 1 has not
     p = BatchProblem(job=np.array([0, 0, 1, 1]), cost=np.array([1.0, 2.0, 1.0, 10.0]), resource=np.array([0, 1, 0, 1]),
