@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from carbonsched.policies import rank
-from carbonsched.policies.batch_heuristics import fill, fits_at, hold, usage
+from carbonsched.policies.batch_heuristics import fill, hold, usage
 from carbonsched.policies.ranking import robust_starts
 
 if TYPE_CHECKING:
@@ -63,8 +63,11 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
     docstring); ``rules[j]`` is job j's ``robust_choices`` or None. Returns the new choice and
     ``{"moved", "waiting_for_capacity", "placed_after"}``."""
     p = batch.problem
+    S = p.n_slots
     choice = choice.copy()
-    load = usage(p, choice)
+    load = usage(p, choice).ravel()
+    bounds = np.searchsorted(p.job, np.arange(p.n_jobs + 1))  # each job's columns are listed together
+    where: dict = {}  # (rule, columns) -> positions of the rule's choices among them, best first
     moved = waiting = 0
     for j in range(p.n_jobs):
         c = int(choice[j])
@@ -73,16 +76,18 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
         flat, ok = rules[j]
         if ok[batch.offering[c], batch.start[c]]:
             continue
-        cols = _columns_of(p, j)
-        mine = dict(zip(np.ravel_multi_index((batch.offering[cols], batch.start[cols]), ok.shape).tolist(), cols.tolist()))
-        hold(p, load, c, -1.0)
-        to = next((mine[f] for f in flat.tolist() if f in mine and fits_at(p, load, mine[f])), None)
-        if to is None:
-            hold(p, load, c, +1.0)
+        lo, hi = bounds[j], bounds[j + 1]
+        to = _choices_in(batch, lo, hi, rules[j], where)
+        hold(p, load.reshape(-1, S), c, -1.0)
+        base = p.resource[to].astype(np.int64) * S + p.first_hour[to]
+        span = base[:, None] + np.minimum(np.arange(int(p.n_hours[to].max(initial=1))), p.n_hours[to][:, None] - 1)
+        fits = load[span].max(axis=1, initial=0.0) + p.demand[to] <= p.capacity[p.resource[to]] + 1e-9
+        if not fits.any():
+            hold(p, load.reshape(-1, S), c, +1.0)
             waiting += 1
             continue
-        hold(p, load, to, +1.0)
-        choice[j] = to
+        choice[j] = to[int(fits.argmax())]
+        hold(p, load.reshape(-1, S), choice[j], +1.0)
         moved += 1
     placed_after = 0
     left = np.flatnonzero(choice < 0)
@@ -93,6 +98,24 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
         choice[p.job[chosen]] = chosen
         placed_after = len(left) - len(still)
     return choice, {"moved": moved, "waiting_for_capacity": waiting, "placed_after": placed_after}
+
+
+def _choices_in(batch: BatchColumns, lo: int, hi: int, rule, where: dict) -> np.ndarray:
+    """The columns ``lo..hi-1`` (one job's) that are its rule's choices, best first. Jobs sharing
+    a rule share their columns (one candidate build): positions are searched once per rule and
+    checked for every other job."""
+    flat, ok = rule
+    got = where.get(id(rule))
+    if got is not None:
+        pos, want = got
+        if hi - lo > (pos.max(initial=-1)) and np.array_equal(
+                np.ravel_multi_index((batch.offering[lo + pos], batch.start[lo + pos]), ok.shape), want):
+            return lo + pos
+    f = np.ravel_multi_index((batch.offering[lo:hi], batch.start[lo:hi]), ok.shape)
+    at = {v: i for i, v in enumerate(f.tolist())}
+    pos = np.array([at[v] for v in flat.tolist() if v in at], dtype=np.int64)
+    where[id(rule)] = (pos, f[pos])
+    return lo + pos
 
 
 def _accepted(batch: BatchColumns, j: int, rule) -> np.ndarray:
