@@ -224,10 +224,11 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
     arrays = _offering_arrays(table, rows, speeds, region_rows.astype(np.int64), regions, job)
     horizon = _horizon_hours(job, arrays, speeds, offset + start_h[-1], t0, horizon_until)
     forecasts = inputs.forecasts([regions[r] for r in region_ids], t0, horizon)
+    cum, cum_p90 = inputs.intensity_cum(tuple(region_ids.tolist()), t0, horizon, lambda: (
+        _intensity_cum([forecasts[r].intensity_g_per_kwh for r in region_ids]),
+        _intensity_cum([_p90(forecasts[r]) for r in region_ids])))
     est = estimate(arrays, hours_ref=job.hours, n_ref=job.gpus, ref_speed=speeds[job.gpu], power=job.power,
-                   start_h=np.concatenate([[offset], start_h + offset]),
-                   intensity_cum=_intensity_cum([forecasts[r].intensity_g_per_kwh for r in region_ids]),
-                   intensity_cum_p90=_intensity_cum([_p90(forecasts[r]) for r in region_ids]),
+                   start_h=np.concatenate([[offset], start_h + offset]), intensity_cum=cum, intensity_cum_p90=cum_p90,
                    loss_per_preemption_h=job.spot_model.loss_per_preemption_hours, nodes=job.payload.num_nodes)
     cands = _candidates(job, est, len(idx), arrays, table.gpu_memory_gb[idx], start_h)
     limits = _limits(job, window, now)

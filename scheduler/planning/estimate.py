@@ -119,11 +119,10 @@ def window_mean(cum: np.ndarray, region_index: np.ndarray, start_h: np.ndarray, 
 
     def integral(rows, x):
         i = np.minimum(np.floor(x).astype(np.int64), H - 1)
-        lo = np.take_along_axis(cum, i, axis=1) if rows is None else cum[rows, i]
-        hi = np.take_along_axis(cum, i + 1, axis=1) if rows is None else cum[rows, i + 1]
+        lo, hi = (cum[:, i], cum[:, i + 1]) if rows is None else (cum[rows, i], cum[rows, i + 1])
         return lo + (x - i) * (hi - lo)
 
-    at_start = integral(None, np.broadcast_to(start_h[None, :], (cum.shape[0], start_h.shape[0])))[region_index]
+    at_start = integral(None, start_h)[region_index]  # (R, K) -> (O, K)
     at_end = integral(region_index[:, None], start_h[None, :] + runtime_h[:, None])
     return (at_end - at_start) / runtime_h[:, None]
 

@@ -130,6 +130,7 @@ class PlanInputs:
         self._masks: dict[tuple, dict[str, np.ndarray]] = {}
         self._baseline: dict[tuple, tuple[Offering | None, int]] = {}
         self._forecasts: dict[tuple, Forecast] = {}
+        self._intensity_cum: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def for_settings(cls, settings: Settings, offerings_source=None, forecast_source=None) -> "PlanInputs":
@@ -221,3 +222,15 @@ class PlanInputs:
         for r, f in zip(todo, got):
             self._forecasts[(r.region_id, start, hours)] = f
         return {r.region_id: self._forecasts[(r.region_id, start, hours)] for r in regions}
+
+    def intensity_cum(self, region_ids: tuple[str, ...], start: datetime, hours: int, make) -> tuple[np.ndarray, np.ndarray]:
+        """``make()`` -- the (mean, p90) hourly prefix sums of these regions' forecasts -- once per
+        (regions, start, hours): a batch's job shapes share a few region sets and horizons.
+        The arrays are shared: read-only."""
+        key = (region_ids, start, hours)
+        if key not in self._intensity_cum:
+            cums = make()
+            for a in cums:
+                a.flags.writeable = False
+            self._intensity_cum[key] = cums
+        return self._intensity_cum[key]
