@@ -103,6 +103,7 @@ def plan_batch(a: argparse.Namespace) -> int:
     if a.top_k < 0 or not a.time_limit > 0:
         raise UserInputError("--top-k must be >= 0 (0 keeps every candidate) and --time-limit > 0")
     jobs, capacity, default = read_batch(a.batch)
+    jobs = _batch_overrides(a, jobs)
     if a.capacity is not None:
         default = a.capacity
     settings, source = intensity_options(a, a.intensity_source)
@@ -123,6 +124,38 @@ def plan_batch(a: argparse.Namespace) -> int:
     from carbonsched.cli.render import render_batch
 
     return emit(a, result.to_dict(), to_dict=lambda doc: doc, render=render_batch)
+
+
+BATCH_POLICY_FLAGS = {"risk": "--risk", "deferral": "--deferral", "min_gain_pct": "--min-gain"}
+
+
+def _batch_overrides(a: argparse.Namespace, jobs: list) -> list:
+    """--risk, --deferral and --min-gain set every job's policy in a batch; --objective (and
+    --weights) is the batch's objective; the other job flags describe one job: refused."""
+    from dataclasses import replace
+
+    raw = overrides(a)
+    policy = raw.pop("policy", {})
+    policy.pop("objective", None)
+    policy.pop("weights", None)
+    per_job = sorted([f"{k}.{kk}" for k, v in raw.items() if isinstance(v, dict) for kk in v]
+                     + [k for k, v in raw.items() if not isinstance(v, dict)]
+                     + [f"policy.{k}" for k in policy if k not in BATCH_POLICY_FLAGS])
+    if per_job:
+        raise UserInputError(f"--batch plans the jobs of the batch file; the flags for {', '.join(per_job)} set one "
+                             "job's keys: write them in the [[job]] tables (--risk, --deferral and --min-gain apply "
+                             "to every job)")
+    given = {k: v for k, v in policy.items() if k in BATCH_POLICY_FLAGS}
+    if not given:
+        return jobs
+    made: dict = {}  # jobs parsed from equal entries share their policy object: keep sharing it
+    out = []
+    for job in jobs:
+        key = id(job.policy)
+        if key not in made:
+            made[key] = (job.policy, replace(job.policy, **given))
+        out.append(replace(job, policy=made[key][1]))
+    return out
 
 
 def register(sub, common) -> None:

@@ -222,6 +222,8 @@ def render_batch(doc: dict) -> str:
     head = f"Batch plan: {t['jobs']} of {len(doc['jobs'])} jobs placed, objective {doc['objective']}, " \
            f"now {now:%Y-%m-%d %H:%M} UTC"
     gap = "not proven (placement count not proven maximal)" if s.get("gap") is None else f"{100 * s['gap']:.2f} %"
+    if (s.get("deferral_rules") or {}).get("moved") and s.get("gap") is not None:
+        gap += " for the solver's assignment, before the moves below"
     out = [head, *policy_lines(doc.get("policy_file")), "",
            table(["job", "region", "instance", "GPUs", "start (UTC)", "hours", "kgCO2e", "USD", "baseline kg"],
                  rows, right={5, 6, 7, 8}), "",
@@ -229,11 +231,16 @@ def render_batch(doc: dict) -> str:
            f"{_num(g['kg_co2e'])} kgCO2e with {g['jobs']} job(s) placed; run now in the default region: "
            f"{_num(b['kg_co2e'])} kgCO2e",
            f"solver: {s.get('status')}, optimality gap {gap} ({_num(s.get('seconds') or 0, 2)} s)"]
-    r = s.get("robust_deferral") or {}
+    r = s.get("deferral_rules") or {}
     if r.get("moved") or r.get("waiting_for_capacity"):
-        out.append(f"robust deferral: {r['moved']} job(s) start where plan would put them instead of waiting for a "
-                   f"gain within the forecast's error ({_num(r['objective_change'])} more in the objective than the "
-                   f"solver's choice); {r['waiting_for_capacity']} wait because capacity is full earlier")
+        said = [f"{r['moved']} job(s) moved to where plan would start them (or the best start their rule accepts "
+                f"with room), {r['objective_change']:+.3g} in the objective against the solver's assignment"]
+        if r.get("placed_after"):
+            said[0] += f", {r['placed_after']} more job(s) placed in the room the moves freed"
+        if r.get("waiting_for_capacity"):
+            said.append(f"{r['waiting_for_capacity']} wait for capacity at a start their rule would refuse "
+                        "(no accepted start has room)")
+        out.append("deferral rules: " + "; ".join(said))
     if doc.get("unplaced"):
         urows = []
         for u in doc["unplaced"]:

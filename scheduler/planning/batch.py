@@ -23,13 +23,13 @@ hour containing ``now``; a run holds its GPUs in every slot it touches, partial 
   ``default_capacity`` (None = unlimited). On-demand and spot share one pool per pair.
 
 Objective (lower is better, summed over jobs): ``"carbon"`` (kgCO2e, default; the forecast's p90
-for jobs whose policy has ``risk = "p90"``; the solver ranks starts by it, then the jobs' robust
-deferral rule is applied as a repair, ``batch_robust``), ``"cost"`` (USD), ``"time"`` (finish hours after
+for jobs whose policy has ``risk = "p90"``; the solver ranks starts by it, then each job's own
+deferral rule -- robust, min_gain_pct -- is applied as a repair, ``batch_rules``), ``"cost"`` (USD), ``"time"`` (finish hours after
 now), or weights ``{"carbon": 1, "cost": 0.5}`` / a weighted ``Policy``: ``sum_t w_t x_t / m_t``
 with ``m_t`` the mean of term t over every feasible candidate of the batch (scale-free).
 
 Comparisons: ``greedy`` = jobs in submission order, each taking its best remaining candidate
-(same candidate sets) given the capacity used so far, with the same robust repair; ``baseline`` = each job's planner
+(same candidate sets) given the capacity used so far, with the same repair; ``baseline`` = each job's planner
 baseline, "default region, start now", which ignores capacity.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc
 from carbonsched.planning.assemble import price_warnings, with_saving
-from carbonsched.planning.batch_robust import applies, repair, robust_choices
+from carbonsched.planning.batch_rules import applies, job_rule, repair
 from carbonsched.planning.candidates import JobCandidates, job_candidates
 from carbonsched.planning.infeasible import infeasible_error
 from carbonsched.planning.inputs import PlanInputs
@@ -200,7 +200,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     names = _unique_names(jobs)
     jcs = _all_candidates(jobs, names, progress, now=now, settings=settings, inputs=inputs)
     scores = _scores(jcs, weights, scale_free=name == "weighted")
-    rules = _robust_rules(jcs, name)
+    rules = _job_rules(jcs, name)
     cap_of = capacity_lookup(capacity, default_capacity)
     timings = {"candidates_s": time.perf_counter() - started}
 
@@ -208,11 +208,12 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     warnings = []
     batch = build_problem(jcs, scores, cap_of, top_k, rules)
     sol = solve(batch.problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
-    robust = None
+    repaired = None
     if any(r is not None for r in rules):
-        choice, robust = repair(batch, sol.choice, rules)
-        robust["objective_change"] = float(batch.problem.cost[choice[choice >= 0]].sum()) - sol.objective
-        sol = replace(sol, choice=choice)
+        choice, repaired = repair(batch, sol.choice, rules)
+        repaired["objective_change"] = float(batch.problem.cost[choice[choice >= 0]].sum()) - sol.objective
+        left = float(batch.problem.weights[choice < 0].sum())  # the repair may place more, never fewer
+        sol = replace(sol, choice=choice, stats={**sol.stats, "unplaced_weight": left})
     timings["solve_s"] = time.perf_counter() - t
     if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all
         raise _capacity_error(batch, sol, names, top_k)
@@ -236,7 +237,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     baselines = [baseline(jc) for jc in jcs]
     chosen = [placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
     g = greedy(batch.problem)
-    if robust is not None:
+    if repaired is not None:
         g, _ = repair(batch, g, rules)
     greedy_ps = [placement(jc, c, b) for jc, c, b in zip(jcs, g, baselines)]
     unplaced = tuple(why_unplaced(batch, sol, jcs, names)) if len(sol.unplaced) else ()
@@ -261,8 +262,8 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
               "top_k": top_k, "placed": int(np.count_nonzero(sol.choice >= 0)),
               "placement_proven_maximal": st["unplaced_weight"] <= st["unplaced_bound"] + 1e-9,
               **{k: v for k, v in st.items() if k != "lp_bound"}, "timings": timings}
-    if robust is not None:
-        solver["robust_deferral"] = robust
+    if repaired is not None:
+        solver["deferral_rules"] = repaired
     return BatchPlan(now=now, names=tuple(names), placements=tuple(chosen), baselines=tuple(baselines),
                      greedy=tuple(greedy_ps), objective=name if name != "weighted" else f"weighted {weights}",
                      solver=solver, warnings=tuple(warnings), unplaced=unplaced)
@@ -279,10 +280,22 @@ def _unique_names(jobs: list[JobSpec]) -> list[str]:
     return names
 
 
-def _spec_key(job: JobSpec) -> str:
+def _spec_key(job: JobSpec, seen: dict | None = None) -> str:
     """What a job's candidates depend on: every field but its name and priority (repr: exact for
-    the numbers and instants a job holds; two equal specs whose repr differs are only built twice)."""
-    return repr([getattr(job, f.name) for f in fields(job) if f.name not in ("name", "priority")])
+    the numbers and instants a job holds; two equal specs whose repr differs are only built twice).
+    ``seen`` memoises by the fields' identities: jobs parsed from equal batch entries share their
+    field objects (while the jobs live, equal ids are the same objects), and repr is most of the
+    time of 10k keys."""
+    values = [getattr(job, name) for name in _KEY_FIELDS]
+    if seen is None:
+        return repr(values)
+    ids = tuple(map(id, values))
+    if ids not in seen:
+        seen[ids] = repr(values)
+    return seen[ids]
+
+
+_KEY_FIELDS = tuple(f.name for f in fields(JobSpec) if f.name not in ("name", "priority"))
 
 
 def _with_job(jc: JobCandidates, **job_fields) -> JobCandidates:
@@ -303,10 +316,11 @@ def _all_candidates(jobs: list[JobSpec], names: list[str], progress=None, **kw) 
     one shape submitted many times) share one build: their JobCandidates differ only in ``job``."""
     jcs, failed = [], []
     built: dict[str, JobCandidates | tuple] = {}
+    keys: dict[tuple, str] = {}
     for i, (n, job) in enumerate(zip(names, jobs)):
         if progress is not None:
             progress(i, len(jobs))
-        key = _spec_key(job)
+        key = _spec_key(job, keys)
         if key not in built:
             try:
                 built[key] = job_candidates(job, **kw)
@@ -363,9 +377,9 @@ class BatchColumns:
         return with_saving(p, baseline) if baseline is not None else p
 
 
-def _robust_rules(jcs: list[JobCandidates], objective: str) -> list:
-    """Per job, ``batch_robust.robust_choices`` where the robust deferral rule governs it, else
-    None (jobs sharing a candidate build share one)."""
+def _job_rules(jcs: list[JobCandidates], objective: str) -> list:
+    """Per job, ``batch_rules.job_rule`` where a deferral rule of its own governs it, else None
+    (jobs sharing a candidate build share one)."""
     done: dict[int, tuple] = {}
     out = []
     for jc in jcs:
@@ -373,14 +387,14 @@ def _robust_rules(jcs: list[JobCandidates], objective: str) -> list:
             out.append(None)
             continue
         if id(jc.cands) not in done:
-            done[id(jc.cands)] = robust_choices(jc)
+            done[id(jc.cands)] = job_rule(jc)
         out.append(done[id(jc.cands)])
     return out
 
 
 def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None, rules: list | None = None) -> BatchColumns:
     """The adapter from candidates to the solver's arrays: each job's ``k`` best feasible candidates
-    by score (all when ``k`` is None), and its robust choices (``rules``) if any, become columns holding
+    by score (all when ``k`` is None), and plan's choices for it (``rules``) if any, become columns holding
     ``gpu_count`` GPUs of one (region, GPU type) resource over the UTC hour slots
     ``[floor(start), ceil(end))``; job weights are the jobs' priorities."""
     cols = {key: [] for key in ("job", "cost", "res", "first", "hours", "demand", "o", "k")}

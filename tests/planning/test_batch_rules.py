@@ -1,6 +1,7 @@
-"""Robust deferral in batch plans: a batch keeps the deferral rule ``plan`` applies to each job."""
+"""Deferral rules in batch plans: a batch keeps the start ``plan`` gives each job alone where capacity allows."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,10 +20,11 @@ SETTINGS = Settings()
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def h100(name, regions, deferral="robust", hours=6):
+def h100(name, regions=None, deferral="robust", hours=6, **policy):
     return job_from_dict({"name": name, "gpu": "H100", "gpus": 8, "hours": hours, "window": {"max_delay": "24h"},
-                          "constraints": {"gpu_types": ["H100"], "gpu_counts": [8], "regions": regions},
-                          "policy": {"deferral": deferral}})
+                          "constraints": {"gpu_types": ["H100"], "gpu_counts": [8],
+                                          **({"regions": regions} if regions else {})},
+                          "policy": {"deferral": deferral, **policy}})
 
 
 def where(p):
@@ -45,12 +47,12 @@ def test_a_refused_wait_starts_now_and_the_solver_would_have_waited():
     assert alone.start == NOW and expected.start > NOW  # the mean forecast would wait; its p90 does not beat now
     bp = plan_batch([a], now=NOW, settings=SETTINGS)
     assert where(bp.placements[0]) == where(alone)
-    r = bp.solver["robust_deferral"]
+    r = bp.solver["deferral_rules"]
     assert r["moved"] == 1 and r["waiting_for_capacity"] == 0 and r["objective_change"] > 0
     assert bp.placements[0].kg_co2e == pytest.approx(alone.kg_co2e)
     # with deferral = "expected" the batch keeps the solver's (mean-forecast) choice: no rule to apply
     e = plan_batch([h100("a", regions, "expected")], now=NOW, settings=SETTINGS)
-    assert where(e.placements[0]) == where(expected) and "robust_deferral" not in e.solver
+    assert where(e.placements[0]) == where(expected) and "deferral_rules" not in e.solver
 
 
 def test_a_job_waits_only_when_capacity_is_full_now():
@@ -59,11 +61,12 @@ def test_a_job_waits_only_when_capacity_is_full_now():
     a, b = bp.placements
     assert a.start == NOW  # first come: plan's choice
     assert b.start >= a.end  # "now" is full until a ends: b waits for room, not for a forecast gain
-    r = bp.solver["robust_deferral"]
+    r = bp.solver["deferral_rules"]
     assert r == {**r, "moved": 1, "waiting_for_capacity": 1}
     text = render_batch(bp.to_dict())
-    assert "robust deferral: 1 job(s) start where plan would put them" in text
-    assert "1 wait because capacity is full earlier" in text
+    assert "deferral rules: 1 job(s) moved to where plan would start them" in text
+    assert "1 wait for capacity at a start their rule would refuse" in text
+    assert "optimality gap 0.00 % for the solver's assignment, before the moves below" in text
 
 
 def test_moves_never_unplace_a_job_nor_break_capacity():
@@ -80,5 +83,43 @@ def test_moves_never_unplace_a_job_nor_break_capacity():
         for h in range(first, last):
             use[(p.region_id, h)] = use.get((p.region_id, h), 0) + p.gpu_count
     assert max(use.values()) <= 16
-    r = free.solver["robust_deferral"]
+    r = free.solver["deferral_rules"]
     assert r["moved"] >= 1 and r["moved"] + r["waiting_for_capacity"] <= 9
+
+
+def test_a_job_refused_its_wait_takes_any_accepted_start_with_room():
+    """Plan's choices are one start per offering; when the one offering's is taken, "now" (always
+    accepted) or another accepted start with room comes before waiting at a refused start."""
+    jobs = [h100(n, ["aws:ap-northeast-1"]) for n in "abc"]
+    alone = plan(jobs[0], now=NOW, settings=SETTINGS).placements[0]
+    assert alone.start > NOW  # plan waits for the night here; the solver gives that slot to b and c
+    bp = plan_batch(jobs, now=NOW, settings=SETTINGS, capacity=8)
+    a = bp.placements[0]
+    assert a.start == NOW  # its solver start (a 3 h wait the rule refuses) -> now, which has room
+    assert bp.solver["deferral_rules"]["waiting_for_capacity"] == 0
+    spans = sorted((p.start, p.end) for p in bp.placements)
+    assert all(x[1] <= y[0] for x, y in zip(spans, spans[1:]))  # one 8-GPU job at a time
+
+
+def test_min_gain_one_job_batch_is_plans_choice():
+    now = datetime(2026, 6, 1, 3, 30, tzinfo=timezone.utc)
+    for gain in (5, 12):
+        for d in ("robust", "expected"):
+            job = h100("x", deferral=d, min_gain_pct=gain)
+            assert where(plan_batch([job], now=now, settings=SETTINGS).placements[0]) == \
+                where(plan(job, now=now, settings=SETTINGS).placements[0])
+
+
+def test_cli_policy_flags_apply_to_every_job_and_job_flags_are_refused(capsys):
+    from carbonsched.cli.main import main
+
+    argv = ["plan", "--batch", str(EXAMPLES / "batch.toml"), "--now", "2026-11-27T10:00Z", "--json"]
+    assert main(argv) == 0
+    robust = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--deferral", "expected"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert robust["solver"]["deferral_rules"]["moved"] >= 1 and "deferral_rules" not in expected["solver"]
+    assert expected["totals"]["kg_co2e"] < robust["totals"]["kg_co2e"]  # waits for gains in the mean forecast
+    assert main(argv + ["--gpu", "H100", "--max-delay", "3h"]) == 2
+    err = capsys.readouterr().err
+    assert "gpu, window.max_delay" in err and "[[job]] tables" in err
