@@ -232,15 +232,11 @@ def render_batch(doc: dict) -> str:
            f"{_num(b['kg_co2e'])} kgCO2e",
            f"solver: {s.get('status')}, optimality gap {gap} ({_num(s.get('seconds') or 0, 2)} s)"]
     r = s.get("deferral_rules") or {}
-    if r.get("moved") or r.get("waiting_for_capacity"):
-        said = [f"{r['moved']} job(s) moved to where plan would start them (or the best start their rule accepts "
-                f"with room), {r['objective_change']:+.3g} in the objective against the solver's assignment"]
-        if r.get("placed_after"):
-            said[0] += f", {r['placed_after']} more job(s) placed in the room the moves freed"
-        if r.get("waiting_for_capacity"):
-            said.append(f"{r['waiting_for_capacity']} wait for capacity at a start their rule would refuse "
-                        "(no accepted start has room)")
-        out.append("deferral rules: " + "; ".join(said))
+    if r.get("moved"):
+        out.append(f"deferral rules: {r['moved']} job(s) moved to where plan would start them (or the best start their "
+                   f"rule accepts among those with room), {r['objective_change']:+.3g} in the objective against the "
+                   "solver's assignment" + (f"; {r['placed_after']} more job(s) placed in the room the moves freed"
+                                            if r.get("placed_after") else ""))
     if doc.get("unplaced"):
         urows = []
         for u in doc["unplaced"]:

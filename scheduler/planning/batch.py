@@ -406,7 +406,7 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None,
     for j, (jc, score, rule) in enumerate(zip(jcs, scores, rules)):
         key = (id(jc.cands), id(score))
         if key not in shared:
-            shared[key] = _columns(jc, score, k, resources, None if rule is None else rule[0]) + (j,)
+            shared[key] = _columns(jc, score, k, resources, None if rule is None else rule.extra) + (j,)
         part, short, same_as[j] = shared[key]
         pruned |= short
         for name, v in part.items():

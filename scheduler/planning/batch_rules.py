@@ -1,24 +1,32 @@
 """Deferral rules in a batch: the solver places, then each job keeps the start ``plan`` would
-give it alone where capacity allows.
+give it alone where capacity allows, and waits only for gains its rule accepts among the options
+that have room.
 
 The solver ranks every start by its objective value (the expected kg for the carbon objective),
 so on its own it would wait for gains that ``plan`` refuses: its robust rule
 (``policies.ranking.robust_starts``: a later start counts only when its p90 beats the expected kg
 of starting now there and on the greenest offering now) and ``min_gain_pct`` (the earliest start
 within that much of the best). Pricing refused waits at "now" inside the LP made it degenerate and
-tight batches 2-4x slower, so the rules are applied after the solve, as a repair:
+tight batches 2-4x slower, so the rules are applied after the solve, as a repair.
+
+Under capacity the robust rule compares a wait with the "now" starts that have room: a later start
+of offering o is accepted when its p90 beats ``min(now_kg[o], (1 + tie) min_o' now_kg[o'])`` over
+the offerings whose first start has room in the capacity the other placed jobs leave (o's own
+"now" only if it has room; the others among the ``PLAN_CHOICES`` greenest "now" starts, which join
+the job's columns). A green-region wait is not refused for losing to a "now" that is full. With
+unlimited capacity this is ``robust_starts``.
 
 1. For a job whose own policy is carbon, with ``deferral = "robust"`` (and a forecast with a p90)
-   or ``min_gain_pct > 0``, ``job_rule`` is ``plan``'s ranking of it (``policies.rank``: one
-   start per offering, best first; the first ``PLAN_CHOICES``) and the starts its rule accepts
-   (robust: ``robust_starts``; else every feasible start). ``build_problem`` adds the choices to
-   the job's columns so that they can be chosen.
-2. ``repair`` walks the jobs in submission order. A placed job not at ``plan``'s first choice
-   moves to the first of ``plan``'s choices that fits the capacity the other placed jobs leave; if
-   none fits, it keeps the solver's start when the rule accepts it, else moves to its cheapest
-   accepted start that fits (earliest on ties), else keeps its start: it waits because capacity
-   is full, not for a forecast gain (``waiting_for_capacity``). A move never displaces anyone,
-   so every placed job stays placed.
+   or ``min_gain_pct > 0``, ``job_rule`` holds ``plan``'s choices (``policies.rank``, first
+   ``PLAN_CHOICES``), each offering's first start and its expected kg, and the p90s;
+   ``build_problem`` adds plan's choices and the greenest "now" starts to the job's columns.
+2. ``repair`` walks the jobs in submission order. A placed job at ``plan``'s first choice stays.
+   Else, if its start is accepted (as above), it moves to plan's first choice only when that has
+   room and is not dearer beyond ``min_gain_pct``; if its start is refused, it moves to plan's
+   first choice if that has room, else to its best accepted start with room (``plan``'s rule
+   among them: the earliest within ``min_gain_pct`` of the cheapest). A refused start always has
+   one: the "now" with room that set the bar. A move never displaces anyone, so every placed job
+   stays placed; a job whose "now" is full may keep a wait that beats the "now"s with room.
 3. Jobs left out are then offered, highest priority first, their cheapest column that fits the
    capacity the moves freed (``batch_heuristics.fill``), among the starts their rule accepts.
 
@@ -29,19 +37,33 @@ objective is reported beside it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from carbonsched.policies import rank
 from carbonsched.policies.batch_heuristics import fill, usage
-from carbonsched.policies.ranking import robust_starts
 
 if TYPE_CHECKING:
     from carbonsched.planning.batch import BatchColumns
     from carbonsched.planning.candidates import JobCandidates
 
-PLAN_CHOICES = 8  # of plan's ranking (one start per offering) kept as each such job's columns
+PLAN_CHOICES = 8  # of plan's ranking, and of the greenest "now" starts, kept as each such job's columns
+
+
+@dataclass(frozen=True, eq=False)
+class JobRule:
+    """What ``repair`` needs of one job's rule (shared by the jobs of one candidate build)."""
+
+    shape: tuple[int, int]  # (O, K) of the job's candidates
+    plan_first: int  # flat index of plan's first choice
+    extra: np.ndarray  # flat indices the job's columns must include: plan's choices, the greenest "now"s
+    first_k: np.ndarray  # (O,) each offering's first feasible start (K: none)
+    now_kg: np.ndarray  # (O,) the expected kg there (inf: none)
+    greenest: np.ndarray  # offerings of the PLAN_CHOICES greenest "now" starts, greenest first
+    p90: np.ndarray | None  # (O, K) the robust rule's upper deciles; None: min_gain_pct only
+    tie: float  # min_gain_pct as a fraction
 
 
 def applies(jc: JobCandidates, objective: str) -> bool:
@@ -51,48 +73,54 @@ def applies(jc: JobCandidates, objective: str) -> bool:
     return objective == "carbon" and p.objective == "carbon" and (robust or p.min_gain_pct > 0)
 
 
-def job_rule(jc: JobCandidates) -> tuple[np.ndarray, np.ndarray]:
-    """(flat candidate indices of ``plan``'s first ``PLAN_CHOICES`` choices, best first; (O, K)
-    mask of the starts the job's rule accepts)."""
-    r = rank(jc.cands, jc.feasible, jc.policy)
+def job_rule(jc: JobCandidates) -> JobRule:
+    """The rule of a job that ``applies`` (module docstring)."""
+    c, feasible = jc.cands, jc.feasible
+    O, K = feasible.shape
+    r = rank(c, feasible, jc.policy)
     n = min(PLAN_CHOICES, len(r.offering))
-    flat = np.ravel_multi_index((r.offering[:n], r.start[:n]), jc.feasible.shape)
-    robust = jc.policy.deferral == "robust" and jc.cands.kg_co2e_p90 is not None
-    ok = robust_starts(jc.cands, jc.feasible, jc.policy.tie_fraction) if robust else jc.feasible
-    return flat.astype(np.int64), ok
+    rows = feasible.any(axis=1)
+    first_k = np.where(rows, np.argmax(feasible, axis=1), K)
+    now_kg = np.where(rows, c.expected_kg[np.arange(O), np.minimum(first_k, K - 1)], np.inf)
+    greenest = np.argsort(now_kg, kind="stable")[:PLAN_CHOICES]
+    greenest = greenest[np.isfinite(now_kg[greenest])]
+    plan = np.ravel_multi_index((r.offering[:n], r.start[:n]), (O, K))
+    nows = np.ravel_multi_index((greenest, first_k[greenest]), (O, K))
+    robust = jc.policy.deferral == "robust" and c.kg_co2e_p90 is not None
+    return JobRule((O, K), int(plan[0]) if n else -1, np.unique(np.concatenate([plan, nows])).astype(np.int64),
+                   first_k, now_kg, greenest, c.kg_co2e_p90 if robust else None, jc.policy.tie_fraction)
 
 
 def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.ndarray, dict]:
     """``choice`` (a column per job, -1 = left out) with the jobs' rules applied (module
-    docstring); ``rules[j]`` is job j's ``job_rule`` or None. Returns the new choice and
-    ``{"moved", "waiting_for_capacity", "placed_after"}``."""
+    docstring); ``rules[j]`` is job j's ``JobRule`` or None. Returns the new choice and
+    ``{"moved", "placed_after"}``."""
     p = batch.problem
     choice = choice.copy()
     load = usage(p, choice).ravel()
     bounds = np.searchsorted(p.job, np.arange(p.n_jobs + 1))  # each job's columns are listed together
-    where: dict = {}  # rule -> positions of its choices among its jobs' columns, and their flat indices
-    moved = waiting = 0
+    moved = 0
     for j in range(p.n_jobs):
-        c = int(choice[j])
-        if c < 0 or rules[j] is None:
+        c, rule = int(choice[j]), rules[j]
+        if c < 0 or rule is None:
             continue
-        flat, ok = rules[j]
-        o, k = batch.offering[c], batch.start[c]
-        if len(flat) and o * ok.shape[1] + k == flat[0]:
-            continue  # plan's first choice
+        lo, hi = bounds[j], bounds[j + 1]
+        flat = batch.offering[lo:hi] * rule.shape[1] + batch.start[lo:hi]
+        if flat[c - lo] == rule.plan_first:
+            continue
         _hold(p, load, c, -1.0)
-        to = _choices_in(batch, bounds[j], bounds[j + 1], rules[j], where)
-        fits = _fits(p, load, to)
+        cols = np.arange(lo, hi)
+        room = _fits(p, load, cols)
+        ok = _accepted(batch, rule, cols, flat, room)
+        first = cols[flat == rule.plan_first]
         new = c
-        if fits.any():
-            new = int(to[fits.argmax()])
-        elif not ok[o, k]:
-            acc = _accepted(batch, j, rules[j])
-            acc = acc[_fits(p, load, acc)]
-            if len(acc):
-                new = int(acc[np.lexsort((p.first_hour[acc], p.cost[acc]))[0]])
-            else:
-                waiting += 1
+        if ok[c - lo]:
+            if len(first) and room[first[0] - lo] and p.cost[first[0]] <= p.cost[c] * (1 + rule.tie) + 1e-12:
+                new = int(first[0])
+        elif len(first) and room[first[0] - lo]:
+            new = int(first[0])
+        elif (ok & room).any():  # always, refused: the "now" with room that set the bar is accepted
+            new = _best(p, cols[ok & room], rule.tie)
         _hold(p, load, new, +1.0)
         if new != c:
             choice[j] = new
@@ -100,12 +128,42 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
     placed_after = 0
     left = np.flatnonzero(choice < 0)
     if moved and len(left):
-        cand = np.concatenate([_accepted(batch, j, rules[j]) for j in left])
-        chosen, still = fill(p, choice[choice >= 0], left, cand)
+        cand = []
+        for j in left:
+            cols = np.arange(bounds[j], bounds[j + 1])
+            if rules[j] is not None:
+                flat = batch.offering[cols] * rules[j].shape[1] + batch.start[cols]
+                cols = cols[_accepted(batch, rules[j], cols, flat, _fits(p, load, cols))]
+            cand.append(cols)
+        chosen, still = fill(p, choice[choice >= 0], left, np.concatenate(cand))
         choice = np.full(p.n_jobs, -1)
         choice[p.job[chosen]] = chosen
         placed_after = len(left) - len(still)
-    return choice, {"moved": moved, "waiting_for_capacity": waiting, "placed_after": placed_after}
+    return choice, {"moved": moved, "placed_after": placed_after}
+
+
+def _accepted(batch: BatchColumns, rule: JobRule, cols: np.ndarray, flat: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Which of one job's columns ``cols`` (flat candidate indices ``flat``; ``room``: which fit)
+    its rule accepts: every start without a robust rule; else each offering's first start, and
+    the later ones whose p90 beats the expected kg of the "now" starts with room (module docstring)."""
+    if rule.p90 is None:
+        return np.ones(len(cols), dtype=bool)
+    o, k = batch.offering[cols], batch.start[cols]
+    is_first = k == rule.first_k[o]
+    now_room = np.full(rule.shape[0], False)
+    now_room[o[is_first & room]] = True  # offerings whose "now" is a column with room
+    green = rule.greenest[now_room[rule.greenest]]
+    greenest_now = rule.now_kg[green].min() if len(green) else np.inf
+    bar = np.minimum(np.where(now_room[o], rule.now_kg[o], np.inf), greenest_now * (1.0 + rule.tie))
+    return is_first | (rule.p90[o, k] < bar)
+
+
+def _best(p, cols: np.ndarray, tie: float) -> int:
+    """``plan``'s rule among ``cols``: the earliest start within ``tie`` of the cheapest, then the
+    cheaper."""
+    cost = p.cost[cols]
+    near = cols[cost <= cost.min() + tie * abs(cost.min())]
+    return int(near[np.lexsort((p.cost[near], p.first_hour[near]))[0]])
 
 
 def _hold(p, load: np.ndarray, c: int, sign: float) -> None:
@@ -122,33 +180,3 @@ def _fits(p, load: np.ndarray, cols: np.ndarray) -> np.ndarray:
     span = (p.resource[cols].astype(np.int64) * p.n_slots + p.first_hour[cols])[:, None] \
         + np.minimum(np.arange(int(n.max())), n[:, None] - 1)
     return load[span].max(axis=1) + p.demand[cols] <= p.capacity[p.resource[cols]] + 1e-9
-
-
-def _choices_in(batch: BatchColumns, lo: int, hi: int, rule, where: dict) -> np.ndarray:
-    """The columns ``lo..hi-1`` (one job's) that are its rule's choices, best first. Jobs sharing
-    a rule share their columns (one candidate build): positions are searched once per rule and
-    checked for every other job."""
-    flat, ok = rule
-    got = where.get(id(rule))
-    if got is not None:
-        pos, want = got
-        if hi - lo > (pos.max(initial=-1)) and np.array_equal(
-                np.ravel_multi_index((batch.offering[lo + pos], batch.start[lo + pos]), ok.shape), want):
-            return lo + pos
-    f = np.ravel_multi_index((batch.offering[lo:hi], batch.start[lo:hi]), ok.shape)
-    at = {v: i for i, v in enumerate(f.tolist())}
-    pos = np.array([at[v] for v in flat.tolist() if v in at], dtype=np.int64)
-    where[id(rule)] = (pos, f[pos])
-    return lo + pos
-
-
-def _accepted(batch: BatchColumns, j: int, rule) -> np.ndarray:
-    """Job ``j``'s columns at starts its rule accepts (all of them without a rule)."""
-    cols = _columns_of(batch.problem, j)
-    return cols if rule is None else cols[rule[1][batch.offering[cols], batch.start[cols]]]
-
-
-def _columns_of(p, j: int) -> np.ndarray:
-    """Job ``j``'s columns (the problem lists each job's columns together, in job order)."""
-    lo, hi = np.searchsorted(p.job, [j, j + 1])
-    return np.arange(lo, hi)

@@ -48,25 +48,38 @@ def test_a_refused_wait_starts_now_and_the_solver_would_have_waited():
     bp = plan_batch([a], now=NOW, settings=SETTINGS)
     assert where(bp.placements[0]) == where(alone)
     r = bp.solver["deferral_rules"]
-    assert r["moved"] == 1 and r["waiting_for_capacity"] == 0 and r["objective_change"] > 0
+    assert r["moved"] == 1 and r["objective_change"] > 0
     assert bp.placements[0].kg_co2e == pytest.approx(alone.kg_co2e)
     # with deferral = "expected" the batch keeps the solver's (mean-forecast) choice: no rule to apply
     e = plan_batch([h100("a", regions, "expected")], now=NOW, settings=SETTINGS)
     assert where(e.placements[0]) == where(expected) and "deferral_rules" not in e.solver
 
 
-def test_a_job_waits_only_when_capacity_is_full_now():
-    region = ["aws:eu-north-1"]
-    bp = plan_batch([h100("a", region), h100("b", region)], now=NOW, settings=SETTINGS, capacity=8)
+def test_a_wait_counts_against_the_now_starts_that_have_room():
+    """b's own "now" is full (a holds it): its rule compares its wait with the "now" starts that
+    have room; in one region there is none, so b may wait (capacity, not a forecast gain). With a
+    second region whose "now" has room, b's wait must beat that "now" on its p90."""
+    one = ["aws:eu-north-1"]
+    bp = plan_batch([h100("a", one), h100("b", one)], now=NOW, settings=SETTINGS, capacity=8)
     a, b = bp.placements
-    assert a.start == NOW  # first come: plan's choice
-    assert b.start >= a.end  # "now" is full until a ends: b waits for room, not for a forecast gain
-    r = bp.solver["deferral_rules"]
-    assert r == {**r, "moved": 1, "waiting_for_capacity": 1}
+    assert a.start == NOW and b.start >= a.end  # first come: plan's choice; b after a
+    assert bp.solver["deferral_rules"]["moved"] == 1  # a: the solver's wait -> now
     text = render_batch(bp.to_dict())
     assert "deferral rules: 1 job(s) moved to where plan would start them" in text
-    assert "1 wait for capacity at a start their rule would refuse" in text
     assert "optimality gap 0.00 % for the solver's assignment, before the moves below" in text
+
+    two = ["aws:eu-north-1", "aws:us-east-1"]  # us-east-1's "now" has room but is far dirtier
+    bp2 = plan_batch([h100("a", two), h100("b", two)], now=NOW, settings=SETTINGS,
+                     capacity={"aws:eu-north-1": {"H100": 8}})
+    b2 = bp2.placements[1]
+    from carbonsched.planning.candidates import job_candidates
+
+    jc = job_candidates(h100("b", two), now=NOW, settings=SETTINGS)
+    east_now = min(jc.cands.expected_kg[o, 0] for o, off in enumerate(jc.offerings) if off.region_id == "aws:us-east-1")
+    # b waits in Stockholm: its p90 beats starting now in us-east-1 (the only "now" with room); a
+    # capacity-blind rule would compare with Stockholm's full "now" and send b to us-east-1 (13x the kg)
+    assert b2.region_id == "aws:eu-north-1" and b2.start >= bp2.placements[0].end
+    assert b2.kg_co2e_p90 < east_now
 
 
 def test_moves_never_unplace_a_job_nor_break_capacity():
@@ -83,20 +96,18 @@ def test_moves_never_unplace_a_job_nor_break_capacity():
         for h in range(first, last):
             use[(p.region_id, h)] = use.get((p.region_id, h), 0) + p.gpu_count
     assert max(use.values()) <= 16
-    r = free.solver["deferral_rules"]
-    assert r["moved"] >= 1 and r["moved"] + r["waiting_for_capacity"] <= 9
+    assert 1 <= free.solver["deferral_rules"]["moved"] <= 9
 
 
 def test_a_job_refused_its_wait_takes_any_accepted_start_with_room():
-    """Plan's choices are one start per offering; when the one offering's is taken, "now" (always
-    accepted) or another accepted start with room comes before waiting at a refused start."""
+    """Plan's choices are one start per offering; when the one offering's is taken, a refused wait
+    moves to "now" (always accepted) or another accepted start with room."""
     jobs = [h100(n, ["aws:ap-northeast-1"]) for n in "abc"]
     alone = plan(jobs[0], now=NOW, settings=SETTINGS).placements[0]
     assert alone.start > NOW  # plan waits for the night here; the solver gives that slot to b and c
     bp = plan_batch(jobs, now=NOW, settings=SETTINGS, capacity=8)
     a = bp.placements[0]
     assert a.start == NOW  # its solver start (a 3 h wait the rule refuses) -> now, which has room
-    assert bp.solver["deferral_rules"]["waiting_for_capacity"] == 0
     spans = sorted((p.start, p.end) for p in bp.placements)
     assert all(x[1] <= y[0] for x, y in zip(spans, spans[1:]))  # one 8-GPU job at a time
 
