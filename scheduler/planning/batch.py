@@ -427,7 +427,9 @@ def _columns(jc: JobCandidates, score, k: int | None, resources: dict, must: np.
     vals = np.asarray(score).ravel()[flat]
     keep = flat[np.argsort(vals, kind="stable")[:k]] if k is not None else flat  # ties: the earlier first
     if must is not None and k is not None:
-        keep = np.concatenate([keep, must[~np.isin(must, keep)]])
+        kept = np.zeros(jc.feasible.size, dtype=bool)
+        kept[keep] = True
+        keep = np.concatenate([keep, must[~kept[must]]])  # (np.isin: 5x slower on these sizes)
     o, kk = np.unravel_index(keep, jc.feasible.shape)
     start = jc.offset_h + jc.cands.start_h[kk]
     end = start + jc.cands.runtime_h[o]

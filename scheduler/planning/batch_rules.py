@@ -100,30 +100,38 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
     load = usage(p, choice).ravel()
     bounds = np.searchsorted(p.job, np.arange(p.n_jobs + 1))  # each job's columns are listed together
     moved = 0
+    layout: dict = {}  # rule -> (columns, position of plan's first choice or -1, positions of "now" starts)
     for j in range(p.n_jobs):
         c, rule = int(choice[j]), rules[j]
         if c < 0 or rule is None:
             continue
         lo, hi = bounds[j], bounds[j + 1]
-        flat = batch.offering[lo:hi] * rule.shape[1] + batch.start[lo:hi]
-        if flat[c - lo] == rule.plan_first:
-            continue
+        _, at_first, at_now = _layout(batch, rule, lo, hi, layout)
+        if c - lo == at_first:
+            continue  # plan's first choice
         _hold(p, load, c, -1.0)
-        cols = np.arange(lo, hi)
-        room = _fits(p, load, cols)
-        ok = _accepted(batch, rule, cols, flat, room)
-        first = cols[flat == rule.plan_first]
+        # the rule's bar needs only the "now" columns' room: the full scan waits for a refused start
+        small = lo + (np.append(at_first, at_now) if at_first >= 0 else at_now)
+        room = _fits(p, load, small)
+        first_fits = at_first >= 0 and room[0]
+        room_now = room[len(small) - len(at_now):]  # plan's first, if listed, comes first: not a bar
+        bar = _bar(rule, batch.offering[lo + at_now[room_now]])
+        o, k = batch.offering[c], batch.start[c]
         new = c
-        if ok[c - lo]:
-            if len(first) and room[first[0] - lo] and p.cost[first[0]] <= p.cost[c] * (1 + rule.tie) + 1e-12:
-                new = int(first[0])
-        elif len(first) and room[first[0] - lo]:
-            new = int(first[0])
-        elif (ok & room).any():  # always, refused: the "now" with room that set the bar is accepted
-            new = _best(p, cols[ok & room], rule.tie)
+        if k == rule.first_k[o] or rule.p90 is None or rule.p90[o, k] < bar[o]:  # accepted
+            if first_fits and p.cost[lo + at_first] <= p.cost[c] * (1 + rule.tie) + 1e-12:
+                new = lo + at_first
+        elif first_fits:
+            new = lo + at_first
+        else:  # refused: its best accepted start with room (the "now" that set the bar is one)
+            cols = np.arange(lo, hi)
+            fits = _fits(p, load, cols)
+            ok = fits & _accepted(batch, rule, cols, fits)
+            if ok.any():
+                new = _best(p, cols[ok], rule.tie)
         _hold(p, load, new, +1.0)
         if new != c:
-            choice[j] = new
+            choice[j] = int(new)
             moved += 1
     placed_after = 0
     left = np.flatnonzero(choice < 0)
@@ -132,8 +140,7 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
         for j in left:
             cols = np.arange(bounds[j], bounds[j + 1])
             if rules[j] is not None:
-                flat = batch.offering[cols] * rules[j].shape[1] + batch.start[cols]
-                cols = cols[_accepted(batch, rules[j], cols, flat, _fits(p, load, cols))]
+                cols = cols[_accepted(batch, rules[j], cols, _fits(p, load, cols))]
             cand.append(cols)
         chosen, still = fill(p, choice[choice >= 0], left, np.concatenate(cand))
         choice = np.full(p.n_jobs, -1)
@@ -142,20 +149,40 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
     return choice, {"moved": moved, "placed_after": placed_after}
 
 
-def _accepted(batch: BatchColumns, rule: JobRule, cols: np.ndarray, flat: np.ndarray, room: np.ndarray) -> np.ndarray:
-    """Which of one job's columns ``cols`` (flat candidate indices ``flat``; ``room``: which fit)
-    its rule accepts: every start without a robust rule; else each offering's first start, and
-    the later ones whose p90 beats the expected kg of the "now" starts with room (module docstring)."""
+def _layout(batch: BatchColumns, rule: JobRule, lo: int, hi: int, seen: dict) -> tuple[int, int, np.ndarray]:
+    """(columns, position of plan's first choice or -1, positions of each offering's first start)
+    in one job's columns ``lo..hi-1``. Jobs sharing a rule share their columns (one candidate
+    build): found once per rule, checked for every other job."""
+    got = seen.get(id(rule))
+    if got is not None and got[0] == hi - lo and (got[1] < 0 or batch.offering[lo + got[1]] * rule.shape[1]
+                                                  + batch.start[lo + got[1]] == rule.plan_first):
+        return got
+    o, k = batch.offering[lo:hi], batch.start[lo:hi]
+    at = np.flatnonzero(o * rule.shape[1] + k == rule.plan_first)
+    got = seen[id(rule)] = (hi - lo, int(at[0]) if len(at) else -1, np.flatnonzero(k == rule.first_k[o]))
+    return got
+
+
+def _bar(rule: JobRule, now_with_room: np.ndarray) -> np.ndarray:
+    """(O,) what a later start's p90 must beat, given the offerings whose first start ("now") has
+    room: the expected kg there (if it has room), or at the greenest "now" with room among the
+    rule's ``greenest`` within ``tie`` (inf: no "now" has room, any wait is accepted)."""
+    has = np.zeros(rule.shape[0], dtype=bool)
+    has[now_with_room] = True
+    green = rule.greenest[has[rule.greenest]]
+    greenest_now = rule.now_kg[green].min() if len(green) else np.inf
+    return np.minimum(np.where(has, rule.now_kg, np.inf), greenest_now * (1.0 + rule.tie))
+
+
+def _accepted(batch: BatchColumns, rule: JobRule, cols: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Which of one job's columns ``cols`` (``room``: which fit) its rule accepts: every start
+    without a robust rule; else each offering's first start, and the later ones whose p90 beats
+    ``_bar``."""
     if rule.p90 is None:
         return np.ones(len(cols), dtype=bool)
     o, k = batch.offering[cols], batch.start[cols]
-    is_first = k == rule.first_k[o]
-    now_room = np.full(rule.shape[0], False)
-    now_room[o[is_first & room]] = True  # offerings whose "now" is a column with room
-    green = rule.greenest[now_room[rule.greenest]]
-    greenest_now = rule.now_kg[green].min() if len(green) else np.inf
-    bar = np.minimum(np.where(now_room[o], rule.now_kg[o], np.inf), greenest_now * (1.0 + rule.tie))
-    return is_first | (rule.p90[o, k] < bar)
+    is_now = k == rule.first_k[o]
+    return is_now | (rule.p90[o, k] < _bar(rule, o[is_now & room])[o])
 
 
 def _best(p, cols: np.ndarray, tie: float) -> int:
