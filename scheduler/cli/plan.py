@@ -109,8 +109,15 @@ def plan_batch(a: argparse.Namespace) -> int:
     settings, source = intensity_options(a, a.intensity_source)
     pf = policy_option(a, settings)
     progress = Progress("building candidates (jobs)", quiet=a.json)
+    objective = a.objective
+    if a.weights is not None:  # the batch objective: weighted by these
+        if a.objective not in (None, "weighted"):
+            raise UserInputError(f"--weights weigh the terms of --objective weighted, not {a.objective}; drop one")
+        objective = a.weights
+    elif a.objective == "weighted":
+        raise UserInputError("--objective weighted needs --weights, e.g. --weights carbon=1,cost=0.5")
     kw = dict(now=now_from(a), capacity=capacity or None, default_capacity=default, settings=settings,
-              forecast_source=source, objective=a.objective, progress=progress, strict=a.strict,
+              forecast_source=source, objective=objective, progress=progress, strict=a.strict,
               top_k=a.top_k or None, time_limit_s=a.time_limit)
     try:
         if pf is None:
@@ -130,8 +137,9 @@ BATCH_POLICY_FLAGS = {"risk": "--risk", "deferral": "--deferral", "min_gain_pct"
 
 
 def _batch_overrides(a: argparse.Namespace, jobs: list) -> list:
-    """--risk, --deferral and --min-gain set every job's policy in a batch; --objective (and
-    --weights) is the batch's objective; the other job flags describe one job: refused."""
+    """--risk, --deferral and --min-gain set every job's policy in a batch; --objective and
+    --weights are the batch's objective (``plan_batch``); the other job flags describe one job:
+    refused."""
     from dataclasses import replace
 
     raw = overrides(a)

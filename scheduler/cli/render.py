@@ -221,7 +221,9 @@ def render_batch(doc: dict) -> str:
     t, g, b, s = doc["totals"], doc["greedy"], doc["baseline"], doc["solver"]
     head = f"Batch plan: {t['jobs']} of {len(doc['jobs'])} jobs placed, objective {doc['objective']}, " \
            f"now {now:%Y-%m-%d %H:%M} UTC"
-    gap = "not proven (placement count not proven maximal)" if s.get("gap") is None else f"{100 * s['gap']:.2f} %"
+    gap = f"{100 * s['gap']:.2f} %" if s.get("gap") is not None else \
+        "not proven (placement count not proven maximal)" if not s.get("placement_proven_maximal") else \
+        "not proven (the solver stopped before proving its placement count; the jobs placed after it make it maximal)"
     if (s.get("deferral_rules") or {}).get("moved") and s.get("gap") is not None:
         gap += " for the solver's assignment, before the moves below"
     out = [head, *policy_lines(doc.get("policy_file")), "",
@@ -235,7 +237,7 @@ def render_batch(doc: dict) -> str:
     if r.get("moved"):
         out.append(f"deferral rules: {r['moved']} job(s) moved to where plan would start them (or the best start their "
                    f"rule accepts among those with room), {r['objective_change']:+.3g} in the objective against the "
-                   "solver's assignment" + (f"; {r['placed_after']} more job(s) placed in the room the moves freed"
+                   "solver's assignment" + (f"; {r['placed_after']} more job(s) placed in room left after the moves"
                                             if r.get("placed_after") else ""))
     if doc.get("unplaced"):
         urows = []

@@ -211,7 +211,6 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     repaired = None
     if any(r is not None for r in rules):
         choice, repaired = repair(batch, sol.choice, rules)
-        repaired["objective_change"] = float(batch.problem.cost[choice[choice >= 0]].sum()) - sol.objective
         left = float(batch.problem.weights[choice < 0].sum())  # the repair may place more, never fewer
         sol = replace(sol, choice=choice, stats={**sol.stats, "unplaced_weight": left})
     timings["solve_s"] = time.perf_counter() - t
@@ -406,7 +405,7 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None,
     for j, (jc, score, rule) in enumerate(zip(jcs, scores, rules)):
         key = (id(jc.cands), id(score))
         if key not in shared:
-            shared[key] = _columns(jc, score, k, resources, None if rule is None else rule.extra) + (j,)
+            shared[key] = _columns(jc, score, k, resources, rule) + (j,)
         part, short, same_as[j] = shared[key]
         pruned |= short
         for name, v in part.items():
@@ -420,13 +419,18 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None,
     return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned)
 
 
-def _columns(jc: JobCandidates, score, k: int | None, resources: dict, must: np.ndarray | None = None) -> tuple[dict, bool]:
-    """One job's columns (all but ``job``): its ``k`` best feasible candidates, then those of the
-    flat indices ``must`` they left out; and whether pruning to ``k`` dropped any."""
+def _columns(jc: JobCandidates, score, k: int | None, resources: dict, rule=None) -> tuple[dict, bool]:
+    """One job's columns (all but ``job``): its ``k`` best feasible candidates, then those its
+    deferral rule needs that they left out (``rule.extra``, and the first start of every offering
+    among them); and whether pruning to ``k`` dropped any."""
     flat = np.flatnonzero(jc.feasible.ravel())
     vals = np.asarray(score).ravel()[flat]
     keep = flat[np.argsort(vals, kind="stable")[:k]] if k is not None else flat  # ties: the earlier first
-    if must is not None and k is not None:
+    if rule is not None and k is not None:
+        K = jc.feasible.shape[1]
+        offs = np.unique(keep // K)
+        offs = offs[rule.first_k[offs] < K]
+        must = np.unique(np.concatenate([rule.extra, offs * K + rule.first_k[offs]]))
         kept = np.zeros(jc.feasible.size, dtype=bool)
         kept[keep] = True
         keep = np.concatenate([keep, must[~kept[must]]])  # (np.isin: 5x slower on these sizes)

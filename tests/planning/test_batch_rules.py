@@ -50,9 +50,9 @@ def test_a_refused_wait_starts_now_and_the_solver_would_have_waited():
     r = bp.solver["deferral_rules"]
     assert r["moved"] == 1 and r["objective_change"] > 0
     assert bp.placements[0].kg_co2e == pytest.approx(alone.kg_co2e)
-    # with deferral = "expected" the batch keeps the solver's (mean-forecast) choice: no rule to apply
+    # with deferral = "expected" the solver's (mean-forecast) choice is plan's: nothing moves
     e = plan_batch([h100("a", regions, "expected")], now=NOW, settings=SETTINGS)
-    assert where(e.placements[0]) == where(expected) and "deferral_rules" not in e.solver
+    assert where(e.placements[0]) == where(expected) and e.solver["deferral_rules"]["moved"] == 0
 
 
 def test_a_wait_counts_against_the_now_starts_that_have_room():
@@ -129,8 +129,54 @@ def test_cli_policy_flags_apply_to_every_job_and_job_flags_are_refused(capsys):
     robust = json.loads(capsys.readouterr().out)
     assert main(argv + ["--deferral", "expected"]) == 0
     expected = json.loads(capsys.readouterr().out)
-    assert robust["solver"]["deferral_rules"]["moved"] >= 1 and "deferral_rules" not in expected["solver"]
+    assert robust["solver"]["deferral_rules"]["moved"] >= 1 and expected["solver"]["deferral_rules"]["moved"] == 0
     assert expected["totals"]["kg_co2e"] < robust["totals"]["kg_co2e"]  # waits for gains in the mean forecast
     assert main(argv + ["--gpu", "H100", "--max-delay", "3h"]) == 2
     err = capsys.readouterr().err
     assert "gpu, window.max_delay" in err and "[[job]] tables" in err
+    assert main(argv + ["--weights", "carbon=1,cost=0.5"]) == 0  # the batch objective (was silently carbon)
+    assert json.loads(capsys.readouterr().out)["objective"].startswith("weighted")
+    assert main(argv + ["--objective", "cost", "--weights", "carbon=1"]) == 2
+    assert "--weights weigh the terms of --objective weighted" in capsys.readouterr().err
+
+
+def test_a_move_that_frees_a_now_is_seen_by_the_jobs_before_it():
+    """b's solver start fills a's "now", so a's wait is accepted on the first pass; b then moves
+    away and the next pass sends a to plan's choice for it (one pass left a waiting 15 h)."""
+    a = job_from_dict({"name": "a", "gpu": "H100", "gpus": 8, "hours": 5,
+                       "window": {"earliest_start": "2026-11-27T14:00:00Z", "max_delay": "24h"},
+                       "constraints": {"gpu_types": ["H100"], "regions": ["aws:us-west-2", "aws:eu-north-1"]},
+                       "policy": {"risk": "p90"}})
+    b = job_from_dict({"name": "b", "gpu": "H100", "gpus": 8, "hours": 3.5, "priority": 5, "window": {"max_delay": "6h"},
+                       "constraints": {"gpu_types": ["H100"],
+                                       "regions": ["gcp:northamerica-northeast1", "aws:eu-north-1", "gcp:us-west1"]},
+                       "policy": {"min_gain_pct": 5}})
+    bp = plan_batch([a, b], now=NOW, settings=SETTINGS, capacity=8)
+    assert where(bp.placements[0]) == where(plan(a, now=NOW, settings=SETTINGS).placements[0])
+
+
+def test_the_bar_looks_past_a_full_region_to_the_greenest_now_with_room():
+    """Spot L4s: the greenest "now"s are all Stockholm instance and market variants. With
+    Stockholm full, the job must not wait at a p90 worse than starting now in the next greenest
+    region with room (the bar once looked at 8 offerings, all in Stockholm, and accepted any wait)."""
+    now = datetime(2026, 9, 1, 0, 0, tzinfo=timezone.utc)
+    spec = {"name": "x", "gpu": "L4", "gpus": 1, "hours": 4, "window": {"max_delay": "12h"}, "constraints": {"spot": True}}
+    bp = plan_batch([job_from_dict(spec)], now=now, settings=SETTINGS, capacity={"aws:eu-north-1": {"L4": 0, "L40S": 0}})
+    elsewhere = job_from_dict({**spec, "constraints": {"spot": True, "exclude_regions": ["aws:eu-north-1"]}})
+    assert where(bp.placements[0]) == where(plan(elsewhere, now=now, settings=SETTINGS).placements[0])
+
+
+@pytest.mark.parametrize("now, gpu, count, window, gain, deferral, risk, spot", [
+    (datetime(2026, 6, 1, 3, 30, tzinfo=timezone.utc), "H100", 8, "24h", 5, "robust", "mean", True),
+    (datetime(2026, 9, 1, 0, 0, tzinfo=timezone.utc), "H100", 8, "24h", 12, "expected", "p90", False),
+    (datetime(2026, 9, 1, 0, 0, tzinfo=timezone.utc), "L4", 1, "6h", 12, "expected", "mean", False),
+    (datetime(2026, 9, 1, 0, 0, tzinfo=timezone.utc), "H100", 8, "48h", 0, "expected", "mean", False),  # equal-kg days
+])
+def test_one_job_batch_is_plan_with_its_tie_rules(now, gpu, count, window, gain, deferral, risk, spot):
+    """plan's tie rule (earliest within min_gain per offering, then offerings bucketed) may pick a
+    start up to (1 + tie)^2 dearer than the cheapest, and among equally green days the first."""
+    job = job_from_dict({"name": "x", "gpu": gpu, "gpus": count, "hours": 6, "window": {"max_delay": window},
+                         "constraints": {"gpu_types": [gpu], "spot": spot},
+                         "policy": {"min_gain_pct": gain, "deferral": deferral, "risk": risk}})
+    assert where(plan_batch([job], now=now, settings=SETTINGS).placements[0]) == \
+        where(plan(job, now=now, settings=SETTINGS).placements[0])
