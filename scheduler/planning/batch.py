@@ -207,7 +207,10 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     t = time.perf_counter()
     warnings = []
     batch = build_problem(jcs, scores, cap_of, top_k, rules)
-    sol = solve(batch.problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+    solver_problem, cols = batch.solver_problem()
+    sol = solve(solver_problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+    if cols is not None:  # the solver's columns among all
+        sol = replace(sol, choice=np.where(sol.choice >= 0, cols[np.maximum(sol.choice, 0)], -1))
     repaired = None
     if any(r is not None for r in rules):
         choice, repaired = repair(batch, sol.choice, rules)
@@ -235,7 +238,9 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
 
     baselines = [baseline(jc) for jc in jcs]
     chosen = [placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
-    g = greedy(batch.problem)
+    g = greedy(solver_problem)
+    if cols is not None:
+        g = np.where(g >= 0, cols[np.maximum(g, 0)], -1)
     if repaired is not None:
         g, _ = repair(batch, g, rules)
     greedy_ps = [placement(jc, c, b) for jc, c, b in zip(jcs, g, baselines)]
@@ -363,13 +368,23 @@ def _scores(jcs: list[JobCandidates], weights: dict[str, float], scale_free: boo
 
 @dataclass(frozen=True, eq=False)
 class BatchColumns:
-    """The solver's problem and, per column, the job's candidate it stands for."""
+    """The batch's columns and, per column, the job's candidate it stands for. The solver sees
+    those of ``for_solver`` (None: all); the others serve only the deferral rules' repair."""
 
     problem: BatchProblem
     offering: np.ndarray  # row of the job's JobCandidates
     start: np.ndarray  # index into the job's window.starts
     resources: list[tuple[str, str]]  # (region_id, gpu) per resource index
     pruned: bool  # some job kept fewer than all its feasible candidates (bounds hold over the kept ones)
+    for_solver: np.ndarray | None = None  # (N,) bool
+
+    def solver_problem(self) -> tuple[BatchProblem, np.ndarray | None]:
+        """(the problem of the solver's columns, their indices among all columns; None: all)."""
+        if self.for_solver is None:
+            return self.problem, None
+        p, idx = self.problem, np.flatnonzero(self.for_solver)
+        return replace(p, job=p.job[idx], cost=p.cost[idx], resource=p.resource[idx], first_hour=p.first_hour[idx],
+                       n_hours=p.n_hours[idx], demand=p.demand[idx]), idx
 
     def placement(self, jc: JobCandidates, column: int, baseline: Placement | None) -> Placement:
         p = jc.placement(int(self.offering[column]), int(self.start[column]))
@@ -396,7 +411,7 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None,
     by score (all when ``k`` is None), and plan's choices for it (``rules``) if any, become columns holding
     ``gpu_count`` GPUs of one (region, GPU type) resource over the UTC hour slots
     ``[floor(start), ceil(end))``; job weights are the jobs' priorities."""
-    cols = {key: [] for key in ("job", "cost", "res", "first", "hours", "demand", "o", "k")}
+    cols = {key: [] for key in ("job", "cost", "res", "first", "hours", "demand", "o", "k", "solver")}
     resources: dict[tuple[str, str], int] = {}
     pruned = False
     shared: dict[tuple[int, int], tuple] = {}  # jobs sharing candidates and scores share their columns
@@ -416,16 +431,19 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None,
     prob = BatchProblem(job=cat["job"], cost=cat["cost"], resource=cat["res"], first_hour=cat["first"],
                         n_hours=cat["hours"], demand=cat["demand"], capacity=caps, n_jobs=len(jcs),
                         weight=np.array([jc.job.priority for jc in jcs], dtype=float), same_as=same_as)
-    return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned)
+    solver = cat.pop("solver")
+    return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned, None if solver.all() else solver)
 
 
 def _columns(jc: JobCandidates, score, k: int | None, resources: dict, rule=None) -> tuple[dict, bool]:
-    """One job's columns (all but ``job``): its ``k`` best feasible candidates, then those its
-    deferral rule needs that they left out (``rule.extra``, and the first start of every offering
-    among them); and whether pruning to ``k`` dropped any."""
+    """One job's columns (all but ``job``): its ``k`` best feasible candidates (the solver's:
+    ``solver``), then those its deferral rule needs that they left out (``rule.extra``, and the
+    first start of every offering among them: for the repair only, so that a rule does not make
+    the LP larger); and whether pruning to ``k`` dropped any."""
     flat = np.flatnonzero(jc.feasible.ravel())
     vals = np.asarray(score).ravel()[flat]
     keep = flat[np.argsort(vals, kind="stable")[:k]] if k is not None else flat  # ties: the earlier first
+    n_solver = len(keep)
     if rule is not None and k is not None:
         K = jc.feasible.shape[1]
         offs = np.unique(keep // K)
@@ -443,8 +461,9 @@ def _columns(jc: JobCandidates, score, k: int | None, resources: dict, rule=None
                     for i in uniq], dtype=np.int64)
     return {"hours": np.maximum(np.ceil(end - 1e-9).astype(np.int64) - first, 1), "first": first, "res": res[inv],
             "demand": np.array([jc.offerings[i].gpu_count for i in uniq], dtype=float)[inv],
-            "cost": np.asarray(score).ravel()[keep] if np.ndim(score) else np.zeros(len(o)), "o": o, "k": kk}, \
-        len(keep) < len(flat)
+            "cost": np.asarray(score).ravel()[keep] if np.ndim(score) else np.zeros(len(o)), "o": o, "k": kk,
+            "solver": np.arange(len(keep)) < n_solver}, \
+        n_solver < len(flat)
 
 
 def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str], top_k: int | None) -> InfeasibleError:
