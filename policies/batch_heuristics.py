@@ -46,7 +46,9 @@ def greedy(p: BatchProblem, order: np.ndarray | None = None, alive: np.ndarray |
     P, S = p.capacity.size, p.n_slots
     load = np.zeros(P * S) if used is None else np.array(used, dtype=float).ravel()  # a copy
     pool = np.arange(len(p.job)) if alive is None else np.flatnonzero(alive)
-    pool = pool[np.lexsort((pool, p.cost[pool], p.job[pool]))]
+    j, c = p.job[pool], p.cost[pool]
+    if not ((j[1:] > j[:-1]) | ((j[1:] == j[:-1]) & (c[1:] >= c[:-1]))).all():  # batches list them so: skip the sort
+        pool = pool[np.lexsort((pool, c, j))]
     bounds = np.searchsorted(p.job[pool], np.arange(p.n_jobs + 1))
     n = p.n_hours[pool]
     base = p.resource[pool].astype(np.int64) * S + p.first_hour[pool]
