@@ -392,8 +392,8 @@ class BatchColumns:
 
 
 def _job_rules(jcs: list[JobCandidates], objective: str) -> list:
-    """Per job, ``batch_rules.job_rule`` where a deferral rule of its own governs it, else None
-    (jobs sharing a candidate build share one)."""
+    """Per job, ``batch_rules.job_rule`` where plan's rule applies to it in this batch
+    (``batch_rules.applies``), else None (jobs sharing a candidate build share one)."""
     done: dict[int, tuple] = {}
     out = []
     for jc in jcs:
@@ -408,9 +408,10 @@ def _job_rules(jcs: list[JobCandidates], objective: str) -> list:
 
 def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None, rules: list | None = None) -> BatchColumns:
     """The adapter from candidates to the solver's arrays: each job's ``k`` best feasible candidates
-    by score (all when ``k`` is None), and plan's choices for it (``rules``) if any, become columns holding
-    ``gpu_count`` GPUs of one (region, GPU type) resource over the UTC hour slots
-    ``[floor(start), ceil(end))``; job weights are the jobs' priorities."""
+    by score (all when ``k`` is None) become columns holding ``gpu_count`` GPUs of one (region, GPU
+    type) resource over the UTC hour slots ``[floor(start), ceil(end))``; job weights are the jobs'
+    priorities. A job with a rule (``rules``) gets the columns its repair needs after them, outside
+    the solver's (``BatchColumns.for_solver``)."""
     cols = {key: [] for key in ("job", "cost", "res", "first", "hours", "demand", "o", "k", "solver")}
     resources: dict[tuple[str, str], int] = {}
     pruned = False

@@ -115,7 +115,7 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
     choice = choice.copy()
     load = usage(p, choice).ravel()
     bounds = np.searchsorted(p.job, np.arange(p.n_jobs + 1))  # each job's columns are listed together
-    layout: dict = {}  # rule -> (columns, position of plan's first choice or -1, positions of "now" starts)
+    layout: dict = {}  # rule -> its _Layout among its jobs' columns
     todo = np.flatnonzero((choice >= 0) & np.array([r is not None for r in rules], dtype=bool)).tolist()
     for _ in range(MAX_PASSES):  # a job at plan's first choice stays there: later passes skip it
         went = [(j, *_move(batch, choice, load, j, rules[j], bounds, layout)) for j in todo]
