@@ -215,7 +215,10 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     if any(r is not None for r in rules):
         choice, repaired = repair(batch, sol.choice, rules)
         left = float(batch.problem.weights[choice < 0].sum())  # the repair may place more, never fewer
-        sol = replace(sol, choice=choice, stats={**sol.stats, "unplaced_weight": left})
+        proven = sol.stats["unplaced_weight"] <= sol.stats["unplaced_bound"] + 1e-9
+        # the solver's bound covers its columns only: placing more through the repair's is no proof, all placed is
+        proven = left == 0 or (proven and not repaired["placed_after"])
+        sol = replace(sol, choice=choice, stats={**sol.stats, "unplaced_weight": left, "proven": proven})
     timings["solve_s"] = time.perf_counter() - t
     if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all
         raise _capacity_error(batch, sol, names, top_k)
@@ -264,8 +267,8 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
               "mip_gap": None if math.isnan(sol.gap) else sol.gap, "seconds": sol.seconds,
               "lp_integral": sol.lp_integral, "objective_value": sol.objective, "lp_bound": st.get("lp_bound"),
               "top_k": top_k, "placed": int(np.count_nonzero(sol.choice >= 0)),
-              "placement_proven_maximal": st["unplaced_weight"] <= st["unplaced_bound"] + 1e-9,
-              **{k: v for k, v in st.items() if k != "lp_bound"}, "timings": timings}
+              "placement_proven_maximal": st.get("proven", st["unplaced_weight"] <= st["unplaced_bound"] + 1e-9),
+              **{k: v for k, v in st.items() if k not in ("lp_bound", "proven")}, "timings": timings}
     if repaired is not None:
         solver["deferral_rules"] = repaired
     return BatchPlan(now=now, names=tuple(names), placements=tuple(chosen), baselines=tuple(baselines),
@@ -474,7 +477,7 @@ def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str], t
     scope = f" among each job's top {top_k} candidates (--top-k 0 searches all)" if batch.pruned else ""
     placed = f"{prob.n_jobs - len(out)} of {prob.n_jobs} jobs"
     head = (f"at most {placed} fit together{scope}"
-            if sol.stats["unplaced_weight"] <= sol.stats["unplaced_bound"] + 1e-9
+            if sol.stats.get("proven", sol.stats["unplaced_weight"] <= sol.stats["unplaced_bound"] + 1e-9)
             else f"only {placed} could be placed together{scope} (not proven the most possible)")
     left = [names[j] for j in out]
     tally = Counter(int(r) for r in prob.resource[np.isin(prob.job, out)])

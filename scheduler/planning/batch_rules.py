@@ -34,7 +34,10 @@ unlimited capacity this is ``robust_starts``.
    the cheapest) -- there is one: the "now" with room that set the bar. A move never displaces
    anyone, so every placed job stays placed.
 3. Jobs left out are then offered, highest priority first, their cheapest column that fits the
-   capacity left (``batch_heuristics.fill``), among the starts their rule accepts.
+   capacity left (``batch_heuristics.fill``), among the starts their rule accepts: the room the
+   moves freed, and the repair's own columns, which the solver did not see (so its bound on the
+   jobs placed covers its columns only: a plan that places more through them is not "proven
+   maximal" unless every job is placed).
 
 The same repair applies to the greedy comparison, so "vs greedy" compares like with like. With
 unlimited capacity every carbon job ends at ``plan``'s first choice: a one-job batch is ``plan``.
@@ -126,7 +129,7 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
     change = float(p.cost[choice[choice >= 0]].sum() - p.cost[solved[solved >= 0]].sum())
     placed_after = 0
     left = np.flatnonzero(choice < 0)
-    if moved and len(left):
+    if len(left):  # the room moves freed, and the columns the solver did not see
         cand = []
         for j in left:
             cols = np.arange(bounds[j], bounds[j + 1])

@@ -180,3 +180,16 @@ def test_one_job_batch_is_plan_with_its_tie_rules(now, gpu, count, window, gain,
                          "policy": {"min_gain_pct": gain, "deferral": deferral, "risk": risk}})
     assert where(plan_batch([job], now=now, settings=SETTINGS).placements[0]) == \
         where(plan(job, now=now, settings=SETTINGS).placements[0])
+
+
+@pytest.mark.parametrize("deferral", ["expected", "robust"])
+def test_jobs_the_solver_left_out_get_the_repairs_columns_even_when_nothing_moved(deferral):
+    """The solver sees each job's top-k columns only; the repair's own columns (plan's choices,
+    the "now" starts) may still have room for a job it left out, whether or not another job moved."""
+    jobs = [h100(n, ["aws:eu-north-1"], deferral) for n in "ab"]  # top 1: both want the same greenest hour
+    for strict in (False, True):
+        bp = plan_batch(jobs, now=NOW, settings=SETTINGS, top_k=1, default_capacity=8, strict=strict)
+        assert all(p is not None for p in bp.placements) and bp.solver["deferral_rules"]["placed_after"] == 1
+        assert bp.solver["unplaced_weight"] == 0 and bp.solver["placement_proven_maximal"]  # all placed
+        spans = sorted((p.start, p.end) for p in bp.placements)
+        assert spans[0][1] <= spans[1][0]
