@@ -133,7 +133,7 @@ def plan_batch(a: argparse.Namespace) -> int:
     return emit(a, result.to_dict(), to_dict=lambda doc: doc, render=render_batch)
 
 
-BATCH_POLICY_FLAGS = {"risk": "--risk", "deferral": "--deferral", "min_gain_pct": "--min-gain"}
+BATCH_POLICY_KEYS = ("risk", "deferral", "min_gain_pct")  # --risk, --deferral, --min-gain
 
 
 def _batch_overrides(a: argparse.Namespace, jobs: list) -> list:
@@ -148,21 +148,20 @@ def _batch_overrides(a: argparse.Namespace, jobs: list) -> list:
     policy.pop("weights", None)
     per_job = sorted([f"{k}.{kk}" for k, v in raw.items() if isinstance(v, dict) for kk in v]
                      + [k for k, v in raw.items() if not isinstance(v, dict)]
-                     + [f"policy.{k}" for k in policy if k not in BATCH_POLICY_FLAGS])
+                     + [f"policy.{k}" for k in policy if k not in BATCH_POLICY_KEYS])
     if per_job:
         raise UserInputError(f"--batch plans the jobs of the batch file; the flags for {', '.join(per_job)} set one "
                              "job's keys: write them in the [[job]] tables (--risk, --deferral and --min-gain apply "
                              "to every job)")
-    given = {k: v for k, v in policy.items() if k in BATCH_POLICY_FLAGS}
+    given = {k: v for k, v in policy.items() if k in BATCH_POLICY_KEYS}
     if not given:
         return jobs
     made: dict = {}  # jobs parsed from equal entries share their policy object: keep sharing it
     out = []
     for job in jobs:
-        key = id(job.policy)
-        if key not in made:
-            made[key] = (job.policy, replace(job.policy, **given))
-        out.append(replace(job, policy=made[key][1]))
+        if id(job.policy) not in made:  # (the jobs hold their policies: ids stay unique)
+            made[id(job.policy)] = replace(job.policy, **given)
+        out.append(replace(job, policy=made[id(job.policy)]))
     return out
 
 

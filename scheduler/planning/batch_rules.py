@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from carbonsched.policies import rank
-from carbonsched.policies.batch_heuristics import fill, usage
+from carbonsched.policies.batch_heuristics import fill, fits_many, hold, usage
 
 if TYPE_CHECKING:
     from carbonsched.planning.batch import BatchColumns
@@ -116,7 +116,7 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
     p = batch.problem
     solved = choice
     choice = choice.copy()
-    load = usage(p, choice).ravel()
+    load = usage(p, choice).ravel()  # flat; hold() takes the (P, S) view of it
     bounds = np.searchsorted(p.job, np.arange(p.n_jobs + 1))  # each job's columns are listed together
     layout: dict = {}  # rule -> its _Layout among its jobs' columns
     todo = np.flatnonzero((choice >= 0) & np.array([r is not None for r in rules], dtype=bool)).tolist()
@@ -134,7 +134,7 @@ def repair(batch: BatchColumns, choice: np.ndarray, rules: list) -> tuple[np.nda
         for j in left:
             cols = np.arange(bounds[j], bounds[j + 1])
             if rules[j] is not None:
-                cols = cols[_accepted(batch, rules[j], cols, _fits(p, load, cols))]
+                cols = cols[_accepted(batch, rules[j], cols, fits_many(p, load, cols))]
             cand.append(cols)
         chosen, still = fill(p, choice[choice >= 0], left, np.concatenate(cand))
         choice = np.full(p.n_jobs, -1)
@@ -153,16 +153,13 @@ def _move(batch: BatchColumns, choice: np.ndarray, load: np.ndarray, j: int, rul
     lay = _layout(batch, rule, lo, hi, layout)
     if c - lo == lay.at_first:
         return False, True
-    _hold(p, load, c, -1.0)
+    grid = load.reshape(p.capacity.size, p.n_slots)  # a view: hold() writes through to load
+    hold(p, grid, c, -1.0)
     # the rule's bar needs only the room of the "now" columns: the full scan waits for a refused start
     room = load[lay.span].max(axis=1) + lay.demand <= lay.cap
     first_fits = lay.at_first >= 0 and room[0]
-    room_now = room[lay.now_from:]
-    green = lay.now_kg[lay.green & room_now]
     o, k = int(batch.offering[c]), batch.start[c]
-    own = lay.own.get(o)
-    bar = min(rule.now_kg[o] if own is not None and room_now[own] else np.inf,
-              (green.min() if len(green) else np.inf) * (1.0 + rule.tie))
+    bar = _bar(rule, lay.now_offering[room[lay.now_from:]])[o]
     new = c
     if k == rule.first_k[o] or rule.p90 is None or rule.p90[o, k] < bar:  # accepted
         # plan's tie rule may prefer a start up to (1 + tie)^2 dearer (within a row, then across rows)
@@ -172,11 +169,11 @@ def _move(batch: BatchColumns, choice: np.ndarray, load: np.ndarray, j: int, rul
         new = lo + lay.at_first
     else:  # refused: its best accepted start with room (the "now" that set the bar is one)
         cols = np.arange(lo, hi)
-        fits = _fits(p, load, cols)
+        fits = fits_many(p, load, cols)
         ok = fits & _accepted(batch, rule, cols, fits)
         if ok.any():
             new = _best(p, cols[ok], rule.tie)
-    _hold(p, load, new, +1.0)
+    hold(p, grid, new, +1.0)
     choice[j] = new
     return new != c, new - lo == lay.at_first
 
@@ -192,9 +189,7 @@ class _Layout:
     demand: np.ndarray  # (m,) their GPUs
     cap: np.ndarray  # (m,) their capacity (+ tolerance)
     now_from: int  # row of the first "now" column in span
-    now_kg: np.ndarray  # (m - now_from,) the expected kg of each "now" column
-    green: np.ndarray  # (m - now_from,) is its offering among the rule's greenest
-    own: dict  # offering -> its "now" column's index among the "now" columns
+    now_offering: np.ndarray  # (m - now_from,) the offering of each "now" column
 
 
 def _layout(batch: BatchColumns, rule: JobRule, lo: int, hi: int, seen: dict) -> _Layout:
@@ -213,12 +208,8 @@ def _layout(batch: BatchColumns, rule: JobRule, lo: int, hi: int, seen: dict) ->
     n = p.n_hours[cols]
     span = (p.resource[cols].astype(np.int64) * p.n_slots + p.first_hour[cols])[:, None] \
         + np.minimum(np.arange(int(n.max(initial=1))), n[:, None] - 1)
-    offs = o[now]
-    green = np.zeros(rule.shape[0], dtype=bool)
-    green[rule.greenest] = True
     got = seen[id(rule)] = _Layout(hi - lo, at_first, span, p.demand[cols], p.capacity[p.resource[cols]] + 1e-9,
-                                   len(at[:1]), rule.now_kg[offs], green[offs],
-                                   {int(f): i for i, f in enumerate(offs.tolist())})
+                                   len(at[:1]), o[now])
     return got
 
 
@@ -250,19 +241,3 @@ def _best(p, cols: np.ndarray, tie: float) -> int:
     cost = p.cost[cols]
     near = cols[cost <= cost.min() + tie * abs(cost.min())]
     return int(near[np.lexsort((p.cost[near], p.first_hour[near]))[0]])
-
-
-def _hold(p, load: np.ndarray, c: int, sign: float) -> None:
-    """Add (``sign`` -1: remove) column ``c``'s GPUs to the flat (resource, hour) ``load``."""
-    a = p.resource[c] * p.n_slots + p.first_hour[c]
-    load[a:a + p.n_hours[c]] += sign * p.demand[c]
-
-
-def _fits(p, load: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Which of ``cols`` fit the capacity the flat (resource, hour) ``load`` leaves."""
-    if not len(cols):
-        return np.zeros(0, dtype=bool)
-    n = p.n_hours[cols]
-    span = (p.resource[cols].astype(np.int64) * p.n_slots + p.first_hour[cols])[:, None] \
-        + np.minimum(np.arange(int(n.max())), n[:, None] - 1)
-    return load[span].max(axis=1) + p.demand[cols] <= p.capacity[p.resource[cols]] + 1e-9
