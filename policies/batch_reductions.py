@@ -33,6 +33,13 @@ def prune_top_k(job: np.ndarray, cost: np.ndarray, k: int | None) -> np.ndarray:
     return order[(np.arange(len(order)) - first) < k]
 
 
+def prune_spread(job: np.ndarray, group: np.ndarray, cost: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each job's ``k`` cheapest candidates taking at most one per ``group`` (the
+    cheapest of each; ties by index), in (job, cost) order."""
+    best = np.sort(prune_top_k(job.astype(np.int64) * (int(group.max(initial=0)) + 1) + group, cost, 1))
+    return best[prune_top_k(job[best], cost[best], k)]  # ties, as in prune_top_k: the earlier index first
+
+
 def prefix(a: np.ndarray) -> np.ndarray:
     """(P, S+1) prefix sums along hours of a (P, S) array."""
     return np.concatenate([np.zeros((a.shape[0], 1)), np.cumsum(a, axis=1)], axis=1)

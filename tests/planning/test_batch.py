@@ -14,7 +14,7 @@ from carbonsched.spec.job import job_from_dict
 from hypothesis import given, settings as hsettings, strategies as st
 
 from carbonsched.policies.assignment import BatchProblem, greedy, prune_top_k, solve, usage
-from carbonsched.policies.batch_reductions import job_classes
+from carbonsched.policies.batch_reductions import job_classes, prune_spread
 from carbonsched.settings import Settings
 
 NOW = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
@@ -190,6 +190,47 @@ def test_unlimited_capacity_is_each_jobs_best_and_prune_keeps_cheapest():
     assert sol.objective == pytest.approx(sum(p.cost[p.job == j].min() for j in range(5)))
     keep = prune_top_k(p.job, p.cost, 2)
     assert all(sorted(p.cost[keep][p.job[keep] == j]) == sorted(p.cost[p.job == j])[:2] for j in range(5))
+
+
+@hsettings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 60), k=st.integers(1, 4))
+def test_prune_spread_takes_each_jobs_k_cheapest_of_the_cheapest_per_group(seed, n, k):
+    rng = np.random.default_rng(seed)
+    job, group = np.sort(rng.integers(0, 5, n)), rng.integers(0, 4, n)
+    cost = rng.integers(0, 6, n).astype(float)  # ties: the earlier index first
+    got = prune_spread(job, group, cost, k)
+    want = []
+    for j in np.unique(job):
+        best = {}
+        for i in np.flatnonzero(job == j):
+            g = int(group[i])
+            if g not in best or cost[i] < cost[best[g]]:
+                best[g] = i
+        want += sorted(best.values(), key=lambda i: (cost[i], i))[:k]
+    assert list(got) == want
+
+
+def test_milps_run_only_past_twice_the_target_gap(monkeypatch):
+    # seed 0: the heuristics end 3.0 % above the bound with every job placed that can be; with a 2 %
+    # target that is within MILP_ABOVE (2x): no MILP. With MILP_ABOVE 1 the MILPs run.
+    import carbonsched.policies.assignment as A
+
+    calls = []
+    real = A._milp
+    monkeypatch.setattr(A, "_milp", lambda *a, **k: calls.append(1) or real(*a, **k))
+    p = random_problem(np.random.default_rng(0), 25, 5, n_res=2, slots=8)
+    sol = solve(p, mip_rel_gap=0.02)
+    assert sol.stats["unplaced_weight"] == sol.stats["unplaced_bound"]
+    assert 0.02 < sol.gap_vs_lp <= A.MILP_ABOVE * 0.02 and not calls
+    monkeypatch.setattr(A, "MILP_ABOVE", 1.0)
+    assert solve(p, mip_rel_gap=0.02).gap_vs_lp <= sol.gap_vs_lp and calls
+    # over many problems: never more than MILP_ABOVE x the target without the MILPs tried
+    monkeypatch.setattr(A, "MILP_ABOVE", 2.0)
+    for seed in range(1, 40):
+        calls.clear()
+        sol = solve(random_problem(np.random.default_rng(seed), 25, 5, n_res=2, slots=8), mip_rel_gap=0.02)
+        if not calls and not np.isnan(sol.gap_vs_lp):
+            assert sol.gap_vs_lp <= 2 * 0.02 + 1e-9
 
 
 def test_capacity_lookup_shapes():
