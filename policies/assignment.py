@@ -81,9 +81,10 @@ in proportion to their candidates), not only the MILP; a large, tight batch retu
 Reported: ``unplaced_weight`` against ``unplaced_bound`` (equal: the placement count is proven
 maximal) and ``gap_vs_lp = (cost - B) / |cost|`` (NaN when it is not proven maximal).
 ``greedy`` is the comparison rule "jobs in submission order, each takes its cheapest candidate
-that still fits". Greedy over the reduced candidates seeds every component and is one of the
-assignments ``solve`` compares, so ``solve`` does not do worse on (placed weight, cost); a
-hypothesis test checks it against ``greedy`` over all candidates.
+that still fits". Greedy over the reduced candidates (or the caller's ``seed``: ``plan_batch``
+passes its comparison, greedy over all candidates, and saves a second run) seeds every component
+and is one of the assignments ``solve`` compares, so ``solve`` does not do worse on (placed
+weight, cost); a hypothesis test checks it against ``greedy`` over all candidates.
 """
 from __future__ import annotations
 
@@ -565,10 +566,13 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
 
 
 def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5e-3,
-          init_per_job: int = 4, add_per_job: int = 3, colgen_tol: float | None = None) -> BatchSolution:
+          init_per_job: int = 4, add_per_job: int = 3, colgen_tol: float | None = None,
+          seed: np.ndarray | None = None) -> BatchSolution:
     """The assignment placing the most priority-weighted jobs and, among those, the cheapest
     (within ``mip_rel_gap`` of the cost bound, else the best found in ``time_limit_s``); see the
-    module docstring. Jobs left out have ``choice == -1``."""
+    module docstring. Jobs left out have ``choice == -1``. ``seed``: an assignment of ``p``
+    (a candidate per job, -1 = none) that fits the capacity, in place of greedy's over the
+    reduced candidates (a caller that runs ``greedy(p)`` for its own comparison passes it)."""
     t = time.perf_counter()
     deadline = t + time_limit_s
     colgen_tol = mip_rel_gap / 10 if colgen_tol is None else colgen_tol
@@ -579,6 +583,12 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5
         raise ValueError("job weights must be whole numbers >= 1")
     if p.count is not None:
         raise ValueError("solve takes single jobs (count None); it forms the classes itself")
+    if seed is not None:
+        seed = np.asarray(seed)
+        on = np.flatnonzero(seed >= 0) if seed.shape == (p.n_jobs,) else None
+        if on is None or np.any(seed >= len(p.job)) or np.any(p.job[seed[on]] != on) \
+                or not (usage(p, seed) <= p.capacity[:, None] + 1e-9).all():
+            raise ValueError("seed must give each job one of its own candidates (or -1) within capacity")
     cl = job_classes(p)
     q = cl.q
     alive, binding, fixed = reduce(q)
@@ -606,8 +616,9 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5
     if len(open_cls):
         cand = np.flatnonzero(alive & (fixed[q.job] < 0))
         alive_p = (alive & (fixed[q.job] < 0))[cl.to_q]
-        seed_all = greedy(p, cl.members_of(open_cls), alive_p)
-        stats["greedy_placed"] = int(np.count_nonzero(seed_all >= 0))
+        members = cl.members_of(open_cls)
+        seed_all = greedy(p, members, alive_p) if seed is None else seed
+        stats["greedy_placed"] = int(np.count_nonzero(seed_all[members] >= 0))
         comps = components(q, cand, row_id, len(rows), open_cls)
         stats["components"] = len(comps)
         comp_of = np.full(q.n_jobs, -1)

@@ -208,7 +208,8 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     warnings = []
     batch = build_problem(jcs, scores, cap_of, top_k, rules)
     solver_problem, cols = batch.solver_problem()
-    sol = solve(solver_problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+    g = greedy(solver_problem)  # the comparison, and the solver's first assignment
+    sol = solve(solver_problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, seed=g)
     if cols is not None:  # the solver's columns among all
         sol = replace(sol, choice=np.where(sol.choice >= 0, cols[np.maximum(sol.choice, 0)], -1))
     repaired = None
@@ -241,7 +242,6 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
 
     baselines = [baseline(jc) for jc in jcs]
     chosen = [placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
-    g = greedy(solver_problem)
     if cols is not None:
         g = np.where(g >= 0, cols[np.maximum(g, 0)], -1)
     if repaired is not None:

@@ -130,13 +130,27 @@ def test_place_what_fits_never_worse_than_greedy(seed, n_jobs, per_job, n_res, s
     """Against greedy on the same input: never less placed weight, and at equal placed weight never
     more cost (the lexicographic objective greedy's assignment is one candidate of)."""
     p = random_problem(np.random.default_rng(seed), n_jobs, per_job, n_res, slots, weights, copies)
-    sol, g = solve(p), greedy(p)
-    assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
-    ours, theirs = float(p.weights[sol.choice < 0].sum()), float(p.weights[g < 0].sum())
-    assert ours <= theirs
-    if ours == theirs:
-        assert sol.objective <= p.cost[g[g >= 0]].sum() + 1e-9
-    assert sol.stats["unplaced_bound"] <= ours + 1e-9
+    g = greedy(p)
+    for sol in (solve(p), solve(p, seed=g)):  # greedy over the reduced candidates, or the caller's (plan_batch's)
+        assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
+        ours, theirs = float(p.weights[sol.choice < 0].sum()), float(p.weights[g < 0].sum())
+        assert ours <= theirs
+        if ours == theirs:
+            assert sol.objective <= p.cost[g[g >= 0]].sum() + 1e-9
+        assert sol.stats["unplaced_bound"] <= ours + 1e-9
+
+
+def test_a_seed_that_is_no_assignment_within_capacity_is_refused():
+    p = random_problem(np.random.default_rng(0), 6, 3)
+    g = greedy(p)
+    other = g.copy()
+    other[0] = int(np.flatnonzero(p.job == 1)[0])  # job 0 given job 1's candidate
+    over = np.array([int(np.flatnonzero(p.job == j)[0]) for j in range(p.n_jobs)])
+    over_cap = not (usage(p, over) <= p.capacity[:, None] + 1e-9).all()
+    for bad in [g[:-1], other, np.full(p.n_jobs, len(p.job))] + ([over] if over_cap else []):
+        with pytest.raises(ValueError, match="seed must give each job"):
+            solve(p, seed=bad)
+    assert over_cap  # the case exists in this problem: the first candidate of every job overloads
 
 
 @hsettings(max_examples=60, deadline=None)
