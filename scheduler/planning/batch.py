@@ -447,6 +447,19 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None,
     return BatchColumns(prob, cat["o"], cat["k"], list(resources), pruned, solver)
 
 
+def _smallest(vals: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(vals, kind="stable")[:k]`` (ties: the earlier index first) in O(n + k log k):
+    the values below the k-th smallest, then the earliest of those equal to it."""
+    if k >= len(vals):
+        return np.argsort(vals, kind="stable")
+    kth = np.partition(vals, k - 1)[k - 1]
+    if not np.isfinite(kth):  # NaN or inf among the k smallest: leave the order to argsort
+        return np.argsort(vals, kind="stable")[:k]
+    below = np.flatnonzero(vals < kth)
+    pick = np.concatenate([below, np.flatnonzero(vals == kth)[:k - len(below)]])
+    return pick[np.argsort(vals[pick], kind="stable")]
+
+
 def _runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``concatenate([arange(a, a + n) for a, n in zip(starts, lengths)])``, without the loop."""
     return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
@@ -459,7 +472,7 @@ def _columns(jc: JobCandidates, score, k: int | None, resources: dict, rule=None
     the LP larger); and whether pruning to ``k`` dropped any."""
     flat = np.flatnonzero(jc.feasible.ravel())
     vals = np.asarray(score).ravel()[flat]
-    keep = flat[np.argsort(vals, kind="stable")[:k]] if k is not None else flat  # ties: the earlier first
+    keep = flat[_smallest(vals, k)] if k is not None else flat  # ties: the earlier first
     n_solver = len(keep)
     if rule is not None and k is not None:
         K = jc.feasible.shape[1]

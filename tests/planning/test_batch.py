@@ -140,6 +140,16 @@ def test_place_what_fits_never_worse_than_greedy(seed, n_jobs, per_job, n_res, s
         assert sol.stats["unplaced_bound"] <= ours + 1e-9
 
 
+@hsettings(max_examples=200, deadline=None)
+@given(vals=st.lists(st.sampled_from([0.0, 1.0, 1.5, 2.0, -3.0, np.inf, np.nan]) | st.floats(-5, 5), max_size=40),
+       k=st.integers(1, 45))
+def test_smallest_k_is_the_stable_argsorts_first_k(vals, k):
+    from carbonsched.planning.batch import _smallest
+
+    v = np.array(vals, dtype=float)
+    assert list(_smallest(v, k)) == list(np.argsort(v, kind="stable")[:k])
+
+
 def test_a_seed_that_is_no_assignment_within_capacity_is_refused():
     p = random_problem(np.random.default_rng(0), 6, 3)
     g = greedy(p)
