@@ -569,10 +569,12 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5
           init_per_job: int = 4, add_per_job: int = 3, colgen_tol: float | None = None,
           seed: np.ndarray | None = None) -> BatchSolution:
     """The assignment placing the most priority-weighted jobs and, among those, the cheapest
-    (within ``mip_rel_gap`` of the cost bound, else the best found in ``time_limit_s``); see the
-    module docstring. Jobs left out have ``choice == -1``. ``seed``: an assignment of ``p``
-    (a candidate per job, -1 = none) that fits the capacity, in place of greedy's over the
-    reduced candidates (a caller that runs ``greedy(p)`` for its own comparison passes it)."""
+    (within ``mip_rel_gap`` of the cost bound; where that would take the MILPs, within
+    ``MILP_ABOVE * mip_rel_gap``; else the best found in ``time_limit_s``); see the module
+    docstring. Jobs left out have ``choice == -1``. ``seed``: an assignment of ``p`` (a candidate
+    per job, -1 = none) that fits the capacity, in place of greedy's over the reduced candidates
+    (a caller that runs ``greedy(p)`` for its own comparison passes it; one that uses a candidate
+    the reductions dropped is set aside for that greedy)."""
     t = time.perf_counter()
     deadline = t + time_limit_s
     colgen_tol = mip_rel_gap / 10 if colgen_tol is None else colgen_tol
@@ -585,8 +587,8 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5
         raise ValueError("solve takes single jobs (count None); it forms the classes itself")
     if seed is not None:
         seed = np.asarray(seed)
-        on = np.flatnonzero(seed >= 0) if seed.shape == (p.n_jobs,) else None
-        if on is None or np.any(seed >= len(p.job)) or np.any(p.job[seed[on]] != on) \
+        on = np.flatnonzero(seed >= 0) if seed.shape == (p.n_jobs,) and np.issubdtype(seed.dtype, np.integer) else None
+        if on is None or np.any(seed < -1) or np.any(seed >= len(p.job)) or np.any(p.job[seed[on]] != on) \
                 or not (usage(p, seed) <= p.capacity[:, None] + 1e-9).all():
             raise ValueError("seed must give each job one of its own candidates (or -1) within capacity")
     cl = job_classes(p)
@@ -617,7 +619,11 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5
         cand = np.flatnonzero(alive & (fixed[q.job] < 0))
         alive_p = (alive & (fixed[q.job] < 0))[cl.to_q]
         members = cl.members_of(open_cls)
-        seed_all = greedy(p, members, alive_p) if seed is None else seed
+        seed_all = seed
+        if seed is None or not alive_p[seed[members][seed[members] >= 0]].all():
+            # a candidate the reductions dropped (one tying a job's free candidate) must not enter a
+            # master: it may use a row the master leaves out. Greedy over the kept ones instead.
+            seed_all = greedy(p, members, alive_p)
         stats["greedy_placed"] = int(np.count_nonzero(seed_all[members] >= 0))
         comps = components(q, cand, row_id, len(rows), open_cls)
         stats["components"] = len(comps)

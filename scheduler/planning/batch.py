@@ -415,6 +415,8 @@ def build_problem(jcs: list[JobCandidates], scores: list, cap_of, k: int | None,
     type) resource over the UTC hour slots ``[floor(start), ceil(end))``; job weights are the jobs'
     priorities. A job with a rule (``rules``) gets the columns its repair needs after them, outside
     the solver's (``BatchColumns.for_solver``)."""
+    if not jcs:
+        raise ValueError("build_problem needs at least one job")
     resources: dict[tuple[str, str], int] = {}
     pruned = False
     shared: dict[tuple[int, int], int] = {}  # jobs sharing candidates and scores share their columns
@@ -452,6 +454,8 @@ def _smallest(vals: np.ndarray, k: int) -> np.ndarray:
     the values below the k-th smallest, then the earliest of those equal to it."""
     if k >= len(vals):
         return np.argsort(vals, kind="stable")
+    if k <= 0:
+        return np.zeros(0, dtype=np.intp)
     kth = np.partition(vals, k - 1)[k - 1]
     if not np.isfinite(kth):  # NaN or inf among the k smallest: leave the order to argsort
         return np.argsort(vals, kind="stable")[:k]

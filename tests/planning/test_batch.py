@@ -148,6 +148,23 @@ def test_smallest_k_is_the_stable_argsorts_first_k(vals, k):
 
     v = np.array(vals, dtype=float)
     assert list(_smallest(v, k)) == list(np.argsort(v, kind="stable")[:k])
+    assert len(_smallest(v, 0)) == 0
+
+
+def test_a_seed_using_a_candidate_the_reductions_dropped_keeps_the_result_within_capacity():
+    # (found by review) greedy over all candidates puts job 1 on candidate 2 (cost 1, on resource
+    # 2), which ties its free candidate 3 and is dropped by dominance; seeded with it, the master
+    # got a column on a resource it has no row for, and job 2 took candidate 4 there too.
+    job, resource = np.array([0, 1, 1, 1, 2, 2]), np.array([0, 0, 2, 1, 2, 3])
+    p = BatchProblem(job=job, cost=np.array([0.0, 0.5, 1.0, 1.0, 0.0, 10.0]), resource=resource,
+                     first_hour=np.zeros(6, dtype=int), n_hours=np.ones(6, dtype=int), demand=np.ones(6),
+                     capacity=np.ones(4), n_jobs=3)
+    g = greedy(p)
+    assert list(g) == [0, 2, 5]
+    for seed in (None, g):
+        sol = solve(p, seed=seed, mip_rel_gap=0.0)
+        assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
+        assert list(sol.choice) == [0, 3, 4]  # job 1 on its free candidate, job 2 alone on resource 2
 
 
 def test_a_seed_that_is_no_assignment_within_capacity_is_refused():
@@ -157,7 +174,9 @@ def test_a_seed_that_is_no_assignment_within_capacity_is_refused():
     other[0] = int(np.flatnonzero(p.job == 1)[0])  # job 0 given job 1's candidate
     over = np.array([int(np.flatnonzero(p.job == j)[0]) for j in range(p.n_jobs)])
     over_cap = not (usage(p, over) <= p.capacity[:, None] + 1e-9).all()
-    for bad in [g[:-1], other, np.full(p.n_jobs, len(p.job))] + ([over] if over_cap else []):
+    minus = g.copy()
+    minus[0] = -5
+    for bad in [g[:-1], other, np.full(p.n_jobs, len(p.job)), minus, g.astype(float)] + ([over] if over_cap else []):
         with pytest.raises(ValueError, match="seed must give each job"):
             solve(p, seed=bad)
     assert over_cap  # the case exists in this problem: the first candidate of every job overloads
