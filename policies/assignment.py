@@ -517,8 +517,11 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
         fits = (usage(p, chosen) <= p.capacity[:, None] + 1e-9).all()  # a guard: never keep one that does not
         if fits and (not best or obj < best[0]):
             best[:] = [obj, chosen, unplaced, status, mip_gap]
+        return within(1.0)
+
+    def within(factor: float) -> bool:  # the best so far: the proven-maximal weight, within factor x gap of the bound
         w, c = best[0]
-        return w <= unplaced_bound + 1e-9 and c - cost_bound <= gap * max(abs(c), 1e-12)
+        return w <= unplaced_bound + 1e-9 and c - cost_bound <= factor * gap * max(abs(c), 1e-12)
 
     done = consider(seed_chosen, jobs[seed[jobs] < 0], "greedy")
     if not done:  # the LP rounded, the units left over placed where they still fit
@@ -537,8 +540,7 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
     # everything before the first (at least MILP_MIN_S), within the deadline.
     abs_gap = gap * max(abs(cost_bound), 1e-9)
     budget = max(MILP_MIN_S, time.perf_counter() - started)
-    w, c = best[0]
-    done = done or (w <= unplaced_bound + 1e-9 and c - cost_bound <= MILP_ABOVE * gap * max(abs(c), 1e-12))
+    done = done or within(MILP_ABOVE)
     for floor in (np.floor(units + INTEGRAL_TOL), None):
         if done or time.perf_counter() >= deadline:
             break

@@ -24,14 +24,19 @@ def fits_at(p: BatchProblem, load: np.ndarray, c) -> bool:
     return load[r, h0:h0 + p.n_hours[c]].max() + p.demand[c] <= p.capacity[r] + 1e-9
 
 
+def cells(p: BatchProblem, cols: np.ndarray) -> np.ndarray:
+    """(len(cols), longest run) flat (resource * n_slots + hour) cells each candidate holds;
+    shorter runs repeat their last hour."""
+    n = p.n_hours[cols]
+    return (p.resource[cols].astype(np.int64) * p.n_slots + p.first_hour[cols])[:, None] \
+        + np.minimum(np.arange(int(n.max(initial=1))), n[:, None] - 1)
+
+
 def fits_many(p: BatchProblem, load: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``fits_at`` for many candidates at once; ``load`` flat ((P * S,), ``load.ravel()``)."""
     if not len(cols):
         return np.zeros(0, dtype=bool)
-    n = p.n_hours[cols]
-    span = (p.resource[cols].astype(np.int64) * p.n_slots + p.first_hour[cols])[:, None] \
-        + np.minimum(np.arange(int(n.max())), n[:, None] - 1)  # short runs repeat their last hour
-    return load[span].max(axis=1) + p.demand[cols] <= p.capacity[p.resource[cols]] + 1e-9
+    return load[cells(p, cols)].max(axis=1) + p.demand[cols] <= p.capacity[p.resource[cols]] + 1e-9
 
 
 def hold(p: BatchProblem, load: np.ndarray, c, sign: float = 1.0) -> None:

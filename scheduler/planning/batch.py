@@ -207,11 +207,10 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     t = time.perf_counter()
     warnings = []
     batch = build_problem(jcs, scores, cap_of, top_k, rules)
-    solver_problem, cols = batch.solver_problem()
+    solver_problem = batch.solver_problem()
     g = greedy(solver_problem)  # the comparison, and the solver's first assignment
     sol = solve(solver_problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, seed=g)
-    if cols is not None:  # the solver's columns among all
-        sol = replace(sol, choice=np.where(sol.choice >= 0, cols[np.maximum(sol.choice, 0)], -1))
+    sol = replace(sol, choice=batch.among_all(sol.choice))
     repaired = None
     if any(r is not None for r in rules):
         choice, repaired = repair(batch, sol.choice, rules)
@@ -242,8 +241,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
 
     baselines = [baseline(jc) for jc in jcs]
     chosen = [placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
-    if cols is not None:
-        g = np.where(g >= 0, cols[np.maximum(g, 0)], -1)
+    g = batch.among_all(g)
     if repaired is not None:
         g, _ = repair(batch, g, rules)
     greedy_ps = [placement(jc, c, b) for jc, c, b in zip(jcs, g, baselines)]
@@ -381,13 +379,19 @@ class BatchColumns:
     pruned: bool  # some job kept fewer than all its feasible candidates (bounds hold over the kept ones)
     for_solver: np.ndarray | None = None  # indices of the solver's columns among all, ascending
 
-    def solver_problem(self) -> tuple[BatchProblem, np.ndarray | None]:
-        """(the problem of the solver's columns, their indices among all columns; None: all)."""
+    def solver_problem(self) -> BatchProblem:
+        """The problem of the solver's columns (``among_all`` maps its choices back)."""
         if self.for_solver is None:
-            return self.problem, None
+            return self.problem
         p, idx = self.problem, self.for_solver
         return replace(p, job=p.job[idx], cost=p.cost[idx], resource=p.resource[idx], first_hour=p.first_hour[idx],
-                       n_hours=p.n_hours[idx], demand=p.demand[idx]), idx
+                       n_hours=p.n_hours[idx], demand=p.demand[idx])
+
+    def among_all(self, choice: np.ndarray) -> np.ndarray:
+        """A choice of the solver's columns (-1 = none) as columns among all."""
+        if self.for_solver is None:
+            return choice
+        return np.where(choice >= 0, self.for_solver[np.maximum(choice, 0)], -1)
 
     def placement(self, jc: JobCandidates, column: int, baseline: Placement | None) -> Placement:
         p = jc.placement(int(self.offering[column]), int(self.start[column]))

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from carbonsched.policies import rank
-from carbonsched.policies.batch_heuristics import fill, fits_many, hold, usage
+from carbonsched.policies.batch_heuristics import cells, fill, fits_many, hold, usage
 
 if TYPE_CHECKING:
     from carbonsched.planning.batch import BatchColumns
@@ -205,10 +205,7 @@ def _layout(batch: BatchColumns, rule: JobRule, lo: int, hi: int, seen: dict) ->
     at_first = int(at[0]) if len(at) else -1
     now = np.flatnonzero(k == rule.first_k[o])
     cols = lo + np.concatenate([at[:1], now])
-    n = p.n_hours[cols]
-    span = (p.resource[cols].astype(np.int64) * p.n_slots + p.first_hour[cols])[:, None] \
-        + np.minimum(np.arange(int(n.max(initial=1))), n[:, None] - 1)
-    got = seen[id(rule)] = _Layout(hi - lo, at_first, span, p.demand[cols], p.capacity[p.resource[cols]] + 1e-9,
+    got = seen[id(rule)] = _Layout(hi - lo, at_first, cells(p, cols), p.demand[cols], p.capacity[p.resource[cols]] + 1e-9,
                                    len(at[:1]), o[now])
     return got
 
