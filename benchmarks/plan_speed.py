@@ -2,13 +2,15 @@
 
 Run: python benchmarks/plan_speed.py [--repeat 200] [--process-runs 10]
 
-Prints three tables:
+Prints four tables:
 1. ranking core for one job over ~100 regions x 10 GPU types x 168 hourly starts (168,000
    candidates): p50/p99 of feasibility + rank (the policy engine), and of estimate + feasibility
    + rank (the whole vectorised core), over real embedded intensity profiles;
 2. how the core's time grows with the number of candidates (10^3 .. 10^6);
 3. wall time of the whole `carbonsched plan examples/job.toml` process (interpreter start, imports,
-   data loading, planning, printing).
+   data loading, planning, printing);
+4. the grid forecaster (``forecast_series``) on 2 (its minimum), 4 and 8 weeks of hourly history (the embedded
+   DE profile with noise), 24 and 168 h ahead, p50/p99 per call (the planner forecasts each region once).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 from carbonsched.models import PowerModel
 from carbonsched.planning.estimate import OfferingArrays, estimate
 from carbonsched.policies import Candidates, Limits, Policy, feasibility, rank
+from carbonsched.providers.grid.forecaster import forecast_series
 from carbonsched.providers.grid.profile import profile_series, profile_zones, read_zone_profile
 from carbonsched.refdata import read_gpus
 
@@ -130,6 +133,17 @@ def main() -> int:
                        check=True, capture_output=True)
         walls.append(time.perf_counter() - t)
     table(["p50 s", "min s", "max s"], [[f"{statistics.median(walls):.3f}", f"{min(walls):.3f}", f"{max(walls):.3f}"]])
+
+    print("4. forecast_series: hourly history (the embedded DE profile with noise) to an hourly forecast")
+    history = profile_series(read_zone_profile("DE"), NOW - timedelta(weeks=8), 8 * 168)["mean"]
+    history = history + np.random.default_rng(0).normal(0, 10, len(history))  # profiles repeat; real traces do not
+    rows = []
+    for weeks in (2, 4, 8):
+        for horizon in (24, 168):
+            h = history[-weeks * 168:]
+            p50, p99 = timed(lambda: forecast_series(h, NOW - timedelta(weeks=weeks), horizon), max(10, args.repeat // 10))
+            rows.append([weeks, horizon, f"{p50:.1f}", f"{p99:.1f}"])
+    table(["history weeks", "horizon h", "p50 ms", "p99 ms"], rows)
     return 0
 
 
