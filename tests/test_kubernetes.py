@@ -2,6 +2,8 @@
 the disclosure of a run measured there (carbonsched.kubernetes)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from carbonsched.errors import ConfigError
@@ -85,3 +87,26 @@ def test_a_run_on_a_context_is_disclosed_with_its_region(tmp_path):
     assert led.region_id == "kubernetes:lab" and led.pue == 1.3 and led.gpu_count == 8
     assert led.facility_energy_kwh == pytest.approx(5.6 * 1.3)
     assert context_region(lab, read_regions()).location.startswith("Kubernetes context lab")
+
+
+def test_regions_lists_the_contexts_beside_the_clouds(cli, tmp_path):
+    """`carbonsched regions` shows what plans may use: a configured context is a region on its grid
+    at its own rate; without contexts, --provider kubernetes says how to add one."""
+    cfg = tmp_path / "k8s.toml"
+    cfg.write_text('[kubernetes.contexts.lab]\nregion = "SE-SE3"\ngpus = { H100 = 8 }\nusd_per_gpu_hour = 1.5\n')
+    env = {"CARBONSCHED_CONFIG": str(cfg), "CARBONSCHED_HOME": str(tmp_path / "home")}
+    r = cli("regions", "--gpu", "H100", "--json", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    rows = {row["region_id"]: row for row in json.loads(r.stdout)["regions"]}
+    lab, twin = rows["kubernetes:lab"], rows["aws:eu-north-1"]
+    assert (lab["provider"], lab["grid_zone"], lab["instance_types"], lab["usd_per_gpu_hour"]) == \
+        ("kubernetes", "SE-SE3", ["lab/8xH100"], 1.5)
+    assert lab["yearly_intensity_g_per_kwh"] == twin["yearly_intensity_g_per_kwh"]  # the same grid
+    assert lab["offerings_source"] == "settings (kubernetes.contexts)" and lab["pue_source"] == "assumed 1.2"
+    assert "kubernetes:lab" not in {row["region_id"] for row in json.loads(
+        cli("regions", "--gpu", "L4", "--json", extra_env=env).stdout)["regions"]}  # it has no L4
+    only = cli("regions", "--provider", "kubernetes", extra_env=env)
+    assert only.returncode == 0 and "kubernetes:lab" in only.stdout and "aws:" not in only.stdout
+    none = cli("regions", "--provider", "kubernetes")
+    assert none.returncode == 2 and "[kubernetes.contexts.NAME]" in none.stderr and "Traceback" not in none.stderr
+    assert "kubernetes:" not in cli("regions", "--gpu", "H100").stdout

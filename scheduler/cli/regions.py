@@ -9,8 +9,12 @@ from carbonsched.cli._common import PROVIDERS
 
 def cmd_regions(a: argparse.Namespace) -> int:
     from carbonsched.planning.regions import list_regions
+    from carbonsched.providers.cloud import choose_offering_source
+    from carbonsched.settings import resolve_settings
 
-    rows = list_regions(gpu=a.gpu, provider=a.provider)
+    settings = resolve_settings()
+    rows = list_regions(gpu=a.gpu, provider=a.provider, offerings_source=choose_offering_source(settings),
+                        kube_contexts=settings.kubernetes_contexts)
     if a.json:
         print(json.dumps({"schema_version": 1, "gpu": a.gpu, "provider": a.provider, "regions": rows}, indent=2))
     elif not rows:
@@ -24,7 +28,9 @@ def cmd_regions(a: argparse.Namespace) -> int:
 
 def register(sub, common) -> None:
     r = sub.add_parser("regions", parents=[common], help="where a GPU type is offered, with grid intensity and price",
-                       description="List regions offering a GPU type, greenest (yearly mean intensity) first.")
+                       description="List regions offering a GPU type, greenest (yearly mean intensity) first: the "
+                       "catalog's cloud regions and the Kubernetes contexts of the config file "
+                       "([kubernetes.contexts.NAME], listed as kubernetes:NAME).")
     r.add_argument("--gpu", help="GPU type, e.g. H100 (default: any)")
     r.add_argument("--provider", choices=PROVIDERS)
     r.add_argument("--json", action="store_true")

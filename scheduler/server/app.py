@@ -64,7 +64,7 @@ from carbonsched.planning.policy_batch import enforce_policy_batch
 from carbonsched.planning.policy_check import enforce_policy
 from carbonsched.planning.region_forecast import forecast_intensity, forecast_to_dict
 from carbonsched.planning.regions import list_regions
-from carbonsched.providers.cloud import LAUNCHERS, get_launcher
+from carbonsched.providers.cloud import LAUNCHERS, choose_offering_source, get_launcher
 from carbonsched.providers.grid import CHOICES, build_forecast_source
 from carbonsched.redact import redact
 from carbonsched.run.backends import StoreError
@@ -432,7 +432,9 @@ def create_app(config: ServerConfig):
     @app.get("/v1/regions")
     def regions(gpu: str | None = None, provider: str | None = None, token=Depends(needs("read"))):
         return _answer({"schema_version": 1, "gpu": gpu, "provider": provider,
-                        "regions": list_regions(gpu=gpu, provider=provider)})
+                        "regions": list_regions(gpu=gpu, provider=provider,
+                                                offerings_source=choose_offering_source(config.settings),
+                                                kube_contexts=config.settings.kubernetes_contexts)})
 
     @app.get("/v1/forecast/{target}")
     def forecast(target: str, hours: int = 48, now: str | None = None, token=Depends(needs("read"))):
