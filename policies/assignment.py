@@ -54,10 +54,15 @@ from the previous basis):
   ``z_RMP + sum_j count[j] min(0, min_c rc)`` (valid at every round) is within ``colgen_tol``, or
   the component has used LP_SHARE of its time (then the Lagrangian bound is what is reported, no
   unplaced-weight bound is claimed, and the status is ``time_limit``).
-* Unplaced weight: when the LP leaves ``U > 0`` weight unplaced, every integer solution leaves at
-  least ``ceil(U)`` (whole weights), so the row ``sum_j weight[j] u[j] >= ceil(U)`` is added and
-  generation resumes. The bound then reads ``M ceil(U) + B``: no assignment places more weight, and
-  one that places that much costs at least B.
+* Unplaced weight: when the LP leaves weight unplaced, that amount bounds nothing: M outweighs
+  any change of cost per whole unit, not per fraction, and the LP may leave a sixth of a job out
+  to save cost although every job fits. So the least unplaced weight ``U`` is found on its own:
+  the LP ``min sum_j weight[j] u[j]`` (costs set to 0) by column generation from the same basis,
+  with its Lagrangian bound (``_least_unplaced``; one more re-solve on each seeded benchmark queue).
+  Every integer solution leaves at least ``ceil(U)`` (whole weights), so the row
+  ``sum_j weight[j] u[j] >= ceil(U)`` is added and generation resumes. The bound then reads
+  ``M ceil(U) + B``: no assignment places more weight, and one that places that much costs at
+  least B.
 * Integer: the LP when integral; else the first of these within ``mip_rel_gap`` of the cost
   bound (and placing the proven-maximal weight), or the best of them: greedy's assignment
   (submission order, single jobs); the LP rounded (``round_up``: down, then the fractional
@@ -84,7 +89,9 @@ maximal) and ``gap_vs_lp = (cost - B) / |cost|`` (NaN when it is not proven maxi
 that still fits". Greedy over the reduced candidates (or the caller's ``seed``: ``plan_batch``
 passes its comparison, greedy over all candidates, and saves a second run) seeds every component
 and is one of the assignments ``solve`` compares, so ``solve`` does not do worse on (placed
-weight, cost); a hypothesis test checks it against ``greedy`` over all candidates.
+weight, cost); a hypothesis test checks it against ``greedy`` over all candidates. (A caller's
+seed that uses a candidate the reductions dropped cannot seed a component; it is compared with
+the result at the end instead.)
 """
 from __future__ import annotations
 
@@ -293,6 +300,14 @@ class _Master:
     def set_bounds(self, model_cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
         self.h.changeColsBounds(len(model_cols), model_cols.astype(np.int32), lower, upper)
 
+    def set_costs(self, placed_only: bool) -> None:
+        """The objective: ``placed_only`` -- the unplaced weight alone (slacks cost their weight, every
+        candidate 0); else the model's (candidates their cost, slacks ``big_m`` x weight)."""
+        nj, nc = len(self.jobs), len(self.cols)
+        cost = np.concatenate([self.w, np.zeros(nc)]) if placed_only else \
+            np.concatenate([self.big_m * self.w, self.p.cost[self.cols]])
+        self.h.changeColsCost(nj + nc, np.arange(nj + nc, dtype=np.int32), cost)
+
 
 def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
               deadline: float = math.inf) -> tuple[float, int, bool]:
@@ -326,6 +341,49 @@ def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
             return lagrange, rounds, False
         pick = prune_spread(job[neg], p.resource[cand[neg]], rc[neg], add_per_job)
         m.add(cand[neg][pick])
+
+
+def _least_unplaced(m: _Master, cand: np.ndarray, add_per_job: int, deadline: float = math.inf) -> tuple[float, int]:
+    """A lower bound on the unplaced weight of every assignment: the LP ``min sum_j weight[j] u[j]``
+    (costs left out) by column generation on ``m`` over ``cand``, from the master's basis, its
+    Lagrangian bound ``z + sum_j count[j] min(0, min_c rc)`` (valid at every round; ``rc = -pi_j +
+    demand * sum of |capacity duals|``). Generation stops once the bound's ceiling cannot rise
+    (it reaches the ceiling of z), at ``deadline``, or when no column prices out. The master's
+    objective is restored; columns added here stay. (rounds)
+
+    The weighted LP's own unplaced weight is no such bound: ``big_m`` makes whole units of placed
+    weight outweigh any change of cost, not fractions of one, and the LP may leave a sixth of a
+    job out to save cost; its ceiling then "proved" a job unplaced that fits (found by fuzzing:
+    three jobs, greedy placed all three)."""
+    p = m.p
+    P, S = p.capacity.size, p.n_slots
+    job, demand = p.job[cand], p.demand[cand]
+    rounds = 0
+    m.set_costs(placed_only=True)
+    try:
+        while True:
+            rounds += 1
+            if not m.run():
+                if m.timed_out():
+                    raise _OutOfTime
+                raise RuntimeError(f"HiGHS could not solve the batch LP: {m.h.getModelStatus()}")
+            pi, y = m.duals()
+            rc = -pi[job] - demand * span_sum(prefix(y.reshape(P, S)), p, cand)
+            neg = (rc < -1e-9) & ~m.in_model[cand]
+            lowest = np.zeros(p.n_jobs)
+            np.minimum.at(lowest, job, rc)
+            z = m.objective()
+            bound = z + float(lowest @ p.counts)
+            if not neg.any():
+                return z, rounds
+            if math.ceil(bound - INTEGRAL_TOL) >= math.ceil(z - INTEGRAL_TOL) or time.perf_counter() > deadline:
+                return bound, rounds
+            n_before = len(m.cols)
+            m.add(cand[neg][prune_spread(job[neg], p.resource[cand[neg]], rc[neg], add_per_job)])
+            new = np.arange(len(m.jobs) + n_before, len(m.jobs) + len(m.cols), dtype=np.int32)
+            m.h.changeColsCost(len(new), new, np.zeros(len(new)))
+    finally:
+        m.set_costs(placed_only=False)
 
 
 def _dive(m: _Master, share: float = 0.5, deadline: float = math.inf, enough=None) -> np.ndarray | None:
@@ -491,9 +549,12 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
         _, u = m.values()
         lp_unplaced = float(m.w @ u)
         unplaced_bound = 0.0
-        if converged and lp_unplaced > INTEGRAL_TOL:  # only the full LP's unplaced weight bounds every assignment
-            unplaced_bound = float(math.ceil(lp_unplaced - INTEGRAL_TOL))
-            m.add_cut(unplaced_bound)
+        if converged and lp_unplaced > INTEGRAL_TOL:  # some weight may not fit: how much at least?
+            least, more = _least_unplaced(m, cand, add_per_job, lp_deadline)
+            rounds += more
+            unplaced_bound = float(max(math.ceil(least - INTEGRAL_TOL), 0))
+            if unplaced_bound > 0:
+                m.add_cut(unplaced_bound)
             bound, more, converged = _generate(m, cand, colgen_tol, add_per_job, lp_deadline)
             rounds += more
     except _OutOfTime:  # one LP solve outlasted the time left: greedy's assignment, no claim but the trivial bound
@@ -565,6 +626,11 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
     if not converged:
         status = "time_limit"  # the LP itself was cut short: the bound is Lagrangian, maybe weak
     return _Result(chosen, unplaced, status, cost_bound, unplaced_bound, mip_gap, False, stats)
+
+
+def _key(p: BatchProblem, choice: np.ndarray) -> tuple[float, float]:
+    """(unplaced weight, cost) of an assignment: smaller is better, in that order."""
+    return float(p.weights[choice < 0].sum()), float(p.cost[choice[choice >= 0]].sum())
 
 
 def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5e-3,
@@ -661,11 +727,14 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5
                 mip_gaps.append(res.mip_gap)
             for k, v in res.stats.items():
                 stats[k] += v
+    status = max(statuses, key=STATUS_ORDER.index)
+    if seed is not None and _key(p, seed) < _key(p, choice):
+        # the caller's assignment, set aside for a candidate the reductions dropped, is better: it stays
+        choice, status = seed.copy(), "time_limit" if status == "time_limit" else "greedy"
     objective = float(p.cost[choice[choice >= 0]].sum())
     unplaced_weight = float(w[choice < 0].sum())
     proven_max = unplaced_weight <= unplaced_bound + 1e-9
     gap_vs_lp = (max((objective - cost_bound) / abs(objective), 0.0) if objective else 0.0) if proven_max else float("nan")
     stats.update(lp_bound=cost_bound, unplaced_weight=unplaced_weight, unplaced_bound=unplaced_bound)
-    status = max(statuses, key=STATUS_ORDER.index)
     return BatchSolution(choice, objective, status, max(mip_gaps) if mip_gaps else float("nan"), gap_vs_lp,
                          integral, time.perf_counter() - t, stats)

@@ -30,7 +30,9 @@ with ``m_t`` the mean of term t over every feasible candidate of the batch (scal
 
 Comparisons: ``greedy`` = jobs in submission order, each taking its best remaining candidate
 (same candidate sets) given the capacity used so far, with the same repair; ``baseline`` = each job's planner
-baseline, "default region, start now", which ignores capacity.
+baseline, "default region, start now", which ignores capacity. The plan is never worse than greedy
+on (placed priority weight, objective): should greedy's repaired assignment beat the plan's
+(through repair columns outside a small ``top_k``), it becomes the plan, with a warning.
 """
 from __future__ import annotations
 
@@ -211,14 +213,18 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     g = greedy(solver_problem)  # the comparison, and the solver's first assignment
     sol = solve(solver_problem, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, seed=g)
     sol = replace(sol, choice=batch.among_all(sol.choice))
+    g = batch.among_all(g)
     repaired = None
     if any(r is not None for r in rules):
         choice, repaired = repair(batch, sol.choice, rules)
+        g, _ = repair(batch, g, rules)  # greedy gets the same repair: "vs greedy" compares like with like
         left = float(batch.problem.weights[choice < 0].sum())  # the repair may place more, never fewer
         proven = sol.stats["unplaced_weight"] <= sol.stats["unplaced_bound"] + 1e-9
         # the solver's bound covers its columns only: placing more through the repair's is no proof, all placed is
         proven = left == 0 or (proven and not repaired["placed_after"])
         sol = replace(sol, choice=choice, stats={**sol.stats, "unplaced_weight": left, "proven": proven})
+    if _key(batch.problem, g) < _key(batch.problem, sol.choice):
+        sol = _greedy_instead(batch, sol, g, top_k, warnings)
     timings["solve_s"] = time.perf_counter() - t
     if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all
         raise _capacity_error(batch, sol, names, top_k)
@@ -241,9 +247,6 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
 
     baselines = [baseline(jc) for jc in jcs]
     chosen = [placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
-    g = batch.among_all(g)
-    if repaired is not None:
-        g, _ = repair(batch, g, rules)
     greedy_ps = [placement(jc, c, b) for jc, c, b in zip(jcs, g, baselines)]
     unplaced = tuple(why_unplaced(batch, sol, jcs, names)) if len(sol.unplaced) else ()
     if unplaced:
@@ -272,6 +275,29 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     return BatchPlan(now=now, names=tuple(names), placements=tuple(chosen), baselines=tuple(baselines),
                      greedy=tuple(greedy_ps), objective=name if name != "weighted" else f"weighted {weights}",
                      solver=solver, warnings=tuple(warnings), unplaced=unplaced)
+
+
+def _greedy_instead(batch: BatchColumns, sol: BatchSolution, g: np.ndarray, top_k, warnings: list) -> BatchSolution:
+    """Greedy's assignment as the plan, when it places more priority weight than the solver's (or
+    as much, at a lower objective). Greedy is one of the assignments ``solve`` compares, so this
+    happens only through the deferral-rule repair: its columns (plan's choices, each offering's
+    first start) are outside the solver's top-k, and greedy's repair may find room in them that the
+    plan's does not."""
+    p = batch.problem
+    left = float(p.weights[g < 0].sum())
+    cut = f" (--top-k {top_k} left them out of the solver; a larger top-k lets it see them)" if top_k else ""
+    warnings.append("greedy in submission order placed more than the solver's plan through candidates the solver did "
+                    f"not see{cut}: the plan is greedy's" if left < float(p.weights[sol.choice < 0].sum()) else
+                    "greedy in submission order did better than the solver's plan after the deferral rules' repair: "
+                    "the plan is greedy's")
+    stats = {**sol.stats, "unplaced_weight": left, "proven": left == 0, "greedy_adopted": True}
+    return replace(sol, choice=g.copy(), status="greedy", objective=float(p.cost[g[g >= 0]].sum()),
+                   gap_vs_lp=float("nan"), stats=stats)
+
+
+def _key(p, choice: np.ndarray) -> tuple[float, float]:
+    """(unplaced priority weight, objective) of an assignment: smaller is better, in that order."""
+    return float(p.weights[choice < 0].sum()), float(p.cost[choice[choice >= 0]].sum())
 
 
 def _unique_names(jobs: list[JobSpec]) -> list[str]:
