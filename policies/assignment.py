@@ -603,7 +603,10 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
     budget = max(MILP_MIN_S, time.perf_counter() - started)
     done = done or within(MILP_ABOVE)
     for floor in (np.floor(units + INTEGRAL_TOL), None):
-        if done or time.perf_counter() >= deadline:
+        if done:
+            break
+        if time.perf_counter() >= deadline:  # short of the target, with a MILP left to try: say so
+            best[3] = "time_limit"
             break
         start = cl.to_q_counts(best[1])
         if floor is not None:

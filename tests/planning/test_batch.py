@@ -331,6 +331,20 @@ def test_plan_batch_never_places_less_than_greedy_after_the_repair():
     assert placed(full.placements) >= 28 and "greedy_adopted" not in full.solver  # the default top-k sees them
 
 
+def test_a_search_the_time_limit_stops_short_of_the_target_says_so(monkeypatch):
+    """The heuristics end above the target and the time is up before the MILPs: status time_limit
+    (plan --batch then warns), not the heuristic's name (it said lp_fix at --time-limit 2)."""
+    import time as _time
+
+    import carbonsched.policies.assignment as A
+
+    p = random_problem(np.random.default_rng(0), 25, 5, n_res=2, slots=8)  # ends 3 % above the bound
+    assert solve(p, mip_rel_gap=0.001).status != "time_limit"
+    monkeypatch.setattr(A, "_dive", lambda *a, **k: _time.sleep(1.0))  # a dive that uses up the time
+    sol = solve(p, mip_rel_gap=0.001, time_limit_s=0.8)
+    assert sol.status == "time_limit" and (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
+
+
 def test_capacity_lookup_shapes():
     assert capacity_lookup(None)("aws:us-east-1", "H100") == float("inf")
     assert capacity_lookup(16)("x", "y") == 16
