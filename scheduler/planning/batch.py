@@ -46,7 +46,7 @@ from typing import Callable
 
 import numpy as np
 
-from carbonsched.errors import InfeasibleError, UserInputError
+from carbonsched.errors import ConfigError, InfeasibleError, UserInputError
 from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
 from carbonsched.policies import Policy
 from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, solve
@@ -357,6 +357,10 @@ def _all_candidates(jobs: list[JobSpec], names: list[str], progress=None, **kw) 
                 built[key] = job_candidates(job, **kw)
             except InfeasibleError as exc:  # no offering passes the job's per-offering constraints
                 built[key] = (exc, exc.eliminated)
+            except UserInputError as exc:  # an unknown GPU or region, a deadline already past: which job?
+                if isinstance(exc, ConfigError):  # the settings, not the job
+                    raise
+                raise type(exc)(f"job {i + 1} ({n}): {exc}") from None
         jc = built[key]
         if isinstance(jc, tuple):
             failed.append((n, *jc))

@@ -39,15 +39,25 @@ def _capacity(raw, where: str) -> tuple[dict, float | None]:
     raw = dict(raw)
     default = raw.pop("default", None)
     regions, gpus = read_regions(), read_gpus()
-    out = {}
+    out, key_of = {}, {}
     for region, value in raw.items():
         if not isinstance(value, dict):
             raise JobSpecError(f"{where}: capacity.{region!r} must be a table of GPU type = count, e.g. {{ H100 = 16 }}")
         try:  # a key naming no known region or GPU would silently never apply
             region_id = resolve_region(region, regions).region_id
-            out[region_id] = {resolve_gpu(gpu, gpus).name: n for gpu, n in value.items()}
+            cells = {}
+            for gpu, n in value.items():
+                name = resolve_gpu(gpu, gpus).name
+                if name in cells:  # two spellings of one cell: which count is meant?
+                    raise JobSpecError(f"{where}: capacity.{region}: {key_of[region, name]!r} and {gpu!r} are both "
+                                       f"{name}; give it once")
+                cells[name], key_of[region, name] = n, gpu
         except UnknownNameError as exc:
             raise JobSpecError(f"{where}: capacity.{region}: {exc}") from None
+        if region_id in out:
+            first = next(r for r in raw if r != region and resolve_region(r, regions).region_id == region_id)
+            raise JobSpecError(f"{where}: capacity: {first!r} and {region!r} are both {region_id}; give it once")
+        out[region_id] = cells
     return out, default
 
 
@@ -62,10 +72,16 @@ def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
         for f in files:
             try:
                 jobs.append(job_from_dict(read_job_file(f), base=f.resolve().parent))
-            except JobSpecError as exc:
-                raise JobSpecError(f"{f.name}: {exc}") from None
+            except (JobSpecError, UnknownNameError) as exc:
+                raise type(exc)(f"{f.name}: {exc}") from None
         cap_file = path / "capacity.toml"
-        cap = read_job_file(cap_file).get("capacity") if cap_file.exists() else None
+        cap = None
+        if cap_file.exists():  # one [capacity] table; anything else would silently leave capacity unlimited
+            raw = read_job_file(cap_file)
+            if set(raw) != {"capacity"}:
+                raise JobSpecError(f"{cap_file}: expected one [capacity] table (e.g. [capacity] default = 16), "
+                                   f"got {sorted(raw) or 'nothing'}")
+            cap = raw["capacity"]
         capacity, default = _capacity(cap, str(cap_file))
         return jobs, capacity, default
     raw = read_toml(path, "batch file", hint="pass a batch TOML file or a directory of job files")
@@ -87,16 +103,17 @@ def batch_from_dict(raw: dict, where: str = "batch") -> tuple[list[JobSpec], dic
     seen: dict[str, JobSpec] = {}  # a queue repeats few shapes: entries equal but for the name parse once
     for i, entry in enumerate(entries, 1):
         name = entry.get("name")
-        key = repr(sorted((k, v) for k, v in entry.items() if k != "name")) if isinstance(name, str) else None
+        valid = isinstance(name, str) and name.strip()  # else job_from_dict's own error
+        key = repr(sorted((k, v) for k, v in entry.items() if k != "name")) if valid else None
         if key in seen:
-            jobs.append(replace(seen[key], name=name))
+            jobs.append(replace(seen[key], name=name.strip()))  # as typed_value gives it
             continue
         try:
             jobs.append(job_from_dict(entry))
             if key is not None:
                 seen[key] = jobs[-1]
-        except JobSpecError as exc:
-            raise JobSpecError(f"{where}: job {i} ({entry.get('name', 'unnamed')}): {exc}") from None
+        except (JobSpecError, UnknownNameError) as exc:  # an unknown GPU or region too: which job?
+            raise type(exc)(f"{where}: job {i} ({entry.get('name', 'unnamed')}): {exc}") from None
     dupes = sorted(n for n, k in Counter(j.name for j in jobs).items() if k > 1)
     if dupes:
         raise JobSpecError(f"{where}: job names must be unique within a batch; repeated: {', '.join(dupes)}")

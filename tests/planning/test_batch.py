@@ -468,6 +468,40 @@ def test_batch_file_entries_equal_but_for_the_name_parse_to_equal_specs():
         batch_from_dict({"job": [entry("a"), entry("b"), bad, {**bad, "name": "z"}]})
 
 
+def test_batch_input_errors_name_the_job_and_refuse_ambiguity(tmp_path):
+    """Errors in a 500-job file must say which job; a capacity given twice (two spellings of one
+    region or GPU) or a capacity.toml without its [capacity] table is refused, not silently
+    resolved (last one wins / unlimited)."""
+    from carbonsched.errors import UnknownNameError
+    from carbonsched.spec.batch_file import batch_from_dict, read_batch
+
+    def entry(name, **kw):
+        return {"name": name, "gpu": "A100", "gpus": 8, "hours": 2, **kw}
+
+    with pytest.raises(UnknownNameError, match=r"job 3 \(c\): unknown GPU 'Z9000'"):
+        batch_from_dict({"job": [entry("a"), entry("b"), entry("c", gpu="Z9000")]})
+    with pytest.raises(UnknownNameError, match=r"job 2 \(b\): unknown region 'aws:nowhere'"):
+        batch_from_dict({"job": [entry("a"), entry("b", baseline={"region": "aws:nowhere"})]})
+    with pytest.raises(JobSpecError, match="job 2 .*name must be a non-empty string"):  # a repeat of job 1 but the name
+        batch_from_dict({"job": [entry("a"), entry("")]})
+    jobs, _, _ = batch_from_dict({"job": [entry("a"), entry(" b ")]})
+    assert [j.name for j in jobs] == ["a", "b"]  # stripped as any other name
+    for cap, words in (({"aws:eu-north-1": {"H100": 8}, "AWS:EU-NORTH-1": {"H100": 64}}, "'aws:eu-north-1' and 'AWS:EU-NORTH-1'"),
+                       ({"aws:eu-north-1": {"H100": 8, "h100": 64}}, "'H100' and 'h100' are both H100")):
+        with pytest.raises(JobSpecError, match=words):
+            batch_from_dict({"capacity": cap, "job": [entry("a")]})
+    jobs = [entry("a"), entry("b", window={"deadline": "2026-11-01T00:00:00Z"})]
+    with pytest.raises(UserInputError, match=r"job 2 \(b\): deadline 2026-11-01T00:00:00Z is not after now"):
+        plan_batch(batch_from_dict({"job": jobs})[0], now=NOW, settings=SETTINGS)
+    (tmp_path / "a.toml").write_text('name = "a"\ngpu = "A100"\ngpus = 8\nhours = 2\n')
+    for text in ("default = 0\n", "[capacty]\ndefault = 0\n"):
+        (tmp_path / "capacity.toml").write_text(text)
+        with pytest.raises(JobSpecError, match=r"expected one \[capacity\] table"):
+            read_batch(tmp_path)
+    (tmp_path / "capacity.toml").write_text("[capacity]\ndefault = 0\n")
+    assert read_batch(tmp_path)[2] == 0
+
+
 def test_job_classes_take_the_same_as_hint_but_check_it():
     from dataclasses import replace
 
