@@ -100,15 +100,13 @@ def plan_batch(a: argparse.Namespace) -> int:
 
     if a.job:
         raise UserInputError("give either a job file or --batch, not both")
-    if a.top_k < 0 or not a.time_limit > 0:
-        raise UserInputError("--top-k must be >= 0 (0 keeps every candidate) and --time-limit > 0")
-    jobs, capacity, default = read_batch(a.batch)
-    jobs = _batch_overrides(a, jobs)
-    if a.capacity is not None:
-        default = a.capacity
-    settings, source = intensity_options(a, a.intensity_source)
-    pf = policy_option(a, settings)
-    progress = Progress("building candidates (jobs)", quiet=a.json)
+    if a.top_k < 0:
+        raise UserInputError(f"--top-k must be >= 0 (0 keeps every candidate), got {a.top_k}")
+    if not a.time_limit > 0:
+        raise UserInputError(f"--time-limit must be a number of seconds > 0, got {a.time_limit}")
+    if a.top is not None or a.plot:
+        raise UserInputError("--top and --plot show one job's ranking; a batch plan gives each job one placement "
+                             "(drop them with --batch, or plan one job file)")
     objective = a.objective
     if a.weights is not None:  # the batch objective: weighted by these
         if a.objective not in (None, "weighted"):
@@ -116,6 +114,15 @@ def plan_batch(a: argparse.Namespace) -> int:
         objective = a.weights
     elif a.objective == "weighted":
         raise UserInputError("--objective weighted needs --weights, e.g. --weights carbon=1,cost=0.5")
+    jobs, capacity, default = read_batch(a.batch)  # checked here, also before a server sees it
+    jobs = _batch_overrides(a, jobs)
+    if getattr(a, "server", False):
+        return _plan_batch_remote(a)
+    if a.capacity is not None:
+        default = a.capacity
+    settings, source = intensity_options(a, a.intensity_source)
+    pf = policy_option(a, settings)
+    progress = Progress("building candidates (jobs)", quiet=a.json)
     kw = dict(now=now_from(a), capacity=capacity or None, default_capacity=default, settings=settings,
               forecast_source=source, objective=objective, progress=progress, strict=a.strict,
               top_k=a.top_k or None, time_limit_s=a.time_limit)
@@ -131,6 +138,34 @@ def plan_batch(a: argparse.Namespace) -> int:
     from carbonsched.cli.render import render_batch
 
     return emit(a, result.to_dict(), to_dict=lambda doc: doc, render=render_batch)
+
+
+def _plan_batch_remote(a: argparse.Namespace) -> int:
+    """``plan --batch --server``: the server plans the batch (``POST /v1/plan/batch``: its catalog,
+    intensity source and policy), the CLI prints it as it prints a local one."""
+    from carbonsched.cli._common import jsonable
+    from carbonsched.cli.render import render_batch
+    from carbonsched.server.client import remote_from_env
+    from carbonsched.spec.batch_file import read_batch_raw
+    from carbonsched.spec.job import merge
+
+    no_local_policy(a)
+    if getattr(a, "intensity_file", None) or a.weights is not None:
+        raise UserInputError("--intensity-file and --weights need a local plan (the server takes --objective "
+                             "carbon, cost or time); drop --server")
+    remote = remote_from_env()
+    if remote is None:
+        raise UserInputError("--server plans on the server named by CARBONSCHED_SERVER (with CARBONSCHED_TOKEN); "
+                             "set them, or drop --server to plan here")
+    raw = read_batch_raw(a.batch)
+    given = {k: v for k, v in (overrides(a).get("policy") or {}).items() if k in BATCH_POLICY_KEYS}
+    if given:  # --risk, --deferral, --min-gain: every job's policy, as a local plan sets them
+        raw["job"] = [merge(entry, {"policy": given}) for entry in raw["job"]]
+    if a.capacity is not None:
+        raw["capacity"] = {**(raw.get("capacity") or {}), "default": a.capacity}
+    doc = remote.plan_batch(jsonable(raw), now=a.now, objective=a.objective, strict=a.strict, top_k=a.top_k,
+                            time_limit_s=a.time_limit)
+    return emit(a, doc, to_dict=lambda d: d, render=render_batch)
 
 
 BATCH_POLICY_KEYS = ("risk", "deferral", "min_gain_pct")  # --risk, --deferral, --min-gain

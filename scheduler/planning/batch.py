@@ -227,7 +227,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
         sol = _greedy_instead(batch, sol, g, top_k, warnings)
     timings["solve_s"] = time.perf_counter() - t
     if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all
-        raise _capacity_error(batch, sol, names, top_k)
+        raise _capacity_error(batch, sol, names, top_k, strict)
     if sol.status == "time_limit":
         gap = "" if math.isnan(sol.gap_vs_lp) else f" within {100 * sol.gap_vs_lp:.2f} % of the best possible,"
         warnings.append(f"the solver stopped at its time limit:{gap} not proven optimal")
@@ -534,7 +534,8 @@ def _columns(jc: JobCandidates, score, k: int | None, resources: dict, rule=None
         n_solver < len(flat)
 
 
-def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str], top_k: int | None) -> InfeasibleError:
+def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str], top_k: int | None,
+                    strict: bool) -> InfeasibleError:
     """Which jobs cannot be placed together, and on which (region, GPU) capacity they compete.
     "At most" only when the solver proved it, and only over the candidates it was given."""
     prob, out = batch.problem, sol.unplaced
@@ -550,5 +551,5 @@ def _capacity_error(batch: BatchColumns, sol: BatchSolution, names: list[str], t
     return InfeasibleError(
         f"batch infeasible: capacity: {head}; "
         f"cannot place {', '.join(map(repr, left))} (their candidates need {where}); raise those capacities, "
-        "or widen these jobs' windows or regions (or plan without --strict to place what fits)",
+        "or widen these jobs' windows or regions" + (" (or plan without --strict to place what fits)" if strict else ""),
         {"capacity": len(out)})

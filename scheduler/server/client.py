@@ -72,6 +72,15 @@ class ApiClient:
         body = {"job": job, **({"now": now} if now else {}), **({"top": top} if top is not None else {})}
         return self._call("POST", "/v1/plan", json=body)
 
+    def plan_batch(self, batch: dict, *, now: str | None = None, objective: str | None = None, strict: bool = False,
+                   top_k: int | None = None, time_limit_s: float | None = None) -> dict:
+        """``POST /v1/plan/batch``: ``batch`` is a batch file's table (``job``: job tables, ``capacity``)."""
+        body = {"job": batch["job"], **({"capacity": batch["capacity"]} if batch.get("capacity") else {}),
+                **{k: v for k, v in (("now", now), ("objective", objective), ("top_k", top_k),
+                                     ("time_limit_s", time_limit_s)) if v is not None},
+                **({"strict": True} if strict else {})}
+        return self._call("POST", "/v1/plan/batch", json=body)
+
     def submit(self, job: dict, *, launcher: str, max_attempts: int, now: str | None = None) -> dict:
         body = {"job": job, "launcher": launcher, "max_attempts": max_attempts, **({"now": now} if now else {})}
         return self._call("POST", "/v1/jobs", json=body)

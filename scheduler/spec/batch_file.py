@@ -65,27 +65,50 @@ def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
     """(jobs, capacity {region_id: {gpu: n}}, default capacity) from a batch file or directory."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.toml") if p.name != "capacity.toml")
-        if not files:
-            raise JobSpecError(f"{path} holds no job files (*.toml)")
         jobs = []
-        for f in files:
+        for f in _job_files(path):
             try:
                 jobs.append(job_from_dict(read_job_file(f), base=f.resolve().parent))
             except (JobSpecError, UnknownNameError) as exc:
                 raise type(exc)(f"{f.name}: {exc}") from None
         cap_file = path / "capacity.toml"
-        cap = None
-        if cap_file.exists():  # one [capacity] table; anything else would silently leave capacity unlimited
-            raw = read_job_file(cap_file)
-            if set(raw) != {"capacity"}:
-                raise JobSpecError(f"{cap_file}: expected one [capacity] table (e.g. [capacity] default = 16), "
-                                   f"got {sorted(raw) or 'nothing'}")
-            cap = raw["capacity"]
-        capacity, default = _capacity(cap, str(cap_file))
+        capacity, default = _capacity(_capacity_file(cap_file), str(cap_file))
         return jobs, capacity, default
-    raw = read_toml(path, "batch file", hint="pass a batch TOML file or a directory of job files")
-    return batch_from_dict(raw, str(path))
+    return batch_from_dict(_batch_toml(path), str(path))
+
+
+def read_batch_raw(path: str | Path) -> dict:
+    """The batch as one table, ``{"job": [job tables], "capacity": {...}}`` (what ``batch_from_dict``
+    and the server's ``POST /v1/plan/batch`` take), from a batch file or directory, unvalidated."""
+    path = Path(path)
+    if not path.is_dir():
+        return _batch_toml(path)
+    raw: dict = {"job": [read_job_file(f) for f in _job_files(path)]}
+    cap = _capacity_file(path / "capacity.toml")
+    return {**raw, "capacity": cap} if cap is not None else raw
+
+
+def _batch_toml(path: Path) -> dict:
+    return read_toml(path, "batch file", hint="pass a batch TOML file or a directory of job files")
+
+
+def _job_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.glob("*.toml") if p.name != "capacity.toml")
+    if not files:
+        raise JobSpecError(f"{folder} holds no job files (*.toml)")
+    return files
+
+
+def _capacity_file(cap_file: Path) -> dict | None:
+    """A folder's capacity.toml: its one [capacity] table (None without the file); anything else
+    would silently leave the capacity unlimited."""
+    if not cap_file.exists():
+        return None
+    raw = read_job_file(cap_file)
+    if set(raw) != {"capacity"}:
+        raise JobSpecError(f"{cap_file}: expected one [capacity] table (e.g. [capacity] default = 16), "
+                           f"got {sorted(raw) or 'nothing'}")
+    return raw["capacity"]
 
 
 def batch_from_dict(raw: dict, where: str = "batch") -> tuple[list[JobSpec], dict, float | None]:

@@ -282,11 +282,17 @@ def test_plan_batch_from_the_console(cli, tmp_path):
     bad.write_text('[[job]]\nname = "x"\ngpu = "A100"\ngpus = 8\nhours = 1\n[[job]]\nname = "x"\ngpu = "A100"\ngpus = 8\nhours = 1\n')
     assert "unique" in _error(cli("plan", "--batch", bad))
     bad.write_text('[capacity]\n"aws:eu-north-1" = { H100 = 0 }\ndefault = 0\n[[job]]\nname = "x"\ngpu = "H100"\ngpus = 8\nhours = 1\n')
-    assert "capacity" in _error(cli("plan", "--batch", bad, "--now", NOW_ISO))  # nothing fits at all
+    nothing = _error(cli("plan", "--batch", bad, "--now", NOW_ISO))  # nothing fits at all
+    assert "capacity" in nothing and "without --strict" not in nothing  # it was not --strict that refused
     bad.write_text('[capacity]\ndefault = 8\n' + "".join(f'[[job]]\nname = "j{i}"\ngpu = "H100"\ngpus = 8\nhours = 6\n'
                                                       '[job.constraints]\nregions = ["aws:eu-north-1"]\n'
                                                       'gpu_types = ["H100"]\n' for i in range(2)))
-    assert "at most 1 of 2 jobs fit" in _error(cli("plan", "--batch", bad, "--now", NOW_ISO, "--strict"))
+    strict = _error(cli("plan", "--batch", bad, "--now", NOW_ISO, "--strict"))
+    assert "at most 1 of 2 jobs fit" in strict and "without --strict" in strict
+    for flags, words in ((["--top", "3"], "--top and --plot"), (["--plot", str(tmp_path / "p.png")], "--top and --plot"),
+                         (["--time-limit", "0"], "--time-limit must be"), (["--top-k", "-1"], "--top-k must be")):
+        assert words in _error(cli("plan", "--batch", bad, "--now", NOW_ISO, *flags))
+    assert not (tmp_path / "p.png").exists()
     r = cli("plan", "--batch", bad, "--now", NOW_ISO, "--json")
     assert r.returncode == 0 and len(json.loads(r.stdout)["unplaced"]) == 1  # two equal jobs, one slot
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sys
 
+import httpx
+
 from carbonsched.run.store import Store
 from carbonsched.run.tokens import create_token
 from carbonsched.server.app import ServerConfig
 from carbonsched.settings import Settings
 
-from conftest import EXAMPLE_JOB, NOW, NOW_ISO, poll_status
+from conftest import EXAMPLE_JOB, NOW, NOW_ISO, REPO, poll_status
 from server_fixture import ApiServer, free_port
 
 PY = sys.executable
@@ -35,6 +37,23 @@ def test_the_cli_goes_through_the_server(cli, tmp_path, postgres):
         assert r.returncode == 0 and json.loads(r.stdout) == json.loads(local.stdout), r.stderr
         r = cli("plan", job, "--server", "--now", NOW_ISO, extra_env=env)
         assert r.returncode == 0 and "plan from http://127.0.0.1" in r.stdout and "aws:" in r.stdout
+        # a batch: the server plans it (POST /v1/plan/batch) and the CLI prints what a local plan prints;
+        # the flags that set every job's policy and the default capacity travel with it
+        batch = REPO / "examples" / "batch.toml"
+        flags = ("--deferral", "expected", "--capacity", "8", "--now", NOW_ISO)
+        r = cli("plan", "--batch", batch, "--server", "--json", *flags, extra_env=env)
+        local = cli("plan", "--batch", batch, "--json", *flags, "--intensity-source", "profile")
+        assert r.returncode == 0 and local.returncode == 0, r.stderr + local.stderr
+        remote_doc, local_doc = json.loads(r.stdout), json.loads(local.stdout)
+        for d in (remote_doc, local_doc):
+            d["solver"].pop("seconds"), d["solver"].pop("timings")
+        assert remote_doc == local_doc
+        served = httpx.get(f"{srv.url}/metrics").text  # the server, not a local fallback, made it
+        assert 'carbonsched_plan_seconds_count{kind="batch"} 1.0' in served, served
+        r = cli("plan", "--batch", batch, "--server", "--now", NOW_ISO, extra_env=env)
+        assert r.returncode == 0 and "Batch plan: 4 of 4 jobs placed" in r.stdout
+        r = cli("plan", "--batch", batch, "--server", "--now", NOW_ISO, extra_env={"CARBONSCHED_HOME": str(tmp_path / "h")})
+        assert r.returncode == 2 and "CARBONSCHED_SERVER" in r.stderr  # never a local plan in its place
         r = cli("submit", job, "--launcher", "local", "--yes", "--max-delay", "0", extra_env=env)
         assert r.returncode == 0 and ": running" in r.stdout, r.stdout + r.stderr
         job_id = r.stdout.split()[1].rstrip(":")
