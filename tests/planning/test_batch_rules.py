@@ -39,6 +39,36 @@ def test_unlimited_batch_places_every_job_where_plan_puts_it_alone(now):
     assert [where(p) for p in bp.greedy] == [where(p) for p in bp.placements]  # greedy gets the same rule
 
 
+@pytest.mark.parametrize("policy", [{"objective": "time"}, {"objective": "cost"},
+                                    {"objective": "weighted", "weights": {"carbon": 1, "cost": 0.5}}])
+def test_a_one_job_batch_takes_the_jobs_objective_and_plans_ties_as_plan(policy):
+    """A job file's own objective is the batch's when every job asks for it; placements equally fast
+    or cheap (the same finish in several regions, one price over many hours) go where plan ranks
+    them first (the greener; the earlier start), not to an arbitrary one of them (the batch put a
+    time job in ap-northeast-1 at 5.2 kg where plan found eu-north-1 at 0.26 kg, same finish)."""
+    job = job_from_dict({"name": "t", "gpu": "A100", "gpus": 8, "hours": 4, "window": {"max_delay": "24h"},
+                         "policy": policy})
+    bp = plan_batch([job], now=NOW, settings=SETTINGS)
+    assert bp.objective.split()[0] == policy["objective"]
+    assert where(bp.placements[0]) == where(plan(job, now=NOW, settings=SETTINGS).placements[0])
+    assert not [w for w in bp.warnings if "objective" in w]
+
+
+def test_what_a_batch_does_not_do_for_a_job_is_said():
+    lex = job_from_dict({"name": "l", "gpu": "A100", "gpus": 8, "hours": 4,
+                         "policy": {"objective": "lexicographic", "order": ["cost", "carbon"]}})
+    split = job_from_dict({"name": "i", "gpu": "A100", "gpus": 8, "hours": 4, "window": {"deadline": "2026-11-29T10:00Z"},
+                           "interruptible": {"max_segments": 3}})
+    bp = plan_batch([lex, split], now=NOW, settings=SETTINGS)
+    assert bp.objective == "carbon"
+    assert "job 'l' asks for objective lexicographic in [policy]; a batch optimises one objective for all its jobs, " \
+           "here carbon (--objective sets it)" in bp.warnings
+    assert any(w.startswith("job 'i' is [interruptible]: a batch plans each job as one uninterrupted run") for w in bp.warnings)
+    # --objective wins; jobs that never asked for another (carbon is the default) are not warned about
+    bp = plan_batch([split], now=NOW, settings=SETTINGS, objective="cost")
+    assert bp.objective == "cost" and not [w for w in bp.warnings if "objective" in w]
+
+
 def test_a_refused_wait_starts_now_and_the_solver_would_have_waited():
     regions = ["gcp:northamerica-northeast2", "aws:eu-north-1"]
     a = h100("a", regions)
