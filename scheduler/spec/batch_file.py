@@ -68,9 +68,12 @@ def read_batch(path: str | Path) -> tuple[list[JobSpec], dict, float | None]:
         jobs = []
         for f in _job_files(path):
             try:
-                jobs.append(job_from_dict(read_job_file(f), base=f.resolve().parent))
+                raw = read_job_file(f)
+                jobs.append(job_from_dict({"name": f.stem, **raw} if isinstance(raw, dict) else raw,
+                                          base=f.resolve().parent))
             except (JobSpecError, UnknownNameError) as exc:
                 raise type(exc)(f"{f.name}: {exc}") from None
+        _unique(jobs, str(path), "(a job file without a name takes its file's)")
         cap_file = path / "capacity.toml"
         capacity, default = _capacity(_capacity_file(cap_file), str(cap_file))
         return jobs, capacity, default
@@ -83,7 +86,7 @@ def read_batch_raw(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_dir():
         return _batch_toml(path)
-    raw: dict = {"job": [read_job_file(f) for f in _job_files(path)]}
+    raw: dict = {"job": [{"name": f.stem, **read_job_file(f)} for f in _job_files(path)]}
     cap = _capacity_file(path / "capacity.toml")
     return {**raw, "capacity": cap} if cap is not None else raw
 
@@ -128,17 +131,29 @@ def batch_from_dict(raw: dict, where: str = "batch") -> tuple[list[JobSpec], dic
         name = entry.get("name")
         valid = isinstance(name, str) and name.strip()  # else job_from_dict's own error
         key = repr(sorted((k, v) for k, v in entry.items() if k != "name")) if valid else None
-        if key in seen:
-            jobs.append(replace(seen[key], name=name.strip()))  # as typed_value gives it
-            continue
         try:
+            if key in seen:
+                jobs.append(replace(seen[key], name=name.strip()))  # as typed_value gives it
+                continue
             jobs.append(job_from_dict(entry))
             if key is not None:
                 seen[key] = jobs[-1]
         except (JobSpecError, UnknownNameError) as exc:  # an unknown GPU or region too: which job?
-            raise type(exc)(f"{where}: job {i} ({entry.get('name', 'unnamed')}): {exc}") from None
-    dupes = sorted(n for n, k in Counter(j.name for j in jobs).items() if k > 1)
-    if dupes:
-        raise JobSpecError(f"{where}: job names must be unique within a batch; repeated: {', '.join(dupes)}")
+            raise type(exc)(f"{where}: job {i} ({_shown(entry.get('name', 'unnamed'))}): {exc}") from None
+    _unique(jobs, where)
     capacity, default = _capacity(raw.get("capacity"), where)
     return jobs, capacity, default
+
+
+def _shown(name) -> str:
+    """A job's name for an error message: as written when it is short printable text, else its repr, cut."""
+    text = str(name)
+    return text if text.isprintable() and len(text) <= 60 else repr(text[:40]) + ("..." if len(text) > 40 else "")
+
+
+def _unique(jobs: list[JobSpec], where: str, hint: str = "") -> None:
+    """Job names identify jobs in the plan, its unplaced list and the store: one each."""
+    dupes = sorted(n for n, k in Counter(j.name for j in jobs).items() if k > 1)
+    if dupes:
+        raise JobSpecError(f"{where}: job names must be unique within a batch; repeated: {', '.join(dupes)}"
+                           + (f" {hint}" if hint else ""))

@@ -114,6 +114,9 @@ from carbonsched.units import iso_utc
 PROVIDERS = ("aws", "gcp", "kubernetes")  # kubernetes: the contexts in the settings (carbonsched.kubernetes)
 MAX_JOB_HOURS = 8760.0
 MAX_PRIORITY = 1000
+MAX_NAME_CHARS = 256
+# bidirectional embedding/override/isolate controls: they reorder the text printed after them
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 SCHEMA: dict[str, object] = {
     "name": str, "command": str, "image": str, "env": "strmap", "gpu": str, "gpus": int, "hours": "duration",
@@ -197,6 +200,11 @@ class JobSpec:
     payload: Payload = field(default_factory=Payload)  # run, setup, workdir, mounts, secrets, nodes (spec/payload.py)
 
     def __post_init__(self):
+        if isinstance(self.name, str) and (len(self.name) > MAX_NAME_CHARS or any(
+                ord(ch) < 32 or ord(ch) == 127 or ch in _BIDI for ch in self.name)):
+            raise JobSpecError(f"name must be printable text of at most {MAX_NAME_CHARS} characters (no control or "
+                               f"text-direction characters: it is printed in tables and logs), got {self.name[:40]!r}"
+                               + ("..." if len(self.name) > 40 else ""))
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
             raise JobSpecError(f"gpus must be a whole number >= 1, got {self.gpus!r}")
         if isinstance(self.hours, bool) or not isinstance(self.hours, (int, float)) \

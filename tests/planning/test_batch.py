@@ -502,6 +502,24 @@ def test_batch_input_errors_name_the_job_and_refuse_ambiguity(tmp_path):
     assert read_batch(tmp_path)[2] == 0
 
 
+def test_a_folder_of_job_files_is_a_batch_named_by_its_files(tmp_path):
+    """Directory mode: each *.toml but capacity.toml is a job; one without a name takes its file's
+    (they used to become job#1, job#2, which no one can map back to a file); two files giving one
+    name are refused as in a batch file. read_batch_raw (what --server sends) reads the same batch."""
+    from carbonsched.spec.batch_file import batch_from_dict, read_batch, read_batch_raw
+
+    for name, hours in (("prep", 2), ("train", 3)):
+        (tmp_path / f"{name}.toml").write_text(f'gpu = "A100"\ngpus = 8\nhours = {hours}\n')
+    (tmp_path / "capacity.toml").write_text('[capacity]\ndefault = 8\n"aws:eu-north-1" = { H100 = 16 }\n')
+    jobs, capacity, default = read_batch(tmp_path)
+    assert [(j.name, j.hours) for j in jobs] == [("prep", 2), ("train", 3)]
+    assert capacity == {"aws:eu-north-1": {"H100": 16}} and default == 8
+    assert batch_from_dict(read_batch_raw(tmp_path), "raw") == (jobs, capacity, default)
+    (tmp_path / "eval.toml").write_text('name = "train"\ngpu = "A100"\ngpus = 8\nhours = 1\n')
+    with pytest.raises(JobSpecError, match="job names must be unique within a batch; repeated: train"):
+        read_batch(tmp_path)
+
+
 def test_job_classes_take_the_same_as_hint_but_check_it():
     from dataclasses import replace
 

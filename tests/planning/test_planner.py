@@ -127,6 +127,9 @@ def test_earliest_start_in_the_past_narrows_the_window():
     ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"earliest_start": "2150-12-31T23:00:00Z"}}, "days ahead"),
     ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"earliest_start": "9999-12-31T23:00:00Z"}}, "outside 1970..2200"),
     ({"gpu": "A100", "gpus": 8, "hours": 1, "window": {"max_delay": "1000d"}}, "90 days"),
+    ({"gpu": "A100", "gpus": 8, "hours": 1, "name": "x" * 257}, "at most 256 characters"),
+    ({"gpu": "A100", "gpus": 8, "hours": 1, "name": "a\nb"}, "no control or text-direction"),
+    ({"gpu": "A100", "gpus": 8, "hours": 1, "name": "fine\u202etxt.exe"}, "no control or text-direction"),
 ])
 def test_absurd_sizes_are_refused(raw, match):
     with pytest.raises(JobSpecError, match=match):
