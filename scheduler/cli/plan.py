@@ -104,6 +104,9 @@ def plan_batch(a: argparse.Namespace) -> int:
         raise UserInputError(f"--top-k must be >= 0 (0 keeps every candidate), got {a.top_k}")
     if not a.time_limit > 0:
         raise UserInputError(f"--time-limit must be a number of seconds > 0, got {a.time_limit}")
+    if a.capacity is not None and not 0 <= a.capacity < float("inf"):
+        raise UserInputError(f"--capacity must be a number of GPUs >= 0 per (region, GPU type) and hour, "
+                             f"got {a.capacity:g}")
     if a.top is not None or a.plot:
         raise UserInputError("--top and --plot show one job's ranking; a batch plan gives each job one placement "
                              "(drop them with --batch, or plan one job file)")

@@ -244,13 +244,13 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     started = time.perf_counter()
     settings = settings or resolve_settings()
     inputs = PlanInputs.for_settings(settings, offerings_source, forecast_source)  # as plan(): cache and quotas
+    cap_of = capacity_lookup(capacity, default_capacity)  # a bad capacity fails before the candidates' work
     name, weights = _objective(_jobs_objective(jobs) if objective is None else objective)
     names = _unique_names(jobs)
     said = _ignored_keys(jobs, names, name)
     jcs = _all_candidates(jobs, names, progress, now=now, settings=settings, inputs=inputs)
     scores = _scores(jcs, weights, scale_free=name == "weighted")
     rules = _job_rules(jcs, name)
-    cap_of = capacity_lookup(capacity, default_capacity)
     timings = {"candidates_s": time.perf_counter() - started}
 
     t = time.perf_counter()

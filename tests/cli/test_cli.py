@@ -290,7 +290,8 @@ def test_plan_batch_from_the_console(cli, tmp_path):
     strict = _error(cli("plan", "--batch", bad, "--now", NOW_ISO, "--strict"))
     assert "at most 1 of 2 jobs fit" in strict and "without --strict" in strict
     for flags, words in ((["--top", "3"], "--top and --plot"), (["--plot", str(tmp_path / "p.png")], "--top and --plot"),
-                         (["--time-limit", "0"], "--time-limit must be"), (["--top-k", "-1"], "--top-k must be")):
+                         (["--time-limit", "0"], "--time-limit must be"), (["--top-k", "-1"], "--top-k must be"),
+                         (["--capacity=-1"], "--capacity must be"), (["--capacity", "nan"], "--capacity must be")):
         assert words in _error(cli("plan", "--batch", bad, "--now", NOW_ISO, *flags))
     assert not (tmp_path / "p.png").exists()
     r = cli("plan", "--batch", bad, "--now", NOW_ISO, "--json")
