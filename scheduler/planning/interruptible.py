@@ -114,6 +114,7 @@ def best_schedules(job: JobSpec, *, now: datetime, k: int, overhead_h: float = 0
         R = int(math.ceil(runtime / slot_h - 1e-9))
         if R > T:
             continue
+        f = min(max(runtime / slot_h - (R - 1), 1e-9), 1.0)  # the part of the last progress slot the work uses
         if T * (k + 1) * (R + 1) > MAX_DP_CELLS:
             raise UserInputError(f"{T} slots x {k} segments x {R} slots of work is too large to plan exactly; "
                                  "use longer slots (slot_minutes) or fewer segments")
@@ -121,27 +122,31 @@ def best_schedules(job: JobSpec, *, now: datetime, k: int, overhead_h: float = 0
         kwh_slot = float(est.energy_kwh[i]) / runtime * slot_h
         emb_slot = float(est.kg_embodied[i]) / runtime * slot_h
         best_single = float(np.min(np.where(jc.feasible[i], est.kg_co2e[i, 1:], np.inf)))
-        plans.append((kwh_slot * np.sort(intensity)[:R].sum() / 1000 + emb_slot * R + _transfer(est, "kg_transfer", i),
-                      i, T, R, intensity, kwh_slot, emb_slot, best_single))
+        low = np.sort(intensity)[:R]  # a lower bound: the R greenest slots, the part-used one the dearest of them
+        plans.append((kwh_slot * (low[:-1].sum() + f * low[-1]) / 1000 + emb_slot * (R - 1 + f)
+                      + _transfer(est, "kg_transfer", i), i, T, R, f, intensity, kwh_slot, emb_slot, best_single))
     plans.sort(key=lambda x: x[0])
     found: list[InterruptibleSchedule] = []
-    for bound, i, T, R, intensity, kwh_slot, emb_slot, best_single in plans:
+    for bound, i, T, R, f, intensity, kwh_slot, emb_slot, best_single in plans:
         if len(found) >= top and bound >= found[-1].kg_co2e:
             break  # no later offering can beat the top-th schedule
         s = best_schedule(kwh_slot * intensity / 1000 + emb_slot, R, k, o_slots,
-                          resume_kg=overhead_kwh * intensity / 1000, latest_first=latest_first)
+                          resume_kg=overhead_kwh * intensity / 1000, latest_first=latest_first, last_fraction=f)
         if s is None:
             continue
         off = jc.offerings[i]
-        occupied = len(s.slots) * slot_h
-        kwh = kwh_slot * len(s.slots) + overhead_kwh * s.resumes
+        used = len(s.slots) - (1.0 - f)  # slots held; the job ends, and the instance goes, f into the last
+        occupied = used * slot_h
+        kwh = kwh_slot * used + overhead_kwh * s.resumes
         cost = off.price_usd_per_hour * occupied + _transfer(est, "transfer_usd", i)
         kg = s.kg + _transfer(est, "kg_transfer", i)
         if (job.max_total_usd is not None and cost > job.max_total_usd) or \
                 (job.carbon_budget_kg is not None and kg > job.carbon_budget_kg):
             continue
-        segs = tuple((w.earliest + timedelta(hours=a * slot_h), w.earliest + timedelta(hours=b * slot_h), ov * slot_h)
-                     for a, b, ov in s.segments)
+        last = len(s.segments) - 1
+        segs = tuple((w.earliest + timedelta(hours=a * slot_h),
+                      w.earliest + timedelta(hours=(b - (1.0 - f if n == last else 0.0)) * slot_h), ov * slot_h)
+                     for n, (a, b, ov) in enumerate(s.segments))
         found.append(InterruptibleSchedule(
             provider=off.provider, region_id=off.region_id, instance_type=off.instance_type, gpu=off.gpu,
             gpu_count=off.gpu_count, market=off.market, segments=segs, kg_co2e=kg, energy_kwh=kwh,
