@@ -108,7 +108,7 @@ from carbonsched.policies.batch_heuristics import fill, greedy, relocate, round_
 from carbonsched.policies.batch_reductions import (JobClasses, components, job_classes, prefix, prune_spread,
                                                    prune_top_k, reduce, span_sum)
 
-__all__ = ["BatchProblem", "BatchSolution", "greedy", "prune_top_k", "solve", "usage"]
+__all__ = ["BatchProblem", "BatchSolution", "greedy", "placed_key", "prune_top_k", "solve", "usage"]
 
 INTEGRAL_TOL = 1e-6
 MILP_MIN_S = 1.0
@@ -631,8 +631,9 @@ def _solve_component(p: BatchProblem, cl: JobClasses, classes: np.ndarray, cand:
     return _Result(chosen, unplaced, status, cost_bound, unplaced_bound, mip_gap, False, stats)
 
 
-def _key(p: BatchProblem, choice: np.ndarray) -> tuple[float, float]:
-    """(unplaced weight, cost) of an assignment: smaller is better, in that order."""
+def placed_key(p: BatchProblem, choice: np.ndarray) -> tuple[float, float]:
+    """(unplaced priority weight, cost) of an assignment (a candidate per job, -1 = none): smaller
+    is better, in that order -- the objective ``solve`` minimises."""
     return float(p.weights[choice < 0].sum()), float(p.cost[choice[choice >= 0]].sum())
 
 
@@ -731,7 +732,7 @@ def solve(p: BatchProblem, *, time_limit_s: float = 30.0, mip_rel_gap: float = 5
             for k, v in res.stats.items():
                 stats[k] += v
     status = max(statuses, key=STATUS_ORDER.index)
-    if seed is not None and _key(p, seed) < _key(p, choice):
+    if seed is not None and placed_key(p, seed) < placed_key(p, choice):
         # the caller's assignment, set aside for a candidate the reductions dropped, is better: it stays
         choice, status = seed.copy(), "time_limit" if status == "time_limit" else "greedy"
     objective = float(p.cost[choice[choice >= 0]].sum())

@@ -51,7 +51,7 @@ import numpy as np
 from carbonsched.errors import ConfigError, InfeasibleError, UserInputError
 from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
 from carbonsched.policies import Policy
-from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, solve
+from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, placed_key, solve
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc
@@ -270,7 +270,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
         # the solver's bound covers its columns only: placing more through the repair's is no proof, all placed is
         proven = left == 0 or (proven and not repaired["placed_after"])
         sol = replace(sol, choice=choice, stats={**sol.stats, "unplaced_weight": left, "proven": proven})
-    if _key(batch.problem, g) < _key(batch.problem, sol.choice):
+    if placed_key(batch.problem, g) < placed_key(batch.problem, sol.choice):
         sol = _greedy_instead(batch, sol, g, top_k, warnings)
     timings["solve_s"] = time.perf_counter() - t
     if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all
@@ -340,11 +340,6 @@ def _greedy_instead(batch: BatchColumns, sol: BatchSolution, g: np.ndarray, top_
     stats = {**sol.stats, "unplaced_weight": left, "proven": left == 0, "greedy_adopted": True}
     return replace(sol, choice=g.copy(), status="greedy", objective=float(p.cost[g[g >= 0]].sum()),
                    gap_vs_lp=float("nan"), stats=stats)
-
-
-def _key(p, choice: np.ndarray) -> tuple[float, float]:
-    """(unplaced priority weight, objective) of an assignment: smaller is better, in that order."""
-    return float(p.weights[choice < 0].sum()), float(p.cost[choice[choice >= 0]].sum())
 
 
 def _unique_names(jobs: list[JobSpec]) -> list[str]:
