@@ -22,13 +22,12 @@ hour containing ``now``; a run holds its GPUs in every slot it touches, partial 
   adapter's quotas take (e.g. ``{"aws:eu-north-1": {"H100": 16}}``); pairs not listed get
   ``default_capacity`` (None = unlimited). On-demand and spot share one pool per pair.
 
-Objective (lower is better, summed over jobs; ``objective=None``: the jobs' own when they all ask
-for the same one, else carbon; a job asking for another is warned about): ``"carbon"`` (kgCO2e, default; the forecast's p90
-for jobs whose policy has ``risk = "p90"``; the solver ranks starts by it, then each job's own
-deferral rule -- robust, min_gain_pct -- is applied as a repair, ``batch_rules``), ``"cost"`` (USD), ``"time"`` (finish hours after
-now), or weights ``{"carbon": 1, "cost": 0.5}`` / a weighted ``Policy``: ``sum_t w_t x_t / m_t``
-with ``m_t`` the mean of term t over every feasible candidate of the batch (scale-free). Cost and
-time break exact ties as ``plan`` does (``TIES``).
+Objective (lower is better, summed over jobs; ``batch_objective``: which one, the scores, ties):
+``"carbon"`` (kgCO2e, default; the forecast's p90 for jobs whose policy has ``risk = "p90"``; the
+solver ranks starts by it, then each job's own deferral rule -- robust, min_gain_pct -- is applied
+as a repair, ``batch_rules``), ``"cost"`` (USD), ``"time"`` (finish hours after now), or weights
+``{"carbon": 1, "cost": 0.5}`` / a weighted ``Policy`` (scale-free). ``objective=None``: the
+jobs' own when they all ask for the same one, else carbon.
 
 Comparisons: ``greedy`` = jobs in submission order, each taking its best remaining candidate
 (same candidate sets) given the capacity used so far, with the same repair; ``baseline`` = each job's planner
@@ -50,12 +49,12 @@ import numpy as np
 
 from carbonsched.errors import ConfigError, InfeasibleError, UserInputError
 from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
-from carbonsched.policies import Policy
 from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, placed_key, solve
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc
 from carbonsched.planning.assemble import price_warnings, with_saving
+from carbonsched.planning.batch_objective import batch_objective, ignored_keys, job_scores
 from carbonsched.planning.batch_rules import applies, job_rule, repair
 from carbonsched.planning.candidates import JobCandidates, job_candidates
 from carbonsched.planning.infeasible import infeasible_error
@@ -153,73 +152,6 @@ def capacity_lookup(capacity, default_capacity: float | None = None):
     return lambda region_id, gpu: table.get((region_id, gpu), default)
 
 
-def _jobs_objective(jobs: list[JobSpec]):
-    """The batch's objective when none is given: the jobs' own when they all ask for the same one
-    it can optimise (so a one-job batch is ``plan``), else carbon."""
-    first = jobs[0].policy
-    if first.objective in ("carbon", "cost", "time") and all(j.policy.objective == first.objective for j in jobs):
-        return first.objective
-    if first.objective == "weighted" and all(j.policy.objective == "weighted" and j.policy.weights == first.weights
-                                             for j in jobs):
-        return first
-    return None
-
-
-def _ignored_keys(jobs: list[JobSpec], names: list[str], objective: str) -> list[str]:
-    """Warnings for what a job file asks that a batch does not do: its own objective (a batch
-    optimises one for all its jobs), splitting an ``[interruptible]`` job into segments."""
-    out = []
-    asked: dict[str, list[str]] = {}
-    for n, j in zip(names, jobs):
-        if j.policy.objective not in (objective, "carbon"):  # carbon: the default, maybe never asked for
-            asked.setdefault(j.policy.objective, []).append(n)
-    for obj, who in asked.items():
-        out.append(f"{_some(who)} {'asks' if len(who) == 1 else 'ask'} for objective {obj} in [policy]; a batch "
-                   f"optimises one objective for all its jobs, here {objective} (--objective sets it)")
-    split = [n for n, j in zip(names, jobs) if j.interruptible is not None]
-    if split:
-        out.append(f"{_some(split)} {'is' if len(split) == 1 else 'are'} [interruptible]: a batch plans each job as "
-                   "one uninterrupted run; plan such a job on its own to split it into green segments")
-    return out
-
-
-def _some(names: list[str], show: int = 3) -> str:
-    """'job a', 'jobs a, b, c' or 'jobs a, b, c and 7 more'."""
-    head = ", ".join(repr(n) for n in names[:show])
-    more = f" and {len(names) - show} more" if len(names) > show else ""
-    return f"job {head}" if len(names) == 1 else f"jobs {head}{more}"
-
-
-def _objective(objective) -> tuple[str, dict[str, float]]:
-    if objective is None:
-        return "carbon", {"carbon": 1.0}
-    if isinstance(objective, Policy):
-        if objective.objective in ("carbon", "cost", "time"):
-            return objective.objective, {objective.objective: 1.0}
-        if objective.objective == "weighted":
-            return "weighted", {k: float(v) for k, v in objective.weights.items() if v}
-        raise UserInputError(f"batch planning supports the carbon, cost, time and weighted objectives, not {objective.objective!r}")
-    if isinstance(objective, str):
-        if objective not in ("carbon", "cost", "time"):
-            raise UserInputError(f"batch objective must be carbon, cost, time or a weights mapping, got {objective!r}")
-        return objective, {objective: 1.0}
-    weights = {k: float(v) for k, v in dict(objective).items() if v}
-    Policy("weighted", weights={"carbon": 0.0, "cost": 0.0, "time": 0.0, **weights})  # validates
-    return "weighted", weights
-
-
-TIE_BREAK = 1e-6  # of a cost or time batch's term: how much its tie-breaking terms weigh (_tie_weights)
-# what decides between placements equally cheap / equally fast, in plan's order (policies.ranking):
-# cost -> the earlier start, then the greener; time -> the greener
-TIES = {"cost": (("start", 1.0), ("carbon", 1e-3)), "time": (("carbon", 1.0),)}
-
-
-def _terms(jc) -> dict[str, np.ndarray]:
-    c = jc.cands
-    return {"carbon": c.kg_co2e, "cost": np.broadcast_to(c.cost_usd[:, None], c.shape), "time": c.end_h,
-            "start": np.broadcast_to(c.start_h, c.shape)}
-
-
 def _short_reason(exc: InfeasibleError, eliminated: dict[str, int]) -> str:
     """'deadline, max_total_usd; to fix: ...' from a planner InfeasibleError and the counts of the
     constraints that decided it."""
@@ -245,11 +177,11 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     settings = settings or resolve_settings()
     inputs = PlanInputs.for_settings(settings, offerings_source, forecast_source)  # as plan(): cache and quotas
     cap_of = capacity_lookup(capacity, default_capacity)  # a bad capacity fails before the candidates' work
-    name, weights = _objective(_jobs_objective(jobs) if objective is None else objective)
+    name, weights = batch_objective(objective, jobs)
     names = _unique_names(jobs)
-    said = _ignored_keys(jobs, names, name)
+    said = ignored_keys(jobs, names, name)
     jcs = _all_candidates(jobs, names, progress, now=now, settings=settings, inputs=inputs)
-    scores = _scores(jcs, weights, scale_free=name == "weighted")
+    scores = job_scores(jcs, weights, scale_free=name == "weighted")
     rules = _job_rules(jcs, name)
     timings = {"candidates_s": time.perf_counter() - started}
 
@@ -420,46 +352,6 @@ def _all_candidates(jobs: list[JobSpec], names: list[str], progress=None, **kw) 
                               "own: " + "; ".join(f"{n!r} {_short_reason(e, el)}" for n, e, el in failed),
                               {n: sum(el.values()) for n, _, el in failed})
     return jcs
-
-
-def _scores(jcs: list[JobCandidates], weights: dict[str, float], scale_free: bool) -> list:
-    """Per job, the (O, K) objective ``sum_t w_t x_t / m_t`` (``m_t`` = 1 unless ``scale_free``:
-    then the mean of term t over every feasible candidate of the batch). Jobs sharing one build
-    of their candidates share one array. A cost or time batch adds ``TIES`` at ``TIE_BREAK`` of
-    the term's scale: placements equally cheap (the same price in several regions or hours) or
-    equally fast go where ``plan`` would rank them first -- the earlier start, then the greener;
-    the greener -- and the top-k keeps those of tied candidates. 1e-6 of the objective is no
-    difference the solver's 0.5 % gap would see; the reported objective value includes it."""
-    scale = {}
-    for t in weights:
-        vals = [_terms(jc)[t][jc.feasible] for jc in jcs] if scale_free else []
-        scale[t] = max(float(np.mean(np.concatenate(vals))), 1e-12) if scale_free else 1.0
-    ties = _tie_weights(jcs, weights)
-    done: dict[int, np.ndarray] = {}
-    out = []
-    for jc in jcs:
-        if id(jc.cands) not in done:
-            terms = _terms(jc)
-            done[id(jc.cands)] = sum(w * terms[t] / scale[t] for t, w in weights.items()) + \
-                sum(w * terms[t] for t, w in ties.items())
-        out.append(done[id(jc.cands)])
-    return out
-
-
-def _tie_weights(jcs: list[JobCandidates], weights: dict[str, float]) -> dict[str, float]:
-    """The weights of ``TIES`` for a cost or time batch ({} otherwise): each tie term at its
-    relative weight x ``TIE_BREAK`` x the objective term's scale / its own (means of absolute
-    values over the batch's feasible candidates; a term that is 0 everywhere breaks nothing)."""
-    if len(weights) != 1 or next(iter(weights)) not in TIES:
-        return {}
-    (t,) = weights
-    builds = list({id(jc.cands): jc for jc in jcs}.values())
-
-    def mean(term: str) -> float:
-        return float(np.mean(np.abs(np.concatenate([_terms(jc)[term][jc.feasible] for jc in builds]))))
-
-    scale = mean(t)
-    return {name: TIE_BREAK * rel * scale / m for name, rel in TIES[t] if (m := mean(name)) > 1e-12}
 
 
 @dataclass(frozen=True, eq=False)
