@@ -71,6 +71,17 @@ def parse_utc(value, what: str = "time") -> datetime:
     return dt.astimezone(timezone.utc)
 
 
+def utc_instant(value, what: str = "now") -> datetime:
+    """An aware datetime given to the library (``plan(job, now=...)``), as UTC: the same instant
+    in any zone plans the same (hour slots and profiles are UTC hours)."""
+    if not isinstance(value, datetime):
+        raise JobSpecError(f"{what} must be a timezone-aware datetime, e.g. datetime.now(timezone.utc); "
+                           f"got {type(value).__name__} {value!r}"[:200])
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise JobSpecError(f"{what} must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
+    return value.astimezone(timezone.utc)
+
+
 def iso_utc(dt: datetime) -> str:
     """ISO 8601 in UTC with a trailing Z, to the second."""
     return dt.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -9,7 +9,7 @@ get their yearly mean as a flat series (``kind="yearly"``) and the planner warns
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 
 import numpy as np
@@ -71,8 +71,10 @@ def profile_zones() -> frozenset[str]:
 
 
 def hour_grid(start: datetime, hours: int) -> tuple[np.ndarray, np.ndarray]:
-    """(month index 0..11, hour of day 0..23) for each of ``hours`` UTC hours from ``start``."""
-    t0 = np.datetime64(start.replace(tzinfo=None), "h")
+    """(month index 0..11, hour of day 0..23) for each of ``hours`` UTC hours from ``start`` (an
+    aware datetime in any zone, or naive UTC)."""
+    utc = start.astimezone(timezone.utc).replace(tzinfo=None) if start.tzinfo is not None else start
+    t0 = np.datetime64(utc, "h")
     t = t0 + np.arange(hours)
     month = t.astype("datetime64[M]").astype(np.int64) % 12
     hour = t.astype(np.int64) % 24

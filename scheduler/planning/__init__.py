@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Callable
 
 from carbonsched.models import Plan
+from carbonsched.units import utc_instant
 from carbonsched.planning import single
 
 
@@ -46,5 +47,6 @@ def plan(job, *, now: datetime, policy=None, settings=None, offerings_source=Non
     ``forecast_source`` default to the catalog and intensity sources the settings choose
     (embedded data offline; see ``carbonsched.providers``).
     """
+    now = utc_instant(now)
     return PLANNERS[planner_for(job)](job, now=now, policy=policy, settings=settings,
                                       offerings_source=offerings_source, forecast_source=forecast_source, top=top)

@@ -52,7 +52,7 @@ from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
 from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, placed_key, solve
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
-from carbonsched.units import iso_utc
+from carbonsched.units import iso_utc, utc_instant
 from carbonsched.planning.assemble import price_warnings, with_saving
 from carbonsched.planning.batch_objective import batch_objective, ignored_keys, job_scores
 from carbonsched.planning.batch_rules import applies, job_rule, repair
@@ -174,6 +174,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise UserInputError(f"top_k must be a whole number >= 1 (or None for all), got {top_k!r}")
     started = time.perf_counter()
+    now = utc_instant(now)
     settings = settings or resolve_settings()
     inputs = PlanInputs.for_settings(settings, offerings_source, forecast_source)  # as plan(): cache and quotas
     cap_of = capacity_lookup(capacity, default_capacity)  # a bad capacity fails before the candidates' work

@@ -23,7 +23,7 @@ from carbonsched.policies import Candidates, Limits, Policy, feasibility
 from carbonsched.refdata import resolve_region
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec, resolve_job
-from carbonsched.units import hours_between, iso_utc
+from carbonsched.units import hours_between, iso_utc, utc_instant
 from carbonsched.planning.assemble import placement_at, with_saving
 from carbonsched.planning.estimate import OfferingArrays, estimate, runtime_hours, spot_expected_runtime
 from carbonsched.planning.infeasible import infeasible_message
@@ -191,8 +191,7 @@ def job_candidates(job: JobSpec, *, now: datetime, policy: Policy | None = None,
     ``inputs`` shares the catalog, masks and forecasts between the jobs of one batch (it must
     have been made for the same sources and settings).
     """
-    if now.tzinfo is None:
-        raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
+    now = utc_instant(now)
     job = resolve_job(job)
     if policy is not None:
         job = job.with_policy(policy)

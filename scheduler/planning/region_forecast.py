@@ -10,7 +10,7 @@ from carbonsched.refdata import read_regions, resolve_region
 from carbonsched.errors import UserInputError
 from carbonsched.providers.grid import build_forecast_source
 from carbonsched.providers.grid.profile import profile_zones
-from carbonsched.units import iso_utc
+from carbonsched.units import iso_utc, utc_instant
 
 
 def resolve_target(target: str) -> Region:
@@ -42,7 +42,7 @@ def forecast_intensity(target: str, *, now: datetime, hours: int = 48, settings=
         raise UserInputError(f"--hours must be between 1 and 336, got {hours}")
     region = resolve_target(target)
     fs = forecast_source or build_forecast_source(settings, name=source)
-    start = now.replace(minute=0, second=0, microsecond=0)
+    start = utc_instant(now).replace(minute=0, second=0, microsecond=0)  # the UTC hour (India is +05:30)
     return fs.forecast(region, start, hours)
 
 

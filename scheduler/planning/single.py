@@ -10,7 +10,7 @@ from datetime import datetime
 
 import numpy as np
 
-from carbonsched.errors import JobSpecError, UserInputError
+from carbonsched.errors import UserInputError
 from carbonsched.models import Plan
 from carbonsched.policies import Policy, rank
 from carbonsched.policies.ranking import robust_bar, robust_starts
@@ -18,7 +18,7 @@ from carbonsched.settings import Settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.planning.assemble import (assemble_plan, intensity_warnings, price_warnings, shown_regions,
                                            speed_warnings, with_saving)
-from carbonsched.units import iso_utc
+from carbonsched.units import iso_utc, utc_instant
 from carbonsched.planning.candidates import job_candidates
 from carbonsched.planning.infeasible import infeasible_error
 
@@ -32,8 +32,7 @@ def check_top(top) -> None:
 def plan(job: JobSpec, *, now: datetime, policy: Policy | None = None, settings: Settings | None = None,
          offerings_source=None, forecast_source=None, top: int | None = 10) -> Plan:
     """Rank uninterrupted placements for ``job`` as of ``now`` (see ``carbonsched.planning.plan``)."""
-    if now.tzinfo is None:
-        raise JobSpecError("now must be timezone-aware (UTC); e.g. datetime.now(timezone.utc)")
+    now = utc_instant(now)
     check_top(top)
     jc = job_candidates(job, now=now, policy=policy, settings=settings, offerings_source=offerings_source,
                         forecast_source=forecast_source)

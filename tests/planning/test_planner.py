@@ -171,3 +171,22 @@ def test_datasheet_scaling_is_disclosed_and_arm_hosts_are_opt_in():
     assert "T4G" not in {x.gpu for x in p.placements}
     p = plan({"gpu": "T4", "gpus": 1, "hours": 5, "constraints": {"gpu_types": ["T4", "T4G"]}}, top=None)
     assert "T4G" in {x.gpu for x in p.placements}
+
+
+def test_the_same_instant_in_any_zone_plans_the_same():
+    """Hour slots and profiles are UTC hours: a `now` of 11:30+01:00 is 10:30Z. The library used the
+    local wall-clock hour for the intensity profile (numbers an hour off, under a plan saying 10:30Z)."""
+    from carbonsched.planning.batch import plan_batch
+    from carbonsched.planning.region_forecast import forecast_intensity
+
+    job = job_from_dict({"name": "x", "gpu": "A100", "gpus": 8, "hours": 4, "window": {"max_delay": "12h"}})
+    utc = carbonsched.plan(job, now=NOW, settings=Settings()).to_dict()
+    for offset in (1, -5, 5.5):
+        local = NOW.astimezone(timezone(timedelta(hours=offset)))
+        assert carbonsched.plan(job, now=local, settings=Settings()).to_dict() == utc
+        assert plan_batch([job], now=local, settings=Settings()).placements[0].kg_co2e == \
+            pytest.approx(utc["placements"][0]["kg_co2e"])
+        f = forecast_intensity("aws:eu-west-1", now=local, hours=3, settings=Settings(), source="profile")
+        assert f.start == datetime(2026, 11, 27, 10, tzinfo=timezone.utc)  # India's :30 is not an hour boundary
+    with pytest.raises(JobSpecError, match="timezone-aware datetime"):
+        carbonsched.plan(job, now="2026-11-27T10:30Z", settings=Settings())
