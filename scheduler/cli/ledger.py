@@ -40,6 +40,16 @@ def cmd_ledger(a: argparse.Namespace) -> int:
     return 0
 
 
+def _energy_basis(t: dict) -> str:
+    modelled = t.get("measured_jobs_energy_modelled") or 0
+    if not t["jobs_measured"]:
+        return "no job measured"
+    if not modelled:
+        return "metered energy"
+    return (f"energy partly modelled for {modelled} of {t['jobs_measured']} job(s): no power counter could be read"
+            if modelled < t["jobs_measured"] else "energy modelled: no power counter could be read")
+
+
 def render_ledger(doc: dict) -> str:
     t = doc["totals"]
 
@@ -52,7 +62,7 @@ def render_ledger(doc: dict) -> str:
              f"(saving {t['planned_saving_kg_co2e']:.4g} kg, {pct(t['planned_saving_pct'])}; the plans' estimates)",
              f"measured: {t['measured_kg_co2e']:.4g} kgCO2e vs {t['measured_baseline_kg_co2e']:.4g} for the same energy "
              f"in the default region at the same hours (saving {t['measured_saving_kg_co2e']:.4g} kg, "
-             f"{pct(t['measured_saving_pct'])}; metered energy)"]
+             f"{pct(t['measured_saving_pct'])}; {_energy_basis(t)})"]
     lines += [f"warning: {w}" for w in doc.get("warnings") or []]
     return "\n".join(lines)
 

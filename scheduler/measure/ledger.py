@@ -21,7 +21,10 @@ UTC hour h (the record's ``hourly`` split):
   and, from the forecasts the plan stored, the forecast over the hours the run really took
   (``run_window_forecast_g_per_kwh``), so a late start does not pass for a forecast error.
 * counterfactual baseline: the same hourly energy in the default region at the same hours,
-  ``sum_h E_h * PUE(b) * I_b,h / 1000`` + the same embodied; saving = ``(kg_b - kg) / kg_b``.
+  ``sum_h E_h * PUE(b) * I_b,h / 1000`` + the same embodied; saving = ``(kg_b - kg) / kg_b``. A
+  run on this machine is compared at its own PUE (1.0): only the grids differ. With the region's
+  PUE on one side only, a run whose grid was unknown (assumed the default region's) claimed a
+  12 % saving made of nothing but that PUE.
 * energy estimate error: the power model's GPU energy ``n * u * TDP * wall`` vs the measured GPU
   energy (only when the GPUs were measured); the implied factor ``u* = E_gpu / (sum TDP * wall)``.
 * calibration: ``u = sum_runs E_gpu / sum_runs (sum TDP) * wall`` over measured past runs
@@ -252,8 +255,9 @@ def build_ledger(record: dict, *, source, region: str | None = None, plan: dict 
     if base_id:
         b = resolve_region(base_id, regions)
         bi = run_intensity(b, start, hours, source)
-        kg_b = float(g_to_kg(np.sum(e_it * b.pue * bi.values_g_per_kwh))) + kg_emb
-        baseline = {"region_id": b.region_id, "pue": b.pue, "kg_co2e": kg_b,
+        b_pue = pue if here else b.pue  # this machine's energy on that grid: the grids compared, not the buildings
+        kg_b = float(g_to_kg(np.sum(e_it * b_pue * bi.values_g_per_kwh))) + kg_emb
+        baseline = {"region_id": b.region_id, "pue": b_pue, "kg_co2e": kg_b,
                     "mean_intensity_g_per_kwh": float(np.sum(e_it * bi.values_g_per_kwh) / max(np.sum(e_it), 1e-300)),
                     "intensity_source": bi.source, "intensity_kind": bi.kind, "intensity_signal": bi.signal,
                     "saving_pct": (kg_b - kg_op - kg_emb) / kg_b * 100 if kg_b > 0 else None}

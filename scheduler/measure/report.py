@@ -48,7 +48,7 @@ def disclosure(ledger: Ledger, record: dict) -> dict:
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "job_id": ledger.job_id,
         "hardware": {"gpu": ledger.gpu_name, "gpu_count": ledger.gpu_count, "host": record.get("host", {}),
-                     "gpu_source": ran.get("gpu_source") or ("nvml" if (record.get("gpu") or {}).get("devices") else None),
+                     "gpu_source": ran.get("gpu_source") or _gpu_source(record.get("gpu") or {}),
                      "instance_type": ran.get("instance_type")},
         "ran_on": ("this machine" if here else ran.get("where") or None),
         "provider": "this machine" if here else PROVIDERS.get(provider, provider),
@@ -70,8 +70,16 @@ def disclosure(ledger: Ledger, record: dict) -> dict:
                    + f" with carbonsched {__version__} (carbonsched track); emissions = energy per hour x PUE x "
                    "grid intensity of that hour, plus embodied GPU emissions amortised over their service life"),
         "exit_code": record.get("exit_code"),
-        "provider_published": _provider_facts(ledger.region_id),
+        "provider_published": None if here else _provider_facts(ledger.region_id),  # no provider's figure for this machine
     }
+
+
+def _gpu_source(gpu: dict) -> str | None:
+    """Where the GPUs named came from: NVML when it was read; a modelled GPU (the placement's,
+    or ``--gpu``) is not an NVML reading."""
+    if not gpu.get("devices"):
+        return None
+    return "nvml" if gpu.get("method") not in ("model", "none") else "given"  # --gpu, or the job's spec
 
 
 def modelled_quantities(ledger: Ledger, record: dict) -> list[str]:

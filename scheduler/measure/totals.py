@@ -11,7 +11,8 @@ Per job (optionally one team's, created since an instant):
 
 Totals: planned and baseline over every job with a plan, the planned saving
 ``(baseline - planned) / baseline``; measured and its baseline over measured jobs, the measured
-saving the same way; and how many of the jobs that ran were measured. A job whose measurement
+saving the same way; how many of the jobs that ran were measured, and of those how many had some
+of their energy modelled (no NVML/RAPL reading) rather than metered. A job whose measurement
 cannot be turned into kgCO2e (a record from an unknown region, say) counts as unmeasured, with a
 warning naming it.
 """
@@ -39,18 +40,20 @@ def job_ledger_row(store: Store, job, *, source, baseline_region: str | None,
     row = {"id": job.id, "name": job.name, "team": job.team, "state": job.state, "created_at": iso_utc(job.created_at),
            "region_id": job.region_id or best.get("region_id"), "planned_kg_co2e": best.get("kg_co2e"),
            "baseline_kg_co2e": base.get("kg_co2e"), "measured_kg_co2e": None, "measured_baseline_kg_co2e": None,
-           "measured_energy_kwh": None}
+           "measured_energy_kwh": None, "energy_modelled": None}
     try:
         record = store.load_measurement(job.id)
     except UnknownJobError:
         return row, None
-    try:
-        ledger = build_ledger(record, source=source, region=job.region_id or best.get("region_id"), plan=job.plan,
+    try:  # where the job ran (the report's rule): never the plan's region for a run on this machine
+        ledger = build_ledger(record, source=source, region=job.region_id, plan=job.plan,
                               baseline_region=baseline_region, regions=regions)
     except CarbonschedError as exc:
         return row, f"job {job.id}: its measurement could not be costed ({exc})"
-    row.update(measured_kg_co2e=ledger.kg_co2e, measured_energy_kwh=ledger.facility_energy_kwh,
-               measured_baseline_kg_co2e=ledger.baseline["kg_co2e"] if ledger.baseline else None)
+    row.update(region_id=ledger.region_id, measured_kg_co2e=ledger.kg_co2e,
+               measured_energy_kwh=ledger.facility_energy_kwh,
+               measured_baseline_kg_co2e=ledger.baseline["kg_co2e"] if ledger.baseline else None,
+               energy_modelled=any(m == "model" for m in ledger.energy_methods.values()))
     return row, None
 
 
@@ -78,6 +81,7 @@ def team_ledger(store: Store, *, source, team: str | None = None, since: datetim
         "measured_kg_co2e": sum(r["measured_kg_co2e"] for r in measured),
         "measured_baseline_kg_co2e": m_base, "measured_saving_kg_co2e": m_base - m_kg,
         "measured_saving_pct": _pct(m_base, m_kg),
+        "measured_jobs_energy_modelled": len([r for r in measured if r["energy_modelled"]]),
     }
     return {"schema_version": 1, "team": team, "since": iso_utc(since) if since else None, "totals": totals,
             "jobs": rows, "warnings": warnings}

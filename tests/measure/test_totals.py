@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 
 import pytest
@@ -66,3 +67,31 @@ def test_ledger_sums_plans_and_measurements(cli, tmp_path):
     assert json.loads(later.stdout)["totals"]["jobs"] == 0
     r = cli("ledger", extra_env={"CARBONSCHED_HOME": str(tmp_path / "empty")})
     assert r.returncode == 2 and "no job store" in r.stderr
+
+
+def test_a_run_on_this_machine_is_costed_where_it_ran_in_status_ledger_and_report(cli, tmp_path):
+    """A local launch runs here, not in the plan's region: `status`, `ledger` and `report` cost it
+    on one grid (this machine's is not configured: the default region's, said in a warning), and
+    claim no saving for an assumed grid (the baseline at this machine's PUE). They used to cost it
+    in the plan's Stockholm at 25 g/kWh, list that region, and call modelled energy "metered"."""
+    from conftest import poll_status
+
+    home = tmp_path / "home"
+    env = {"CARBONSCHED_HOME": str(home), "CARBONSCHED_INTENSITY_SOURCE": "profile"}
+    job = tmp_path / "job.toml"
+    job.write_text(f'name = "here"\ncommand = "{PY} -c pass"\ngpu = "A100"\ngpus = 1\nhours = 0.1\n')
+    r = cli("submit", job, "--launcher", "local", "--yes", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    job_id = re.search(r"^job (\w+): ", r.stdout, re.M).group(1)
+    assert poll_status(cli, job_id, env)["state"] == "succeeded"
+    planned = Store(home / "jobs.sqlite").get(job_id).plan["placements"][0]["region_id"]
+    report = json.loads(cli("report", job_id, "--format", "json", extra_env=env).stdout)
+    assert report["ran_on"] == "this machine" and report["region_id"] == "aws:us-east-1" != planned
+    assert report["baseline"]["saving_pct"] == pytest.approx(0.0, abs=1e-9) and report["provider_published"] is None
+    doc = json.loads(cli("ledger", "--json", extra_env=env).stdout)
+    (row,) = doc["jobs"]
+    assert row["region_id"] == "aws:us-east-1" and row["energy_modelled"] is True
+    assert row["measured_kg_co2e"] == pytest.approx(report["emissions"]["kg_co2e"], rel=1e-9)
+    assert doc["totals"]["measured_saving_pct"] == 0.0
+    assert f"{report['emissions']['kg_co2e']:.3g} kgCO2e" in cli("status", job_id, extra_env=env).stdout
+    assert "metered energy" not in cli("ledger", extra_env=env).stdout
