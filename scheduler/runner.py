@@ -13,7 +13,10 @@ shell: arguments as given),
 forwards SIGTERM/SIGINT/SIGHUP to it, enforces the timeout (SIGTERM, then SIGKILL after 10 s),
 and writes ``exit.json`` atomically: ``{"exit_code", "started_at", "finished_at",
 "duration_s", "timed_out", "signal"}``. Its own exit status is the command's (127 when the command
-does not exist, 128+N when killed by signal N).
+does not exist, 128+N when killed by signal N). A run still there ``KILL_AFTER_S`` after a
+forwarded signal (the job contract: save the checkpoint and exit within 30 s) is killed with its
+whole process group -- the tracker and everything the command started -- after ``exit.json``
+says so: a job that ignores SIGTERM ran on forever after `carbonsched cancel` said "cancelled".
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from pathlib import Path
 from carbonsched.fileio import write_json_atomic
 
 STARTUP_WAIT_S = 20.0  # how long a new runner waits for its launcher to record it (local.STARTUP_GRACE_S is longer)
+KILL_AFTER_S = 30.0  # a run still there this long after SIGTERM/SIGINT/SIGHUP is killed, process group and all
+TIMEOUT_KILL_S = 10.0  # after the timeout's SIGTERM
 
 
 def process_start(pid: int) -> str | None:
@@ -58,7 +63,7 @@ def _confirmed(directory: Path, wait_s: float) -> bool:
 
 
 def run(directory: Path, command: list[str], timeout_s: float | None, token: str,
-        startup_wait_s: float = STARTUP_WAIT_S) -> int:
+        startup_wait_s: float = STARTUP_WAIT_S, kill_after_s: float = KILL_AFTER_S) -> int:
     received: list[int] = []
     child = None
 
@@ -91,20 +96,23 @@ def run(directory: Path, command: list[str], timeout_s: float | None, token: str
         return code
     if received:  # a signal came while it started: pass it on now
         child.send_signal(received[-1])
-    timed_out = False
+    timed_out, kill_at = False, None  # kill_at: when a run asked to stop is killed
     while True:
         try:
-            child.wait(timeout=None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - t0)))
+            child.wait(timeout=0.2)
             break
         except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if timeout_s is not None and not timed_out and now - t0 >= timeout_s:
             timed_out = True
             child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            break
+            kill_at = min(kill_at or float("inf"), now + TIMEOUT_KILL_S)
+        if received and kill_at is None:
+            kill_at = now + kill_after_s
+        if kill_at is not None and now >= kill_at:
+            _kill(directory, child, started, t0, timed_out)
+            return 128 + signal.SIGKILL
     rc = child.returncode
     code = 128 - rc if rc < 0 else rc
     write_json_atomic(directory / "exit.json", {
@@ -115,18 +123,33 @@ def run(directory: Path, command: list[str], timeout_s: float | None, token: str
     return code
 
 
+def _kill(directory: Path, child: subprocess.Popen, started: datetime, t0: float, timed_out: bool) -> None:
+    """Kill a run that did not stop when asked: ``exit.json`` first (the runner dies with its group),
+    then SIGKILL to the process group it leads (the launcher starts it in a session of its own), else
+    to the child alone."""
+    write_json_atomic(directory / "exit.json", {
+        "exit_code": 128 + signal.SIGKILL, "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(), "duration_s": round(time.monotonic() - t0, 3),
+        "timed_out": timed_out, "signal": int(signal.SIGKILL), "killed": "it did not stop when asked"})
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    child.kill()
+    child.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m carbonsched.runner")
     ap.add_argument("--dir", required=True, type=Path)
     ap.add_argument("--timeout", type=float)
     ap.add_argument("--token", required=True)
     ap.add_argument("--startup-wait", type=float, default=STARTUP_WAIT_S, help=argparse.SUPPRESS)
+    ap.add_argument("--kill-after", type=float, default=KILL_AFTER_S, help=argparse.SUPPRESS)
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if not command:
         ap.error("no command given after --")
-    return run(a.dir, command, a.timeout, a.token, a.startup_wait)
+    return run(a.dir, command, a.timeout, a.token, a.startup_wait, a.kill_after)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from carbonsched.runner import process_start
 TRACKER_MODULE = "carbonsched.cli.track"  # `carbonsched track` without the other commands' imports
 RUNNER_MODULE = "carbonsched.runner"  # a light process entry point (see its docstring)
 STARTUP_GRACE_S = 30.0  # a token this old without a pid: the launch died before the process started
+ORPHAN_GRACE_S = 5.0  # cancel of a run whose runner died: SIGTERM to its group, SIGKILL this much later
 PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
               "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
               "CUDA_HOME", "NVIDIA_VISIBLE_DEVICES", "HF_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME")
@@ -73,10 +74,12 @@ class LocalLauncher:
 
     name = "local"
 
-    def __init__(self, home: Path, timeout_s: float | None = None, region_id: str | None = None):
+    def __init__(self, home: Path, timeout_s: float | None = None, region_id: str | None = None,
+                 kill_after_s: float | None = None):
         self.root = Path(home) / "runs"
         self.timeout_s = timeout_s
         self.region_id = region_id
+        self.kill_after_s = kill_after_s  # the runner's grace after SIGTERM (None: runner.KILL_AFTER_S)
 
     def _dir(self, job_id: str, attempt: int, segment: int = 0) -> Path:
         d = self.root / job_id / f"attempt-{attempt}"
@@ -91,12 +94,17 @@ class LocalLauncher:
         cwd = job.spec.get("workdir") or None
         if cwd and not Path(cwd).is_dir():
             raise LaunchError(f"job {job.id}: its workdir {cwd} is not a folder on this machine")
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (d / "token").write_text(token)  # before the start, so find() sees this attempt at once
-        (d / "pid").unlink(missing_ok=True)  # a relaunch of an attempt that never started
+        try:
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            (d / "token").write_text(token)  # before the start, so find() sees this attempt at once
+            (d / "pid").unlink(missing_ok=True)  # a relaunch of an attempt that never started
+        except OSError as exc:  # e.g. <home>/runs is a file: a launch error (the job fails), not a half-made attempt
+            raise LaunchError(f"cannot prepare the run folder {d}: {exc.strerror or exc}") from None
         args = [sys.executable, "-m", RUNNER_MODULE, "--dir", str(d), "--token", token]
         if self.timeout_s:
             args += ["--timeout", str(self.timeout_s)]
+        if self.kill_after_s is not None:
+            args += ["--kill-after", str(self.kill_after_s)]
         with open(os.open(d / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             try:
                 proc = subprocess.Popen(args + ["--"] + command, stdout=log, stderr=subprocess.STDOUT,
@@ -113,7 +121,7 @@ class LocalLauncher:
         try:
             if (d / "token").read_text() != token:
                 return None
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         if not (d / "pid").exists():
             return None  # the launch died between the token and the process: launch it again
@@ -171,21 +179,78 @@ class LocalLauncher:
             if _age_s(d / "token") > STARTUP_GRACE_S:
                 return "failed", None  # never started: the launch died before the process existed
             return "running", None  # the runner is starting: it writes pid first thing
-        return ("running", None) if _alive(*pid) else ("failed", None)  # died without writing exit.json
+        if _alive(*pid) or _orphaned(pid[0]):  # the runner, or what it started if it was killed
+            return "running", None
+        return "failed", None  # died without writing exit.json
 
     def cancel(self, resource_id: str) -> None:
+        """SIGTERM to the runner, which passes it on and kills the run's process group if it is still
+        there ``runner.KILL_AFTER_S`` later. A runner that died (killed) leaves its group without
+        that guard: the group gets SIGTERM, then SIGKILL after ``ORPHAN_GRACE_S``."""
         pid = _read_pid(self._path(resource_id))
-        if pid is not None and _alive(*pid):
+        if pid is None:
+            return
+        if _alive(*pid):
             try:
                 os.kill(pid[0], signal.SIGTERM)
             except ProcessLookupError:
                 pass
+            return
+        if _orphaned(pid[0]):
+            _stop_group(pid[0], ORPHAN_GRACE_S)
 
     def logs(self, resource_id: str) -> str | None:
         try:
             return (self._path(resource_id) / "log.txt").read_text(errors="replace")
         except FileNotFoundError:
             return None
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process of the run's process group -- the runner's session, which
+    the tracker and the command share -- is still there: the runner may be gone while its command
+    runs on. Read from /proc (a zombie still counts for ``killpg``); ``killpg(pgid, 0)`` without it."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # it ended while we looked
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def _orphaned(pid: int) -> bool:
+    """The runner ``pid`` is gone but its process group is not: the command it started runs on. (A
+    pid leading a live group is never reused, so a group with no process of that pid is the run's;
+    a process with that pid is the runner, or a recycled pid that ``_alive`` tells apart.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return _group_alive(pid)
+    except PermissionError:
+        return False
+    return _zombie(pid) and _group_alive(pid)  # a zombie runner still leads its group
+
+
+def _stop_group(pgid: int, grace_s: float) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.05)
 
 
 def _age_s(path: Path) -> float:
@@ -212,5 +277,14 @@ def _alive(pid: int, start: str | None) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else: a recycled pid unless the start time matches
+    if _zombie(pid):  # exited, not yet reaped by its parent (the agent that launched it): not running
+        return False
     now = process_start(pid)
     return start is None or now is None or now == start
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -58,9 +58,18 @@ def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: d
         _guarded(store, job, clock, out,
                  lambda: _replan_then_launch(store, job, launcher_factory, clock, replan, lease, policy), max_errors)
     for job in store.jobs(("running",)):
-        _guarded(store, job, clock, out, lambda: refresh_status(store, job, launcher_factory, clock(), segments=True),
-                 max_errors)
+        _guarded(store, job, clock, out, lambda: _poll(store, job, launcher_factory, clock), max_errors)
     return [o for o in out if o.state != "skipped"]
+
+
+def _poll(store: Store, job: Job, launcher_factory, clock) -> LaunchOutcome | None:
+    """Poll a running job; its outcome when the pass saw it end (succeeded, failed: with its exit
+    code) or pause, so ``agent --once`` says so and exits 1 for a failure. None: still running."""
+    after = refresh_status(store, job, launcher_factory, clock(), segments=True)
+    if after.state == job.state:
+        return None
+    return LaunchOutcome(job.id, after.state, after.resource_id,
+                         message="" if after.exit_code is None else f"exit code {after.exit_code}")
 
 
 def _replan_then_launch(store: Store, job: Job, launcher_factory, clock, replan, lease: dict, policy=None):

@@ -121,6 +121,67 @@ def test_cancel_after_a_crashed_launch_terminates_what_it_started(store_target, 
     assert any(e["kind"] == "terminated" and e["resources"] == [rid] for e in store.events(stored.id))
 
 
+def _gone(pid_file) -> bool:
+    pid = pid_file.read_text()
+    return not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_cancel_kills_a_run_that_ignores_sigterm_after_its_grace(store_target, tmp_path):
+    """The job contract gives a run its grace to save a checkpoint after SIGTERM; one that ignores
+    it is killed with its process group (it used to run on forever, the job saying "cancelled")."""
+    store = Store(store_target)
+    launcher = LocalLauncher(tmp_path, kill_after_s=1.0)
+    child_pid = tmp_path / "child.pid"
+    stored = add(store, f"{PY} -c 'import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                        f"open(\"{child_pid}\", \"w\").write(str(os.getpid())); time.sleep(120)'")
+    (out,) = agent_pass(store, lambda n: launcher, clock(), clock=clock)
+    assert out.state == "running" and wait_for(lambda: child_pid.exists() and child_pid.read_text())
+    assert cancel(store, stored.id, lambda n: launcher, clock()).state == "cancelled"
+    assert wait_for(lambda: _gone(child_pid), timeout=15), "a run that ignores SIGTERM survived its cancel"
+    doc = json.loads((launcher._path(out.resource_id) / "exit.json").read_text())
+    assert doc["signal"] == 9 and doc["killed"] == "it did not stop when asked"
+
+
+def test_a_run_whose_runner_was_killed_stays_running_and_can_be_cancelled(store_target, tmp_path):
+    """kill -9 of the runner leaves the command running in its process group: the job is running
+    (not "failed" while it runs on, beyond the reach of cancel), and cancel stops the group."""
+    import signal
+
+    store = Store(store_target)
+    launcher = LocalLauncher(tmp_path)
+    child_pid = tmp_path / "child.pid"
+    stored = add(store, f"{PY} -c 'import os, time; open(\"{child_pid}\", \"w\").write(str(os.getpid())); "
+                        "time.sleep(120)'")
+    (out,) = agent_pass(store, lambda n: launcher, clock(), clock=clock)
+    assert wait_for(lambda: child_pid.exists() and child_pid.read_text())
+    runner = int((launcher._path(out.resource_id) / "pid").read_text().split()[0])
+    os.kill(runner, signal.SIGKILL)
+    assert wait_for(lambda: launcher.status(out.resource_id) == ("running", None) and not os.path.exists(f"/proc/{runner}")
+                    or open(f"/proc/{runner}/stat").read().split()[2] == "Z")
+    agent_pass(store, lambda n: launcher, clock(), clock=clock)
+    assert store.get(stored.id).state == "running" and not _gone(child_pid)
+    assert cancel(store, stored.id, lambda n: launcher, clock()).state == "cancelled"
+    assert wait_for(lambda: _gone(child_pid), timeout=15)
+
+
+def test_a_pass_reports_the_runs_that_ended_in_it(store_target, tmp_path):
+    """`agent --once` printed nothing for a job whose run failed in the pass, and exited 0."""
+    store = Store(store_target)
+    launcher = LocalLauncher(tmp_path)
+    failing = add(store, f"{PY} -c 'raise SystemExit(3)'")
+    (out,) = agent_pass(store, lambda n: launcher, clock(), clock=clock)
+    assert out.state == "running" and wait_for(lambda: launcher.status(out.resource_id)[0] != "running")
+    (done,) = agent_pass(store, lambda n: launcher, clock(), clock=clock)
+    assert (done.job_id, done.state, done.message) == (failing.id, "failed", "exit code 3")
+    assert agent_pass(store, lambda n: launcher, clock(), clock=clock) == []  # said once
+
+
+def test_a_run_folder_that_cannot_be_made_is_a_launch_error(store_target, tmp_path):
+    (tmp_path / "runs").write_text("not a folder")
+    with pytest.raises(LaunchError, match="cannot prepare the run folder"):
+        LocalLauncher(tmp_path).launch(add(Store(store_target), f"{PY} -c pass"), {}, 0, "t")
+
+
 def test_a_fixed_cloud_launcher_only_gets_its_own_placements(store_target, tmp_path):
     settings = Settings(home=tmp_path)
     store = Store(store_target)
