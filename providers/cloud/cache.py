@@ -12,8 +12,9 @@ the CSV) plus the quota columns, so ``catalog.parse_offerings`` turns cache and 
 Offerings the same way. Each provider's section is replaced as a whole by its next refresh.
 
 Choosing offerings (``choose_offering_source``): per provider, the cached section when it is younger
-than the maximum age (``CARBONSCHED_CATALOG_MAX_AGE_DAYS``, default 7), else the embedded snapshot
-with a warning. Without a cache file the embedded catalog is used as before.
+than the maximum age (``CARBONSCHED_CATALOG_MAX_AGE_DAYS``, default 7) and its rows parse, else the
+embedded snapshot with a warning (naming the file, the section and the bad value). Without a cache
+file the embedded catalog is used as before; a broken cache never stops a plan.
 """
 from __future__ import annotations
 
@@ -107,8 +108,10 @@ def offerings_from_rows(rows: list[dict], source: str) -> list[Offering]:
         if raw:
             try:
                 n = int(float(raw))
-            except ValueError:
-                raise DataError(f"catalog cache: {prefix}_max_instances {raw!r} is not a number; "
+            except (ValueError, OverflowError):  # words, NaN, infinity
+                n = -1
+            if n < 0:
+                raise DataError(f"catalog cache: {prefix}_max_instances {raw!r} is not a whole number >= 0; "
                                 "run `carbonsched catalog refresh` again") from None
             o = replace(o, max_instances=n, quota_name=r.get(f"{prefix}_quota", ""))
         out.append(o)
@@ -199,8 +202,9 @@ def _parse_cache(text: str, where: str) -> dict:
         if not isinstance(sec, dict) or not isinstance(sec.get("rows"), list) or sec.get("columns") != ROW_FIELDS:
             raise DataError(f"catalog cache {where}: section {name!r} is malformed; run `carbonsched catalog refresh --provider {name}`")
         _parse_time(sec.get("fetched_at", ""), f"catalog cache {where} ({name})")
-        if any(not isinstance(row, list) or len(row) != len(ROW_FIELDS) for row in sec["rows"]):
-            raise DataError(f"catalog cache {where}: section {name!r} has rows of the wrong width; "
+        if any(not isinstance(row, list) or len(row) != len(ROW_FIELDS) or not all(isinstance(c, str) for c in row)
+               for row in sec["rows"]):
+            raise DataError(f"catalog cache {where}: section {name!r} has rows of the wrong width or non-text cells; "
                             f"run `carbonsched catalog refresh --provider {name}`")
     return doc
 
@@ -273,6 +277,11 @@ class CachedCatalog:
                 entry.update(source="embedded snapshot", reason=f"cache {age_text(age_h)} old (max {max_age:g} days)")
                 warnings.append(f"offerings: the {p} catalog cache is {age_text(age_h)} old (max {max_age:g} days, "
                                 f"{MAX_AGE_ENV}); using the embedded snapshot for {p}: run `carbonsched catalog refresh --provider {p}`")
+            elif (broken := _unparsable(path, p, sec)) is not None:  # a bad row must not stop the plan
+                entry.update(source="embedded snapshot", reason=f"cache rows do not parse: {broken}")
+                warnings.append(f"offerings: the {p!r} section of the catalog cache {path} does not parse ({broken}); "
+                                f"using the embedded snapshot for {p}: run `carbonsched catalog refresh --provider {p}` "
+                                "or delete the file")
             else:
                 entry.update(source="user cache", section=sec)
                 if sec.get("failed_regions"):
@@ -346,6 +355,15 @@ def _parsed_section(path: Path, provider: str, section: dict) -> tuple[Offering,
     return _PARSED[key]
 
 
+def _unparsable(path: Path, provider: str, section: dict) -> str | None:
+    """Why the rows of a cached section do not make offerings (a DataError's message), or None."""
+    try:
+        _parsed_section(path, provider, section)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
 def choose_offering_source(settings=None, *, now: datetime | None = None, max_age: float | None = None,
                            env: Mapping[str, str] | None = None):
     """The user cache (fresh providers) when ``catalog refresh`` has written one, else the embedded
@@ -382,7 +400,11 @@ def quota_warnings(offerings: list[Offering], limit: int = 3) -> list[str]:
 def summarize(section: dict, now: datetime | None = None, max_age: float | None = None) -> dict:
     """Counts and provenance of one provider's cache section (for ``catalog show``/``refresh``)."""
     rows = section_rows(section)
-    offerings = offerings_from_rows(rows, source="cache") if rows else []
+    try:
+        offerings, error = (offerings_from_rows(rows, source="cache") if rows else []), None
+    except DataError as exc:  # said, not raised: `catalog show` reports every section
+        offerings, error = [], (f"rows do not parse ({exc}); plans use the embedded snapshot for it: "
+                                "run `carbonsched catalog refresh` or delete the cache file")
     out = {
         "fetched_at": section["fetched_at"], "source": section.get("source", ""), "prices": section.get("prices", ""),
         "regions": len(section.get("regions", [])), "zones": len({r["zone"] for r in rows}),
@@ -393,6 +415,8 @@ def summarize(section: dict, now: datetime | None = None, max_age: float | None 
         "missing_permissions": section.get("missing_permissions", []),
         "failed_regions": section.get("failed_regions", {}), "notes": section.get("notes", []),
     }
+    if error:
+        out["error"] = error
     if now is not None:
         age_h = (now - _parse_time(section["fetched_at"], "catalog cache")).total_seconds() / 3600.0
         out["age_hours"] = round(age_h, 2)

@@ -14,18 +14,31 @@ from carbonsched.errors import DataError
 from carbonsched.models import Offering
 
 
+def _row_name(row: dict) -> str:
+    """The row as a reader finds it: provider, region, zone and instance type (not the whole dict)."""
+    return "row " + " ".join(str(row.get(k) or "-") for k in ("provider", "region", "zone", "instance_type"))
+
+
 def _num(raw: str, what: str, row: dict) -> float | None:
     if not raw:
         return None
     try:
         value = float(raw)  # float() ignores surrounding whitespace
-    except ValueError:
-        if not raw.strip():
+    except (TypeError, ValueError):
+        if isinstance(raw, str) and not raw.strip():
             return None
-        raise DataError(f"offerings data: {what} {raw!r} is not a number in {row}") from None
+        raise DataError(f"offerings data: {what} {raw!r} is not a number in {_row_name(row)}") from None
     if not 0 <= value < math.inf:  # also rejects NaN
-        raise DataError(f"offerings data: {what} {raw!r} is not a finite non-negative number in {row}")
+        raise DataError(f"offerings data: {what} {raw!r} is not a finite non-negative number in {_row_name(row)}")
     return value
+
+
+def _gpu_count(raw: str, row: dict) -> int:
+    """A whole number of GPUs >= 1 (an offering with no GPU is no place to train; 0 divided the planner)."""
+    value = _num(raw, "gpu_count", row)
+    if value is None or value < 1 or value != int(value):
+        raise DataError(f"offerings data: gpu_count {raw!r} is not a whole number of GPUs >= 1 in {_row_name(row)}")
+    return int(value)
 
 
 def _cheapest(prices: dict[str, float]) -> tuple[float, str | None]:
@@ -63,7 +76,7 @@ def parse_offerings(rows: list[dict], source: str = "embedded") -> list[Offering
             region=region,
             instance_type=instance,
             gpu=row["gpu"],
-            gpu_count=int(float(row["gpu_count"])),
+            gpu_count=_gpu_count(row["gpu_count"], row),
             vcpus=_num(row.get("vcpus"), "vcpus", row) or 0.0,
             memory_gib=_num(row.get("memory_gib"), "memory_gib", row) or 0.0,
             gpu_memory_gib=_num(row.get("gpu_memory_gib"), "gpu_memory_gib", row) or 0.0,

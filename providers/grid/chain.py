@@ -12,7 +12,8 @@ For a region and window ``[start, start + hours)`` the hours are filled in this 
    head's level over the hours both cover, and the note says so.
 
 Every part is recorded in ``Forecast.segments`` (source, kind, signal, from, to) and every
-fallback in ``Forecast.warnings``, so the plan can say what it used.
+fallback in ``Forecast.warnings`` (corrupt cache files the cache ignored included), so the plan
+can say what it used.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ class ChainedSource:
         live, cache = self.live, self.cache
         if live is None:
             return None
-        cached = cache.get(live.name, region.grid_zone, live.signal, "forecast") if cache else None
+        cached = cache.get(live.name, region.grid_zone, live.signal, "forecast", warnings) if cache else None
         now = self.clock()
         if cached is not None and cached.fetched_at and now - cached.fetched_at <= self.ttl \
                 and np.isfinite(cached.window(start, hours)).any():
@@ -119,7 +120,7 @@ class ChainedSource:
         if fetched is not None and cache is not None:
             return self._keep(cache, fetched, region, warnings)
         if cache is not None and live is not None:
-            return cache.get(live.name, region.grid_zone, signal, "history")
+            return cache.get(live.name, region.grid_zone, signal, "history", warnings)
         return fetched
 
     @staticmethod
@@ -127,7 +128,7 @@ class ChainedSource:
         """Cache ``series``; a cache that cannot be written (read-only home, full disk) costs the
         next plan a fetch, never this plan its live data."""
         try:
-            return cache.put(series)
+            return cache.put(series, warnings)
         except OSError as exc:
             warnings.append(f"{region.region_id}: cannot write the forecast cache {cache.root} ({exc.strerror or exc}); "
                             "using the fetched data without caching it")

@@ -77,7 +77,7 @@ PREDICTORS: dict[str, Callable[..., ForecastArrays]] = {
 class DecisionScores:
     predictor: str
     origins: int  # decisions scored
-    skipped: int  # origins this predictor could not forecast
+    skipped: int  # origins this predictor could not forecast (with no origin scored the scores are NaN; None in to_dict)
     realised_saving_pct: float
     oracle_saving_pct: float
     captured_pct: float | None  # None when the oracle saves nothing
@@ -100,12 +100,18 @@ class DecisionBacktest:
     robust: bool = True
 
     def to_dict(self) -> dict:
+        """The result as strict JSON values: a score nothing was scored for (NaN) is ``None``."""
         return {"schema_version": 1, "zone": self.zone, "hours": self.hours, "max_delay_hours": self.max_delay_hours,
                 "min_gain_pct": self.min_gain_pct, "seed": self.seed,
                 "scored_from": self.scored_from.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "scored_to": self.scored_to.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "candidate_origins": self.candidate_origins, "robust": self.robust,
-                "scores": [asdict(s) for s in self.scores]}
+                "scores": [{k: _finite_or_none(v) for k, v in asdict(s).items()} for s in self.scores]}
+
+
+def _finite_or_none(v):
+    """NaN/inf -> None: JSON has no NaN (a predictor with no scored origin has no score)."""
+    return None if isinstance(v, float) and not np.isfinite(v) else v
 
 
 def window_means(x: np.ndarray, hours: int) -> np.ndarray:

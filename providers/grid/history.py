@@ -48,6 +48,7 @@ def _parse_time(text: str, path: Path, line: int) -> datetime:
 
 MAX_G_PER_KWH = 3000.0  # lignite at its worst is ~1,100 g/kWh lifecycle; anything past 3,000 is a unit error
 KG_SUSPECT_MAX = 1.0  # a whole history below 1 is kg/kWh (no grid's hourly mix stays under 1 g/kWh)
+KG_MIXED_MEDIAN = 20.0  # values below 1 beside others with a median above this: kg/kWh rows mixed in
 
 
 def _parse_value(text: str, path: Path, line: int, column: str) -> float:
@@ -70,12 +71,22 @@ def _parse_value(text: str, path: Path, line: int, column: str) -> float:
 
 
 def _check_plausible(axis, vals: np.ndarray, path: Path, column: str) -> None:
-    """Refuse what would be silently wrong: kg/kWh given for g/kWh, and one hour given twice with
-    different values (averaging them would invent a number)."""
+    """Refuse what would be silently wrong: kg/kWh given for g/kWh (the whole column, or rows of it:
+    values in (0, 1) in a file whose other values have a median above ``KG_MIXED_MEDIAN``; a
+    genuinely clean grid's hours below 1 g/kWh sit among low hours, not beside 300 g/kWh), and one
+    hour given twice with different values (averaging them would invent a number)."""
     finite = vals[np.isfinite(vals)]
     if finite.size and 0 < finite.max() < KG_SUSPECT_MAX:
         raise UserInputError(f"{path}: every {column!r} value is below {KG_SUSPECT_MAX:g} (max {finite.max():g}); "
                              "that is kg/kWh, not g/kWh: multiply the column by 1000")
+    tiny = (vals > 0) & (vals < KG_SUSPECT_MAX)  # NaN compares False
+    rest = finite[finite >= KG_SUSPECT_MAX]  # the g/kWh-looking rows: their median, however many kg rows there are
+    if tiny.any() and rest.size and np.median(rest) > KG_MIXED_MEDIAN:
+        k = int(np.argmax(tiny))
+        raise UserInputError(f"{path}, line {k + 2}: {column!r} = {vals[k]:g} is below {KG_SUSPECT_MAX:g} g/kWh while the "
+                             f"median of the file's other values is {np.median(rest):g} ({int(tiny.sum())} rows below "
+                             f"{KG_SUSPECT_MAX:g}): kg/kWh rows mixed into g/kWh ones? multiply those rows by 1000 "
+                             "(or leave them empty, a gap)")
     if not axis.repeated_timestamps:
         return
     seen: dict = {}

@@ -122,3 +122,29 @@ def test_robust_deferral_in_the_planner_and_the_backtest(cli, tmp_path):
     expected = decision_backtest(values, start, robust=False, **kw).scores[0]
     robust = decision_backtest(values, start, robust=True, **kw).scores[0]
     assert robust.worse_than_now_pct <= expected.worse_than_now_pct and robust.waited_pct <= expected.waited_pct
+
+
+def _strict_json(text: str):
+    def refuse(const):
+        raise ValueError(f"{const} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_predictor_with_no_scored_origin_gives_null_scores_in_strict_json():
+    """last-year needs a year of history: on 40 days it scores nothing, and its scores are null, not NaN."""
+    r = decision_backtest(daily(40), T0, hours=4, max_delay=20, predictors={**SIMPLE, "last-year": last_year},
+                          origins=10)
+    doc = _strict_json(json.dumps(r.to_dict(), allow_nan=False))
+    ly = next(s for s in doc["scores"] if s["predictor"] == "last-year")
+    assert ly["origins"] == 0 and ly["skipped"] == 10
+    assert all(ly[k] is None for k in ("realised_saving_pct", "oracle_saving_pct", "captured_pct",
+                                       "worse_than_now_pct", "mean_regret_g_per_kwh", "waited_pct"))
+    assert all(isinstance(s["realised_saving_pct"], float) for s in doc["scores"] if s["predictor"] != "last-year")
+
+
+def test_cli_decisions_json_is_strict_when_a_predictor_scores_nothing(cli):
+    r = cli("backtest", "decisions", "--history", RAW / "ES_2022_hourly.csv", "--hours", "4", "--max-delay", "24",
+            "--origins", "20", "--json")
+    assert r.returncode == 0, r.stderr
+    ly = next(s for s in _strict_json(r.stdout)["scores"] if s["predictor"] == "last-year")
+    assert ly["origins"] == 0 and ly["realised_saving_pct"] is None and ly["waited_pct"] is None

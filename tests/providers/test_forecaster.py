@@ -287,6 +287,30 @@ def test_history_files_that_would_be_silently_wrong_are_refused(tmp_path):
                    datetime(2022, 1, 1, tzinfo=UTC), 1)
 
 
+def _hourly_csv(path, values):
+    t0 = datetime(2022, 1, 1, tzinfo=UTC)
+    path.write_text("datetime_utc,carbon_intensity_g_per_kwh\n" + "".join(
+        f"{(t0 + timedelta(hours=i)).isoformat()},{v:g}\n" for i, v in enumerate(values)))
+    return path
+
+
+@pytest.mark.parametrize("kg_rows", [30, 300])  # kg rows a minority, and a majority (the median is then 0.4)
+def test_kg_rows_mixed_into_a_g_per_kwh_file_are_refused_naming_the_first(tmp_path, kg_rows):
+    """100 rows at 300-350 g/kWh, then rows at 0.4 (kg/kWh): a silently wrong "best hour" before."""
+    p = _hourly_csv(tmp_path / "mixed.csv", list(np.linspace(300, 350, 100)) + [0.4] * kg_rows)
+    with pytest.raises(UserInputError, match=rf"mixed.csv, line 102: .*0.4 is below 1 g/kWh.*{kg_rows} rows.*kg/kWh"):
+        read_history_csv(p)
+
+
+def test_genuinely_low_carbon_files_are_kept(tmp_path):
+    rng = np.random.default_rng(0)
+    p = _hourly_csv(tmp_path / "clean.csv", rng.uniform(5, 30, 500))
+    assert np.isfinite(read_history_csv(p)[0]).all()
+    # hydro with a few hours below 1 g/kWh among low ones (like Norway's direct signal)
+    p = _hourly_csv(tmp_path / "hydro.csv", np.r_[rng.uniform(2, 15, 500), [0.9, 0.95]])
+    assert read_history_csv(p)[0].size == 502
+
+
 def test_read_simple_csv_other_value_column(tmp_path):
     p = tmp_path / "h.csv"
     p.write_text("datetime_utc,my_zone\n2022-06-01 00:00:00,1\n2022-06-01 01:00:00,2\n")
