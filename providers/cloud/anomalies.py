@@ -149,7 +149,12 @@ def variant_spreads(offerings: list[Offering], medians: dict[tuple[str, str], fl
     return out
 
 
-def staleness(as_of: str | None, today: date | None, max_age_days: float | None, provider: str = "") -> list[Anomaly]:
+def staleness(as_of: str | dict | None, today: date | None, max_age_days: float | None,
+              provider: str = "") -> list[Anomaly]:
+    """A catalog older than ``max_age_days``; ``as_of`` per provider when a cache mixes fresh
+    sections with the embedded snapshot (``CachedCatalog.describe``)."""
+    if isinstance(as_of, dict):
+        return [a for p, when in sorted(as_of.items()) for a in staleness(when, today, max_age_days, p)]
     if not as_of or today is None or max_age_days is None:
         return []
     try:

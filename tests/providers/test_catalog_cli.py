@@ -68,6 +68,12 @@ def test_refresh_then_show_plan_and_regions_use_the_cache(cli, clouds, tmp_path)
     regions = json.loads(cli("regions", "--gpu", "L4", "--provider", "gcp", "--json", extra_env=env).stdout)["regions"]
     assert {"us-central1", "europe-west4"} <= {r["region"] for r in regions}
     assert "gcp: user cache" in regions[0]["offerings_source"]
+    # `catalog check` over a cache (fresh sections beside the embedded snapshot): it crashed on the
+    # per-provider dates (TypeError: unhashable type: 'slice')
+    check = cli("catalog", "check", "--json", extra_env=env)
+    assert check.returncode in (0, 1) and "Traceback" not in check.stderr, check.stderr
+    doc = json.loads(check.stdout)
+    assert set(doc["catalog"]["as_of"]) >= {"aws", "gcp"} and not [a for a in doc["anomalies"] if a["kind"] == "stale"]
 
     # a stale cache is not used: embedded snapshot, with a warning naming the age and the fix
     stale = _plan(cli, {**env, "CARBONSCHED_CATALOG_MAX_AGE_DAYS": "0"}, "--provider", "aws")
