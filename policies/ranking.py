@@ -5,8 +5,10 @@ For one job the search is exact enumeration over all ``(o, k)`` candidates, vect
 1. Per offering ``o``, the best start ``k*(o)`` minimises the objective's primary array over
    feasible ``k``, ties to the earliest start (for the carbon objective, ties within
    ``min_gain_pct``, and with ``deferral = "robust"`` only the later starts whose p90 beats the
-   expected carbon of starting now there and on the greenest offering now (``robust_starts``); cost does not depend on ``k`` and finish time grows with it, so "cost" and
-   "time" take the earliest feasible start).
+   expected carbon of starting now there and on the greenest offering now (``robust_starts``);
+   for the weighted and lexicographic objectives, robust deferral keeps the later starts whose
+   p90 beats starting now on the same offering; cost does not depend on ``k`` and finish time
+   grows with it, so "cost" and "time" take the earliest feasible start).
 2. Offerings are sorted (``np.lexsort``) by the objective's keys at their best start; for the
    single-term objectives the term in tie buckets first, then the start, then the other terms.
 
@@ -50,28 +52,30 @@ def row_earliest_within(x: np.ndarray, feasible: np.ndarray, fraction: float) ->
     return rows, np.argmax(masked <= best + fraction * np.abs(best), axis=1)
 
 
-def robust_bar(c: Candidates, feasible: np.ndarray, tie_fraction: float = 0.0) -> np.ndarray:
+def robust_bar(c: Candidates, feasible: np.ndarray, tie_fraction: float = 0.0, across: bool = True) -> np.ndarray:
     """(O, 1) what a later start's upper decile must beat under robust deferral: the expected kg of
-    starting now on the same offering, or on the greenest offering that can start now if that is
-    lower by more than ``tie_fraction`` (a greener "now" within ``min_gain_pct`` is a tie, and ties
-    do not count against waiting)."""
+    starting now on the same offering, or (``across``) on the greenest offering that can start now
+    if that is lower by more than ``tie_fraction`` (a greener "now" within ``min_gain_pct`` is a
+    tie, and ties do not count against waiting)."""
     rows = feasible.any(axis=1)
     first = np.argmax(feasible, axis=1)
     now_kg = np.where(rows, c.expected_kg[np.arange(c.shape[0]), first], np.inf)[:, None]
-    return np.minimum(now_kg, now_kg.min() * (1.0 + tie_fraction))
+    return np.minimum(now_kg, now_kg.min() * (1.0 + tie_fraction)) if across else now_kg
 
 
-def robust_starts(c: Candidates, feasible: np.ndarray, tie_fraction: float = 0.0) -> np.ndarray:
+def robust_starts(c: Candidates, feasible: np.ndarray, tie_fraction: float = 0.0, across: bool = True) -> np.ndarray:
     """The robust deferral rule: per offering, its earliest feasible start ("now"), and the later
     starts whose upper decile (``kg_co2e_p90``) still beats ``robust_bar`` -- the expected carbon
-    of starting now there and on the greenest offering now: a gain the forecast's own error could
-    erase justifies neither waiting nor waiting somewhere else. As ``feasible`` when the
-    candidates carry no upper decile."""
+    of starting now there and (``across``, the carbon objective) on the greenest offering now: a
+    gain the forecast's own error could erase justifies neither waiting nor waiting somewhere else.
+    The weighted and lexicographic objectives weigh other terms across offerings (the greenest
+    "now" may be the dearest), so for them only the offering's own "now" sets the bar. As
+    ``feasible`` when the candidates carry no upper decile."""
     if c.kg_co2e_p90 is None:
         return feasible
     first = np.argmax(feasible, axis=1)
     is_first = np.arange(c.shape[1])[None, :] == first[:, None]
-    return feasible & (is_first | (c.kg_co2e_p90 < robust_bar(c, feasible, tie_fraction)))
+    return feasible & (is_first | (c.kg_co2e_p90 < robust_bar(c, feasible, tie_fraction, across)))
 
 
 def _row_lexmin(keys: list[np.ndarray], feasible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,16 +117,18 @@ def rank(c: Candidates, feasible: np.ndarray, policy: Policy) -> Ranking:
         o, k = _pareto(c, feasible)
         return Ranking(o, k, c.kg_co2e[o, k], n_feasible)
 
+    # robust deferral: the starts a multi-term objective may wait for (its own "now" sets each bar)
+    eligible = robust_starts(c, feasible, policy.tie_fraction, across=False) if policy.deferral == "robust" else feasible
     if policy.objective == "weighted":
         primary = weighted_score(c, policy, feasible)
-        rows, ks = _row_argmin(primary, feasible)
+        rows, ks = _row_argmin(primary, eligible)
         keys = [c.start_h[ks] + c.runtime_h[rows], c.cost_usd[rows], c.kg_co2e[rows, ks], primary[rows, ks]]
         score = primary[rows, ks]
     elif policy.objective == "lexicographic":
         arrays = {t: c.term(t) for t in policy.key_order}
         bucket = {t: bucketed(a, feasible, policy.tolerance_pct) for t, a in arrays.items()}
         row_keys = [bucket[t] for t in policy.key_order[:-1]] + [arrays[policy.key_order[-1]]]
-        rows, ks = _row_lexmin(row_keys, feasible)
+        rows, ks = _row_lexmin(row_keys, eligible)
         keys = [arrays[policy.key_order[-1]][rows, ks]] + [bucket[t][rows, ks] for t in reversed(policy.key_order[:-1])]
         score = arrays[policy.key_order[0]][rows, ks]
     else:

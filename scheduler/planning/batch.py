@@ -466,7 +466,8 @@ def _columns(jc: JobCandidates, score, k: int | None, resources: dict, rule=None
     ``solver``), then those its deferral rule needs that they left out (``rule.extra``, and the
     first start of every offering among them: for the repair only, so that a rule does not make
     the LP larger); and whether pruning to ``k`` dropped any."""
-    flat = np.flatnonzero(jc.feasible.ravel())
+    usable = jc.feasible.ravel() & (np.isfinite(np.asarray(score)).ravel() if np.ndim(score) else True)
+    flat = np.flatnonzero(usable)  # an inf score: a start the job's rule refuses (job_scores)
     vals = np.asarray(score).ravel()[flat]
     keep = flat[_smallest(vals, k)] if k is not None else flat  # ties: the earlier first
     n_solver = len(keep)

@@ -21,6 +21,7 @@ import numpy as np
 
 from carbonsched.errors import UserInputError
 from carbonsched.policies import Policy
+from carbonsched.policies.ranking import robust_starts
 from carbonsched.spec.job import JobSpec
 
 if TYPE_CHECKING:
@@ -105,7 +106,10 @@ def job_scores(jcs: list[JobCandidates], weights: dict[str, float], scale_free: 
     then the mean of term t over every feasible candidate of the batch). Jobs sharing one build
     of their candidates share one array. A cost or time batch adds ``TIES`` (module docstring),
     so the top-k keeps the right ones of tied candidates too; 1e-6 of the objective is no
-    difference the solver's 0.5 % gap would see (the reported objective value includes it)."""
+    difference the solver's 0.5 % gap would see (the reported objective value includes it). In a
+    weighted batch a job with robust deferral may wait only for the starts ``plan`` would
+    (``policies.ranking.robust_starts`` against its own offering's "now"): the others score inf,
+    and ``build_problem`` makes no column of them."""
     scale = {}
     for t in weights:
         vals = [_terms(jc)[t][jc.feasible] for jc in jcs] if scale_free else []
@@ -116,8 +120,10 @@ def job_scores(jcs: list[JobCandidates], weights: dict[str, float], scale_free: 
     for jc in jcs:
         if id(jc.cands) not in done:
             terms = _terms(jc)
-            done[id(jc.cands)] = sum(w * terms[t] / scale[t] for t, w in weights.items()) + \
-                sum(w * terms[t] for t, w in ties.items())
+            score = sum(w * terms[t] / scale[t] for t, w in weights.items()) + sum(w * terms[t] for t, w in ties.items())
+            if scale_free and jc.policy.deferral == "robust":  # a weighted batch
+                score = np.where(robust_starts(jc.cands, jc.feasible, jc.policy.tie_fraction, across=False), score, np.inf)
+            done[id(jc.cands)] = score
         out.append(done[id(jc.cands)])
     return out
 

@@ -190,3 +190,18 @@ def test_the_same_instant_in_any_zone_plans_the_same():
         assert f.start == datetime(2026, 11, 27, 10, tzinfo=timezone.utc)  # India's :30 is not an hour boundary
     with pytest.raises(JobSpecError, match="timezone-aware datetime"):
         carbonsched.plan(job, now="2026-11-27T10:30Z", settings=Settings())
+
+
+@pytest.mark.parametrize("policy", [{"objective": "weighted", "weights": {"carbon": 1}},
+                                    {"objective": "weighted", "weights": {"carbon": 1, "cost": 0.01}},
+                                    {"objective": "lexicographic", "order": ["carbon", "cost"], "tolerance_pct": 0}])
+def test_robust_deferral_holds_for_the_multi_term_objectives(policy):
+    """Robust deferral is the default for every objective: a weighted or lexicographic plan used to
+    wait 11 h for a gain within the forecast's error that the carbon objective refuses."""
+    raw = {"gpu": "A100", "gpus": 8, "hours": 4, "window": {"max_delay": "24h"},
+           "constraints": {"regions": ["aws:eu-north-1"]}}
+    carbon = plan(raw)
+    robust = plan({**raw, "policy": policy}).placements[0]
+    eager = plan({**raw, "policy": {**policy, "deferral": "expected"}}).placements[0]
+    assert eager.start > NOW and eager.kg_co2e < robust.kg_co2e  # the mean forecast would wait ...
+    assert robust.start == carbon.placements[0].start == NOW  # ... its p90 does not beat starting now

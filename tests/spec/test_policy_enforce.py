@@ -119,8 +119,10 @@ def test_submit_refused_by_the_policy_stores_nothing(cli, tmp_path):
                                                         "--yes", "--now", NOW_ISO, extra_env=env))
     listed = cli("list", "--json", extra_env=env)
     assert listed.returncode == 0 and json.loads(listed.stdout)["jobs"] == []
-    # one that complies is stored as planned: under the policy, with the policy on record
-    r = cli("submit", job, "--policy", POLICY, "--launcher", "local", "--yes", "--json", "--now", NOW_ISO, extra_env=env)
+    # one that complies is stored as planned: under the policy, with the policy on record (deferral
+    # "expected": it waits for its greener hour, so it is stored, not launched)
+    r = cli("submit", job, "--policy", POLICY, "--launcher", "local", "--yes", "--json", "--now", NOW_ISO,
+            "--deferral", "expected", extra_env=env)
     assert r.returncode == 0, r.stderr
     store = Store(tmp_path / "home" / "jobs.sqlite")
     try:
