@@ -36,6 +36,13 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.region:
         raw.setdefault("constraints", {})["regions"] = a.region
     job = job_from_dict(merge(read_job_file(a.job), raw), base=job_file_dir(a.job))
+    if job.interruptible is not None:  # a SkyPilot task runs start to end: plan (and state the carbon of) that
+        from dataclasses import replace
+
+        job = replace(job, interruptible=None)
+        print("carbonsched: note: the exported task runs start to end, so it is planned as one uninterrupted run; "
+              "the job's [interruptible] segments need `carbonsched submit` (its agent stops and resumes the run)",
+              file=sys.stderr)
     settings, source = intensity_options(a, a.intensity_source)
     pf = policy_option(a, settings)
     top = max(50, 10 * a.top)  # placements differing only by zone or start collapse into one entry

@@ -280,6 +280,22 @@ def test_export_without_skypilot_still_writes_the_task(tmp_path):
     assert r.stdout.startswith("False\n") and "ordered:" in r.stdout and "p5.48xlarge" in r.stdout
 
 
+def test_an_interruptible_job_is_exported_as_the_one_run_the_task_makes(sky_home, cli, tmp_path):
+    """The exported task runs start to end: its header states that run's carbon, not the segmented
+    schedule's (a found defect: 5.26 kg claimed for two segments the task never pauses between)."""
+    _, home = sky_home
+    text = 'name = "pausable"\ncommand = "python train.py"\ngpu = "H100"\ngpus = 8\nhours = 6\n' \
+           '[constraints]\ngpu_types = ["H100"]\nregions = ["aws:*"]\n[window]\ndeadline = "2026-11-29T10:30:00Z"\n'
+    job = tmp_path / "job.toml"
+    job.write_text(text + "[interruptible]\nmax_segments = 3\n")
+    r = cli("export", "skypilot", job, "--top", "2", "--now", NOW_ISO, extra_env={"HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert "planned as one uninterrupted run" in r.stderr and "carbonsched submit" in r.stderr
+    plain = tmp_path / "plain.toml"
+    plain.write_text(text)
+    assert r.stdout == cli("export", "skypilot", plain, "--top", "2", "--now", NOW_ISO, extra_env={"HOME": str(home)}).stdout
+
+
 def test_a_planned_kubernetes_context_becomes_skypilots_k8s_entry(sky_home):
     """A context from the settings wins the plan (owned GPUs on a clean grid) and the task SkyPilot
     builds from that plan's ranking puts it first as infra k8s/CONTEXT, the clouds after it."""
