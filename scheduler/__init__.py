@@ -6,7 +6,9 @@
     plan = carbonsched.plan(job, now=datetime.now(timezone.utc))
     plan.best, plan.baseline, plan.to_dict(), plan.to_dataframe()
 
-Names are imported lazily (no import-time I/O, fast CLI start).
+Names are imported lazily (no import-time I/O, fast CLI start); ``dir(carbonsched)`` lists them:
+plan, plan_batch, plan_interruptible, load_job, JobSpec, Policy, submit, Tracker, track_emissions,
+list_regions, the policy functions and the errors.
 """
 from __future__ import annotations
 
@@ -44,6 +46,11 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __dir__() -> list[str]:
+    """The public names (``dir(carbonsched)``, tab completion), though they load only when used."""
+    return sorted(set(__all__) | {"__doc__", "__name__"})
 
 
 def __getattr__(name: str):

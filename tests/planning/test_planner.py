@@ -205,3 +205,13 @@ def test_robust_deferral_holds_for_the_multi_term_objectives(policy):
     eager = plan({**raw, "policy": {**policy, "deferral": "expected"}}).placements[0]
     assert eager.start > NOW and eager.kg_co2e < robust.kg_co2e  # the mean forecast would wait ...
     assert robust.start == carbon.placements[0].start == NOW  # ... its p90 does not beat starting now
+
+
+def test_the_package_lists_its_api_and_every_name_loads():
+    """dir(carbonsched) listed only 'annotations' (the names load lazily): help and tab completion
+    showed nothing of the API."""
+    names = set(dir(carbonsched))
+    assert {"plan", "plan_batch", "JobSpec", "Policy", "load_job", "submit", "Tracker"} <= names
+    assert names >= set(carbonsched.__all__) and "annotations" not in names
+    for name in carbonsched.__all__:
+        assert getattr(carbonsched, name) is not None
