@@ -20,6 +20,8 @@ def parse_weights(text: str) -> dict[str, float]:
         key, sep, value = part.partition("=")
         if not sep:
             raise argparse.ArgumentTypeError(f"weights look like carbon=1,cost=0.5 (got {text!r})")
+        if key.strip() in out:  # which one was meant?
+            raise argparse.ArgumentTypeError(f"weight {key.strip()!r} is given twice in {text!r}; give it once")
         try:
             out[key.strip()] = float(value)
         except ValueError:

@@ -310,3 +310,8 @@ def test_policy_check_and_schema_from_the_console(cli, tmp_path):
     r = cli("schema", "plan")
     assert r.returncode == 0 and json.loads(r.stdout)["title"]
     assert _error(cli("schema", "nope"))
+
+
+def test_a_weight_given_twice_is_refused(cli):
+    r = cli("plan", "--gpu", "A100", "--gpus", "1", "--hours", "1", "--objective", "weighted", "--weights", "carbon=1,carbon=2")
+    assert r.returncode == 2 and "weight 'carbon' is given twice" in r.stderr  # it kept the last one
