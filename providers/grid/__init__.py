@@ -85,13 +85,16 @@ def build_forecast_source(settings=None, *, name: str | None = None, clock: Call
     settings = settings or resolve_settings()
     env = os.environ if env is None else env
     clock = clock or (lambda: datetime.now(timezone.utc))
-    name = name or settings.intensity_source
+    asked, name = name, name or settings.intensity_source
     if name not in CHOICES:
         raise UnknownNameError(f"unknown intensity source {name!r}; choose one of {', '.join(CHOICES)}")
     if name == "auto" and not files:
         name = auto_source_name(env)
-    if files and name in ("auto", "file"):
+    if files and (name in ("auto", "file") or asked is None):  # files given win over the settings' source
         name = "file"
+    elif files:  # another source named with them: the files would be silently unused
+        raise UnknownNameError(f"--intensity-file reads history files: use it with --intensity-source file (or "
+                               f"auto), not {name}")
     elif name == "file" and not files:
         raise UnknownNameError("the file intensity source needs history files (--intensity-file [ZONE=]PATH)")
     if live is None and name == "file":

@@ -158,6 +158,13 @@ def test_cli_plan_and_forecast_with_a_history_file(cli):
     assert sources["gcp:us-west2"] == "file:US-CAL-CISO_2022_hourly.csv"
     assert sources["aws:us-east-1"] == "embedded-profile"  # no file for the baseline's zone
     assert any("signals" not in w and "embedded typical-day" in w or "profile" in w for w in doc["warnings"])
+    # named beside another source the file would go unused: refused (it was silently dropped)
+    r = cli("plan", "--gpu", "T4", "--gpus", "1", "--hours", "6", "--intensity-source", "profile", "--intensity-file", path)
+    assert r.returncode == 2 and "use it with --intensity-source file" in r.stderr
+    # the settings' source gives way to a file given on the command line
+    r = cli("forecast", "gcp:us-west2", "--intensity-file", path, "--now", "2022-07-01T00:00Z", "--hours", "24", "--json",
+            extra_env={"CARBONSCHED_INTENSITY_SOURCE": "profile"})
+    assert r.returncode == 0 and json.loads(r.stdout)["source"] == "file:US-CAL-CISO_2022_hourly.csv", r.stderr
 
 
 def test_cli_forecast_table_json_plot_and_errors(cli, tmp_path):
