@@ -32,7 +32,9 @@ def cmd_plan(a: argparse.Namespace) -> int:
     if a.strict or a.capacity is not None:
         raise UserInputError("--strict and --capacity plan a queue: use them with --batch JOBS.toml")
     raw = merge(read_job_file(a.job) if a.job else {}, overrides(a))
+    implied_objective(a, raw)
     job = job_from_dict(raw, base=job_file_dir(a.job))
+    unused_policy_flags(a, job.policy.objective)
     if getattr(a, "server", False):  # `submit --dry-run` comes here without the flag
         no_local_policy(a)
         return _plan_remote(a, raw, _top(a, job, None))
@@ -48,6 +50,27 @@ def cmd_plan(a: argparse.Namespace) -> int:
     from carbonsched.cli.render import render_plan
 
     return emit(a, result, to_dict=lambda p: p.to_dict(), render=render_plan, plot=_plot)
+
+
+def implied_objective(a: argparse.Namespace, raw: dict) -> None:
+    """--weights alone means the weighted objective, --order alone the lexicographic one (as
+    ``plan --batch --weights`` reads it), when neither the flags nor the job file name one."""
+    policy = raw.setdefault("policy", {})
+    if "objective" not in policy:
+        if getattr(a, "weights", None) is not None:
+            policy["objective"] = "weighted"
+        elif getattr(a, "order", None) is not None:
+            policy["objective"] = "lexicographic"
+
+
+def unused_policy_flags(a: argparse.Namespace, objective: str) -> None:
+    """--weights and --order shape the weighted and lexicographic objectives: with another, refuse
+    them rather than plan as if they were not there."""
+    for flag, value, used_by in (("--weights", getattr(a, "weights", None), "weighted"),
+                                 ("--order", getattr(a, "order", None), "lexicographic")):
+        if value is not None and objective != used_by:
+            raise UserInputError(f"{flag} applies to the {used_by} objective, not {objective}: add --objective "
+                                 f"{used_by}, or drop {flag}")
 
 
 def _top(a: argparse.Namespace, job, pf) -> int:

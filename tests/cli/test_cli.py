@@ -315,3 +315,14 @@ def test_policy_check_and_schema_from_the_console(cli, tmp_path):
 def test_a_weight_given_twice_is_refused(cli):
     r = cli("plan", "--gpu", "A100", "--gpus", "1", "--hours", "1", "--objective", "weighted", "--weights", "carbon=1,carbon=2")
     assert r.returncode == 2 and "weight 'carbon' is given twice" in r.stderr  # it kept the last one
+
+
+def test_weights_and_order_shape_their_objective_and_nothing_else(cli):
+    """--weights/--order with another objective were accepted and ignored; alone they imply theirs."""
+    base = ("plan", "--gpu", "A100", "--gpus", "1", "--hours", "1", "--json")
+    r = cli(*base, "--objective", "cost", "--weights", "carbon=1")
+    assert r.returncode == 2 and "--weights applies to the weighted objective, not cost" in r.stderr
+    r = cli(*base, "--objective", "weighted", "--order", "cost,carbon")
+    assert r.returncode == 2 and "--order applies to the lexicographic objective" in r.stderr
+    assert json.loads(cli(*base, "--weights", "carbon=1,cost=1").stdout)["policy"]["objective"] == "weighted"
+    assert json.loads(cli(*base, "--order", "cost,carbon").stdout)["policy"]["objective"] == "lexicographic"
