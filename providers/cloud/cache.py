@@ -247,6 +247,9 @@ def max_age_days(env: Mapping[str, str] | None = None) -> float:
     return value
 
 
+FUTURE_SLACK_H = 0.25  # clocks disagree a little; a cache fetched further ahead than this is not trusted as fresh
+
+
 def age_text(hours: float) -> str:
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
@@ -273,7 +276,12 @@ class CachedCatalog:
             age_h = (now - fetched).total_seconds() / 3600.0
             entry = {"fetched_at": sec["fetched_at"], "age_hours": round(age_h, 2), "prices": sec.get("prices", ""),
                      "regions": len(sec.get("regions", [])), "cache_source": sec.get("source", "")}
-            if age_h > max_age * 24:
+            if age_h < -FUTURE_SLACK_H:  # written by a clock ahead of this one: its age is unknown, not fresh
+                entry.update(source="embedded snapshot", reason=f"cache fetched_at {sec['fetched_at']} is in the future")
+                warnings.append(f"offerings: the {p} catalog cache says it was fetched at {sec['fetched_at']}, "
+                                f"{age_text(-age_h)} from now (a clock ahead?); using the embedded snapshot for {p}: "
+                                f"run `carbonsched catalog refresh --provider {p}`")
+            elif age_h > max_age * 24:
                 entry.update(source="embedded snapshot", reason=f"cache {age_text(age_h)} old (max {max_age:g} days)")
                 warnings.append(f"offerings: the {p} catalog cache is {age_text(age_h)} old (max {max_age:g} days, "
                                 f"{MAX_AGE_ENV}); using the embedded snapshot for {p}: run `carbonsched catalog refresh --provider {p}`")

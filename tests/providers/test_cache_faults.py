@@ -198,3 +198,15 @@ def test_cli_plan_with_a_zero_gpu_row_prints_no_numpy_warning(cli, tmp_path):
             extra_env={"CARBONSCHED_HOME": str(tmp_path / "home")})
     assert r.returncode == 0, r.stderr
     assert "RuntimeWarning" not in r.stderr and "gpu_count '0'" in r.stdout
+
+
+def test_a_catalog_cache_fetched_in_the_future_is_not_taken_as_fresh(tmp_path):
+    """A cache written by a clock ahead of this one read "-1623617 min old" and was used as fresh."""
+    path, _ = _write_catalog_cache(tmp_path, "price_usd_per_hour", "1.0")
+    now = datetime.now(UTC)
+    assert choose_offering_source(Settings(home=tmp_path), now=now, max_age=7).describe()["providers"]["aws"]["source"] \
+        .startswith("user cache")
+    source = choose_offering_source(Settings(home=tmp_path), now=now - timedelta(days=3), max_age=7)
+    assert {o.source for o in source.list_offerings() if o.provider == "aws"} == {"embedded"}
+    (warning,) = [w for w in source.warnings if "in the future" in w or "from now" in w]
+    assert "3.0 days from now" in warning and "catalog refresh --provider aws" in warning
