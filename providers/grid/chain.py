@@ -111,17 +111,19 @@ class ChainedSource:
 
     def _history(self, region: Region, end: datetime, signal: str, warnings: list[str]) -> HourlySeries | None:
         live, cache = self.live, self.cache
-        fetched = None
+        fetched, failed = None, None
         if live is not None and hasattr(live, "history") and self.down is None:
             try:
                 fetched = live.history(region, end, HISTORY_FETCH_HOURS)
             except GridSourceError as exc:
-                warnings.append(f"{live.name} history failed for {region.region_id} ({exc}); using cached history")
+                failed = f"{live.name} history failed for {region.region_id} ({exc})"
         if fetched is not None and cache is not None:
             return self._keep(cache, fetched, region, warnings)
-        if cache is not None and live is not None:
-            return cache.get(live.name, region.grid_zone, signal, "history", warnings)
-        return fetched
+        cached = cache.get(live.name, region.grid_zone, signal, "history", warnings) \
+            if cache is not None and live is not None else None
+        if failed:  # say what stands in for it: the cache only when there is one
+            warnings.append(failed + ("; using cached history" if cached is not None else "; no cached history"))
+        return cached if cached is not None else fetched
 
     @staticmethod
     def _keep(cache: SeriesCache, series: HourlySeries, region: Region, warnings: list[str]) -> HourlySeries:

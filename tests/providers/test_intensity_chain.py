@@ -217,3 +217,32 @@ def test_a_cache_that_cannot_be_written_does_not_cost_the_live_data(tmp_path):
     f = chain.forecast(read_regions()["aws:eu-north-1"], datetime(2026, 1, 1, tzinfo=UTC), 6)
     np.testing.assert_allclose(f.intensity_g_per_kwh, 100.0)  # the live answer, not the profile
     assert any("cannot write the forecast cache" in w for w in f.warnings)
+
+
+class _Short(_Live):
+    """A live source whose forecast covers 2 hours of those asked and whose history fails."""
+
+    def series(self, region, start, hours):
+        values = np.full(hours, np.nan)
+        values[:2] = 100.0
+        return HourlySeries(zone=region.grid_zone, start=start, values_g_per_kwh=values,
+                            signal=self.signal, source=self.name, kind="forecast", fetched_at=start)
+
+    def history(self, region, end, hours):
+        from carbonsched.errors import SourceUnavailableError
+
+        raise SourceUnavailableError("503 after retries", self.name)
+
+
+def test_a_failed_history_says_whether_a_cache_stands_in(tmp_path):
+    """"using cached history" was said with nothing cached."""
+    region, t0 = read_regions()["aws:eu-north-1"], datetime(2026, 1, 1, tzinfo=UTC)
+    f = ChainedSource(_Short(), SeriesCache(tmp_path / "grid"), clock=lambda: t0).forecast(region, t0, 6)
+    said = [w for w in f.warnings if "history failed" in w]
+    assert said and all(w.endswith("; no cached history") for w in said), f.warnings
+    SeriesCache(tmp_path / "grid").put(HourlySeries(
+        zone=region.grid_zone, start=t0 - timedelta(days=15), values_g_per_kwh=np.full(15 * 24, 120.0),
+        signal="average-lca", source="test", kind="history", fetched_at=t0))
+    f = ChainedSource(_Short(), SeriesCache(tmp_path / "grid"), clock=lambda: t0).forecast(region, t0, 6)
+    said = [w for w in f.warnings if "history failed" in w]
+    assert said and all(w.endswith("; using cached history") for w in said), f.warnings
