@@ -15,6 +15,8 @@ Segments (``merge_segments``): energies, samples and wall time add up; hours of 
 split add up per UTC hour; per-GPU figures add up by device index (mean power re-weighted by
 each segment's wall time); the exit code is the last segment's; methods that differ between
 segments read ``mixed``; ``segments`` lists each part's start, end, wall time, energy and exit.
+Merging is idempotent: a record whose segments (same start and end) are all in the sum already
+adds nothing, so a segment merged twice is counted once.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ def merge_segments(records: list[dict]) -> dict:
     """One record for a run made of ``records`` (its segments, in order); see the module docstring."""
     if not records:
         raise ValueError("no segment records to merge")
+    records = _distinct(records)
     if len(records) == 1:
         return dict(records[0])
     first, last = records[0], records[-1]
@@ -116,6 +119,20 @@ def merge_segments(records: list[dict]) -> dict:
         "warnings": list(dict.fromkeys(w for r in records for w in r.get("warnings") or [])),
         "segments": [s for r in records for s in (r.get("segments") or [_segment(r)])],
     }
+
+
+def _distinct(records: list[dict]) -> list[dict]:
+    """``records`` without those whose segments (by start and end) are all in an earlier one: a
+    segment merged twice (an agent retrying) is summed once."""
+    seen: set = set()
+    out = []
+    for r in records:
+        keys = {(s.get("started_at"), s.get("ended_at")) for s in r.get("segments") or [r]}
+        if keys <= seen:
+            continue
+        seen |= keys
+        out.append(r)
+    return out
 
 
 def _segment(r: dict) -> dict:

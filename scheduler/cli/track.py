@@ -21,7 +21,8 @@ examples:
 
 Jobs launched by `carbonsched submit`/`agent` run under this tracker already (the record comes
 back into the job store; `carbonsched status JOB` shows it). With --job JOB and no NVML, the GPU
-energy is modelled for the GPUs the job was placed on (say otherwise with --gpu/--gpus).
+energy is modelled for the GPUs the job was placed on (say otherwise with --gpu/--gpus). A job
+keeps one measurement: tracking a job that has one is refused before the run, unless --replace.
 
 The command's exit status is returned (128+N if killed by signal N; 127 if not found);
 SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 are passed on to it. GPU energy: NVML energy counters
@@ -39,7 +40,7 @@ def _power(a):
 def cmd_track(a: argparse.Namespace) -> int:
     from carbonsched.settings import resolve_settings
     from carbonsched.measure.energy import CPU_CHAIN, GPU_CHAIN
-    from carbonsched.measure.track import run_tracked, save_record
+    from carbonsched.measure.track import check_args, check_destination, run_tracked, save_record
 
     cmd = list(a.cmd)
     if cmd and cmd[0] == "--":
@@ -56,13 +57,18 @@ def cmd_track(a: argparse.Namespace) -> int:
 
         import_mlflow()  # not installed: say so before the run
     settings = resolve_settings()
+    check_args(cmd, a.interval)  # run_tracked checks them too; here before anything is opened
+    # where the record goes, checked before the run; a job id prefix resolved once, used everywhere
+    job_id, store = check_destination(settings, job_id=a.job, out=a.out, replace=a.replace)
+    if job_id != a.job and not a.quiet:
+        print(f"carbonsched: --job {a.job} is job {job_id}", file=sys.stderr)
     gpu, gpus, note = a.gpu, a.gpus or 0, None
-    if a.job and gpu is None and a.gpus is None:
-        gpu, gpus, note = _job_gpus(a.job, settings)
+    if job_id and gpu is None and a.gpus is None:
+        gpu, gpus, note = _job_gpus(job_id, store)
     gpu_chain = GPU_CHAIN if a.gpu_method == "auto" else (a.gpu_method,)
     cpu_chain = CPU_CHAIN if a.cpu_method == "auto" else (a.cpu_method,)
     m = run_tracked(cmd, gpu_chain=gpu_chain, cpu_chain=cpu_chain, power=_power(a), gpu=gpu, gpus=gpus,
-                    interval_s=a.interval, job_id=a.job or os.environ.get("CARBONSCHED_JOB_ID") or None,
+                    interval_s=a.interval, job_id=job_id or os.environ.get("CARBONSCHED_JOB_ID") or None,
                     region_id=a.region, plan_file=str(Path(a.plan).resolve()) if a.plan else None)
     record = m.to_dict()
     if note and m.gpu["method"] == "model":
@@ -71,7 +77,13 @@ def cmd_track(a: argparse.Namespace) -> int:
         from carbonsched.record import encode_marked
 
         print(encode_marked(record), file=sys.stderr, flush=True)
-    written, notes = save_record(record, settings, job_id=a.job, out=a.out)
+    try:
+        written, notes = save_record(record, settings, job_id=job_id, out=a.out, store=store, replace=a.replace)
+    except (CarbonschedError, OSError) as exc:  # the run happened: its record and exit status still count
+        print(f"carbonsched: error: the record could not be kept ({exc}); here it is (JSON): save it to a "
+              "file for `carbonsched report --measurement FILE`", file=sys.stderr)
+        print(json.dumps(record, indent=2), file=sys.stderr)
+        written, notes = [], []
     for n in notes:
         print(f"carbonsched: warning: {n}", file=sys.stderr)
     if not a.quiet:
@@ -80,7 +92,8 @@ def cmd_track(a: argparse.Namespace) -> int:
               f"memory model {m.memory['energy_kwh']:.6f})", file=sys.stderr)
         for w in m.warnings:
             print(f"carbonsched: note: {w}", file=sys.stderr)
-        print("carbonsched: record written to " + ", ".join(map(str, written)), file=sys.stderr)
+        if written:
+            print("carbonsched: record written to " + ", ".join(map(str, written)), file=sys.stderr)
     if a.mlflow:
         _log_to_mlflow(record, plan_doc, settings, quiet=a.quiet)
     return m.exit_code
@@ -104,14 +117,14 @@ def _log_to_mlflow(record: dict, plan: dict | None, settings, *, quiet: bool) ->
         print(f"carbonsched: logged to MLflow run {run_id}", file=sys.stderr)
 
 
-def _job_gpus(job_id: str, settings) -> tuple[str | None, int, str | None]:
+def _job_gpus(job_id: str, store) -> tuple[str | None, int, str | None]:
     """The GPUs a stored job was placed on, for the modelled fallback of ``track --job`` (no NVML
     reading): where it launched (its last attempt's placement), else its plan's best."""
-    from carbonsched.measure.track import open_store
     from carbonsched.run.store import UnknownJobError
 
+    if store is None:
+        return None, 0, None  # no usable store
     try:
-        store = open_store(settings)
         job = store.get(job_id)
         attempts = store.attempts(job_id)
     except (UnknownJobError, CarbonschedError):
@@ -214,7 +227,10 @@ def register_track(sub, common) -> None:
                        description="Run CMD, measure GPU/CPU energy while it runs, write a measurement record (JSON).",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_TRACK,
                        usage="carbonsched track [options] -- CMD [ARG ...]")
-    t.add_argument("--job", metavar="JOB", help="job id (or any label): the record goes into the job store under it")
+    t.add_argument("--job", metavar="JOB", help="job id, or a unique prefix of one (or any other label): the record "
+                                                "goes into the job store under it")
+    t.add_argument("--replace", action="store_true", help="replace the measurement the job already has (without it, "
+                                                          "a job's measurement is never replaced)")
     t.add_argument("--out", metavar="FILE", help="also write the record (JSON) here; without --job or --out it goes to "
                                                  "$CARBONSCHED_HOME/measurements/")
     t.add_argument("--region", metavar="REGION", help="where it runs, e.g. gcp:us-central1 (for the report)")

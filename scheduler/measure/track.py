@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -32,7 +33,7 @@ from carbonsched.models import PowerModel
 from carbonsched.units import iso_utc, parse_utc
 from carbonsched import __version__
 from carbonsched.errors import UserInputError
-from carbonsched.run.store import Store
+from carbonsched.run.store import AmbiguousJobError, MeasurementExistsError, Store, UnknownJobError
 from carbonsched.settings import resolve_settings
 from carbonsched.record import SCHEMA, SCHEMA_VERSION
 
@@ -224,7 +225,7 @@ def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chai
     readers (tests inject fakes here). ``gpu``/``gpus`` name the hardware for the model fallback.
     ``clock`` gives the wall-clock start (UTC); durations come from ``monotonic``.
     """
-    _check_args(cmd, interval_s)
+    check_args(cmd, interval_s)
     clock = clock or (lambda: datetime.now(timezone.utc))
     sampler = Sampler(gpu_chain=gpu_chain, cpu_chain=cpu_chain, power=power, gpu=gpu, gpus=gpus, vcpus=vcpus,
                       memory_gib_=memory_gib_, rapl_root=rapl_root, nvml=nvml, monotonic=monotonic)
@@ -247,7 +248,8 @@ def run_tracked(cmd: Sequence[str], *, gpu_chain: Sequence = GPU_CHAIN, cpu_chai
                                signals_forwarded=forwarded, job_id=job_id, region_id=region_id, plan_file=plan_file)
 
 
-def _check_args(cmd: Sequence[str], interval_s: float) -> None:
+def check_args(cmd: Sequence[str], interval_s: float) -> None:
+    """TrackError (exit 2) for an empty command or a sampling period that is not a positive number."""
     if not cmd:
         raise TrackError("nothing to track: give the command after --, e.g. carbonsched track -- python train.py",
                          exit_code=2)
@@ -319,33 +321,98 @@ def write_record(record: dict, path: str | Path) -> Path:
     return write_json_atomic(path, record, indent=2)
 
 
+def check_destination(settings, *, job_id: str | None = None, out: str | Path | None = None, replace: bool = False,
+                      store=None) -> tuple[str | None, Store | None]:
+    """Before a tracked run, where ``save_record`` will keep its record, checked: a run whose record
+    could not be kept is not made (UserInputError, nothing run). ``job_id`` is resolved once: a
+    unique prefix of a stored job's id becomes that id (any other label stays as it is, an
+    ambiguous prefix is refused); a job that has a measurement already is refused unless
+    ``replace``. Returns (the job id to save under, the open job store, or None when it is
+    unusable: the record will go to the measurements folder)."""
+    problems = []
+    if job_id:
+        try:
+            store = store or open_store(settings)
+            job_id = store.get(job_id).id
+        except AmbiguousJobError:
+            raise
+        except UnknownJobError:
+            pass  # a label used only with `track --job`
+        except CarbonschedError as exc:
+            store, problems = None, [f"the job store is unusable ({exc})"]
+        if store is not None and not replace:
+            try:
+                store.check_measurement_absent(job_id)
+            except MeasurementExistsError:
+                raise
+            except CarbonschedError as exc:
+                store, problems = None, [f"the job store is unusable ({exc})"]
+    kept = bool(job_id) and store is not None
+    if out:
+        why = f"{out} is a folder" if Path(out).is_dir() else _unwritable(Path(out).parent)
+        if why:
+            problems.append(f"--out {out}: {why}")
+        kept = kept or not why
+    if problems or not (job_id or out):
+        fallback = measurement_dir(settings)
+        why = _unwritable(fallback)
+        if why and not kept:
+            raise UserInputError("the run's record would have nowhere to go: " + "; ".join(problems + [
+                f"the measurements folder {fallback}: {why}"]) + "; nothing was run. Point CARBONSCHED_HOME (or home "
+                "in the config file) at a writable folder, or --out at a writable file")
+    return job_id, store
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why a record cannot be written into ``folder`` (created when missing, as a write would), or None."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot be written to ({exc.strerror or exc})"
+    return None
+
+
 def save_record(record: dict, settings, *, job_id: str | None = None, out: str | Path | None = None,
-                store=None) -> tuple[list, list[str]]:
+                store=None, replace: bool = False) -> tuple[list, list[str]]:
     """Keep a run's record where ``carbonsched track`` keeps it: ``out`` (a JSON file) and/or the
-    job store under ``job_id``; with neither, ``$CARBONSCHED_HOME/measurements/<start>.json``.
-    The run happened, so its record is never lost: an unwritable ``out`` or an unusable store
-    falls back to the measurements folder, with a note. Returns (where it went, notes)."""
+    job store under ``job_id`` (a measurement already there is replaced only with ``replace``);
+    with neither, ``$CARBONSCHED_HOME/measurements/<start>.json``. The run happened, so its
+    record is never lost: an unwritable ``out``, an unusable store or a measurement already there
+    falls back to the measurements folder, with a note (``check_destination`` made sure before
+    the run that some place can take it; when none could after all, OSError, and the caller
+    still holds the record). Returns (where it went, notes)."""
     stamp = parse_utc(record["started_at"]).strftime("%Y%m%dT%H%M%SZ")
     written: list = []
-    notes: list[str] = []
+    problems: list[str] = []
+    name = f"{stamp}.json"
     if out:
         try:
             written.append(write_record(record, out))
         except OSError as exc:
-            fallback = measurement_dir(settings) / f"{stamp}.json"
-            written.append(write_record(record, fallback))
-            notes.append(f"cannot write {out} ({exc.strerror}); record kept in {fallback}")
+            problems.append(f"cannot write {out} ({exc.strerror})")
     if job_id:
         try:
-            (store or open_store(settings)).save_measurement(job_id, record)
+            (store or open_store(settings)).save_measurement(job_id, record, replace=replace)
             written.append(f"job store ({job_id})")
+        except MeasurementExistsError as exc:  # stored meanwhile (another track of the same job)
+            problems.append(str(exc))
+            name = f"{job_id}-{stamp}.json"
         except CarbonschedError as exc:
-            fallback = measurement_dir(settings) / f"{job_id}.json"
+            problems.append(f"the job store is unusable ({exc})")
+            name = f"{job_id}.json"
+    if problems or not (job_id or out):
+        fallback = measurement_dir(settings) / name
+        try:
             written.append(write_record(record, fallback))
-            notes.append(f"the job store is unusable ({exc}); record kept in {fallback}")
-    elif not out:
-        written.append(write_record(record, measurement_dir(settings) / f"{stamp}.json"))
-    return written, notes
+        except OSError as exc:
+            if not written:
+                raise
+            problems.append(f"cannot write {fallback} either ({exc.strerror})")
+        else:
+            problems = [f"{p}; record kept in {fallback}" for p in problems]
+    return written, problems
 
 
 def read_record(path: str | Path) -> dict:

@@ -15,11 +15,14 @@ an interruptible run.
   reason, never a silent gap.
 * Segments: a placement with ``interruptible.segments`` runs in those windows. When segment k's
   end has passed and the run is still going, ``pause`` stops it (``Launcher.stop``: SIGTERM, so
-  the job checkpoints; SIGKILL after the grace), stores the segment's record and moves the job to
-  *paused* with ``start_at`` = segment k+1's start; the agent claims it then like any due job and
+  the job checkpoints; SIGKILL after the grace), then, in one transaction, moves the job to
+  *paused* with ``start_at`` = segment k+1's start (a compare-and-set from *running*) and stores
+  the segment's record summed with the earlier ones; the agent claims it then like any due job and
   ``resume`` launches segment k+1 on the same placement with ``CARBONSCHED_RESUME=1``. The
   segment index is the number of ``paused`` events, so a crash at any step is resumed where it
-  stopped: pausing is decided by the clock and is idempotent, and a resume is reconciled by its
+  stopped: pausing is decided by the clock and is idempotent (of several agents, or an agent
+  retrying, that end one segment, only the one whose compare-and-set wins records it, and
+  ``merge_segments`` never adds a segment it already has), and a resume is reconciled by its
   own token like any launch.
 """
 from __future__ import annotations
@@ -80,32 +83,44 @@ def with_ran_on(record: dict, facts: dict, placement: dict, resource_id: str) ->
 
 def collect_measurement(store: Store, job: Job, launcher, resource_id: str, placement: dict, now: datetime,
                         segment: int = 0) -> dict | None:
-    """Store the run's (or segment's) record under the job (module docstring); None when none came."""
+    """Store the run's (or segment's) record under the job (module docstring); None when none came.
+    The caller has won the job's state change (a compare-and-set), so it runs once per run end."""
+    record, why = fetch_measurement(store, job, launcher, resource_id, placement, segment)
+    if record is None:
+        note_unmeasured(store, job, now, segment, why)
+        return None
+    store.save_measurement(job.id, record, replace=True)  # a later segment's sum replaces the earlier one
+    return record
+
+
+def fetch_measurement(store: Store, job: Job, launcher, resource_id: str, placement: dict,
+                      segment: int = 0) -> tuple[dict | None, str | None]:
+    """The run's (or segment's) record with its ``ran_on``, summed with the job's stored earlier
+    segments, without storing it; or (None, why none came back: None when unknown)."""
     get = getattr(launcher, "measurement", None)
     try:
         record = get(resource_id) if get is not None else None
     except LaunchError as exc:
-        record, why = None, f"the launcher could not return it ({exc})"
-    else:
-        why = None
+        return None, f"the launcher could not return it ({exc})"
     if record is None:
-        if why is None:
-            try:
-                why = unmeasured_reason(launcher.logs(resource_id))
-            except LaunchError:
-                why = None
-        store.add_event(job.id, now, "unmeasured", {"segment": segment, "reason": why or (
-            "no measurement record came back: the run was killed before the tracker wrote it, "
-            "or the launcher cannot return one")})
-        return None
+        try:
+            return None, unmeasured_reason(launcher.logs(resource_id))
+        except LaunchError:
+            return None, None
     record = with_ran_on(record, ran_on(launcher, placement, resource_id), placement, resource_id)
     if segment:
         try:
             record = merge_segments([store.load_measurement(job.id), record])
         except UnknownJobError:
             pass  # the earlier segments came back unmeasured: this one stands alone
-    store.save_measurement(job.id, record)
-    return record
+    return record, None
+
+
+def note_unmeasured(store: Store, job: Job, now: datetime, segment: int, why: str | None) -> None:
+    """The ``unmeasured`` event: a run (or segment) whose record did not come back, and why."""
+    store.add_event(job.id, now, "unmeasured", {"segment": segment, "reason": why or (
+        "no measurement record came back: the run was killed before the tracker wrote it, "
+        "or the launcher cannot return one")})
 
 
 # -- segments ---------------------------------------------------------------------------------
@@ -151,12 +166,16 @@ def pause(store: Store, job: Job, launcher, placement: dict, k: int, now: dateti
                           "stop/start): it runs to the end"})
         return job
     clean = stop(job.resource_id)  # each launcher's own grace: 30 s locally, minutes for an instance
-    collect_measurement(store, job, launcher, job.resource_id, placement, now, segment=k)
+    record, why = fetch_measurement(store, job, launcher, job.resource_id, placement, segment=k)
     nxt = parse_utc(segments_of(placement)[k + 1]["start"])
-    store.set_state(job.id, "paused", now, expect=("running",), start_at=nxt,
-                    detail={"segment": k, "next_start": iso_utc(nxt), "resource_id": job.resource_id,
-                            "reason": "its planned segment ended" + ("" if clean else
-                                      "; it did not stop within the launcher's grace period (killed, or still stopping)")})
+    # the record is stored with the move to paused, in one transaction: of two agents ending this
+    # segment at once (or one retrying after a crash) exactly one records it
+    if store.set_state(job.id, "paused", now, expect=("running",), start_at=nxt, measurement=record,
+                       detail={"segment": k, "next_start": iso_utc(nxt), "resource_id": job.resource_id,
+                               "reason": "its planned segment ended" + ("" if clean else
+                                         "; it did not stop within the launcher's grace period (killed, or still stopping)")}):
+        if record is None:
+            note_unmeasured(store, job, now, k, why)
     return store.get(job.id)
 
 

@@ -4,7 +4,7 @@ PostgreSQL database (``CARBONSCHED_DATABASE_URL`` / ``database_url``; ``backends
 Tables: ``jobs`` (spec, full plan JSON incl. the forecasts used, state, chosen start),
 ``attempts`` (every launch attempt: placement, token, outcome, resource id), ``events`` (an
 append-only story per job), ``measurements`` (``carbonsched track`` records by job id; a label
-need not be a stored job). The SQL is written once for both databases; the schema is one list of
+need not be a stored job; one per job, replaced only when asked: ``save_measurement``). The SQL is written once for both databases; the schema is one list of
 versioned migrations (``schema.py``) run forward on open. A store from a newer carbonsched, or a
 file that is not a SQLite database, is refused with a clear error (never rewritten); a corrupt,
 read-only or unreachable store is named as such, with what to do, on every read and write (never
@@ -47,6 +47,14 @@ class UnknownJobError(UserInputError):
     """No job with that id (or prefix)."""
 
 
+class AmbiguousJobError(UnknownJobError):
+    """A job id prefix that several jobs start with."""
+
+
+class MeasurementExistsError(UserInputError):
+    """The job already has a measurement, and replacing it was not asked for."""
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -87,11 +95,23 @@ class Attempt:
 
 
 def _job(row) -> Job:
-    return Job(id=row["id"], name=row["name"], state=row["state"], created_at=parse_utc(row["created_at"]),
-               updated_at=parse_utc(row["updated_at"]), start_at=parse_utc(row["start_at"]), launcher=row["launcher"],
-               spec=json.loads(row["spec_json"]), plan=json.loads(row["plan_json"]), claimed_by=row["claimed_by"],
-               resource_id=row["resource_id"], region_id=row["region_id"], instance_type=row["instance_type"],
-               exit_code=row["exit_code"], max_attempts=row["max_attempts"], team=row["team"])
+    return Job(id=row["id"], name=row["name"], state=row["state"], created_at=_column(row, "created_at", parse_utc),
+               updated_at=_column(row, "updated_at", parse_utc), start_at=_column(row, "start_at", parse_utc),
+               launcher=row["launcher"], spec=_column(row, "spec_json", json.loads), plan=_column(row, "plan_json", json.loads),
+               claimed_by=row["claimed_by"], resource_id=row["resource_id"], region_id=row["region_id"],
+               instance_type=row["instance_type"], exit_code=row["exit_code"], max_attempts=row["max_attempts"],
+               team=row["team"])
+
+
+def _column(row, column: str, read):
+    """A job row's ``column`` through ``read``; a value carbonsched did not write (a row changed by
+    hand, or imported before imports were checked) is a StoreError naming the job and column,
+    never a traceback or a wrong exit status."""
+    try:
+        return read(row[column])
+    except (ValueError, TypeError, UserInputError) as exc:
+        raise StoreError(f"job {row['id']} has an unreadable {column} in the job store ({exc}); carbonsched did "
+                         "not write it: correct that value in the database, or delete the job's rows") from None
 
 
 def _attempt(row) -> Attempt:
@@ -214,7 +234,7 @@ class Store:
             return _job(rows[0])
         if not rows:
             raise UnknownJobError(f"no job {job_id!r}; list jobs with `carbonsched list`")
-        raise UnknownJobError(f"job id prefix {job_id!r} is ambiguous ({', '.join(r['id'] for r in rows[:5])}); type more of it")
+        raise AmbiguousJobError(f"job id prefix {job_id!r} is ambiguous ({', '.join(r['id'] for r in rows[:5])}); type more of it")
 
     def jobs(self, states: tuple[str, ...] | None = None, *, team: str | None = None, limit: int | None = None,
              after: tuple[str, str] | None = None) -> list[Job]:
@@ -309,7 +329,10 @@ class Store:
             return True
 
     def set_state(self, job_id: str, state: str, now: datetime, *, expect: tuple[str, ...] | None = None,
-                  detail: dict | None = None, **fields) -> bool:
+                  detail: dict | None = None, measurement: dict | None = None, **fields) -> bool:
+        """Move the job to ``state`` (only from one of ``expect``: a compare-and-set); False when it
+        was not there. ``measurement``: stored (replacing the job's) in the same transaction, only
+        when the move happens, so of several agents ending one run exactly one records it."""
         if state not in STATES:
             raise ValueError(state)
         allowed = {"resource_id", "region_id", "instance_type", "exit_code", "start_at", "plan_json"}
@@ -323,6 +346,8 @@ class Store:
         with self._tx():
             cur = self._exec(f"UPDATE jobs SET {', '.join(sets)} WHERE {where}", params)
             if cur.rowcount == 1:
+                if measurement is not None:
+                    self._put_measurement(job_id, measurement, replace=True)
                 self._event(job_id, now, state, detail or {k: v for k, v in fields.items() if k != "plan_json"})
             return cur.rowcount == 1
 
@@ -392,15 +417,34 @@ class Store:
                 for r in self._read("SELECT * FROM events WHERE job_id = ? ORDER BY seq", (job_id,))]
 
     # -- measurements (carbonsched track) ----------------------------------------------------
-    def save_measurement(self, job_id: str, record: dict) -> None:
-        now = record.get("ended_at") or record.get("started_at") or ""
+    def save_measurement(self, job_id: str, record: dict, *, replace: bool = False) -> None:
+        """Store ``record`` as the measurement of ``job_id`` (a stored job, with a ``measured`` event,
+        or any label). A job's measurement says where and how it ran: one already there is replaced
+        only with ``replace`` (the agent summing segments, `track --replace`), else
+        MeasurementExistsError names it and nothing is written."""
         with self._tx():
-            self._exec("INSERT INTO measurements (job_id, recorded_at, record_json) VALUES (?, ?, ?) "
-                       "ON CONFLICT (job_id) DO UPDATE SET recorded_at = excluded.recorded_at, "
-                       "record_json = excluded.record_json", (job_id, now, json.dumps(record)))
-            if self._exec("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
-                self._exec("INSERT INTO events (job_id, at, kind, detail_json) VALUES (?, ?, 'measured', ?)",
-                                (job_id, now, json.dumps({"it_energy_kwh": record.get("it_energy_kwh")})))
+            self._put_measurement(job_id, record, replace=replace)
+
+    def check_measurement_absent(self, job_id: str) -> None:
+        """MeasurementExistsError when ``job_id`` already has a measurement (``track`` asks before
+        the run, so a run whose record could not be stored is not made)."""
+        rows = self._read("SELECT recorded_at, record_json FROM measurements WHERE job_id = ?", (job_id,))
+        if rows:
+            raise _exists(job_id, rows[0])
+
+    def _put_measurement(self, job_id: str, record: dict, *, replace: bool) -> None:
+        """Inside a transaction: the measurement row (see ``save_measurement``) and its event."""
+        now = record.get("ended_at") or record.get("started_at") or ""
+        update = ("UPDATE SET recorded_at = excluded.recorded_at, record_json = excluded.record_json" if replace
+                  else "NOTHING")
+        cur = self._exec("INSERT INTO measurements (job_id, recorded_at, record_json) VALUES (?, ?, ?) "
+                         f"ON CONFLICT (job_id) DO {update}", (job_id, now, json.dumps(record)))
+        if cur.rowcount != 1:  # DO NOTHING: one is there (the transaction keeps nothing)
+            row = self._exec("SELECT recorded_at, record_json FROM measurements WHERE job_id = ?", (job_id,)).fetchone()
+            raise _exists(job_id, row)
+        if self._exec("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+            self._exec("INSERT INTO events (job_id, at, kind, detail_json) VALUES (?, ?, 'measured', ?)",
+                       (job_id, now, json.dumps({"it_energy_kwh": record.get("it_energy_kwh")})))
 
     def load_measurement(self, job_id: str) -> dict:
         rows = self._read("SELECT record_json FROM measurements WHERE job_id = ?", (job_id,))
@@ -430,6 +474,22 @@ class Store:
         """Append to the job's story; error texts pass through ``redact`` (a server may echo a token)."""
         self._exec("INSERT INTO events (job_id, at, kind, detail_json) VALUES (?, ?, ?, ?)",
                         (job_id, iso_utc(now), kind, redact(json.dumps(detail, default=str))))
+
+
+def _exists(job_id: str, row) -> MeasurementExistsError:
+    """The error for a second measurement of ``job_id``: what is there, and how to replace it."""
+    try:
+        old = json.loads(row["record_json"])
+    except (TypeError, ValueError):
+        old = {}
+    ran = old.get("ran_on") or {}
+    place = ", ".join(p for p in (ran.get("where"), ran.get("region_id") or old.get("region_id")) if p)
+    kwh = old.get("it_energy_kwh")
+    energy = f"{kwh:.6f} kWh" if isinstance(kwh, (int, float)) else "energy unknown"
+    return MeasurementExistsError(
+        f"job {job_id!r} already has a measurement (recorded {row['recorded_at'] or 'at an unknown time'}, {energy}, "
+        f"{f'ran on {place}' if place else 'where it ran not recorded'}); it was not replaced. To replace it, run "
+        f"`carbonsched track --job {job_id} --replace -- CMD`; to keep both, track this run under another label")
 
 
 def _where(states: tuple[str, ...] | None = None, team: str | None = None,

@@ -10,21 +10,33 @@ the same order.
 
 An import is one transaction: a malformed line, an unknown table or column, a schema version this
 carbonsched does not know, or a job id the target already has stops it with the line number, and
-nothing is written.
+nothing is written. So does a value the store could not read back (``_check``): a JSON document
+(spec, plan, event detail, measurement) that is not a JSON object, a time that is not ISO 8601
+with its zone (kept as UTC ``...Z``, the form the store compares as text), a job state or attempt
+outcome carbonsched does not know, a count that is not an integer.
 """
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import IO, Iterable, Iterator
 
 from carbonsched.errors import UserInputError
 from carbonsched.run.schema import SCHEMA_VERSION, TABLES
-from carbonsched.run.store import Store
+from carbonsched.run.store import STATES, Store
 
 FORMAT = "carbonsched-store"
 _ORDER = {"jobs": "created_at, id", "attempts": "job_id, attempt", "events": "seq", "measurements": "job_id",
           "tokens": "created_at, id"}
 _SKIP = {"events": {"seq"}}  # numbered anew by the target
+# what the store reads back from each table's columns (``_check``)
+_DOCS = {"jobs": ("spec_json", "plan_json"), "events": ("detail_json",), "measurements": ("record_json",)}
+_TIMES = {"jobs": ("created_at", "updated_at", "start_at", "claimed_at", "lease_expires_at"),
+          "attempts": ("started_at", "finished_at"), "events": ("at",), "measurements": ("recorded_at",),
+          "tokens": ("created_at", "last_used_at", "revoked_at")}
+_INTS = {"jobs": ("exit_code", "max_attempts"), "attempts": ("attempt", "rank")}
+_CHOICES = {"jobs": {"state": STATES},
+            "attempts": {"outcome": ("pending", "launched", "capacity", "error", "reconciled")}}
 
 
 def export_rows(store: Store) -> Iterator[dict]:
@@ -82,6 +94,7 @@ def import_rows(store: Store, lines: Iterable[str]) -> dict[str, int]:
             unknown = sorted(set(row) - columns[table])
             if unknown:
                 raise UserInputError(f"line {n}: table {table} has no column(s) {', '.join(unknown)}")
+            row = _check(n, table, row)
             if table == "jobs" and store.backend.execute("SELECT 1 FROM jobs WHERE id = ?", (row.get("id"),)).fetchone():
                 raise UserInputError(f"line {n}: job {row.get('id')!r} is already in {store.location}; nothing was "
                                      "imported (import into an empty store, or remove those jobs from the file)")
@@ -99,3 +112,44 @@ def import_rows(store: Store, lines: Iterable[str]) -> dict[str, int]:
 def _columns(store: Store, table: str) -> set[str]:
     cur = store.backend.execute(f"SELECT * FROM {table} WHERE 1 = 0")
     return {d[0] for d in cur.description} - _SKIP.get(table, set())
+
+
+def _check(n: int, table: str, row: dict) -> dict:
+    """``row`` as the store can read it back (module docstring), else UserInputError naming line ``n``
+    and the field: nothing of the import is kept."""
+    def bad(column: str, what: str) -> UserInputError:
+        return UserInputError(f"line {n}: {table}.{column} {what}; nothing was imported (fix that line of the "
+                              "export, or export the store again)")
+
+    row = dict(row)
+    for column in _DOCS.get(table, ()):
+        if column in row:
+            try:
+                doc = json.loads(row[column]) if isinstance(row[column], str) else None
+            except json.JSONDecodeError as exc:
+                raise bad(column, f"is not JSON ({exc.msg})") from None
+            if not isinstance(doc, dict):
+                raise bad(column, f"must be a JSON object written as text, got {_show(row[column])}")
+    for column in _TIMES.get(table, ()):
+        value = row.get(column)
+        if value is None or (table == "measurements" and value == ""):  # a record without times is stored with ""
+            continue
+        try:
+            t = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+        except (TypeError, ValueError, AttributeError):
+            t = None
+        if t is None or t.tzinfo is None:
+            raise bad(column, f"is {_show(value)}, not an ISO 8601 time with its zone (e.g. 2026-11-27T14:00:00Z)")
+        row[column] = t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    for column in _INTS.get(table, ()):
+        if row.get(column) is not None and (not isinstance(row[column], int) or isinstance(row[column], bool)):
+            raise bad(column, f"is {_show(row[column])}, not an integer")
+    for column, choices in _CHOICES.get(table, {}).items():
+        if column in row and row[column] not in choices:
+            raise bad(column, f"is {_show(row[column])}, not one of {', '.join(choices)}")
+    return row
+
+
+def _show(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."

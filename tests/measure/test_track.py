@@ -353,3 +353,90 @@ def test_cli_exit_codes_and_missing_command(cli, tmp_path):
     assert r.returncode == 2 and "where did the job run?" in r.stderr  # a bare label: no plan, no region
     r = cli("report", "job-42", "--format", "json", "--region", "aws:eu-north-1")
     assert r.returncode == 0, r.stderr
+
+
+# -- where the record goes: one measurement per job, never lost ---------------------------------
+def _stored_job(home):
+    from carbonsched.run.store import Store
+
+    store = Store(home / "jobs.sqlite")
+    job = store.add_job(name="x", spec={"command": "true"}, now=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                        start_at=datetime(2026, 1, 1, tzinfo=timezone.utc), launcher="aws",
+                        plan={"placements": [{"rank": 1, "region_id": "aws:eu-north-1", "gpu": "L40S", "gpu_count": 2}]})
+    store.close()
+    return job
+
+
+def test_track_job_prefix_is_the_job_and_its_measurement_is_replaced_only_when_asked(cli, tmp_path):
+    """`track --job PREFIX` stores the record under the job's full id (it took the job's GPUs
+    through the prefix but kept the record under the prefix, never attached to the job); a second
+    `track --job JOB` is refused before running anything, naming what is there and --replace."""
+    from carbonsched.run.store import Store, UnknownJobError
+
+    home = tmp_path / "home"
+    job = _stored_job(home)
+    env = {"CARBONSCHED_HOME": str(home)}
+    r = cli("track", "--job", job.id[:5], "--gpu-method", "model", "--", PY, "-c", "pass", extra_env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"is job {job.id}" in r.stderr
+    store = Store(home / "jobs.sqlite")
+    first = store.load_measurement(job.id)
+    assert first["job_id"] == job.id and any("2x L40S" in w for w in first["warnings"])
+    with pytest.raises(UnknownJobError):
+        store.load_measurement(job.id[:5])
+
+    marker = tmp_path / "ran"
+    again = ["--", PY, "-c", f"open({str(marker)!r}, 'w').close(); raise SystemExit(5)"]
+    r = cli("track", "--job", job.id, "--gpu-method", "model", *again, extra_env=env)
+    assert r.returncode == 2 and not marker.exists()  # refused before the run
+    assert f"job {job.id!r} already has a measurement" in r.stderr and "--replace" in r.stderr, r.stderr
+    assert store.load_measurement(job.id) == first
+    r = cli("track", "--job", job.id, "--replace", "--gpu-method", "model", *again, extra_env=env)
+    assert r.returncode == 5 and marker.exists(), r.stderr
+    replaced = store.load_measurement(job.id)
+    assert replaced["exit_code"] == 5 and first["exit_code"] == 0
+    assert [e["kind"] for e in store.events(job.id)].count("measured") == 2
+
+
+def test_save_record_keeps_a_second_measurement_of_a_job_beside_the_first(tmp_path):
+    """A measurement stored meanwhile (another `track` of the same job, after this one's check):
+    the run's record goes to the measurements folder, with a note; the first one stays."""
+    from carbonsched.measure.track import save_record
+    from carbonsched.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    rec = _track("pass").to_dict()
+    assert save_record(rec, settings, job_id="j")[1] == []
+    second = {**rec, "exit_code": 1}
+    written, notes = save_record(second, settings, job_id="j")
+    assert "already has a measurement" in notes[0] and "--replace" in notes[0]
+    assert read_record(written[0]) == json.loads(json.dumps(second)) and written[0].parent.name == "measurements"
+    assert open_store(settings).load_measurement("j") == json.loads(json.dumps(rec))
+    save_record(second, settings, job_id="j", replace=True)
+    assert open_store(settings).load_measurement("j")["exit_code"] == 1
+
+
+def test_track_checks_where_the_record_goes_before_the_run_and_never_hides_the_exit_code(cli, tmp_path):
+    """CARBONSCHED_HOME a plain file: with nowhere to keep the record, nothing runs (exit 2);
+    with --out usable the run happens and keeps its exit code; and when the place breaks during
+    the run, the record is printed on stderr and the exit code is still the command's."""
+    home = tmp_path / "homefile"
+    home.write_text("not a folder")
+    env = {"CARBONSCHED_HOME": str(home)}
+    marker = tmp_path / "ran"
+    cmd = ["--", PY, "-c", f"open({str(marker)!r}, 'w').close(); raise SystemExit(3)"]
+    r = cli("track", "--job", "j", *cmd, extra_env=env)
+    assert r.returncode == 2 and not marker.exists(), r.stderr
+    assert "nothing was run" in r.stderr and "CARBONSCHED_HOME" in r.stderr
+    r = cli("track", "--job", "j", "--out", tmp_path / "rec.json", *cmd, extra_env=env)
+    assert r.returncode == 3 and marker.exists(), r.stderr
+    assert read_record(tmp_path / "rec.json")["exit_code"] == 3 and "job store is unusable" in r.stderr
+    # the command itself turns the --out folder into a file: no place is left after the run
+    out = tmp_path / "d" / "rec.json"
+    breaker = (f"import shutil; shutil.rmtree({str(out.parent)!r}); open({str(out.parent)!r}, 'w').close(); "
+               "raise SystemExit(3)")
+    r = cli("track", "--out", out, "--", PY, "-c", breaker, extra_env=env)
+    assert r.returncode == 3, r.stderr
+    assert "the record could not be kept" in r.stderr
+    printed = json.loads(r.stderr[r.stderr.index("\n{") + 1:r.stderr.index("\n}") + 2])
+    assert printed["schema"] == "carbonsched.measurement" and printed["exit_code"] == 3

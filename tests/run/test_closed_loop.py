@@ -136,6 +136,63 @@ def test_interruptible_job_runs_in_three_measured_segments_resumed_twice(env, tm
     assert all(e["at"] >= segs[e["segment"]]["start"] for e in resumed)
 
 
+def test_two_agents_ending_one_segment_record_it_once(env, tmp_path):
+    """Two agents that both saw the run going at the end of segment 2 (agents sharing one store)
+    both pause it: only the one whose compare-and-set wins records the segment, so the stored
+    record sums each segment once, with one ``measured`` event per segment."""
+    from carbonsched.run.measured import pause, run_placement
+
+    settings, store, launcher = env
+    script, ckpt = tmp_path / "train.py", tmp_path / "ckpt.json"
+    script.write_text(CHECKPOINTED)
+    t0 = utcnow() + timedelta(seconds=1)
+    segs = [{"start": iso_utc(t0 + timedelta(seconds=3 * i)), "end": iso_utc(t0 + timedelta(seconds=3 * i + 2)),
+             "overhead_hours": 0.0} for i in range(3)]
+    placement = {"rank": 1, "provider": "aws", "region_id": "aws:eu-north-1", "instance_type": "g6e.xlarge",
+                 "gpu": "L40S", "gpu_count": 1, "market": "on-demand", "start": segs[0]["start"],
+                 "interruptible": {"segments": segs}}
+    stored = store.add_job(name="ckpt", spec={"command": f"{PY} {script} {ckpt}"}, plan={"placements": [placement]},
+                           start_at=t0, launcher="local", now=utcnow())
+    deadline = time.monotonic() + 30
+    while not (store.get(stored.id).state == "running" and
+               [e["kind"] for e in store.events(stored.id)].count("resuming") == 1):  # segment 2 runs
+        assert time.monotonic() < deadline, store.events(stored.id)
+        agent_pass(store, lambda name: launcher, utcnow())
+        time.sleep(0.1)
+    seen = store.get(stored.id)  # what both agents read: running, in segment 2
+    while utcnow() < datetime.fromisoformat(segs[1]["end"].replace("Z", "+00:00")):
+        time.sleep(0.1)
+    now = utcnow()
+    first = pause(store, seen, launcher, run_placement(store, seen), 1, now)
+    second = pause(store, seen, launcher, run_placement(store, seen), 1, now)
+    assert first.state == second.state == "paused"
+    record = store.load_measurement(stored.id)
+    assert len(record["segments"]) == 2 and len({s["started_at"] for s in record["segments"]}) == 2
+    assert record["it_energy_kwh"] == pytest.approx(sum(s["it_energy_kwh"] for s in record["segments"]))
+    kinds = [e["kind"] for e in store.events(stored.id)]
+    assert kinds.count("paused") == 2 and kinds.count("measured") == 2, kinds
+    done = _finish(store, stored.id, launcher)  # and the run still ends with its three segments summed once
+    assert done.state == "succeeded"
+    record = store.load_measurement(stored.id)
+    assert len(record["segments"]) == 3
+    assert record["wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in record["segments"]))
+
+
+def test_merging_a_segment_already_in_the_sum_adds_nothing():
+    def rec(start, end, kwh):
+        return {"schema": "carbonsched.measurement", "schema_version": 1, "exit_code": 0, "started_at": start,
+                "ended_at": end, "wall_seconds": 60.0, "gpu": {"method": "model", "energy_kwh": kwh, "devices": []},
+                "cpu": {"method": "model", "energy_kwh": 0.0}, "memory": {"method": "model", "energy_kwh": 0.0},
+                "it_energy_kwh": kwh, "hourly": [{"hour": "2026-01-01T00:00:00Z", "it_energy_kwh": kwh}], "samples": 1}
+    a = rec("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", 0.1)
+    b = rec("2026-01-01T00:05:00Z", "2026-01-01T00:06:00Z", 0.2)
+    once = merge_segments([a, b])
+    assert merge_segments([once, b]) == once and merge_segments([once, a]) == once
+    assert merge_segments([a, a]) == a
+    assert merge_segments([once, rec("2026-01-01T00:09:00Z", "2026-01-01T00:10:00Z", 0.3)])["it_energy_kwh"] \
+        == pytest.approx(0.6)
+
+
 def test_merge_segments_sums_energy_hours_and_devices():
     def rec(start, end, wall, gpu_kwh, hour, power):
         dev = {"index": 0, "name": "NVIDIA L40S", "method": "nvml-energy", "energy_kwh": gpu_kwh, "mean_power_w": power,
@@ -325,3 +382,25 @@ def test_the_agent_launches_only_what_the_policy_allows(env):
     assert ev and ev[0]["dropped"] == len(regions) - len(kept) and "residency" in ev[0]["rules"][0]
     assert out[b.id].state == "failed" and "every planned placement breaks it" in out[b.id].message
     assert "residency" in out[b.id].message and store.get(b.id).state == "failed"
+
+
+def test_a_jobs_measurement_is_replaced_only_when_asked(env):
+    """On both stores: a second measurement of a job is refused, naming the one there and how to
+    replace it, and nothing of it is written (no record, no ``measured`` event)."""
+    from carbonsched.run.store import MeasurementExistsError
+
+    settings, store, _ = env
+    job = store.add_job(name="x", spec={}, plan={}, start_at=NOW, launcher="local", now=NOW)
+    first = {"it_energy_kwh": 1.5, "started_at": "2026-11-27T10:30:00Z", "ran_on": {"where": "cloud",
+                                                                                  "region_id": "aws:eu-north-1"}}
+    store.save_measurement(job.id, first)
+    with pytest.raises(MeasurementExistsError, match=r"already has a measurement \(recorded 2026-11-27T10:30:00Z, "
+                                                     r"1\.500000 kWh, ran on cloud, aws:eu-north-1\).*--replace"):
+        store.save_measurement(job.id, {"it_energy_kwh": 9.0, "started_at": "2026-11-28T10:30:00Z"})
+    with pytest.raises(MeasurementExistsError):
+        store.check_measurement_absent(job.id)
+    assert store.load_measurement(job.id) == first
+    assert [e["kind"] for e in store.events(job.id)].count("measured") == 1
+    store.save_measurement(job.id, {"it_energy_kwh": 9.0}, replace=True)
+    assert store.load_measurement(job.id) == {"it_energy_kwh": 9.0}
+    store.check_measurement_absent("another")  # none there: no error

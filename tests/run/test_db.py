@@ -105,6 +105,74 @@ def test_a_bad_import_writes_nothing_and_names_the_line(cli, tmp_path, backend, 
     assert r.returncode == 2 and "no export file" in r.stderr
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_import_of_values_the_store_cannot_read_back_is_refused(cli, tmp_path, backend, request):
+    """Each value every later read depends on is checked at import (it used to be accepted, then
+    `list`, `status`, `ledger` failed with a traceback, or exit 2 on every command): the line and
+    the field are named and nothing is imported."""
+    src = tmp_path / "a" / "jobs.sqlite"
+    ids = populate(Store(src))
+    assert cli("db", "export", "--database", src, "--output", tmp_path / "out.jsonl").returncode == 0
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    target = str(tmp_path / "t" / "jobs.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres").url()
+
+    def changed(table: str, **values) -> tuple[list[str], int]:
+        """The export with the first ``table`` row's ``values`` changed, and that row's line number."""
+        out, at = [], None
+        for n, line in enumerate(lines, 1):
+            doc = json.loads(line)
+            if at is None and doc.get("table") == table:
+                doc["row"].update(values)
+                at, line = n, json.dumps(doc)
+            out.append(line)
+        return out, at
+
+    cases = [("jobs", {"plan_json": "not json"}, "jobs.plan_json is not JSON"),
+             ("jobs", {"spec_json": "[1, 2]"}, "jobs.spec_json must be a JSON object"),
+             ("jobs", {"start_at": "tomorrow"}, 'jobs.start_at is "tomorrow", not an ISO 8601 time with its zone'),
+             ("jobs", {"created_at": "2026-11-27T10:30:00"}, "jobs.created_at is"),
+             ("jobs", {"state": "weird"}, 'jobs.state is "weird", not one of scheduled'),
+             ("jobs", {"exit_code": "3"}, "jobs.exit_code is \"3\", not an integer"),
+             ("attempts", {"started_at": 5}, "attempts.started_at is 5"),
+             ("attempts", {"outcome": "maybe"}, "attempts.outcome"),
+             ("events", {"detail_json": "{"}, "events.detail_json is not JSON"),
+             ("measurements", {"record_json": "null"}, "measurements.record_json must be a JSON object")]
+    for table, values, message in cases:
+        content, at = changed(table, **values)
+        f = tmp_path / "bad.jsonl"
+        f.write_text("\n".join(content) + "\n")
+        r = cli("db", "import", "--database", target, f)
+        assert r.returncode == 2 and f"line {at}: {message}" in r.stderr, (values, r.stderr)
+        assert "nothing was imported" in r.stderr and "Traceback" not in r.stderr
+        assert Store(target).jobs() == []  # all or nothing
+    # a time in another zone is kept as UTC, the form the store compares as text
+    content, _ = changed("jobs", start_at="2026-11-27T12:30:00+02:00")
+    (tmp_path / "zone.jsonl").write_text("\n".join(content) + "\n")
+    assert cli("db", "import", "--database", target, tmp_path / "zone.jsonl").returncode == 0
+    env = {"CARBONSCHED_DATABASE_URL": target} if backend == "postgresql" else {"CARBONSCHED_HOME": str(tmp_path / "t")}
+    r = cli("list", "--json", extra_env=env)
+    assert r.returncode == 0 and {j["id"] for j in json.loads(r.stdout)["jobs"]} == set(ids), r.stderr
+    assert Store(target).get(ids[0]).start_at == NOW
+
+
+def test_a_stored_row_carbonsched_did_not_write_is_named_not_a_traceback(cli, tmp_path):
+    """A store that holds such a row already (changed by hand, or imported before the check): every
+    read names the job and the column, exit 1, no traceback."""
+    home = tmp_path / "home"
+    ids = populate(Store(home / "jobs.sqlite"))
+    with sqlite3.connect(home / "jobs.sqlite") as db:
+        db.execute("UPDATE jobs SET plan_json = 'not json' WHERE id = ?", (ids[1],))
+    env = {"CARBONSCHED_HOME": str(home)}
+    for args in (["list", "--json"], ["status", ids[1]]):
+        r = cli(*args, extra_env=env)
+        assert r.returncode == 1 and f"job {ids[1]} has an unreadable plan_json" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    with sqlite3.connect(home / "jobs.sqlite") as db:
+        db.execute("UPDATE jobs SET plan_json = '{}', start_at = 'tomorrow' WHERE id = ?", (ids[1],))
+    r = cli("list", "--json", extra_env=env)
+    assert r.returncode == 1 and f"job {ids[1]} has an unreadable start_at" in r.stderr, r.stderr
+
+
 def test_migrate_upgrades_an_old_file_and_reading_commands_create_nothing(cli, tmp_path):
     old = tmp_path / "old.sqlite"
     db = sqlite3.connect(old)

@@ -66,9 +66,13 @@ def test_the_cli_goes_through_the_server(cli, tmp_path, postgres):
         assert job_id in r.stdout and "succeeded" in r.stdout
         # nothing was written under the local home: the server's store has it all
         assert not (tmp_path / "nowhere").exists()
-        # the measured report: record the run into the team's store, then read it through the server
+        # the measured report: record a run into the team's store (--replace: the agent already
+        # measured this job, and a second record is refused without it), then read it through the server
         local_env = {"CARBONSCHED_DATABASE_URL": url, "CARBONSCHED_HOME": str(tmp_path / "h2")}
         r = cli("track", "--job", job_id, "--region", "aws:eu-north-1", "--", PY, "-c", "pass", extra_env=local_env)
+        assert r.returncode == 2 and "--replace" in r.stderr  # and the command did not run
+        r = cli("track", "--job", job_id, "--replace", "--region", "aws:eu-north-1", "--", PY, "-c", "pass",
+                extra_env=local_env)
         assert r.returncode == 0, r.stderr
         remote_report = cli("report", job_id, "--format", "json", extra_env=env)
         local_report = cli("report", job_id, "--format", "json", "--intensity-source", "profile", extra_env=local_env)
