@@ -217,6 +217,17 @@ def _write_report(text: str, a: argparse.Namespace) -> int:
     return write_output(text, a.output)
 
 
+def _duration(text: str) -> float:
+    """--hours as plan reads it: a number of hours, or 90m, 2d."""
+    from carbonsched.errors import JobSpecError
+    from carbonsched.units import parse_duration_hours
+
+    try:
+        return parse_duration_hours(text, "--hours")
+    except JobSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub, common) -> None:
     register_track(sub, common)
     register_estimate_report(sub, common)
@@ -259,7 +270,7 @@ def register_estimate_report(sub, common) -> None:
                        epilog="example: carbonsched estimate --gpu V100 --gpus 1 --hours 100 --region gcp:us-central1")
     e.add_argument("--gpu", required=True)
     e.add_argument("--gpus", type=int, default=1)
-    e.add_argument("--hours", type=float, required=True, help="wall-clock hours on --gpus GPUs")
+    e.add_argument("--hours", type=_duration, required=True, help="wall-clock hours on --gpus GPUs, e.g. 100 or 90m")
     e.add_argument("--region", required=True, metavar="REGION")
     e.add_argument("--utilisation-factor", type=float, metavar="U")
     e.add_argument("--vcpus", type=float, help="host vCPUs (default: the catalog's instance)")

@@ -96,3 +96,8 @@ def test_cli_estimate_text_and_json(cli):
     assert doc["calculator"]["kg_co2e"] == 15.6 and doc["ours"]["kg_co2e"] > 15.6
     r = cli("estimate", "--gpu", "V1000", "--hours", "1", "--region", "gcp:us-central1")
     assert r.returncode == 2 and "unknown GPU" in r.stderr
+    # durations as plan reads them (90m was refused)
+    r = cli("estimate", "--gpu", "V100", "--hours", "6000m", "--region", "gcp:us-central1", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["calculator"]["kg_co2e"] == 15.6, r.stderr
+    r = cli("estimate", "--gpu", "V100", "--hours", "5x", "--region", "gcp:us-central1")
+    assert r.returncode == 2 and "cannot read '5x' as a duration" in r.stderr
