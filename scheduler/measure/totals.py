@@ -40,7 +40,8 @@ def job_ledger_row(store: Store, job, *, source, baseline_region: str | None,
     row = {"id": job.id, "name": job.name, "team": job.team, "state": job.state, "created_at": iso_utc(job.created_at),
            "region_id": job.region_id or best.get("region_id"), "planned_kg_co2e": best.get("kg_co2e"),
            "baseline_kg_co2e": base.get("kg_co2e"), "measured_kg_co2e": None, "measured_baseline_kg_co2e": None,
-           "measured_energy_kwh": None, "energy_modelled": None}
+           "measured_energy_kwh": None, "energy_modelled": None,
+           "ran": job.state in RAN or (job.state == "cancelled" and job.resource_id is not None)}  # a cancelled run ran
     try:
         record = store.load_measurement(job.id)
     except UnknownJobError:
@@ -70,12 +71,12 @@ def team_ledger(store: Store, *, source, team: str | None = None, since: datetim
     planned = [r for r in rows if r["planned_kg_co2e"] is not None and r["baseline_kg_co2e"] is not None]
     measured = [r for r in rows if r["measured_kg_co2e"] is not None]
     m_based = [r for r in measured if r["measured_baseline_kg_co2e"] is not None]
-    ran = [r for r in rows if r["state"] in RAN]
+    ran = [r for r in rows if r["ran"]]
     p_kg, p_base = sum(r["planned_kg_co2e"] for r in planned), sum(r["baseline_kg_co2e"] for r in planned)
     m_kg, m_base = sum(r["measured_kg_co2e"] for r in m_based), sum(r["measured_baseline_kg_co2e"] for r in m_based)
     totals = {
         "jobs": len(rows), "jobs_ran": len(ran), "jobs_measured": len(measured),
-        "measured_share_of_ran_pct": round(100 * len([r for r in measured if r["state"] in RAN]) / len(ran), 1) if ran else None,
+        "measured_share_of_ran_pct": round(100 * len([r for r in measured if r["ran"]]) / len(ran), 1) if ran else None,
         "planned_kg_co2e": p_kg, "baseline_kg_co2e": p_base,
         "planned_saving_kg_co2e": p_base - p_kg, "planned_saving_pct": _pct(p_base, p_kg),
         "measured_kg_co2e": sum(r["measured_kg_co2e"] for r in measured),

@@ -5,7 +5,8 @@ One pass (``agent_pass``): jobs in *launching* whose lease expired are reclaimed
 expiry checked again) and resumed with reconciliation first; due *scheduled* jobs are claimed and
 launched, re-planned first when late or planned on a stale forecast (``replan.py``); *running*
 jobs are polled: paused at the end of a planned segment, or finished with their measurement
-brought home (``measured.py``). Every claim is stamped with the clock at the claim (not at the
+brought home (``measured.py``); so are the runs of jobs cancelled in the last hour, once stopped
+(``submit.collect_cancelled``: the energy a cancelled run used counts too). Every claim is stamped with the clock at the claim (not at the
 start of the pass) and holds a lease of ``lease_s`` renewed while the launch runs. Due jobs are
 claimed one at a time (``Store.claim_next``), each just before its launch, so agents sharing a
 PostgreSQL store split the queue between them and no claim waits behind another job's launch. One job's
@@ -15,7 +16,7 @@ failure never stops the agent: a carbonsched error is recorded on the job; any o
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from carbonsched.errors import CarbonschedError
@@ -24,10 +25,11 @@ from carbonsched.planning.policy_check import placement_violations
 from carbonsched.run.measured import segments_done
 from carbonsched.run.replan import replan_job, replan_reason
 from carbonsched.run.store import DEFAULT_LEASE_S, Job, Store
-from carbonsched.run.submit import START_TOLERANCE, LaunchOutcome, launch_job, refresh_status, worker_id
+from carbonsched.run.submit import START_TOLERANCE, LaunchOutcome, collect_cancelled, launch_job, refresh_status, worker_id
 from carbonsched.units import iso_utc
 
 MAX_ERRORS = 5  # a job's launch or poll may err this many times before it fails (never-ending retries hide trouble)
+CANCELLED_RECORD_S = 3600.0  # how long after a cancel the agent looks for the stopped run's record
 
 
 def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: datetime, *,
@@ -59,6 +61,9 @@ def agent_pass(store: Store, launcher_factory: Callable[[str], Launcher], now: d
                  lambda: _replan_then_launch(store, job, launcher_factory, clock, replan, lease, policy), max_errors)
     for job in store.jobs(("running",)):
         _guarded(store, job, clock, out, lambda: _poll(store, job, launcher_factory, clock), max_errors)
+    for job in store.jobs(("cancelled",), changed_since=clock() - timedelta(seconds=CANCELLED_RECORD_S)):
+        if job.resource_id:  # it ran: bring its record home when its process has ended
+            _guarded(store, job, clock, out, lambda: collect_cancelled(store, job, launcher_factory, clock()), max_errors)
     return [o for o in out if o.state != "skipped"]
 
 

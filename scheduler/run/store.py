@@ -237,10 +237,11 @@ class Store:
         raise AmbiguousJobError(f"job id prefix {job_id!r} is ambiguous ({', '.join(r['id'] for r in rows[:5])}); type more of it")
 
     def jobs(self, states: tuple[str, ...] | None = None, *, team: str | None = None, limit: int | None = None,
-             after: tuple[str, str] | None = None) -> list[Job]:
-        """Jobs oldest first; filtered by ``states`` and ``team``; at most ``limit`` of them, after the
-        ``(created_at, id)`` cursor of the last job of the previous page."""
-        where, params = _where(states, team, after)
+             after: tuple[str, str] | None = None, changed_since: datetime | None = None) -> list[Job]:
+        """Jobs oldest first; filtered by ``states``, ``team`` and a last change at or after
+        ``changed_since``; at most ``limit`` of them, after the ``(created_at, id)`` cursor of the
+        last job of the previous page."""
+        where, params = _where(states, team, after, changed_since)
         q = f"SELECT * FROM jobs{where} ORDER BY created_at, id"
         if limit is not None:
             q += " LIMIT ?"
@@ -493,7 +494,7 @@ def _exists(job_id: str, row) -> MeasurementExistsError:
 
 
 def _where(states: tuple[str, ...] | None = None, team: str | None = None,
-           after: tuple[str, str] | None = None) -> tuple[str, list]:
+           after: tuple[str, str] | None = None, changed_since: datetime | None = None) -> tuple[str, list]:
     """The ``WHERE`` clause (with its leading space, or empty) and parameters for a job listing."""
     where, params = [], []
     if states:
@@ -505,6 +506,9 @@ def _where(states: tuple[str, ...] | None = None, team: str | None = None,
     if after is not None:
         where.append("(created_at > ? OR (created_at = ? AND id > ?))")
         params += [after[0], after[0], after[1]]
+    if changed_since is not None:  # times are stored as ISO 8601 UTC text: they compare as text
+        where.append("updated_at >= ?")
+        params.append(iso_utc(changed_since))
     return (f" WHERE {' AND '.join(where)}" if where else ""), params
 
 

@@ -325,6 +325,22 @@ def refresh_status(store: Store, job: Job, launchers: Callable[[str], Launcher],
     return store.get(job.id)
 
 
+def collect_cancelled(store: Store, job: Job, launchers: Callable[[str], Launcher], now: datetime) -> bool:
+    """A cancelled run's record, once its process has ended (the tracker writes it when SIGTERM
+    ends the command): stored as any run's, so the energy it used counts in the ledger. Once: a
+    ``measured`` or ``unmeasured`` event after the cancel ends the wait. True when it was settled."""
+    events = store.events(job.id)
+    cut = max((i for i, e in enumerate(events) if e["kind"] == "cancelled"), default=-1)
+    if cut < 0 or not job.resource_id or any(e["kind"] in ("measured", "unmeasured") for e in events[cut + 1:]):
+        return False
+    launcher = launchers(launcher_for_resource(job.resource_id))
+    if launcher.status(job.resource_id)[0] == "running":
+        return False  # still stopping (its grace after SIGTERM): a later pass
+    collect_measurement(store, job, launcher, job.resource_id, run_placement(store, job), now,
+                        segment=segments_done(store, job))
+    return True
+
+
 def cancel(store: Store, job_id: str, launcher_factory: Callable[[str], Launcher], now: datetime) -> Job:
     """Cancel a job and terminate whatever any of its attempts started.
 

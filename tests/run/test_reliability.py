@@ -176,6 +176,31 @@ def test_a_pass_reports_the_runs_that_ended_in_it(store_target, tmp_path):
     assert agent_pass(store, lambda n: launcher, clock(), clock=clock) == []  # said once
 
 
+def test_a_cancelled_run_brings_its_record_home_and_counts_as_ran(store_target, tmp_path):
+    """The tracker writes a cancelled run's record when SIGTERM ends its command, but the job was
+    final, so nobody collected it: its energy was missing from the store and the ledger did not
+    even count it as ran."""
+    from carbonsched.measure.totals import team_ledger
+    from carbonsched.providers.grid import build_forecast_source
+
+    store = Store(store_target)
+    launcher = LocalLauncher(tmp_path)
+    started = tmp_path / "started"
+    stored = add(store, f"{PY} -c 'import time; open(\"{started}\", \"w\").close(); time.sleep(120)'")
+    (out,) = agent_pass(store, lambda n: launcher, clock(), clock=clock)
+    assert wait_for(started.exists)
+    cancel(store, stored.id, lambda n: launcher, clock())
+    assert wait_for(lambda: launcher.status(out.resource_id)[0] != "running" and launcher.measurement(out.resource_id))
+    agent_pass(store, lambda n: launcher, clock(), clock=clock)
+    record = store.load_measurement(stored.id)
+    assert record["exit_code"] == 128 + 15 and record["wall_seconds"] > 0
+    agent_pass(store, lambda n: launcher, clock(), clock=clock)  # collected once
+    assert [e["kind"] for e in store.events(stored.id)].count("measured") == 1
+    doc = team_ledger(store, source=build_forecast_source(Settings(home=tmp_path, intensity_source="profile")),
+                      baseline_region="aws:us-east-1")
+    assert doc["totals"]["jobs_ran"] == 1 and doc["totals"]["jobs_measured"] == 1
+
+
 def test_a_run_folder_that_cannot_be_made_is_a_launch_error(store_target, tmp_path):
     (tmp_path / "runs").write_text("not a folder")
     with pytest.raises(LaunchError, match="cannot prepare the run folder"):
