@@ -157,6 +157,8 @@ def run_agent(store: Store, launcher_factory, clock: Callable[[], datetime], *, 
             if troubles is not None and o.state in ("failed", "error"):
                 troubles.append(o)
             where = f" in {o.placement.get('region_id')} ({o.placement.get('instance_type')})" if o.placement else ""
+            if o.resource_id and o.resource_id.startswith("local:"):  # the local launcher runs it here, whatever the plan said
+                where = " on this machine" + (f" (planned{where})" if where else "")
             log(f"{iso_utc(clock())} job {o.job_id}: {o.state}{where}{': ' + o.message if o.message else ''}")
         if once:
             return launched

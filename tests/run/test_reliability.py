@@ -367,3 +367,13 @@ def test_a_runner_whose_launcher_died_before_recording_it_runs_nothing(tmp_path)
     while launcher.status(rid)[0] == "running" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert launcher.status(rid) == ("succeeded", 0) and marker.read_text() == "x\n"
+
+
+def test_the_agent_log_says_a_local_run_is_here_not_in_the_planned_region(store_target, tmp_path):
+    from carbonsched.run.agent import run_agent
+
+    store = Store(store_target)
+    add(store, f"{PY} -c pass")
+    lines: list[str] = []
+    run_agent(store, lambda n: LocalLauncher(tmp_path), clock, once=True, log=lines.append)
+    assert any(": running on this machine (planned in aws:r0" in line for line in lines), lines
