@@ -100,8 +100,11 @@ def robust_warning(jc, o: int, k: int) -> list[str]:
     bar = float(robust_bar(c, jc.feasible, tie)[o2, 0])
     other = jc.offerings[o2]
     where = "" if o2 == o else f"{other.region_id} {other.instance_type} at "
+    first = jc.window.starts[int(np.argmax(jc.feasible[o2]))]  # "now": the earliest start the window allows
+    now = "now" if first <= jc.now else f"at the first start the window allows ({iso_utc(first)})"
     return [f"start: {where}{iso_utc(jc.window.starts[k2])} was forecast to emit {less:.1f} % less, but its upper "
-            f"decile ({c.kg_co2e_p90[o2, k2]:.3g} kg) does not beat the {bar:.3g} kg expected from starting now "
-            f"{'there' if o2 != o else 'here'} or on the greenest placement now: the gain is within the forecast's "
+            f"decile ({c.kg_co2e_p90[o2, k2]:.3g} kg) does not beat the {bar:.3g} kg expected from starting {now} "
+            f"{'there' if o2 != o else 'here'} or on the greenest placement {'now' if now == 'now' else 'then'}: "
+            "the gain is within the forecast's "
             f"error, so the plan did not {'move there and ' if o2 != o else ''}wait (deferral = \"robust\"; "
             "\"expected\" waits for the mean)"]

@@ -215,3 +215,10 @@ def test_the_package_lists_its_api_and_every_name_loads():
     assert names >= set(carbonsched.__all__) and "annotations" not in names
     for name in carbonsched.__all__:
         assert getattr(carbonsched, name) is not None
+
+
+def test_a_refused_wait_in_a_later_window_is_not_said_to_start_now():
+    p = plan({"gpu": "A100", "gpus": 8, "hours": 4, "constraints": {"regions": ["aws:eu-north-1"]},
+              "window": {"earliest_start": "2026-11-27T14:00:00Z", "max_delay": "24h"}})
+    (said,) = [w for w in p.warnings if "upper decile" in w]
+    assert "starting at the first start the window allows (2026-11-27T14:00:00Z)" in said and "starting now" not in said
