@@ -148,10 +148,10 @@ class LocalLauncher:
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             if (d / "exit.json").exists():
-                return True
+                return _stopped_cleanly(d)
             pid = _read_pid(d)
             if pid is None or not _alive(*pid):
-                return (d / "exit.json").exists()
+                return _stopped_cleanly(d)
             time.sleep(0.05)
         pid = _read_pid(d)
         if pid is not None and _alive(*pid):
@@ -251,6 +251,14 @@ def _stop_group(pgid: int, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and _group_alive(pgid):
             time.sleep(0.05)
+
+
+def _stopped_cleanly(d: Path) -> bool:
+    """The run wrote its ``exit.json`` and was not killed by its runner for ignoring the signal."""
+    try:
+        return "killed" not in json.loads((d / "exit.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def _age_s(path: Path) -> float:

@@ -54,7 +54,7 @@ def job_ledger_row(store: Store, job, *, source, baseline_region: str | None,
     row.update(region_id=ledger.region_id, measured_kg_co2e=ledger.kg_co2e,
                measured_energy_kwh=ledger.facility_energy_kwh,
                measured_baseline_kg_co2e=ledger.baseline["kg_co2e"] if ledger.baseline else None,
-               energy_modelled=any(m == "model" for m in ledger.energy_methods.values()))
+               energy_modelled=any(ledger.energy_methods.get(k) == "model" for k in ("gpu", "cpu")))  # memory: always the model
     return row, None
 
 

@@ -33,7 +33,7 @@ from carbonsched.models import PowerModel
 from carbonsched.units import iso_utc, parse_utc
 from carbonsched import __version__
 from carbonsched.errors import UserInputError
-from carbonsched.run.store import AmbiguousJobError, MeasurementExistsError, Store, UnknownJobError
+from carbonsched.run.store import MeasurementExistsError, Store, UnknownJobError
 from carbonsched.settings import resolve_settings
 from carbonsched.record import SCHEMA, SCHEMA_VERSION
 
@@ -325,8 +325,8 @@ def check_destination(settings, *, job_id: str | None = None, out: str | Path | 
                       store=None) -> tuple[str | None, Store | None]:
     """Before a tracked run, where ``save_record`` will keep its record, checked: a run whose record
     could not be kept is not made (UserInputError, nothing run). ``job_id`` is resolved once: a
-    unique prefix of a stored job's id becomes that id (any other label stays as it is, an
-    ambiguous prefix is refused); a job that has a measurement already is refused unless
+    unique prefix of a stored job's id becomes that id (said on stderr); any other label, an
+    ambiguous prefix included, stays as it is; a job that has a measurement already is refused unless
     ``replace``. Returns (the job id to save under, the open job store, or None when it is
     unusable: the record will go to the measurements folder)."""
     problems = []
@@ -334,9 +334,7 @@ def check_destination(settings, *, job_id: str | None = None, out: str | Path | 
         try:
             store = store or open_store(settings)
             job_id = store.get(job_id).id
-        except AmbiguousJobError:
-            raise
-        except UnknownJobError:
+        except UnknownJobError:  # AmbiguousJobError too: several jobs start so, it names none of them
             pass  # a label used only with `track --job`
         except CarbonschedError as exc:
             store, problems = None, [f"the job store is unusable ({exc})"]

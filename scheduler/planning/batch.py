@@ -49,7 +49,7 @@ import numpy as np
 
 from carbonsched.errors import ConfigError, InfeasibleError, UserInputError
 from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
-from carbonsched.policies.assignment import BatchProblem, BatchSolution, greedy, placed_key, solve
+from carbonsched.policies.assignment import BatchProblem, BatchSolution, better, greedy, solve
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc, utc_instant
@@ -203,7 +203,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
         # the solver's bound covers its columns only: placing more through the repair's is no proof, all placed is
         proven = left == 0 or (proven and not repaired["placed_after"])
         sol = replace(sol, choice=choice, stats={**sol.stats, "unplaced_weight": left, "proven": proven})
-    if placed_key(batch.problem, g) < placed_key(batch.problem, sol.choice):
+    if better(batch.problem, g, sol.choice):
         sol = _greedy_instead(batch, sol, g, top_k, warnings)
     timings["solve_s"] = time.perf_counter() - t
     if len(sol.unplaced) and (strict or len(sol.unplaced) == len(jobs)):  # all or nothing; or nothing fits at all

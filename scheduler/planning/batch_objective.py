@@ -114,7 +114,7 @@ def job_scores(jcs: list[JobCandidates], weights: dict[str, float], scale_free: 
     for t in weights:
         vals = [_terms(jc)[t][jc.feasible] for jc in jcs] if scale_free else []
         scale[t] = max(float(np.mean(np.concatenate(vals))), 1e-12) if scale_free else 1.0
-    ties = _tie_weights(jcs, weights)
+    ties = {} if scale_free else _tie_weights(jcs, weights)  # weighted: terms are scaled, ties are not
     done: dict[int, np.ndarray] = {}
     out = []
     for jc in jcs:

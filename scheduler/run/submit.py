@@ -32,14 +32,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from carbonsched.errors import CapacityError, LaunchError, UserInputError
+from carbonsched.errors import CapacityError, CarbonschedError, LaunchError, UserInputError
 from carbonsched.planning import plan as make_plan
 from carbonsched.planning.region_forecast import forecast_to_dict
 from carbonsched.providers.cloud import get_launcher
 from carbonsched.providers.cloud.launcher import Launcher, job_command, launch_token, payload_gaps, secret_env
 from carbonsched.run.lease import Lease
-from carbonsched.run.measured import (collect_measurement, current_attempt, note_elsewhere, pause, ran_on,
-                                      in_segments, run_placement, segment_ended, segment_token, segments_done)
+from carbonsched.run.measured import (collect_measurement, current_attempt, in_segments, note_elsewhere, note_unmeasured,
+                                      pause, ran_on, run_placement, segment_ended, segment_token, segments_done)
 from carbonsched.run.store import DEFAULT_LEASE_S, FINAL, Job, Store
 from carbonsched.spec.job import PROVIDERS
 from carbonsched.spec.payload import check_payload_paths
@@ -334,10 +334,14 @@ def collect_cancelled(store: Store, job: Job, launchers: Callable[[str], Launche
     if cut < 0 or not job.resource_id or any(e["kind"] in ("measured", "unmeasured") for e in events[cut + 1:]):
         return False
     launcher = launchers(launcher_for_resource(job.resource_id))
-    if launcher.status(job.resource_id)[0] == "running":
-        return False  # still stopping (its grace after SIGTERM): a later pass
-    collect_measurement(store, job, launcher, job.resource_id, run_placement(store, job), now,
-                        segment=segments_done(store, job))
+    segment = segments_done(store, job)
+    try:
+        if launcher.status(job.resource_id)[0] == "running":
+            return False  # still stopping (its grace after SIGTERM): a later pass
+    except CarbonschedError as exc:  # a terminated cloud instance may not answer: settle it, once
+        note_unmeasured(store, job, now, segment, f"the launcher could not report the cancelled run ({exc})")
+        return True
+    collect_measurement(store, job, launcher, job.resource_id, run_placement(store, job), now, segment=segment)
     return True
 
 

@@ -96,7 +96,7 @@ import fnmatch
 import math
 import shlex
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from carbonsched.errors import JobSpecError
@@ -470,10 +470,13 @@ def resolve_job(job: JobSpec) -> JobSpec:
         throughput = {resolve_gpu(k, gpus).name: number(v, f"throughput.{k}", positive=True) for k, v in throughput.items()}
         if ref.name not in throughput:
             raise JobSpecError(f"throughput must include the reference GPU {ref.name} (the speed your hours were measured at)")
+    window = {}
     for name in ("earliest_start", "deadline"):
         t = getattr(job, name)
         if t is not None and (not isinstance(t, datetime) or t.tzinfo is None):
             raise JobSpecError(f"window.{name} must be a timezone-aware datetime (UTC), got {t!r}")
+        if t is not None:  # start hours are UTC hours: 08:30+05:30 is 03:00Z, not a start at :30
+            window[name] = t.astimezone(timezone.utc)
     if job.earliest_start and job.deadline and job.deadline <= job.earliest_start:
         raise JobSpecError("window.deadline must be after window.earliest_start")
     baseline = resolve_region(job.baseline_region).region_id if job.baseline_region else None
@@ -491,7 +494,7 @@ def resolve_job(job: JobSpec) -> JobSpec:
     spot_model = replace(job.spot_model, preemption_rates={k.lower(): v for k, v in job.spot_model.preemption_rates.items()})
     return replace(job, data=data, spot_model=spot_model, gpu=ref.name, gpu_types=gpu_types, gpu_counts=counts, providers=providers,
                    regions=patterns["constraints.regions"], exclude_regions=patterns["constraints.exclude_regions"] or (),
-                   throughput=throughput, baseline_region=baseline)
+                   throughput=throughput, baseline_region=baseline, **window)
 
 
 def load_job(path: str | Path, overrides: dict | None = None) -> JobSpec:

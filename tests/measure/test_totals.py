@@ -95,3 +95,20 @@ def test_a_run_on_this_machine_is_costed_where_it_ran_in_status_ledger_and_repor
     assert doc["totals"]["measured_saving_pct"] == 0.0
     assert f"{report['emissions']['kg_co2e']:.3g} kgCO2e" in cli("status", job_id, extra_env=env).stdout
     assert "metered energy" not in cli("ledger", extra_env=env).stdout
+
+
+def test_metered_gpu_and_cpu_energy_is_not_called_modelled(tmp_path):
+    """Memory energy is always the model's: counting it made every job "energy modelled"."""
+    from test_ledger import PLAN, FakeLive, FakeSource, record
+
+    from carbonsched.measure.totals import job_ledger_row
+
+    store = Store(tmp_path / "j.sqlite")
+    job = store.add_job(name="x", spec={}, plan=PLAN, start_at=NOW, launcher="local", now=NOW)
+    store.save_measurement(job.id, record())  # GPU nvml-energy, CPU rapl, memory model
+    row, _ = job_ledger_row(store, store.get(job.id), source=FakeSource(FakeLive()), baseline_region=None)
+    assert row["energy_modelled"] is False
+    other = store.add_job(name="y", spec={}, plan=PLAN, start_at=NOW, launcher="local", now=NOW)
+    store.save_measurement(other.id, record(method="model"))
+    row, _ = job_ledger_row(store, store.get(other.id), source=FakeSource(FakeLive()), baseline_region=None)
+    assert row["energy_modelled"] is True

@@ -396,6 +396,12 @@ def test_track_job_prefix_is_the_job_and_its_measurement_is_replaced_only_when_a
     replaced = store.load_measurement(job.id)
     assert replaced["exit_code"] == 5 and first["exit_code"] == 0
     assert [e["kind"] for e in store.events(job.id)].count("measured") == 2
+    # a label that several jobs' ids start with names none of them: it stays a label (it was refused)
+    firsts = [j.id[0] for j in store.jobs()] + [_stored_job(home).id[0] for _ in range(16)]
+    label = next(c for c in firsts if firsts.count(c) > 1)  # 17 ids, 16 hex digits: two start alike
+    r = cli("track", "--job", label, "--gpu-method", "model", "--", PY, "-c", "pass", extra_env=env)
+    assert r.returncode == 0 and "is job" not in r.stderr, r.stderr
+    assert store.load_measurement(label)["job_id"] == label
 
 
 def test_save_record_keeps_a_second_measurement_of_a_job_beside_the_first(tmp_path):

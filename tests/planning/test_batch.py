@@ -550,3 +550,38 @@ def test_an_lp_solve_cut_off_by_the_deadline_leaves_greedy_and_claims_nothing(mo
     assert (usage(p, sol.choice) <= p.capacity[:, None] + 1e-9).all()
     assert float(p.weights[sol.choice < 0].sum()) <= float(p.weights[g < 0].sum())
     assert sol.stats["lp_bound"] <= sol.objective + 1e-9
+
+
+def test_equal_costs_summed_in_another_order_are_no_reason_to_take_the_seed():
+    """Placements of equal real cost sum to floats one ulp apart (26.7 against 26.700000000000003);
+    solve took the caller's seed (status "greedy") and plan_batch greedy's plan on that noise."""
+    from carbonsched.policies.assignment import better, placed_key
+
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        n = 4
+        vals = np.round(rng.random(n) * 10, 1)  # decimal costs: exact ties in reals, not in floats
+        p = BatchProblem(job=np.repeat(np.arange(n), n), cost=np.tile(vals, n), resource=np.zeros(n * n, int),
+                         first_hour=np.tile(np.arange(n), n), n_hours=np.ones(n * n, int), demand=np.ones(n * n),
+                         capacity=np.array([1.0]), n_jobs=n)
+        g = greedy(p)
+        sol = solve(p, seed=g)
+        assert sol.status != "greedy" or better(p, g, solve(p).choice)
+        assert not better(p, g, sol.choice) and placed_key(p, sol.choice)[1] == pytest.approx(placed_key(p, g)[1])
+
+
+def test_a_one_term_weighted_batch_ranks_as_its_term_does():
+    """Weighted terms are scaled by their mean; the cost/time tie-breakers are not, so in a weighted
+    batch they weighed ~mean x 1e-6 and made --weights cost=1 take a dearer placement than cost."""
+    from types import SimpleNamespace as NS
+
+    from carbonsched.planning.batch_objective import batch_objective, job_scores
+
+    cands = NS(kg_co2e=np.full((2, 2), 10.0), cost_usd=np.array([5000.0, 4990.0]),
+               end_h=np.array([[100.0, 120.0], [100.0, 120.0]]), start_h=np.array([0.0, 20.0]), shape=(2, 2))
+    jc = NS(cands=cands, feasible=np.array([[True, False], [False, True]]),
+            policy=NS(deferral="expected", tie_fraction=0.0, objective="cost"))
+    for objective in ("cost", {"cost": 1}):
+        name, weights = batch_objective(objective, [jc])
+        score = job_scores([jc], weights, scale_free=name == "weighted")[0]
+        assert score[1, 1] < score[0, 0], objective  # $4990 later beats $5000 now in both

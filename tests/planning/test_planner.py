@@ -222,3 +222,16 @@ def test_a_refused_wait_in_a_later_window_is_not_said_to_start_now():
               "window": {"earliest_start": "2026-11-27T14:00:00Z", "max_delay": "24h"}})
     (said,) = [w for w in p.warnings if "upper decile" in w]
     assert "starting at the first start the window allows (2026-11-27T14:00:00Z)" in said and "starting now" not in said
+
+
+def test_window_times_in_any_zone_give_utc_hour_starts():
+    """earliest_start 08:30+05:30 is 03:00Z: the starts were 03:00, 03:30, 04:30, ... (local :30)."""
+    from carbonsched.planning.candidates import job_candidates
+
+    def starts(t):
+        job = carbonsched.JobSpec(gpu="A100", gpus=8, hours=2, earliest_start=t, max_delay_hours=6)
+        return [s.strftime("%H:%M") for s in job_candidates(job, now=datetime(2026, 6, 1, 2, 0, tzinfo=timezone.utc),
+                                                             settings=SETTINGS).window.starts]
+
+    india = datetime(2026, 6, 1, 8, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    assert starts(india) == starts(india.astimezone(timezone.utc)) and starts(india)[:2] == ["03:00", "04:00"]

@@ -140,6 +140,12 @@ def test_cancel_kills_a_run_that_ignores_sigterm_after_its_grace(store_target, t
     assert wait_for(lambda: _gone(child_pid), timeout=15), "a run that ignores SIGTERM survived its cancel"
     doc = json.loads((launcher._path(out.resource_id) / "exit.json").read_text())
     assert doc["signal"] == 9 and doc["killed"] == "it did not stop when asked"
+    # a segment's stop() says such a run did not end on its own terms (its exit.json is the runner's)
+    again = add(store, f"{PY} -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)'")
+    (out,) = [o for o in agent_pass(store, lambda n: launcher, clock(), clock=clock) if o.job_id == again.id]
+    assert wait_for(lambda: (launcher._path(out.resource_id) / "log.txt").exists()) and out.state == "running"
+    time.sleep(0.5)  # the command is up and ignoring SIGTERM
+    assert launcher.stop(out.resource_id, grace_s=10) is False
 
 
 def test_a_run_whose_runner_was_killed_stays_running_and_can_be_cancelled(store_target, tmp_path):
@@ -156,8 +162,8 @@ def test_a_run_whose_runner_was_killed_stays_running_and_can_be_cancelled(store_
     assert wait_for(lambda: child_pid.exists() and child_pid.read_text())
     runner = int((launcher._path(out.resource_id) / "pid").read_text().split()[0])
     os.kill(runner, signal.SIGKILL)
-    assert wait_for(lambda: launcher.status(out.resource_id) == ("running", None) and not os.path.exists(f"/proc/{runner}")
-                    or open(f"/proc/{runner}/stat").read().split()[2] == "Z")
+    assert wait_for(lambda: not os.path.exists(f"/proc/{runner}") or open(f"/proc/{runner}/stat").read().split()[2] == "Z")
+    assert launcher.status(out.resource_id) == ("running", None)  # its command runs on
     agent_pass(store, lambda n: launcher, clock(), clock=clock)
     assert store.get(stored.id).state == "running" and not _gone(child_pid)
     assert cancel(store, stored.id, lambda n: launcher, clock()).state == "cancelled"
