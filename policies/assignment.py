@@ -309,28 +309,37 @@ class _Master:
         self.h.changeColsCost(nj + nc, np.arange(nj + nc, dtype=np.int32), cost)
 
 
+def _price(m: _Master, cand: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Re-solve the master, then price ``cand`` (their objective coefficients ``cost``): (reduced
+    costs ``cost - pi_j + demand * sum of |capacity duals|`` over the hours, which of them price out
+    and are not in the model, the master's value z, the Lagrangian bound ``z + sum_j count[j]
+    min(0, min_c rc)``). _OutOfTime past the deadline; RuntimeError when HiGHS fails."""
+    if not m.run():
+        if m.timed_out():
+            raise _OutOfTime
+        raise RuntimeError(f"HiGHS could not solve the batch LP: {m.h.getModelStatus()}")
+    p = m.p
+    pi, y = m.duals()
+    job = p.job[cand]
+    rc = cost - pi[job] - p.demand[cand] * span_sum(prefix(y.reshape(p.capacity.size, p.n_slots)), p, cand)
+    neg = (rc < -1e-9 * (1.0 + np.abs(cost))) & ~m.in_model[cand]
+    lowest = np.zeros(p.n_jobs)
+    np.minimum.at(lowest, job, rc)
+    z = m.objective()
+    return rc, neg, z, z + float(lowest @ p.counts)
+
+
 def _generate(m: _Master, cand: np.ndarray, colgen_tol: float, add_per_job: int,
               deadline: float = math.inf) -> tuple[float, int, bool]:
     """Column generation on ``m`` over the candidates ``cand`` (see the module docstring):
     (Lagrangian lower bound on the LP, rounds, converged). Past ``deadline`` it stops with the
     bound it has (valid, maybe weak) and ``converged`` False."""
     p = m.p
-    P, S = p.capacity.size, p.n_slots
     rounds = 0
-    job, cost, demand = p.job[cand], p.cost[cand], p.demand[cand]
+    job, cost = p.job[cand], p.cost[cand]
     while True:
         rounds += 1
-        if not m.run():
-            if m.timed_out():
-                raise _OutOfTime
-            raise RuntimeError(f"HiGHS could not solve the batch LP: {m.h.getModelStatus()}")
-        pi, y = m.duals()
-        rc = cost - pi[job] - demand * span_sum(prefix(y.reshape(P, S)), p, cand)
-        neg = (rc < -1e-9 * (1.0 + np.abs(cost))) & ~m.in_model[cand]
-        lowest = np.zeros(p.n_jobs)
-        np.minimum.at(lowest, job, rc)
-        z = m.objective()
-        lagrange = z + float(lowest @ p.counts)
+        rc, neg, z, lagrange = _price(m, cand, cost)
         _, u = m.values()
         cost_part = abs(z - m.big_m * float(m.w @ u))
         if not neg.any():
@@ -356,24 +365,13 @@ def _least_unplaced(m: _Master, cand: np.ndarray, add_per_job: int, deadline: fl
     job out to save cost; its ceiling then "proved" a job unplaced that fits (found by fuzzing:
     three jobs, greedy placed all three)."""
     p = m.p
-    P, S = p.capacity.size, p.n_slots
-    job, demand = p.job[cand], p.demand[cand]
+    job, free = p.job[cand], np.zeros(len(cand))
     rounds = 0
     m.set_costs(placed_only=True)
     try:
         while True:
             rounds += 1
-            if not m.run():
-                if m.timed_out():
-                    raise _OutOfTime
-                raise RuntimeError(f"HiGHS could not solve the batch LP: {m.h.getModelStatus()}")
-            pi, y = m.duals()
-            rc = -pi[job] - demand * span_sum(prefix(y.reshape(P, S)), p, cand)
-            neg = (rc < -1e-9) & ~m.in_model[cand]
-            lowest = np.zeros(p.n_jobs)
-            np.minimum.at(lowest, job, rc)
-            z = m.objective()
-            bound = z + float(lowest @ p.counts)
+            rc, neg, z, bound = _price(m, cand, free)
             if not neg.any():
                 return z, rounds
             if math.ceil(bound - INTEGRAL_TOL) >= math.ceil(z - INTEGRAL_TOL) or time.perf_counter() > deadline:

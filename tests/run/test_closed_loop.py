@@ -105,11 +105,9 @@ save()
 '''
 
 
-def test_interruptible_job_runs_in_three_measured_segments_resumed_twice(env, tmp_path):
-    """A plan with three 2-second segments: the agent stops the run (SIGTERM) at the end of the
-    first two and resumes it at the next start with CARBONSCHED_RESUME=1; each segment is measured
-    and the stored record sums them."""
-    settings, store, launcher = env
+def _three_segments(store, tmp_path):
+    """A stored job of CHECKPOINTED planned in three 2-second segments 1 s apart, the first starting
+    in a second: (the job, the segments, its checkpoint file)."""
     script, ckpt = tmp_path / "train.py", tmp_path / "ckpt.json"
     script.write_text(CHECKPOINTED)
     t0 = utcnow() + timedelta(seconds=1)
@@ -120,6 +118,15 @@ def test_interruptible_job_runs_in_three_measured_segments_resumed_twice(env, tm
                  "interruptible": {"segments": segs}}
     stored = store.add_job(name="ckpt", spec={"command": f"{PY} {script} {ckpt}"}, plan={"placements": [placement]},
                            start_at=t0, launcher="local", now=utcnow())
+    return stored, segs, ckpt
+
+
+def test_interruptible_job_runs_in_three_measured_segments_resumed_twice(env, tmp_path):
+    """A plan with three 2-second segments: the agent stops the run (SIGTERM) at the end of the
+    first two and resumes it at the next start with CARBONSCHED_RESUME=1; each segment is measured
+    and the stored record sums them."""
+    settings, store, launcher = env
+    stored, segs, ckpt = _three_segments(store, tmp_path)
     done = _finish(store, stored.id, launcher)
     assert done.state == "succeeded" and done.exit_code == 0
     state = json.loads(ckpt.read_text())
@@ -143,16 +150,7 @@ def test_two_agents_ending_one_segment_record_it_once(env, tmp_path):
     from carbonsched.run.measured import pause, run_placement
 
     settings, store, launcher = env
-    script, ckpt = tmp_path / "train.py", tmp_path / "ckpt.json"
-    script.write_text(CHECKPOINTED)
-    t0 = utcnow() + timedelta(seconds=1)
-    segs = [{"start": iso_utc(t0 + timedelta(seconds=3 * i)), "end": iso_utc(t0 + timedelta(seconds=3 * i + 2)),
-             "overhead_hours": 0.0} for i in range(3)]
-    placement = {"rank": 1, "provider": "aws", "region_id": "aws:eu-north-1", "instance_type": "g6e.xlarge",
-                 "gpu": "L40S", "gpu_count": 1, "market": "on-demand", "start": segs[0]["start"],
-                 "interruptible": {"segments": segs}}
-    stored = store.add_job(name="ckpt", spec={"command": f"{PY} {script} {ckpt}"}, plan={"placements": [placement]},
-                           start_at=t0, launcher="local", now=utcnow())
+    stored, segs, ckpt = _three_segments(store, tmp_path)
     deadline = time.monotonic() + 30
     while not (store.get(stored.id).state == "running" and
                [e["kind"] for e in store.events(stored.id)].count("resuming") == 1):  # segment 2 runs
