@@ -96,6 +96,8 @@ class LocalLauncher:
             raise LaunchError(f"job {job.id}: its workdir {cwd} is not a folder on this machine")
         try:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for parent in (self.root, self.root / job.id):  # mkdir gives the parents the umask's 0755: runs hold logs
+                parent.chmod(0o700)
             (d / "token").write_text(token)  # before the start, so find() sees this attempt at once
             (d / "pid").unlink(missing_ok=True)  # a relaunch of an attempt that never started
         except OSError as exc:  # e.g. <home>/runs is a file: a launch error (the job fails), not a half-made attempt

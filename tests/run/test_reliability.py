@@ -299,7 +299,7 @@ def test_store_runs_and_logs_are_private(tmp_path):
     agent_pass(store, lambda n: launcher, clock(), clock=clock)
     assert (home / "jobs.sqlite").stat().st_mode & 0o777 == 0o600
     run = home / "runs" / stored.id / "attempt-0"
-    assert run.stat().st_mode & 0o777 == 0o700
+    assert all(d.stat().st_mode & 0o777 == 0o700 for d in (run, run.parent, run.parent.parent))  # runs/ too
     assert wait_for(lambda: (run / "exit.json").exists())
     assert (run / "log.txt").stat().st_mode & 0o777 == 0o600
 
