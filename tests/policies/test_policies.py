@@ -576,7 +576,7 @@ def test_plan_says_when_robust_deferral_did_not_move_for_a_gain_within_the_error
     jc = SimpleNamespace(cands=c, feasible=np.ones(kg.shape, dtype=bool), policy=Policy(deferral="robust"),
                          offerings=[SimpleNamespace(region_id="aws:eu-north-1", instance_type="p5.48xlarge"),
                                     SimpleNamespace(region_id="gcp:europe-west4", instance_type="a3-highgpu-8g")],
-                         window=SimpleNamespace(starts=[t0 + timedelta(hours=h) for h in range(3)]))
+                         window=SimpleNamespace(starts=[t0 + timedelta(hours=h) for h in range(3)]), now=t0)
     (line,) = tie_warnings(jc, rank(c, jc.feasible, jc.policy))
     assert "gcp:europe-west4 a3-highgpu-8g at 2026-11-27T12:00:00Z" in line and "14.3 % less" in line
     assert "upper decile (8 kg) does not beat the 7 kg expected from starting now there" in line
