@@ -190,7 +190,7 @@ def _plan_batch_remote(a: argparse.Namespace) -> int:
     if a.capacity is not None:
         raw["capacity"] = {**(raw.get("capacity") or {}), "default": a.capacity}
     doc = remote.plan_batch(jsonable(raw), now=a.now, objective=a.objective, strict=a.strict, top_k=a.top_k,
-                            time_limit_s=a.time_limit)
+                            time_limit_s=a.time_limit, intensity_source=a.intensity_source)
     return emit(a, doc, to_dict=lambda d: d, render=render_batch)
 
 

@@ -73,11 +73,13 @@ class ApiClient:
         return self._call("POST", "/v1/plan", json=body)
 
     def plan_batch(self, batch: dict, *, now: str | None = None, objective: str | None = None, strict: bool = False,
-                   top_k: int | None = None, time_limit_s: float | None = None) -> dict:
+                   top_k: int | None = None, time_limit_s: float | None = None,
+                   intensity_source: str | None = None) -> dict:
         """``POST /v1/plan/batch``: ``batch`` is a batch file's table (``job``: job tables, ``capacity``)."""
         body = {"job": batch["job"], **({"capacity": batch["capacity"]} if batch.get("capacity") else {}),
                 **{k: v for k, v in (("now", now), ("objective", objective), ("top_k", top_k),
-                                     ("time_limit_s", time_limit_s)) if v is not None},
+                                     ("time_limit_s", time_limit_s), ("intensity_source", intensity_source))
+                   if v is not None},
                 **({"strict": True} if strict else {})}
         return self._call("POST", "/v1/plan/batch", json=body)
 

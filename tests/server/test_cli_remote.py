@@ -41,7 +41,7 @@ def test_the_cli_goes_through_the_server(cli, tmp_path, postgres):
         # the flags that set every job's policy and the default capacity travel with it
         batch = REPO / "examples" / "batch.toml"
         flags = ("--deferral", "expected", "--capacity", "8", "--now", NOW_ISO)
-        r = cli("plan", "--batch", batch, "--server", "--json", *flags, extra_env=env)
+        r = cli("plan", "--batch", batch, "--server", "--json", *flags, "--intensity-source", "profile", extra_env=env)
         local = cli("plan", "--batch", batch, "--json", *flags, "--intensity-source", "profile")
         assert r.returncode == 0 and local.returncode == 0, r.stderr + local.stderr
         remote_doc, local_doc = json.loads(r.stdout), json.loads(local.stdout)
@@ -52,6 +52,8 @@ def test_the_cli_goes_through_the_server(cli, tmp_path, postgres):
         assert 'carbonsched_plan_seconds_count{kind="batch"} 1.0' in served, served
         r = cli("plan", "--batch", batch, "--server", "--now", NOW_ISO, extra_env=env)
         assert r.returncode == 0 and "Batch plan: 4 of 4 jobs placed" in r.stdout
+        r = cli("plan", "--batch", batch, "--server", "--intensity-source", "file", extra_env=env)  # it travels
+        assert r.returncode == 2 and "history files" in r.stderr, r.stderr
         r = cli("plan", "--batch", batch, "--server", "--now", NOW_ISO, extra_env={"CARBONSCHED_HOME": str(tmp_path / "h")})
         assert r.returncode == 2 and "CARBONSCHED_SERVER" in r.stderr  # never a local plan in its place
         r = cli("submit", job, "--launcher", "local", "--yes", "--max-delay", "0", extra_env=env)
