@@ -92,7 +92,7 @@ def _plan_remote(a: argparse.Namespace, raw: dict, top: int) -> int:
     if remote is None:
         raise UserInputError("--server plans on the server named by CARBONSCHED_SERVER (with CARBONSCHED_TOKEN); "
                              "set them, or drop --server to plan here")
-    doc = remote.plan(jsonable(raw), now=a.now, top=top)
+    doc = remote.plan(jsonable(raw), now=a.now, top=top, intensity_source=getattr(a, "intensity_source", None))
     if a.json:
         print(json.dumps(doc, indent=2))
         return 0

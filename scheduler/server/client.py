@@ -68,8 +68,10 @@ class ApiClient:
             raise UserInputError(message)
         raise RemoteError(f"server {self.base} failed ({r.status_code}): {message}")
 
-    def plan(self, job: dict, *, now: str | None = None, top: int | None = None) -> dict:
-        body = {"job": job, **({"now": now} if now else {}), **({"top": top} if top is not None else {})}
+    def plan(self, job: dict, *, now: str | None = None, top: int | None = None,
+             intensity_source: str | None = None) -> dict:
+        body = {"job": job, **({"now": now} if now else {}), **({"top": top} if top is not None else {}),
+                **({"intensity_source": intensity_source} if intensity_source else {})}
         return self._call("POST", "/v1/plan", json=body)
 
     def plan_batch(self, batch: dict, *, now: str | None = None, objective: str | None = None, strict: bool = False,

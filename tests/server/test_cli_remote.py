@@ -37,6 +37,8 @@ def test_the_cli_goes_through_the_server(cli, tmp_path, postgres):
         assert r.returncode == 0 and json.loads(r.stdout) == json.loads(local.stdout), r.stderr
         r = cli("plan", job, "--server", "--now", NOW_ISO, extra_env=env)
         assert r.returncode == 0 and "plan from http://127.0.0.1" in r.stdout and "aws:" in r.stdout
+        r = cli("plan", job, "--server", "--intensity-source", "file", extra_env=env)  # the flag travels
+        assert r.returncode == 2 and "history files" in r.stderr, r.stderr
         # a batch: the server plans it (POST /v1/plan/batch) and the CLI prints what a local plan prints;
         # the flags that set every job's policy and the default capacity travel with it
         batch = REPO / "examples" / "batch.toml"
