@@ -114,7 +114,9 @@ def job_scores(jcs: list[JobCandidates], weights: dict[str, float], scale_free: 
     for t in weights:
         vals = [_terms(jc)[t][jc.feasible] for jc in jcs] if scale_free else []
         scale[t] = max(float(np.mean(np.concatenate(vals))), 1e-12) if scale_free else 1.0
-    ties = {} if scale_free else _tie_weights(jcs, weights)  # weighted: terms are scaled, ties are not
+    ties = _tie_weights(jcs, weights)
+    if scale_free:  # a one-term weighted batch: its term is divided by its scale, so are the ties
+        ties = {name: w / scale[t] for name, w in ties.items() for t in weights}
     done: dict[int, np.ndarray] = {}
     out = []
     for jc in jcs:

@@ -40,7 +40,9 @@ def test_unlimited_batch_places_every_job_where_plan_puts_it_alone(now):
 
 
 @pytest.mark.parametrize("policy", [{"objective": "time"}, {"objective": "cost"},
-                                    {"objective": "weighted", "weights": {"carbon": 1, "cost": 0.5}}])
+                                    {"objective": "weighted", "weights": {"carbon": 1, "cost": 0.5}},
+                                    {"objective": "weighted", "weights": {"time": 1}},  # one term: its ties too
+                                    {"objective": "weighted", "weights": {"cost": 1}}])
 def test_a_one_job_batch_takes_the_jobs_objective_and_plans_ties_as_plan(policy):
     """A job file's own objective is the batch's when every job asks for it; placements equally fast
     or cheap (the same finish in several regions, one price over many hours) go where plan ranks
