@@ -228,7 +228,7 @@ def plan_batch(jobs: list[JobSpec], *, now: datetime, capacity=None, default_cap
     baselines = [baseline(jc) for jc in jcs]
     chosen = [placement(jc, c, b) for jc, c, b in zip(jcs, sol.choice, baselines)]
     greedy_ps = [placement(jc, c, b) for jc, c, b in zip(jcs, g, baselines)]
-    unplaced = tuple(why_unplaced(batch, sol, jcs, names)) if len(sol.unplaced) else ()
+    unplaced = tuple(why_unplaced(batch, sol, jcs, names, cap_of)) if len(sol.unplaced) else ()
     if unplaced:
         warnings.append(f"capacity: {len(unplaced)} of {len(jobs)} jobs do not fit and are left out (see unplaced; "
                         "raise capacity, widen their windows, or give the important ones a higher priority)")

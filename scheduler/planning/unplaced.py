@@ -6,7 +6,8 @@ For each job the assignment left out (``why_unplaced``):
   jobs leave less than the job's GPUs free, most needed first (at most three);
 * ``earliest_start_with_room``: scanning forward from the job's first candidate start, up to two
   weeks, the first hour from which one of its feasible offerings has its GPUs free for the whole
-  run given the placed jobs (resources the batch did not model are free), and that region. It
+  run given the placed jobs (a resource the batch did not model holds no placed job: it has room
+  where its capacity fits the job's GPUs, none where it is 0), and that region. It
   answers "what if the window were widened"; a start inside the window means the job lost to the
   placed ones only through top-k pruning or the objective.
 """
@@ -62,9 +63,10 @@ def _cells(batch: BatchColumns, used: np.ndarray, j: int, t0: datetime, limit: i
 
 
 def _room(batch: BatchColumns, index: dict[tuple[str, str], int], used: np.ndarray, jc: JobCandidates,
-          first_hour: int, search_hours: int = 24 * 14) -> tuple[float, str] | None:
+          first_hour: int, cap_of=None, search_hours: int = 24 * 14) -> tuple[float, str] | None:
     """(earliest hour from t0, region id) at which one of the job's feasible offerings finds room
-    for its whole run, given ``used``; resources the batch did not model (not in ``index``) are free."""
+    for its whole run, given ``used``; a resource the batch did not model (not in ``index``) holds
+    nothing placed: room from the first hour if its capacity (``cap_of``) fits the job's GPUs."""
     p = batch.problem
     best = None
     for o in np.unique(np.nonzero(jc.feasible)[0]):
@@ -72,6 +74,8 @@ def _room(batch: BatchColumns, index: dict[tuple[str, str], int], used: np.ndarr
         need = int(math.ceil(float(jc.cands.runtime_h[o]) - 1e-9)) + 1
         r = index.get((off.region_id, off.gpu))
         if r is None:
+            if cap_of is not None and not off.gpu_count <= cap_of(off.region_id, off.gpu) + 1e-9:
+                continue  # e.g. capacity 0 there: never room
             h = first_hour
         else:
             row = np.concatenate([used[r], np.zeros(search_hours + need)])
@@ -86,15 +90,16 @@ def _room(batch: BatchColumns, index: dict[tuple[str, str], int], used: np.ndarr
     return best
 
 
-def why_unplaced(batch: BatchColumns, sol: BatchSolution, jcs: list[JobCandidates], names: list[str]) -> list[Unplaced]:
-    """An ``Unplaced`` for every job ``sol`` leaves out."""
+def why_unplaced(batch: BatchColumns, sol: BatchSolution, jcs: list[JobCandidates], names: list[str],
+                 cap_of=None) -> list[Unplaced]:
+    """An ``Unplaced`` for every job ``sol`` leaves out (``cap_of``: the batch's capacity lookup)."""
     used = usage(batch.problem, sol.choice)
     index = {key: r for r, key in enumerate(batch.resources)}
     out = []
     for j in sol.unplaced:
         jc = jcs[j]
         first = int(math.floor(jc.offset_h + float(jc.cands.start_h[0]) + 1e-9))
-        room = _room(batch, index, used, jc, first)
+        room = _room(batch, index, used, jc, first, cap_of)
         start = None if room is None else max(jc.t0 + timedelta(hours=room[0]), jc.window.starts[0])
         out.append(Unplaced(names[j], jc.job.priority, _cells(batch, used, j, jc.t0), start,
                             None if room is None else room[1]))

@@ -585,3 +585,21 @@ def test_a_one_term_weighted_batch_ranks_as_its_term_does():
         name, weights = batch_objective(objective, [jc])
         score = job_scores([jc], weights, scale_free=name == "weighted")[0]
         assert score[1, 1] < score[0, 0], objective  # $4990 later beats $5000 now in both
+
+
+def test_an_unplaced_job_is_not_told_of_room_where_capacity_is_zero():
+    """`earliest_start_with_room` read a resource outside the (pruned) columns as free, naming
+    aws:ap-northeast-1 at once where the default capacity is 0 (found by the regression hunt)."""
+    from pathlib import Path
+
+    from carbonsched.spec.batch_file import read_batch
+
+    jobs, capacity, _ = read_batch(Path(__file__).resolve().parents[2] / "examples" / "batch.toml")
+    bp = plan_batch(jobs, now=datetime(2026, 11, 27, 10, tzinfo=timezone.utc), settings=SETTINGS,
+                    capacity=capacity, default_capacity=0)
+    lookup = capacity_lookup(capacity, 0)
+    assert bp.unplaced
+    for u in bp.unplaced:
+        gpus = next(j for j in jobs if j.name == u.name).gpus
+        assert u.earliest_region_id is None or any(lookup(u.earliest_region_id, g) >= gpus for g in ("H100", "A100", "L4",
+                                                                                                       "L40S", "A100-80GB"))
