@@ -107,37 +107,42 @@ def best_schedules(job: JobSpec, *, now: datetime, k: int, overhead_h: float = 0
     slot_h = slot_minutes / 60.0
     w, est = jc.window, jc.est
     first_h = jc.offset_h + hours_between(now, w.earliest)  # window start, hours after t0
-    latest_first = int(math.floor(hours_between(w.earliest, w.latest_start) / slot_h + 1e-9))
     o_slots = int(math.ceil(overhead_h / slot_h - 1e-9))
 
+    # slots start at the window's first instant, and (when that is off the UTC slot grid, e.g. now =
+    # 10:30) also on the grid, as the planner's starts do: the better schedule of the two is kept
+    into = hours_between(w.earliest.replace(minute=0, second=0, microsecond=0), w.earliest) % slot_h
+    shifts = (0.0,) if into < 1e-9 or slot_h - into < 1e-9 else (0.0, slot_h - into)
     rows = np.flatnonzero(jc.feasible.any(axis=1))
     plans = []
-    for i in rows:
+    for i, shift in ((i, s) for i in rows for s in shifts):
         off = jc.offerings[i]
         runtime = float(est.runtime_h[i])
         end = w.deadline if w.deadline is not None else w.latest_start + timedelta(hours=runtime)
-        T = int(math.floor(hours_between(w.earliest, end) / slot_h + 1e-9))
+        T = int(math.floor((hours_between(w.earliest, end) - shift) / slot_h + 1e-9))
         R = int(math.ceil(runtime / slot_h - 1e-9))
-        if R > T:
+        first = int(math.floor((hours_between(w.earliest, w.latest_start) - shift) / slot_h + 1e-9))
+        if R > T or first < 0:
             continue
         f = min(max(runtime / slot_h - (R - 1), 1e-9), 1.0)  # the part of the last progress slot the work uses
         if T * (k + 1) * (R + 1) > MAX_DP_CELLS:
             raise UserInputError(f"{T} slots x {k} segments x {R} slots of work is too large to plan exactly; "
                                  "use longer slots (slot_minutes) or fewer segments")
-        intensity = slot_means(jc.forecasts[off.region_id].intensity_g_per_kwh, first_h, slot_h, T)
+        intensity = slot_means(jc.forecasts[off.region_id].intensity_g_per_kwh, first_h + shift, slot_h, T)
         kwh_slot = float(est.energy_kwh[i]) / runtime * slot_h
         emb_slot = float(est.kg_embodied[i]) / runtime * slot_h
         best_single = float(np.min(np.where(jc.feasible[i], est.kg_co2e[i, 1:], np.inf)))
         low = np.sort(intensity)[:R]  # a lower bound: the R greenest slots, the part-used one the dearest of them
         plans.append((kwh_slot * (low[:-1].sum() + f * low[-1]) / 1000 + emb_slot * (R - 1 + f)
-                      + _transfer(est, "kg_transfer", i), i, T, R, f, intensity, kwh_slot, emb_slot, best_single))
+                      + _transfer(est, "kg_transfer", i), i, shift, first, T, R, f, intensity, kwh_slot, emb_slot,
+                      best_single))
     plans.sort(key=lambda x: x[0])
     found: list[InterruptibleSchedule] = []
-    for bound, i, T, R, f, intensity, kwh_slot, emb_slot, best_single in plans:
+    for bound, i, shift, first, T, R, f, intensity, kwh_slot, emb_slot, best_single in plans:
         if len(found) >= top and bound >= found[-1].kg_co2e:
             break  # no later offering can beat the top-th schedule
         s = best_schedule(kwh_slot * intensity / 1000 + emb_slot, R, k, o_slots,
-                          resume_kg=overhead_kwh * intensity / 1000, latest_first=latest_first, last_fraction=f)
+                          resume_kg=overhead_kwh * intensity / 1000, latest_first=first, last_fraction=f)
         if s is None:
             continue
         off = jc.offerings[i]
@@ -150,9 +155,15 @@ def best_schedules(job: JobSpec, *, now: datetime, k: int, overhead_h: float = 0
                 (job.carbon_budget_kg is not None and kg > job.carbon_budget_kg):
             continue
         last = len(s.segments) - 1
-        segs = tuple((w.earliest + timedelta(hours=a * slot_h),
-                      w.earliest + timedelta(hours=(b - (1.0 - f if n == last else 0.0)) * slot_h), ov * slot_h)
+        origin = w.earliest + timedelta(hours=shift)
+        segs = tuple((origin + timedelta(hours=a * slot_h),
+                      origin + timedelta(hours=(b - (1.0 - f if n == last else 0.0)) * slot_h), ov * slot_h)
                      for n, (a, b, ov) in enumerate(s.segments))
+        twin = next((x for x in found if x.offering_index == int(i)), None)  # the offering on the other grid
+        if twin is not None:
+            if twin.kg_co2e <= kg:
+                continue
+            found.remove(twin)
         found.append(InterruptibleSchedule(
             provider=off.provider, region_id=off.region_id, instance_type=off.instance_type, gpu=off.gpu,
             gpu_count=off.gpu_count, market=off.market, segments=segs, kg_co2e=kg, energy_kwh=kwh,

@@ -157,3 +157,15 @@ def test_the_slot_holds_the_restore_overhead_in_whole_slots():
     hourly = plan_interruptible(job_from_dict(raw), now=NOW, k=4, overhead_h=10 / 60, settings=Settings(), top=1)[0]
     assert fine.kg_co2e < hourly.kg_co2e and len(fine.segments) > 1
     assert all(ov == pytest.approx(10 / 60) for _, _, ov in fine.segments[1:])
+
+
+def test_one_segment_from_an_off_the_hour_now_is_the_best_single_run():
+    """With now at 10:30 the slots ran 10:30, 11:30, ... while the planner's starts after "now" are
+    on the hour: one segment came out 1 % worse than the best uninterrupted run. Slots are now
+    also laid on the hour grid and the better schedule kept."""
+    job = job_from_dict({"name": "k1", "gpu": "A100", "gpus": 8, "hours": 5, "window": {"max_delay": "24h"},
+                         "constraints": {"gpu_types": ["A100"]}})
+    now = datetime(2026, 11, 27, 10, 30, tzinfo=timezone.utc)
+    for s in plan_interruptible(job, now=now, k=1, settings=Settings(), top=3):
+        assert s.kg_co2e <= s.uninterrupted_kg_co2e * (1 + 1e-9), (s.region_id, s.kg_co2e, s.uninterrupted_kg_co2e)
+        assert s.segments[0][0] == now or s.segments[0][0].minute == 0
