@@ -34,7 +34,8 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", metavar="JOBS.toml|DIR",
                    help="plan many jobs jointly under shared capacity (see carbonsched.spec.batch_file for the format)")
     p.add_argument("--capacity", type=float, metavar="GPUS",
-                   help="with --batch: GPUs per hour per (region, GPU type) where the batch file sets none")
+                   help="with --batch: GPUs per hour in each (region, GPU type) the batch file does not list "
+                        "(replaces its [capacity] default)")
     p.add_argument("--top-k", type=int, default=200, metavar="K",
                    help="with --batch: candidates (offering x start) kept per job, best first (default 200; "
                         "0 = all): more finds room under contention, fewer solves faster")

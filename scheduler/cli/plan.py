@@ -64,10 +64,11 @@ def implied_objective(a: argparse.Namespace, raw: dict) -> None:
 
 
 def unused_policy_flags(a: argparse.Namespace, objective: str) -> None:
-    """--weights and --order shape the weighted and lexicographic objectives: with another, refuse
-    them rather than plan as if they were not there."""
+    """--weights, --order and --tolerance-pct shape the weighted and lexicographic objectives: with
+    another, refuse them rather than plan as if they were not there."""
     for flag, value, used_by in (("--weights", getattr(a, "weights", None), "weighted"),
-                                 ("--order", getattr(a, "order", None), "lexicographic")):
+                                 ("--order", getattr(a, "order", None), "lexicographic"),
+                                 ("--tolerance-pct", getattr(a, "tolerance_pct", None), "lexicographic")):
         if value is not None and objective != used_by:
             raise UserInputError(f"{flag} applies to the {used_by} objective, not {objective}: add --objective "
                                  f"{used_by}, or drop {flag}")

@@ -16,9 +16,11 @@ def measured_summary(record: dict | None) -> dict | None:
     if record is None:
         return None
     ran = record.get("ran_on") or {}
+    devices = (record.get("gpu") or {}).get("devices") or []  # a `track` record has no ran_on: its GPUs are here
     return {"it_energy_kwh": record.get("it_energy_kwh"), "wall_seconds": record.get("wall_seconds"),
             "methods": {k: (record.get(k) or {}).get("method") for k in ("gpu", "cpu", "memory")},
-            "gpu": ran.get("gpu"), "gpu_count": ran.get("gpu_count", len((record.get("gpu") or {}).get("devices") or [])),
+            "gpu": ran.get("gpu") or (devices[0].get("name") if devices else None),
+            "gpu_count": ran.get("gpu_count", len(devices)),
             "ran_on": ran.get("where"), "region_id": record.get("region_id"),
             "segments": len(record.get("segments") or []) or 1, "exit_code": record.get("exit_code"),
             "started_at": record.get("started_at"), "ended_at": record.get("ended_at")}

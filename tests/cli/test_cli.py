@@ -326,3 +326,5 @@ def test_weights_and_order_shape_their_objective_and_nothing_else(cli):
     assert r.returncode == 2 and "--order applies to the lexicographic objective" in r.stderr
     assert json.loads(cli(*base, "--weights", "carbon=1,cost=1").stdout)["policy"]["objective"] == "weighted"
     assert json.loads(cli(*base, "--order", "cost,carbon").stdout)["policy"]["objective"] == "lexicographic"
+    r = cli(*base, "--tolerance-pct", "5")
+    assert r.returncode == 2 and "--tolerance-pct applies to the lexicographic objective, not carbon" in r.stderr

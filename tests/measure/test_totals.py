@@ -112,3 +112,13 @@ def test_metered_gpu_and_cpu_energy_is_not_called_modelled(tmp_path):
     store.save_measurement(other.id, record(method="model"))
     row, _ = job_ledger_row(store, store.get(other.id), source=FakeSource(FakeLive()), baseline_region=None)
     assert row["energy_modelled"] is True
+
+
+def test_status_names_the_gpus_of_a_track_record():
+    """A `track --job` record has no ran_on: status showed "1x None"."""
+    from test_ledger import record
+
+    from carbonsched.run.views import measured_summary
+
+    summary = measured_summary(record())
+    assert (summary["gpu"], summary["gpu_count"]) == ("NVIDIA A100-SXM4-40GB", 1)
