@@ -55,8 +55,9 @@ class Policy:
     tolerance_pct: float = 1.0
     risk: str = "mean"  # "p90": the carbon term uses the forecast's upper decile (the planner supplies it)
     min_gain_pct: float = 0.0  # single-term objectives: smaller gains than this do not justify waiting or moving
-    # "robust" (default): the carbon objective waits only for starts whose p90 beats the expected
-    # "now" (ranking.py); "expected" waits for any gain in the mean forecast
+    # "robust" (default): waits only for starts whose p90 beats the expected "now" (ranking.py: for
+    # carbon, now here and on the greenest offering; weighted and lexicographic, now here);
+    # "expected" waits for any gain in the mean forecast
     deferral: str = "robust"
 
     def __post_init__(self):
