@@ -36,12 +36,19 @@ KILL_AFTER_S = 30.0  # a run still there this long after SIGTERM/SIGINT/SIGHUP i
 TIMEOUT_KILL_S = 10.0  # after the timeout's SIGTERM
 
 
-def process_start(pid: int) -> str | None:
-    """Process start time since boot (/proc/PID/stat field 22), to tell a recycled pid apart."""
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3, the state, first), or None when
+    the process is gone (or there is no /proc)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def process_start(pid: int) -> str | None:
+    """Process start time since boot (/proc/PID/stat field 22), to tell a recycled pid apart."""
+    fields = proc_stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 def _confirmed(directory: Path, wait_s: float) -> bool:

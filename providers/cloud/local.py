@@ -47,7 +47,7 @@ from carbonsched.providers.cloud.launcher import (Job, job_argv, job_env, refuse
                                                   with_setup)
 from carbonsched.fileio import write_text_atomic
 from carbonsched.record import is_record
-from carbonsched.runner import process_start
+from carbonsched.runner import proc_stat, process_start
 
 TRACKER_MODULE = "carbonsched.cli.track"  # `carbonsched track` without the other commands' imports
 RUNNER_MODULE = "carbonsched.runner"  # a light process entry point (see its docstring)
@@ -221,12 +221,9 @@ def _group_alive(pgid: int) -> bool:
         except PermissionError:
             pass
         return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # it ended while we looked
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+    for entry in proc.iterdir():
+        fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None  # None: it ended while we looked
+        if fields is not None and len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
             return True
     return False
 
@@ -294,7 +291,5 @@ def _alive(pid: int, start: str | None) -> bool:
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+    fields = proc_stat(pid)
+    return fields is not None and fields[:1] == ["Z"]
