@@ -87,20 +87,13 @@ def run(directory: Path, command: list[str], timeout_s: float | None, token: str
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     if received:  # cancelled before the command started: do not start it
-        write_json_atomic(directory / "exit.json", {"exit_code": 128 + received[-1], "started_at": started.isoformat(),
-                                                    "finished_at": started.isoformat(), "duration_s": 0.0,
-                                                    "timed_out": False, "signal": received[-1]})
-        return 128 + received[-1]
+        return _exit(directory, 128 + received[-1], started, finished=started, duration_s=0.0, sig=received[-1])
     try:
         child = subprocess.Popen(command)
     except OSError as exc:
         print(f"carbonsched runner: cannot run {command[0]!r}: {exc}", file=sys.stderr)
-        code = 127 if isinstance(exc, FileNotFoundError) else 126
-        write_json_atomic(directory / "exit.json", {"exit_code": code, "started_at": started.isoformat(),
-                                               "finished_at": datetime.now(timezone.utc).isoformat(),
-                                               "duration_s": 0.0, "timed_out": False, "signal": None,
-                                               "error": str(exc)})
-        return code
+        return _exit(directory, 127 if isinstance(exc, FileNotFoundError) else 126, started, duration_s=0.0,
+                     error=str(exc))
     if received:  # a signal came while it started: pass it on now
         child.send_signal(received[-1])
     timed_out, kill_at = False, None  # kill_at: when a run asked to stop is killed
@@ -118,26 +111,29 @@ def run(directory: Path, command: list[str], timeout_s: float | None, token: str
         if received and kill_at is None:
             kill_at = now + kill_after_s
         if kill_at is not None and now >= kill_at:
-            _kill(directory, child, started, t0, timed_out)
-            return 128 + signal.SIGKILL
+            # exit.json first: the runner dies with the group it kills
+            code = _exit(directory, 128 + signal.SIGKILL, started, duration_s=round(time.monotonic() - t0, 3),
+                         timed_out=timed_out, sig=int(signal.SIGKILL), killed="it did not stop when asked")
+            _kill(child)
+            return code
     rc = child.returncode
-    code = 128 - rc if rc < 0 else rc
+    return _exit(directory, 128 - rc if rc < 0 else rc, started, duration_s=round(time.monotonic() - t0, 3),
+                 timed_out=timed_out, sig=-rc if rc < 0 else (received[-1] if received else None))
+
+
+def _exit(directory: Path, code: int, started: datetime, *, duration_s: float, finished: datetime | None = None,
+          timed_out: bool = False, sig: int | None = None, **extra) -> int:
+    """Write ``exit.json`` (module docstring; ``extra``: ``error``, ``killed``) and return ``code``."""
     write_json_atomic(directory / "exit.json", {
-        "exit_code": code, "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
-        "duration_s": round(time.monotonic() - t0, 3), "timed_out": timed_out,
-        "signal": (-rc if rc < 0 else (received[-1] if received else None)),
-    })
+        "exit_code": code, "started_at": started.isoformat(),
+        "finished_at": (finished or datetime.now(timezone.utc)).isoformat(), "duration_s": duration_s,
+        "timed_out": timed_out, "signal": sig, **extra})
     return code
 
 
-def _kill(directory: Path, child: subprocess.Popen, started: datetime, t0: float, timed_out: bool) -> None:
-    """Kill a run that did not stop when asked: ``exit.json`` first (the runner dies with its group),
-    then SIGKILL to the process group it leads (the launcher starts it in a session of its own), else
-    to the child alone."""
-    write_json_atomic(directory / "exit.json", {
-        "exit_code": 128 + signal.SIGKILL, "started_at": started.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(), "duration_s": round(time.monotonic() - t0, 3),
-        "timed_out": timed_out, "signal": int(signal.SIGKILL), "killed": "it did not stop when asked"})
+def _kill(child: subprocess.Popen) -> None:
+    """Kill a run that did not stop when asked: SIGKILL to the process group this runner leads (the
+    launcher starts it in a session of its own), else to the child alone."""
     if os.getpgrp() == os.getpid():
         os.killpg(os.getpid(), signal.SIGKILL)
     child.kill()
