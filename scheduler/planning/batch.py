@@ -49,7 +49,7 @@ import numpy as np
 
 from carbonsched.errors import ConfigError, InfeasibleError, UserInputError
 from carbonsched.models import SCHEMA_VERSION, Placement, placement_to_dict
-from carbonsched.policies.assignment import BatchProblem, BatchSolution, better, greedy, solve
+from carbonsched.policies.assignment import BatchProblem, BatchSolution, better, greedy, placed_key, solve
 from carbonsched.settings import Settings, resolve_settings
 from carbonsched.spec.job import JobSpec
 from carbonsched.units import iso_utc, utc_instant
@@ -263,16 +263,14 @@ def _greedy_instead(batch: BatchColumns, sol: BatchSolution, g: np.ndarray, top_
     happens only through the deferral-rule repair: its columns (plan's choices, each offering's
     first start) are outside the solver's top-k, and greedy's repair may find room in them that the
     plan's does not."""
-    p = batch.problem
-    left = float(p.weights[g < 0].sum())
+    left, objective = placed_key(batch.problem, g)
     cut = f" (--top-k {top_k} left them out of the solver; a larger top-k lets it see them)" if top_k else ""
     warnings.append("greedy in submission order placed more than the solver's plan through candidates the solver did "
-                    f"not see{cut}: the plan is greedy's" if left < float(p.weights[sol.choice < 0].sum()) else
+                    f"not see{cut}: the plan is greedy's" if left < placed_key(batch.problem, sol.choice)[0] else
                     "greedy in submission order did better than the solver's plan after the deferral rules' repair: "
                     "the plan is greedy's")
     stats = {**sol.stats, "unplaced_weight": left, "proven": left == 0, "greedy_adopted": True}
-    return replace(sol, choice=g.copy(), status="greedy", objective=float(p.cost[g[g >= 0]].sum()),
-                   gap_vs_lp=float("nan"), stats=stats)
+    return replace(sol, choice=g.copy(), status="greedy", objective=objective, gap_vs_lp=float("nan"), stats=stats)
 
 
 def _unique_names(jobs: list[JobSpec]) -> list[str]:
