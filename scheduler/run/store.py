@@ -41,6 +41,7 @@ from carbonsched.units import iso_utc, parse_utc
 DEFAULT_LEASE_S = 120.0  # a claim holds this long without a heartbeat (renewed every quarter of it)
 STATES = ("scheduled", "launching", "running", "paused", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
+OUTCOMES = ("pending", "launched", "capacity", "error", "reconciled")  # of an attempt
 
 
 class UnknownJobError(UserInputError):
@@ -88,7 +89,7 @@ class Attempt:
     token: str
     started_at: datetime
     finished_at: datetime | None
-    outcome: str  # pending | launched | capacity | error | reconciled
+    outcome: str  # one of OUTCOMES
     error_code: str | None
     message: str | None
     resource_id: str | None

@@ -23,7 +23,7 @@ from typing import IO, Iterable, Iterator
 
 from carbonsched.errors import UserInputError
 from carbonsched.run.schema import SCHEMA_VERSION, TABLES
-from carbonsched.run.store import STATES, Store
+from carbonsched.run.store import OUTCOMES, STATES, Store
 
 FORMAT = "carbonsched-store"
 _ORDER = {"jobs": "created_at, id", "attempts": "job_id, attempt", "events": "seq", "measurements": "job_id",
@@ -36,7 +36,7 @@ _TIMES = {"jobs": ("created_at", "updated_at", "start_at", "claimed_at", "lease_
           "tokens": ("created_at", "last_used_at", "revoked_at")}
 _INTS = {"jobs": ("exit_code", "max_attempts"), "attempts": ("attempt", "rank")}
 _CHOICES = {"jobs": {"state": STATES},
-            "attempts": {"outcome": ("pending", "launched", "capacity", "error", "reconciled")}}
+            "attempts": {"outcome": OUTCOMES}}
 
 
 def export_rows(store: Store) -> Iterator[dict]:
